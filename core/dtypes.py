@@ -1,0 +1,261 @@
+"""Every record layout and constant of kalshi-rl, in one place.
+
+Units (see ARCHITECTURE.md):
+
+* price  -- integer ticks of $0.001 on the YES scale unless a field says NO, 0..1000.
+* count  -- integer hundredths of a contract (Kalshi's ``*_fp`` strings have 2 decimals).
+* money  -- integer units of $0.0001.
+* time   -- exchange timestamps in unix milliseconds (``*_ts_ms`` / ``exch_ts``),
+            local receive timestamps in unix nanoseconds (``recv_ts``).
+
+Kalshi books hold bids only: YES bids and NO bids.  A YES ask at ``p`` is a NO bid at
+``PRICE_MAX - p``.  We store both bid ladders and derive asks.
+
+No other module defines a record layout, a side/event constant or a sentinel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --------------------------------------------------------------------------- units
+PRICE_SCALE = 1000  # ticks per dollar ($0.001 ticks)
+PRICE_MIN = 0
+PRICE_MAX = 1000
+N_PRICES = PRICE_MAX + 1  # book ladder length (index == price in ticks)
+COUNT_SCALE = 100  # count units per contract (hundredths)
+MONEY_SCALE = 10_000  # money units per dollar ($0.0001)
+# money units for count (hundredths) x price (ticks): c/100 * p/1000 dollars = c*p/10 money.
+NOTIONAL_DIVISOR = (COUNT_SCALE * PRICE_SCALE) // MONEY_SCALE  # == 10
+PAYOUT_PER_CONTRACT = MONEY_SCALE  # a winning contract pays $1 = 10_000 money units
+
+# --------------------------------------------------------------------------- sides
+SIDE_YES = 0
+SIDE_NO = 1
+N_SIDES = 2
+SIDE_NONE = -1  # e.g. the marker row of an empty snapshot
+
+# taker side of a trade / the side an action buys
+TAKER_YES = SIDE_YES
+TAKER_NO = SIDE_NO
+
+# --------------------------------------------------------------------------- sentinels
+NO_PRICE = -1  # "no level": empty side, no best bid, unknown price
+NO_SEQ = -1  # no sequence number seen yet
+NO_TS = -1  # unknown timestamp
+NO_MARKET = -1  # unallocated book slot
+
+# --------------------------------------------------------------------------- event kinds
+EV_SNAPSHOT = 1
+EV_DELTA = 2
+EV_TRADE = 3
+EV_GAP = 4  # a sequence gap / disconnect invalidated a book
+EV_LIFECYCLE = 5
+
+# --------------------------------------------------------------------------- status codes
+# Kernels never raise; they return one of these.  Python turns them into counters/errors.
+ST_OK = 0
+ST_NEGATIVE = 1  # a delta would make a level negative (desync)
+ST_CROSSED = 2  # best YES bid + best NO bid >= PRICE_MAX (crossed or locked book)
+ST_INVALID_BOOK = 3  # the book is marked invalid; the update was not applied
+ST_BAD_PRICE = 4  # price outside PRICE_MIN..PRICE_MAX
+ST_BAD_SIDE = 5
+ST_BAD_MARKET = 6  # book slot out of range
+ST_FULL = 7  # ring buffer full (records not pushed)
+
+STATUS_NAMES = {
+    ST_OK: "ok",
+    ST_NEGATIVE: "negative_level",
+    ST_CROSSED: "crossed_book",
+    ST_INVALID_BOOK: "invalid_book",
+    ST_BAD_PRICE: "bad_price",
+    ST_BAD_SIDE: "bad_side",
+    ST_BAD_MARKET: "bad_market",
+    ST_FULL: "ring_full",
+}
+
+# --------------------------------------------------------------------------- book meta
+BOOK_META_DTYPE = np.dtype(
+    [
+        ("valid", np.uint8),  # 1 once a snapshot was applied and no gap/desync since
+        ("status", np.int8),  # last non-OK status code (ST_*) seen on this book
+        ("sid", np.int32),  # subscription id the book is fed by (-1 none)
+        ("last_seq", np.int64),  # seq of the last message applied
+        ("last_exch_ts", np.int64),  # exchange ts (ms) of the last update
+        ("last_recv_ts", np.int64),  # local receive ts (ns) of the last update
+        ("n_updates", np.int64),  # snapshots + deltas applied since start
+        ("n_snapshots", np.int64),
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- ring records
+# ``rec_id`` is a per-collector-session counter shared by every record kind, assigned in
+# arrival order.  (session_id, rec_id) is the primary key in the database, which makes
+# replays idempotent and lets history loading merge snapshots, deltas, trades and gaps
+# in exactly the order the feed saw them.  ``market`` is the book slot of the market in
+# the live BookSet; the writer maps slots to ``markets.id`` when it encodes COPY rows.
+DELTA_DTYPE = np.dtype(
+    [
+        ("rec_id", np.int64),
+        ("exch_ts", np.int64),  # ms
+        ("recv_ts", np.int64),  # ns
+        ("seq", np.int64),
+        ("delta", np.int64),  # signed change, count units
+        ("market", np.int32),
+        ("sid", np.int32),
+        ("price", np.int16),  # ticks, on the scale of ``side`` (NO bids on the NO scale)
+        ("side", np.int8),  # SIDE_YES / SIDE_NO
+        ("status", np.int8),  # ST_* from applying it to the live book
+    ],
+    align=True,
+)
+
+# One row per level of a snapshot; all rows of one snapshot share rec_id/seq.  An empty
+# snapshot (both sides absent) is one marker row with side=SIDE_NONE, price=NO_PRICE, qty=0.
+SNAPSHOT_LEVEL_DTYPE = np.dtype(
+    [
+        ("rec_id", np.int64),
+        ("exch_ts", np.int64),
+        ("recv_ts", np.int64),
+        ("seq", np.int64),
+        ("qty", np.int64),  # count units (> 0)
+        ("market", np.int32),
+        ("sid", np.int32),
+        ("price", np.int16),
+        ("side", np.int8),
+        ("status", np.int8),
+    ],
+    align=True,
+)
+
+TRADE_DTYPE = np.dtype(
+    [
+        ("rec_id", np.int64),
+        ("exch_ts", np.int64),
+        ("recv_ts", np.int64),
+        ("count", np.int64),  # count units
+        ("trade_id_hi", np.uint64),  # Kalshi trade_id UUID, big-endian halves
+        ("trade_id_lo", np.uint64),
+        ("market", np.int32),
+        ("sid", np.int32),
+        ("seq", np.int64),  # NO_SEQ: trade messages carry no seq
+        ("yes_price", np.int16),  # ticks, YES scale
+        ("taker_side", np.int8),  # TAKER_YES / TAKER_NO
+    ],
+    align=True,
+)
+
+# A sequence gap, disconnect or desync that invalidated a book.  One row per affected market.
+GAP_REASON_SEQ = 1  # seq jumped on the sid
+GAP_REASON_DISCONNECT = 2  # socket lost
+GAP_REASON_DESYNC = 3  # negative level / crossed book
+GAP_REASON_SUB_ERROR = 4  # server error 10/17/25 on a live sid
+GAP_DTYPE = np.dtype(
+    [
+        ("rec_id", np.int64),
+        ("recv_ts", np.int64),
+        ("expected_seq", np.int64),
+        ("got_seq", np.int64),
+        ("market", np.int32),
+        ("sid", np.int32),
+        ("reason", np.int8),
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- trading
+# Actions of the discrete action space (env and actor share them).
+ACT_HOLD = 0
+ACT_BUY_YES = 1
+ACT_SELL_YES = 2
+ACT_BUY_NO = 3
+ACT_SELL_NO = 4
+N_ACTIONS = 5
+
+ORDER_BUY = 0
+ORDER_SELL = 1
+
+TIF_IOC = 0  # immediate_or_cancel
+TIF_GTC = 1  # good_till_canceled
+TIF_FOK = 2  # fill_or_kill
+
+ORD_RESTING = 0
+ORD_CANCELED = 1
+ORD_EXECUTED = 2
+
+# Account state of one agent in one market.  ``position`` is signed: +YES / -NO contracts
+# (count units), as Kalshi's ``position_fp``.  ``cost_basis`` is the money paid for the
+# open position (on its own side's price scale); avg cost = cost_basis / |position|.
+POSITION_DTYPE = np.dtype(
+    [
+        ("position", np.int64),  # count units, +YES / -NO
+        ("cost_basis", np.int64),  # money
+        ("cash", np.int64),  # money
+        ("realized_pnl", np.int64),  # money, net of fees
+        ("fees_paid", np.int64),  # money
+        ("n_trades", np.int64),
+        ("volume", np.int64),  # count units traded
+    ],
+    align=True,
+)
+
+ORDER_DTYPE = np.dtype(
+    [
+        ("order_id", np.int64),
+        ("ts", np.int64),  # ns
+        ("count", np.int64),  # initial count units
+        ("remaining", np.int64),
+        ("filled", np.int64),
+        ("queue_ahead", np.int64),  # count units ahead of us at our level (resting model)
+        ("fees", np.int64),  # money
+        ("market", np.int32),
+        ("price", np.int16),  # ticks on ``side``'s scale (limit)
+        ("side", np.int8),  # SIDE_YES / SIDE_NO (the outcome bought/sold)
+        ("action", np.int8),  # ORDER_BUY / ORDER_SELL
+        ("tif", np.int8),
+        ("status", np.int8),  # ORD_*
+    ],
+    align=True,
+)
+
+FILL_DTYPE = np.dtype(
+    [
+        ("order_id", np.int64),
+        ("ts", np.int64),  # ns
+        ("count", np.int64),
+        ("fee", np.int64),  # money
+        ("market", np.int32),
+        ("price", np.int16),  # ticks on ``side``'s scale
+        ("side", np.int8),
+        ("action", np.int8),
+        ("is_taker", np.uint8),
+    ],
+    align=True,
+)
+
+ACTION_DTYPE = np.dtype(
+    [
+        ("ts", np.int64),  # ns
+        ("step", np.int64),
+        ("count", np.int64),
+        ("account_value", np.int64),  # money, after the action
+        ("position", np.int64),
+        ("market", np.int32),
+        ("action", np.int8),  # ACT_*
+        ("price", np.int16),  # limit/fill price, ticks, NO_PRICE for hold
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- fees
+# Kalshi: fee = round_up(rate * C * P * (1 - P)) dollars.  As an exact integer ratio:
+TAKER_FEE_NUM, TAKER_FEE_DEN = 7, 100  # 0.07
+MAKER_FEE_NUM, MAKER_FEE_DEN = 7, 400  # 0.0175
+FEE_ROUND_CURRENT = 1  # round the trade fee up to $0.0001 (current Kalshi rule)
+FEE_ROUND_CENT = 100  # classic rule: round up to the next cent per order
+
+# --------------------------------------------------------------------------- defaults
+DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
+FEATURE_TOP_LEVELS = 5  # depth levels per side used in observations
+HIST_LEN = 32  # rolling window of mids (decision points) kept for features
