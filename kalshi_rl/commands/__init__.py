@@ -1,0 +1,1 @@
+"""CLI subcommand groups; each module is the composition root of its runtime."""
