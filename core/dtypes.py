@@ -259,3 +259,105 @@ FEE_ROUND_CENT = 100  # classic rule: round up to the next cent per order
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
 FEATURE_TOP_LEVELS = 5  # depth levels per side used in observations
 HIST_LEN = 32  # rolling window of mids (decision points) kept for features
+
+# --------------------------------------------------------------------------- ring control
+# Slots of a ring's int64 control array (core.ring).  head/tail are monotonically growing
+# counters (index = counter & (capacity - 1)); the producer writes only HEAD, HWM,
+# OVERFLOW and PUSHED, the consumer only TAIL and DRAINED.
+RING_HEAD = 0
+RING_TAIL = 1
+RING_HWM = 2  # highest occupancy seen
+RING_OVERFLOW = 3  # records the ring refused because it was full (cumulative)
+RING_PUSHED = 4  # records accepted (cumulative)
+RING_DRAINED = 5  # records handed to the consumer (cumulative)
+RING_CTL_LEN = 8  # padded so producer/consumer slots can be split later without a relayout
+
+# --------------------------------------------------------------------------- env (RL)
+# Per-env state of the vectorised trading env (kalshi_rl.env.kernels), one record per env.
+ENV_STATE_DTYPE = np.dtype(
+    [
+        ("seg", np.int64),  # segment index of the running episode
+        ("t", np.int64),  # current row (decision point) in the dataset
+        ("steps", np.int64),  # steps taken in this episode
+        ("rng", np.uint64),  # xorshift64* state (seeded from the env's np_random)
+        ("ep_return", np.float64),  # sum of rewards in this episode
+        ("n_invalid", np.int64),  # masked actions chosen in this episode (run as hold)
+    ],
+    align=True,
+)
+
+# Summary of a finished episode, written by the step kernel at the step that ends it.
+EPISODE_DTYPE = np.dtype(
+    [
+        ("ret", np.float64),  # sum of rewards
+        ("length", np.int64),  # steps
+        ("pnl", np.int64),  # money: final account value - start cash (net of fees)
+        ("fees", np.int64),  # money
+        ("trades", np.int64),
+        ("n_invalid", np.int64),
+        ("seg", np.int64),
+        ("settled", np.int8),  # 1 if the segment's result was known and paid out
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- sim (local exchange)
+# One generated exchange event of kalshi_rl.sim (model or replay), in stream order.
+#   EV_DELTA:     side, price (side's own scale), qty = signed change (count units)
+#   EV_TRADE:     side = taker side, price = YES price, qty = count
+#   EV_SNAPSHOT:  one row per level like SNAPSHOT_LEVEL_DTYPE rows (side SIDE_NONE = empty);
+#                 rows of one snapshot share ``group``
+#   EV_LIFECYCLE: side = LC_* event type, price = result (RESULT_*) when determined
+SIM_EVENT_DTYPE = np.dtype(
+    [
+        ("ts", np.int64),  # exchange ms
+        ("qty", np.int64),
+        ("group", np.int64),  # snapshot id (EV_SNAPSHOT), else the generating step
+        ("market", np.int32),  # index into the sim's market list
+        ("price", np.int16),
+        ("kind", np.int8),  # EV_*
+        ("side", np.int8),
+    ],
+    align=True,
+)
+
+# market_lifecycle_v2 event types (sim and recorder share the codes)
+LC_CREATED = 1
+LC_ACTIVATED = 2
+LC_DEACTIVATED = 3
+LC_CLOSE_DATE_UPDATED = 4
+LC_DETERMINED = 5
+LC_SETTLED = 6
+LC_CLOSED = 7  # close_time reached: no WS event of its own, REST status becomes "closed"
+
+RESULT_NONE = -1
+RESULT_NO = 0
+RESULT_YES = 1
+
+# --------------------------------------------------------------------------- book (core.book)
+ST_BAD_BEST = 8  # book_check: the cached best price disagrees with the ladder
+STATUS_NAMES[ST_BAD_BEST] = "bad_best_cache"
+
+# Per-market state of the sim's market model (kalshi_rl.sim.model).
+MS_OPEN = 0
+MS_CLOSED = 1
+MS_DETERMINED = 2
+MS_SETTLED = 3
+SIM_MARKET_DTYPE = np.dtype(
+    [
+        ("logit", np.float64),  # latent log-odds of YES
+        ("close_u", np.float64),  # uniform draw deciding the result at close (u < p => yes)
+        ("close_ts", np.int64),  # ms
+        ("determine_ts", np.int64),
+        ("settle_ts", np.int64),
+        ("volume", np.int64),  # count units traded
+        ("grid_len", np.int32),  # valid prices in this market's grid row
+        ("last_price", np.int16),  # last trade YES price (NO_PRICE before the first)
+        ("status", np.int8),  # MS_*
+        ("result", np.int8),  # RESULT_*
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- feed (kalshi.feed)
+GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale

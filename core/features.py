@@ -1,0 +1,468 @@
+"""THE observation kernel: market + account features, single (live) and batched (history).
+
+Nothing else in the project builds observations.  The live actor, the env and the history
+loader all call these kernels, and the batched path is bit-identical to the live path
+(same inner kernel, same float64 arithmetic, no fastmath).
+
+Inputs are top-of-book levels as ``core.book.book_top_k`` gives them: ``px`` int16 [2, K]
+(bid prices per side, best first, each side on its own scale: YES bids on the YES scale,
+NO bids on the NO scale, padded with ``NO_PRICE``) and ``qty`` int64 [2, K] (count units,
+padded with 0).  Only the first ``FEATURE_TOP_LEVELS`` (5) levels are used, so K may be
+larger (datasets keep ``DEFAULT_TOP_K``).
+
+History: ``hist`` float64 [HIST_LEN] holds YES-scale mids (ticks) of past decision points,
+``hist[0]`` the newest; ``hist_n`` is how many are valid.  Order per decision point:
+**push, then compute** -- ``hist_n = hist_push(hist, hist_n, mid)`` with the current mid
+(``mid_from_levels`` / ``book_mid``), then ``market_features_*``.  So ``hist[0]`` is the
+current mid and ``hist[k]`` the mid ``k`` decision points back.
+
+Mid fallback (``mid_from_levels``): both sides quoted -> (yes_bid + (1000 - no_bid)) / 2;
+only YES bids -> yes_bid; only NO bids -> 1000 - no_bid (the YES ask); empty -> 500.
+
+Market features (float32 [N_MARKET_FEATURES]; ``yb``/``nb`` best YES/NO bid in ticks, an
+empty side counts as a bid of 0; ``qy_i``/``qn_i`` level-i quantity in contracts;
+``D(x) = log1p(x) / 10``):
+
+==  ==================  ==============================================================
+ #  name                value
+==  ==================  ==============================================================
+ 0  yes_bid             yb / 1000                       (0 when no YES bids)
+ 1  yes_ask             (1000 - nb) / 1000              (1 when no NO bids)
+ 2  no_bid              nb / 1000                       (0 when no NO bids)
+ 3  no_ask              (1000 - yb) / 1000              (1 when no YES bids)
+ 4  spread              yes_ask - yes_bid  (== the NO spread), in [0, 1]
+ 5  mid                 mid / 1000 (fallback above)
+ 6  microprice          (yb*qn_1 + (1000-nb)*qy_1) / (qy_1+qn_1) / 1000; mid if a side empty
+ 7  has_yes_bid         1 if the YES ladder has a level else 0
+ 8  has_no_bid          1 if the NO ladder has a level else 0
+ 9  yes_depth_1..5      D(qy_i) for the 5 best YES bids (0 when missing)
+14  no_depth_1..5       D(qn_i) for the 5 best NO bids
+19  yes_depth_total     D(sum of qy_1..5)
+20  no_depth_total      D(sum of qn_1..5)
+21  imbalance_l1        (qy_1 - qn_1) / (qy_1 + qn_1), 0 when both empty; in [-1, 1]
+22  imbalance_top5      same over the sums of the top 5 levels
+23  ret_1               (hist[0] - hist[1]) / 100   (mid change in $0.10 units; 0 if short)
+24  ret_5               (hist[0] - hist[5]) / 100
+25  ret_20              (hist[0] - hist[20]) / 100
+26  volatility          population std of the hist_n-1 one-step mid changes / 10
+                        ($0.01 units; 0 with fewer than 2 changes)
+27  hist_fill           hist_n / HIST_LEN (how much history backs 23..26)
+28  ttc                 time-to-close fraction, clipped to [0, 1] (1 open, 0 closing)
+==  ==================  ==============================================================
+
+Account features (float32 [N_ACCOUNT_FEATURES]; ``S`` = start_cash money, ``p`` = position
+in contracts, mark price = yes_mid for YES, 1000 - yes_mid for NO):
+
+==  ==================  ==============================================================
+ 0  position            sign(p) * log1p(abs(p)) / 5   (+YES / -NO)
+ 1  avg_cost            cost_basis / abs(p) in dollars per contract (own side), 0 if flat
+ 2  upnl_per_contract   mark/1000 - avg_cost, in [-1, 1], 0 if flat
+ 3  upnl                (mark value - cost_basis) / S
+ 4  cash                cash / S - 1   (``pos.cash`` is the balance, starting at S)
+ 5  value               account_value / S - 1  (total return so far)
+ 6  fees                fees_paid / S
+==  ==================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from core.book import book_top_k
+from core.dtypes import FEATURE_TOP_LEVELS, HIST_LEN, NO_PRICE, NOTIONAL_DIVISOR, PRICE_MAX
+from core.fills import first_record
+
+MARKET_FEATURE_NAMES: tuple[str, ...] = (
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "spread",
+    "mid",
+    "microprice",
+    "has_yes_bid",
+    "has_no_bid",
+    *(f"yes_depth_{i + 1}" for i in range(FEATURE_TOP_LEVELS)),
+    *(f"no_depth_{i + 1}" for i in range(FEATURE_TOP_LEVELS)),
+    "yes_depth_total",
+    "no_depth_total",
+    "imbalance_l1",
+    "imbalance_top5",
+    "ret_1",
+    "ret_5",
+    "ret_20",
+    "volatility",
+    "hist_fill",
+    "ttc",
+)
+ACCOUNT_FEATURE_NAMES: tuple[str, ...] = (
+    "position",
+    "avg_cost",
+    "upnl_per_contract",
+    "upnl",
+    "cash",
+    "value",
+    "fees",
+)
+N_MARKET_FEATURES = len(MARKET_FEATURE_NAMES)  # 29
+N_ACCOUNT_FEATURES = len(ACCOUNT_FEATURE_NAMES)  # 7
+N_FEATURES = N_MARKET_FEATURES + N_ACCOUNT_FEATURES
+
+# Feature indices the kernels write (kept next to the names so the table cannot drift).
+F_YES_DEPTH = MARKET_FEATURE_NAMES.index("yes_depth_1")
+F_NO_DEPTH = MARKET_FEATURE_NAMES.index("no_depth_1")
+F_RET = MARKET_FEATURE_NAMES.index("ret_1")
+F_VOL = MARKET_FEATURE_NAMES.index("volatility")
+
+# Normalisation scales (documented in the module table and docs/features.md).
+DEPTH_LOG_SCALE = 10.0  # log1p(contracts) / 10: 22k contracts -> 1.0
+RET_SCALE_TICKS = 100.0  # mid changes in $0.10 units
+VOL_SCALE_TICKS = 10.0  # std of one-step mid changes in $0.01 units
+POS_LOG_SCALE = 5.0  # sign * log1p(contracts) / 5: 100 contracts -> 0.92
+RET_LAGS = (1, 5, 20)
+_COUNT_PER_CONTRACT = 100.0  # count units are hundredths of a contract
+_MID_EMPTY = PRICE_MAX / 2.0
+_LAG_1, _LAG_5, _LAG_20 = RET_LAGS
+
+assert HIST_LEN > _LAG_20, "HIST_LEN must cover the longest return lag"
+assert MARKET_FEATURE_NAMES.index("ttc") == N_MARKET_FEATURES - 1
+
+
+@njit(cache=True, inline="always")
+def _mid(yes_bid: int, no_bid: int) -> float:
+    # One formula for both the levels path and the live best-price path: bit-identical mids.
+    if NO_PRICE not in (yes_bid, no_bid):
+        return (yes_bid + (PRICE_MAX - no_bid)) / 2.0
+    if yes_bid != NO_PRICE:
+        return float(yes_bid)
+    if no_bid != NO_PRICE:
+        return float(PRICE_MAX - no_bid)
+    return _MID_EMPTY
+
+
+@njit(cache=True)
+def mid_from_levels(px: np.ndarray, qty: np.ndarray) -> float:
+    """YES-scale mid in ticks from top levels.
+
+    Args:
+        px: int16 [2, K] best-first bid prices per side (NO_PRICE padded).
+        qty: int64 [2, K] matching quantities (unused; kept for a uniform signature).
+
+    Returns:
+        float64 mid in ticks; one-sided books fall back to the quoted side's YES price,
+        an empty book gives 500.
+    """
+    return _mid(int(px[0, 0]), int(px[1, 0]))
+
+
+@njit(cache=True)
+def book_mid(best: np.ndarray, m: int) -> float:
+    """YES-scale mid in ticks of live book slot ``m`` (same value as ``mid_from_levels``).
+
+    Args:
+        best: int32 [cap, 2] best bid per side (NO_PRICE when empty).
+        m: book slot.
+
+    Returns:
+        float64 mid in ticks.
+    """
+    return _mid(int(best[m, 0]), int(best[m, 1]))
+
+
+@njit(cache=True)
+def mids_batch(px: np.ndarray, qty: np.ndarray, out: np.ndarray) -> None:
+    """Mid per decision point.
+
+    Args:
+        px: int16 [T, 2, K]; qty: int64 [T, 2, K].
+        out: float64 [T] filled with ``mid_from_levels`` of each row.
+    """
+    for t in range(px.shape[0]):
+        out[t] = _mid(int(px[t, 0, 0]), int(px[t, 1, 0]))
+
+
+@njit(cache=True)
+def hist_push(hist: np.ndarray, n: int, mid: float) -> int:
+    """Shift ``mid`` into the rolling history (``hist[0]`` newest).
+
+    Args:
+        hist: float64 [HIST_LEN] mids of past decision points, newest first.
+        n: number of valid entries.
+        mid: current YES-scale mid in ticks.
+
+    Returns:
+        new count ``min(n + 1, HIST_LEN)``.
+    """
+    for i in range(hist.shape[0] - 1, 0, -1):
+        hist[i] = hist[i - 1]
+    hist[0] = mid
+    return min(n + 1, hist.shape[0])
+
+
+@njit(cache=True, inline="always")
+def _imbalance(a: float, b: float) -> float:
+    s = a + b
+    if s <= 0.0:
+        return 0.0
+    return (a - b) / s
+
+
+@njit(cache=True, inline="always")
+def _depth(q: float) -> float:
+    return np.log1p(q / _COUNT_PER_CONTRACT) / DEPTH_LOG_SCALE
+
+
+@njit(cache=True)
+def market_features_from_levels(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    px: np.ndarray,
+    qty: np.ndarray,
+    hist: np.ndarray,
+    hist_n: int,
+    ttc_frac: float,
+    out: np.ndarray,
+) -> None:
+    """The one inner kernel: market features from top levels and mid history.
+
+    Args:
+        px: int16 [2, K>=5] best-first bids per side, own scale, NO_PRICE padded.
+        qty: int64 [2, K] count units, 0 padded.
+        hist: float64 [HIST_LEN] mids newest first (current mid already pushed).
+        hist_n: valid entries in ``hist``.
+        ttc_frac: time-to-close fraction (clipped to [0, 1]).
+        out: float32 [N_MARKET_FEATURES] written in place (see the module table).
+    """
+    yb = int(px[0, 0])
+    nb = int(px[1, 0])
+    has_y = yb != NO_PRICE
+    has_n = nb != NO_PRICE
+    yb_t = float(yb) if has_y else 0.0
+    nb_t = float(nb) if has_n else 0.0
+    ya_t = PRICE_MAX - nb_t
+    mid = _mid(yb, nb)
+    qy1 = float(qty[0, 0]) if has_y else 0.0
+    qn1 = float(qty[1, 0]) if has_n else 0.0
+    if has_y and has_n and qy1 + qn1 > 0.0:
+        # Microprice leans toward the thinner side: heavy bids push it toward the ask.
+        micro = (yb_t * qn1 + ya_t * qy1) / (qy1 + qn1)
+    else:
+        micro = mid
+
+    out[0] = yb_t / PRICE_MAX
+    out[1] = ya_t / PRICE_MAX
+    out[2] = nb_t / PRICE_MAX
+    out[3] = (PRICE_MAX - yb_t) / PRICE_MAX
+    out[4] = (ya_t - yb_t) / PRICE_MAX
+    out[5] = mid / PRICE_MAX
+    out[6] = micro / PRICE_MAX
+    out[7] = 1.0 if has_y else 0.0
+    out[8] = 1.0 if has_n else 0.0
+
+    tot_y = 0.0
+    tot_n = 0.0
+    for i in range(FEATURE_TOP_LEVELS):
+        qy = float(qty[0, i]) if px[0, i] != NO_PRICE else 0.0
+        qn = float(qty[1, i]) if px[1, i] != NO_PRICE else 0.0
+        tot_y += qy
+        tot_n += qn
+        out[F_YES_DEPTH + i] = _depth(qy)
+        out[F_NO_DEPTH + i] = _depth(qn)
+    out[F_NO_DEPTH + FEATURE_TOP_LEVELS] = _depth(tot_y)
+    out[F_NO_DEPTH + FEATURE_TOP_LEVELS + 1] = _depth(tot_n)
+    out[F_NO_DEPTH + FEATURE_TOP_LEVELS + 2] = _imbalance(qy1, qn1)
+    out[F_NO_DEPTH + FEATURE_TOP_LEVELS + 3] = _imbalance(tot_y, tot_n)
+
+    out[F_RET] = (hist[0] - hist[_LAG_1]) / RET_SCALE_TICKS if hist_n > _LAG_1 else 0.0
+    out[F_RET + 1] = (hist[0] - hist[_LAG_5]) / RET_SCALE_TICKS if hist_n > _LAG_5 else 0.0
+    out[F_RET + 2] = (hist[0] - hist[_LAG_20]) / RET_SCALE_TICKS if hist_n > _LAG_20 else 0.0
+
+    n_d = hist_n - 1
+    vol = 0.0
+    if n_d >= 2:
+        mean = 0.0
+        for i in range(n_d):
+            mean += hist[i] - hist[i + 1]
+        mean /= n_d
+        ss = 0.0
+        for i in range(n_d):
+            d = hist[i] - hist[i + 1] - mean
+            ss += d * d
+        vol = np.sqrt(ss / n_d) / VOL_SCALE_TICKS
+    out[F_VOL] = vol
+    out[F_VOL + 1] = hist_n / HIST_LEN
+    out[F_VOL + 2] = min(max(ttc_frac, 0.0), 1.0)
+
+
+@njit(cache=True)
+def market_features_live(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty: np.ndarray,
+    best: np.ndarray,
+    m: int,
+    hist: np.ndarray,
+    hist_n: int,
+    ttc_frac: float,
+    out: np.ndarray,
+) -> None:
+    """Market features of live book slot ``m`` (push the current mid into hist first).
+
+    Args:
+        qty: int64 [cap, 2, 1001] book ladders (core.book).
+        best: int32 [cap, 2] best bids (core.book).
+        m: book slot.
+        hist, hist_n: the market's mid history, current mid already pushed.
+        ttc_frac: time-to-close fraction.
+        out: float32 [N_MARKET_FEATURES].
+    """
+    lpx = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int16)
+    lqty = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int64)
+    book_top_k(qty, best, m, FEATURE_TOP_LEVELS, lpx, lqty)
+    market_features_from_levels(lpx, lqty, hist, hist_n, ttc_frac, out)
+
+
+@njit(cache=True)
+def market_features_batch(
+    px: np.ndarray,
+    qty: np.ndarray,
+    ttc: np.ndarray,
+    reset: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Market features for T decision points, keeping the mid history internally.
+
+    Per row: clear the history if ``reset[t]``, push ``mid_from_levels``, then the inner
+    kernel -- bit-identical to the live path stepped over the same levels.
+
+    Args:
+        px: int16 [T, 2, K>=5]; qty: int64 [T, 2, K].
+        ttc: float32 [T] time-to-close fractions.
+        reset: uint8 [T], 1 = first row of a segment (history cleared).
+        out: float32 [T, N_MARKET_FEATURES].
+    """
+    hist = np.zeros(HIST_LEN, dtype=np.float64)
+    n = 0
+    for t in range(px.shape[0]):
+        if reset[t] != 0:
+            n = 0
+        n = hist_push(hist, n, _mid(int(px[t, 0, 0]), int(px[t, 1, 0])))
+        market_features_from_levels(px[t], qty[t], hist, n, float(ttc[t]), out[t])
+
+
+@njit(cache=True)
+def account_features(
+    pos: np.ndarray | np.void, yes_mid: float, start_cash: int, out: np.ndarray
+) -> None:
+    """Account features of one position marked at ``yes_mid``.
+
+    Args:
+        pos: POSITION_DTYPE record, or array whose row 0 is used.
+        yes_mid: YES-scale mid in ticks (NO is marked at 1000 - yes_mid).
+        start_cash: money the episode started with (denominator of the relative features).
+        out: float32 [N_ACCOUNT_FEATURES] (see the module table).
+    """
+    p = first_record(pos)
+    s = float(max(start_cash, 1))
+    position = p["position"]
+    n_abs = float(abs(position))
+    contracts = n_abs / _COUNT_PER_CONTRACT
+    mark_px = yes_mid if position >= 0 else PRICE_MAX - yes_mid
+    mark_value = n_abs * mark_px / NOTIONAL_DIVISOR
+    out[0] = np.sign(position) * np.log1p(contracts) / POS_LOG_SCALE
+    if position != 0:
+        # cost_basis money / (count/100) contracts / 10_000 money per dollar.
+        avg_cost = p["cost_basis"] / contracts / (PRICE_MAX * NOTIONAL_DIVISOR)
+        out[1] = avg_cost
+        out[2] = mark_px / PRICE_MAX - avg_cost
+    else:
+        out[1] = 0.0
+        out[2] = 0.0
+    out[3] = (mark_value - p["cost_basis"]) / s
+    out[4] = p["cash"] / s - 1.0
+    out[5] = (p["cash"] + mark_value) / s - 1.0
+    out[6] = p["fees_paid"] / s
+
+
+@njit(cache=True)
+def observation_from_levels(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    px: np.ndarray,
+    qty: np.ndarray,
+    hist: np.ndarray,
+    hist_n: int,
+    ttc_frac: float,
+    pos: np.ndarray | np.void,
+    start_cash: int,
+    out: np.ndarray,
+) -> None:
+    """Full observation (market then account features) from top levels.
+
+    Args:
+        px, qty, hist, hist_n, ttc_frac: as ``market_features_from_levels``.
+        pos: POSITION_DTYPE record or array (row 0); start_cash: money.
+        out: float32 [N_FEATURES].
+    """
+    market_features_from_levels(px, qty, hist, hist_n, ttc_frac, out[:N_MARKET_FEATURES])
+    mid = _mid(int(px[0, 0]), int(px[1, 0]))
+    account_features(pos, mid, start_cash, out[N_MARKET_FEATURES:])
+
+
+@njit(cache=True)
+def build_observation(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty: np.ndarray,
+    best: np.ndarray,
+    m: int,
+    hist: np.ndarray,
+    hist_n: int,
+    ttc_frac: float,
+    pos: np.ndarray | np.void,
+    start_cash: int,
+    out: np.ndarray,
+) -> None:
+    """Full observation of live book slot ``m`` (push the current mid into hist first).
+
+    Args:
+        qty, best, m: live book arrays (core.book) and slot.
+        hist, hist_n, ttc_frac: as ``market_features_live``.
+        pos: POSITION_DTYPE record or array (row 0); start_cash: money.
+        out: float32 [N_FEATURES].
+    """
+    lpx = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int16)
+    lqty = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int64)
+    book_top_k(qty, best, m, FEATURE_TOP_LEVELS, lpx, lqty)
+    observation_from_levels(lpx, lqty, hist, hist_n, ttc_frac, pos, start_cash, out)
+
+
+# =========================================================================== facade
+
+
+def features_for_levels(
+    px: np.ndarray, qty: np.ndarray, ttc: np.ndarray, reset: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and run ``market_features_batch`` + ``mids_batch`` (for datasets).
+
+    Args:
+        px: int16 [T, 2, K>=FEATURE_TOP_LEVELS]; qty: int64 [T, 2, K].
+        ttc: float32 [T]; reset: uint8 [T] (row 0 is always treated as a reset).
+
+    Returns:
+        (features float32 [T, N_MARKET_FEATURES], mid float64 [T]).
+
+    Raises:
+        ValueError: on a wrong dtype or shape (named in the message).
+    """
+    if not isinstance(px, np.ndarray) or px.dtype != np.int16 or px.ndim != 3:
+        raise ValueError(f"px must be an int16 [T, 2, K] array, got {getattr(px, 'dtype', px)}")
+    t_len = px.shape[0]
+    if px.shape[1] != 2 or px.shape[2] < FEATURE_TOP_LEVELS:
+        raise ValueError(f"px must be [T, 2, K>={FEATURE_TOP_LEVELS}], got shape {px.shape}")
+    if not isinstance(qty, np.ndarray) or qty.dtype != np.int64 or qty.shape != px.shape:
+        raise ValueError(f"qty must be int64 with px's shape {px.shape}")
+    ttc = np.ascontiguousarray(ttc, dtype=np.float32)
+    reset = np.ascontiguousarray(reset, dtype=np.uint8).copy()
+    if ttc.shape != (t_len,) or reset.shape != (t_len,):
+        raise ValueError(f"ttc and reset must be [T={t_len}], got {ttc.shape}, {reset.shape}")
+    if t_len:
+        reset[0] = 1
+    out = np.empty((t_len, N_MARKET_FEATURES), dtype=np.float32)
+    mid = np.empty(t_len, dtype=np.float64)
+    market_features_batch(px, qty, ttc, reset, out)
+    mids_batch(px, qty, mid)
+    return out, mid
