@@ -67,7 +67,7 @@ class Dataset(NamedTuple):
         return int(self.depth_px.shape[2])
 
     def subset(self, segments: np.ndarray) -> Dataset:
-        """A dataset holding only ``segments`` (indices), rows renumbered (e.g. a held-out split)."""
+        """A dataset of only ``segments`` (indices), rows renumbered (e.g. a held-out split)."""
         segments = np.asarray(segments, dtype=np.int64)
         rows = [np.arange(self.seg_start[s], self.seg_end[s]) for s in segments]
         idx = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
@@ -108,7 +108,11 @@ def validate(ds: Dataset) -> list[str]:
     if s and not problems:
         if np.any(ds.seg_end <= ds.seg_start):
             problems.append("a segment is empty")
-        if ds.seg_start[0] != 0 or ds.seg_end[-1] != t or np.any(ds.seg_start[1:] != ds.seg_end[:-1]):
+        if (
+            ds.seg_start[0] != 0
+            or ds.seg_end[-1] != t
+            or np.any(ds.seg_start[1:] != ds.seg_end[:-1])
+        ):
             problems.append("segments do not tile the rows contiguously")
         if np.any(ds.seg_market < 0) or np.any(ds.seg_market >= len(ds.markets)):
             problems.append("seg_market index out of range")

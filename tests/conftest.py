@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, settings
 
 from kalshi_rl.store import db
 
-
 # Kernels JIT-compile on first call: no per-example deadline.  CI runs a bounded profile.
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

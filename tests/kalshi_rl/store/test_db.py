@@ -12,11 +12,25 @@ async def test_migrations_applied_once_and_idempotent(pg_dsn: str) -> None:
         n = len(db.migration_files())
         assert await db.schema_version(conn) == n
         assert await db.migrate(conn) == []  # second run applies nothing
-        tables = {r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        for t in ("markets", "feed_sessions", "orderbook_snapshots", "orderbook_deltas",
-                  "trades", "feed_gaps", "models", "training_runs", "trading_episodes",
-                  "trading_actions", "paper_orders", "paper_fills", "schema_migrations"):
+        tables = {
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        for t in (
+            "markets",
+            "feed_sessions",
+            "orderbook_snapshots",
+            "orderbook_deltas",
+            "trades",
+            "feed_gaps",
+            "models",
+            "training_runs",
+            "trading_episodes",
+            "trading_actions",
+            "paper_orders",
+            "paper_fills",
+            "schema_migrations",
+        ):
             assert t in tables
     finally:
         await conn.close()
