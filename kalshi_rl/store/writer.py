@@ -47,6 +47,9 @@ DB_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    # a COPY cut off by a dying server leaves the protocol mid-operation ("cannot switch
+    # to state ..."): the connection is unusable and the batch's outcome unknown
+    asyncpg.exceptions.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
