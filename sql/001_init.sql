@@ -36,12 +36,17 @@ CREATE TABLE feed_sessions (
     version         text
 );
 
+-- The four recorded-feed tables below carry no FOREIGN KEY constraints on purpose: RI
+-- triggers fire per row and cut COPY ingest ~5x (measured 145k -> 806k rows/s). The writer
+-- guarantees the references: it upserts markets (ensure_markets) and the feed_sessions row
+-- exists before any batch is encoded.
+
 -- One row per level of a snapshot (all rows of one snapshot share rec_id); an empty
 -- snapshot is one marker row with side = -1, price = -1, qty = 0.
 CREATE TABLE orderbook_snapshots (
-    session_id  bigint   NOT NULL REFERENCES feed_sessions(id),
+    session_id  bigint   NOT NULL,
     rec_id      bigint   NOT NULL,
-    market_id   integer  NOT NULL REFERENCES markets(id),
+    market_id   integer  NOT NULL,
     sid         integer  NOT NULL,
     seq         bigint   NOT NULL,
     side        smallint NOT NULL,   -- 0 yes, 1 no, -1 empty-snapshot marker
@@ -53,9 +58,9 @@ CREATE TABLE orderbook_snapshots (
 );
 
 CREATE TABLE orderbook_deltas (
-    session_id  bigint   NOT NULL REFERENCES feed_sessions(id),
+    session_id  bigint   NOT NULL,
     rec_id      bigint   NOT NULL,
-    market_id   integer  NOT NULL REFERENCES markets(id),
+    market_id   integer  NOT NULL,
     sid         integer  NOT NULL,
     seq         bigint   NOT NULL,
     side        smallint NOT NULL,
@@ -67,13 +72,16 @@ CREATE TABLE orderbook_deltas (
     PRIMARY KEY (session_id, rec_id)
 );
 -- history loading: a time window of one market, in arrival order
-CREATE INDEX orderbook_deltas_market_ts ON orderbook_deltas (market_id, exch_ts);
+-- BRIN, not btree: deltas arrive in time order, and a btree on (market_id, exch_ts) halves
+-- COPY ingest (measured: 75k -> 115-140k rows/s on one connection). History loading scans a
+-- time window and filters markets, which BRIN serves.
+CREATE INDEX orderbook_deltas_ts ON orderbook_deltas USING brin (exch_ts);
 CREATE INDEX orderbook_snapshots_market_ts ON orderbook_snapshots (market_id, exch_ts);
 
 CREATE TABLE trades (
-    session_id  bigint   NOT NULL REFERENCES feed_sessions(id),
+    session_id  bigint   NOT NULL,
     rec_id      bigint   NOT NULL,
-    market_id   integer  NOT NULL REFERENCES markets(id),
+    market_id   integer  NOT NULL,
     trade_id    uuid,
     sid         integer  NOT NULL,
     yes_price   smallint NOT NULL,
@@ -86,9 +94,9 @@ CREATE TABLE trades (
 CREATE INDEX trades_market_ts ON trades (market_id, exch_ts);
 
 CREATE TABLE feed_gaps (
-    session_id   bigint   NOT NULL REFERENCES feed_sessions(id),
+    session_id   bigint   NOT NULL,
     rec_id       bigint   NOT NULL,
-    market_id    integer  NOT NULL REFERENCES markets(id),
+    market_id    integer  NOT NULL,
     sid          integer  NOT NULL,
     expected_seq bigint   NOT NULL,
     got_seq      bigint   NOT NULL,
