@@ -1,0 +1,76 @@
+"""`kalshi-rl train ...`: one SB3 training run over a recorded (or synthetic) dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train(
+    *,
+    dataset: Annotated[
+        str,
+        typer.Option(help="Parquet dataset (file/dir) or synthetic:SEGMENTS:LENGTH:SEED."),
+    ],
+    algo: Annotated[str, typer.Option(help="ppo or a2c.")] = "ppo",
+    timesteps: Annotated[int, typer.Option(help="Env-steps to train for.")] = 200_000,
+    n_envs: Annotated[int, typer.Option(help="Envs stepped together (Numba kernel).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seeds numpy, torch, SB3 and the envs.")] = 0,
+    name: Annotated[str, typer.Option(help="Model name in the registry.")] = "kalshi-ppo",
+    parent: Annotated[int | None, typer.Option(help="Model id to fine-tune/resume from.")] = None,
+    eval_every: Annotated[
+        int, typer.Option(help="Env-steps between held-out evaluations (0: end only).")
+    ] = 50_000,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint store root (default <data dir>/models).")
+    ] = None,
+    progress_bar: Annotated[bool, typer.Option("--progress-bar/--no-progress-bar")] = True,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="DATABASE_URL", help="PostgreSQL DSN; embedded server if unset."),
+    ] = None,
+) -> None:
+    """Train an agent, evaluate it against baselines, register it (status ready)."""
+    from kalshi_rl.train.run import Args
+    from kalshi_rl.train.run import train as run_train
+
+    extra: dict[str, int] = {"batch_size": _batch_size(n_envs)}
+    if algo.lower() == "a2c":
+        extra["n_steps"] = 8  # A2C learns from short rollouts
+    args = Args(
+        dataset=dataset,
+        algo=algo.lower(),
+        timesteps=timesteps,
+        n_envs=n_envs,
+        seed=seed,
+        name=name,
+        parent=parent,
+        eval_every=eval_every,
+        database_url=database_url,
+        checkpoint_dir=checkpoint_dir,
+        progress_bar=progress_bar,
+        **extra,  # type: ignore[arg-type]
+    )
+    res = run_train(args)
+    agent = res.report["policies"]["agent"]
+    typer.echo(
+        f"model {name} v{res.version} (id {res.model_id}) ready: {res.checkpoint}\n"
+        f"held-out P&L ${agent['total_pnl']:.2f}, fees ${agent['fees']:.2f},"
+        f" trades {agent['trades']}, Sharpe {agent['sharpe']:.2f}"
+    )
+
+
+def _batch_size(n_envs: int) -> int:
+    """PPO's default minibatch (512) or the largest power of two dividing the rollout."""
+    rollout = n_envs * 64  # Args.n_steps
+    size = 512
+    while rollout % size:
+        size //= 2
+    return size
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` to the root CLI."""
+    app.command("train")(train)
