@@ -61,6 +61,13 @@ def sim(
         ),
     ] = "",
     fault_every: Annotated[float, typer.Option(help="Seconds between --faults (0 = off).")] = 0.0,
+    control_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KALSHI_RL_SIM_CONTROL_TOKEN",
+            help="Bearer token for /sim/control (required when --host is not loopback).",
+        ),
+    ] = None,
 ) -> None:
     """Serve ws://HOST:PORT/trade-api/ws/v2 and http://HOST:PORT/trade-api/v2 until Ctrl-C."""
     import uvloop
@@ -94,6 +101,7 @@ def sim(
         gap_every=gap_every,
         faults=tuple(f for f in faults.split(",") if f),
         fault_every_s=fault_every,
+        control_token=control_token,
         record_limit=0,  # a long-running server keeps no message log
     )
     try:

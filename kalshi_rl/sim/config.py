@@ -68,6 +68,8 @@ class SimConfig:
     gap_every: int = 0
     faults: tuple[str, ...] = ()
     fault_every_s: float = 0.0
+    # Bearer token for /sim/control; required when binding a non-loopback host.
+    control_token: str | None = field(default=None, repr=False)
 
     def check(self) -> None:
         """Raise ConfigError naming the first bad setting."""
@@ -88,6 +90,11 @@ class SimConfig:
         for spec in self.faults:
             if spec.partition(":")[0] not in FAULT_NAMES:
                 raise ConfigError(f"unknown fault {spec!r} (valid: {', '.join(FAULT_NAMES)})")
+        if not _is_loopback(self.host) and not self.control_token:
+            raise ConfigError(
+                f"host {self.host!r} is not loopback: /sim/control would be exposed; set a"
+                " control token (--control-token or KALSHI_RL_SIM_CONTROL_TOKEN)"
+            )
         self.model.check()
 
     def total_rate(self, n_markets: int) -> float:
@@ -95,3 +102,14 @@ class SimConfig:
         if self.rate_per_market is not None:
             return self.rate_per_market * n_markets
         return self.rate
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

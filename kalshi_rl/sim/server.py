@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Iterable
@@ -344,6 +345,14 @@ class SimExchange:
             return "bad signature"
         return None
 
+    def _control_authorised(self, headers: Any) -> bool:
+        """True when no token is configured (loopback) or the bearer token matches."""
+        token = self.config.control_token
+        if not token:
+            return True
+        got = str(headers.get("Authorization") or "")
+        return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
+
     def _route(self, request: WSUpgradeRequest) -> Any:
         target = request.path.decode("latin-1")
         parts = urlsplit(target)
@@ -367,7 +376,12 @@ class SimExchange:
             else:
                 status, payload = rest.handle(self, path[len(REST_PREFIX) :], parse_qs(parts.query))
         elif path.startswith(CONTROL_PREFIX + "/"):
-            status, payload = self._control(path[len(CONTROL_PREFIX) + 1 :], parse_qs(parts.query))
+            if not self._control_authorised(request.headers):
+                status = 401
+                payload = orjson.dumps({"error": "control endpoint needs 'Authorization: Bearer'"})
+            else:
+                name = path[len(CONTROL_PREFIX) + 1 :]
+                status, payload = self._control(name, parse_qs(parts.query))
         else:
             return None  # picows answers 404
         headers = {"Content-Type": "application/json"}
