@@ -95,7 +95,11 @@ class FeedRings(NamedTuple):
 
     @classmethod
     def create(cls, capacity: int = 1 << 20, delta_shards: int = 1) -> FeedRings:
-        """Rings of ``capacity`` records each (power of two); snapshots get 4x (per level).
+        """Rings of ``capacity`` records each (power of two); trades and gaps get less.
+
+        Snapshot rows come in bursts (subscribe, resync) but are rare in steady state; a burst
+        larger than the ring goes to the ring's overflow list (counted, never dropped), so
+        the snapshot ring does not need to be larger than the delta ring (56 MB at 1<<20).
 
         Args:
             capacity: records per delta ring (each shard).
@@ -106,7 +110,7 @@ class FeedRings(NamedTuple):
         shards = tuple(Ring(DELTA_DTYPE, capacity) for _ in range(delta_shards))
         return cls(
             shards[0],
-            Ring(SNAPSHOT_LEVEL_DTYPE, capacity * 4),
+            Ring(SNAPSHOT_LEVEL_DTYPE, capacity),
             Ring(TRADE_DTYPE, max(capacity // 4, 1024)),
             Ring(GAP_DTYPE, max(capacity // 16, 1024)),
             shards,
