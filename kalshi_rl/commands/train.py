@@ -54,12 +54,22 @@ def train(
         **extra,  # type: ignore[arg-type]
     )
     res = run_train(args)
-    agent = res.report["policies"]["agent"]
-    typer.echo(
-        f"model {name} v{res.version} (id {res.model_id}) ready: {res.checkpoint}\n"
-        f"held-out P&L ${agent['total_pnl']:.2f}, fees ${agent['fees']:.2f},"
-        f" trades {agent['trades']}, Sharpe {agent['sharpe']:.2f}"
-    )
+    typer.echo(f"model {name} v{res.version} (id {res.model_id}) ready: {res.checkpoint}")
+    typer.echo(_report_table(res.report))
+    typer.echo(f"report: {res.checkpoint.parent / f'{name}-v{res.version}-eval'}.{{json,png}}")
+
+
+def _report_table(report: dict) -> str:
+    """The evaluation report as a small fixed-width table, the agent first."""
+    rows = [f"{'held-out policy':16s} {'P&L $':>9s} {'fees $':>8s} {'Sharpe':>7s}"
+            f" {'max DD $':>9s} {'win %':>6s} {'trades':>7s}"]  # fmt: skip
+    for pname, m in report["policies"].items():
+        rows.append(
+            f"{pname:16s} {m['total_pnl']:9.2f} {m['fees']:8.2f} {m['sharpe']:7.2f}"
+            f" {m.get('max_drawdown', float('nan')):9.2f}"
+            f" {100 * m.get('win_rate', float('nan')):6.1f} {m['trades']:7d}"
+        )
+    return "\n".join(rows)
 
 
 def _batch_size(n_envs: int) -> int:

@@ -475,7 +475,10 @@ class Feed:
         self._pending.clear()
         self._resync_due.clear()
         self._dead_sids.clear()  # sids are per connection
-        log.warning("feed disconnected from %s", self.config.ws_url)
+        if self._stopping:
+            log.info("feed closed %s", self.config.ws_url)
+        else:
+            log.warning("feed disconnected from %s", self.config.ws_url)
 
     def _teardown(self) -> None:
         if self._transport is not None:
