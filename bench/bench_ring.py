@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.dtypes import DELTA_DTYPE, RING_CTL_LEN
-from core.ring import COPY_HEADER, Ring, encode_deltas, ring_drain, ring_push_batch
+from core.dtypes import COPY_HEADER, DELTA_DTYPE, RING_CTL_LEN
+from core.ring import Ring, encode_deltas, ring_drain, ring_push_batch
 
 SIZES = [1_000, 10_000, 100_000]
 SESSION = 7

@@ -37,6 +37,7 @@ from numba import njit
 
 from core.dtypes import (
     BOOK_META_DTYPE,
+    DEFAULT_BOOK_CAPACITY,
     DELTA_DTYPE,
     N_PRICES,
     N_SIDES,
@@ -58,8 +59,6 @@ from core.dtypes import (
     ST_NEGATIVE,
     ST_OK,
 )
-
-DEFAULT_CAPACITY = 256
 
 # =========================================================================== kernels
 
@@ -482,7 +481,7 @@ class BookSet:
         capacity: initial number of market slots (>= 1).
     """
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_BOOK_CAPACITY) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self.qty, self.best, self.meta = _new_arrays(capacity)

@@ -15,12 +15,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-DATASET_VERSION = 1
-
-RESULT_UNKNOWN = -1
-RESULT_NO = 0
-RESULT_YES = 1
-
 
 class Dataset(NamedTuple):
     """Decision points of recorded books.

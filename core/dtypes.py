@@ -28,6 +28,8 @@ MONEY_SCALE = 10_000  # money units per dollar ($0.0001)
 # money units for count (hundredths) x price (ticks): c/100 * p/1000 dollars = c*p/10 money.
 NOTIONAL_DIVISOR = (COUNT_SCALE * PRICE_SCALE) // MONEY_SCALE  # == 10
 PAYOUT_PER_CONTRACT = MONEY_SCALE  # a winning contract pays $1 = 10_000 money units
+# money per count unit of a redeemed YES+NO pair (or a winning contract): $1 / 100 = 100.
+PAIR_MONEY_PER_COUNT = PAYOUT_PER_CONTRACT // COUNT_SCALE
 
 # --------------------------------------------------------------------------- sides
 SIDE_YES = 0
@@ -254,11 +256,56 @@ TAKER_FEE_NUM, TAKER_FEE_DEN = 7, 100  # 0.07
 MAKER_FEE_NUM, MAKER_FEE_DEN = 7, 400  # 0.0175
 FEE_ROUND_CURRENT = 1  # round the trade fee up to $0.0001 (current Kalshi rule)
 FEE_ROUND_CENT = 100  # classic rule: round up to the next cent per order
+# exact fee money = num * count * p * (1000 - p) / (den * FEE_DIVISOR)  (core.fills)
+FEE_DIVISOR = COUNT_SCALE * PRICE_MAX * PRICE_MAX // MONEY_SCALE  # == 10_000
 
 # --------------------------------------------------------------------------- defaults
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
 FEATURE_TOP_LEVELS = 5  # depth levels per side used in observations
 HIST_LEN = 32  # rolling window of mids (decision points) kept for features
+DEFAULT_BOOK_CAPACITY = 256  # market slots of a BookSet when the caller does not say
+
+# --------------------------------------------------------------------------- features
+# Normalisation scales of the observation features (module table of core.features and
+# docs/features.md).  Feature names, counts and indices stay in core.features: they are
+# derived from its feature table.
+DEPTH_LOG_SCALE = 10.0  # log1p(contracts) / 10: 22k contracts -> 1.0
+RET_SCALE_TICKS = 100.0  # mid changes in $0.10 units
+VOL_SCALE_TICKS = 10.0  # std of one-step mid changes in $0.01 units
+POS_LOG_SCALE = 5.0  # sign * log1p(contracts) / 5: 100 contracts -> 0.92
+RET_LAGS = (1, 5, 20)  # decision points back of the ret_1 / ret_5 / ret_20 features
+MID_EMPTY = PRICE_MAX / 2.0  # YES-scale mid (ticks) of a book with no bids at all
+
+# --------------------------------------------------------------------------- datasets
+DATASET_VERSION = 1  # layout version written into stored datasets; readers check it
+
+# --------------------------------------------------------------------------- binary COPY
+# PostgreSQL binary COPY framing: core.ring encodes it, kalshi_rl.store.history decodes it.
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # first 11 bytes of every stream
+# signature, int32 flags, int32 header-extension length (ours: no flags, no extension)
+COPY_HEADER = COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+COPY_TRAILER = b"\xff\xff"  # int16 field count -1 ends the stream
+COPY_NULL_LENGTH = -1  # int32 length of a NULL value (no value bytes follow)
+
+# Columns of the recorded-feed tables in sql/001_init.sql order, as (column, bytes of its
+# binary value).  A row is an int16 field count, then per column an int32 length and the
+# big-endian value.
+DELTA_COPY_COLUMNS = (
+    ("session_id", 8), ("rec_id", 8), ("market_id", 4), ("sid", 4), ("seq", 8), ("side", 2),
+    ("price", 2), ("delta", 8), ("exch_ts", 8), ("recv_ts", 8), ("status", 2),
+)  # fmt: skip
+SNAPSHOT_COPY_COLUMNS = (
+    ("session_id", 8), ("rec_id", 8), ("market_id", 4), ("sid", 4), ("seq", 8), ("side", 2),
+    ("price", 2), ("qty", 8), ("exch_ts", 8), ("recv_ts", 8),
+)  # fmt: skip
+TRADE_COPY_COLUMNS = (  # trade_id is a uuid, NULL when the feed gave none
+    ("session_id", 8), ("rec_id", 8), ("market_id", 4), ("trade_id", 16), ("sid", 4),
+    ("yes_price", 2), ("count", 8), ("taker_side", 2), ("exch_ts", 8), ("recv_ts", 8),
+)  # fmt: skip
+GAP_COPY_COLUMNS = (
+    ("session_id", 8), ("rec_id", 8), ("market_id", 4), ("sid", 4), ("expected_seq", 8),
+    ("got_seq", 8), ("reason", 2), ("recv_ts", 8),
+)  # fmt: skip
 
 # --------------------------------------------------------------------------- ring control
 # Slots of a ring's int64 control array (core.ring).  head/tail are monotonically growing
@@ -301,6 +348,12 @@ EPISODE_DTYPE = np.dtype(
     align=True,
 )
 
+# --------------------------------------------------------------------------- market results
+# How a market resolved: sim markets, lifecycle events and dataset segments share the codes.
+RESULT_UNKNOWN = -1  # not determined (yet), or not in the data
+RESULT_NO = 0
+RESULT_YES = 1
+
 # --------------------------------------------------------------------------- sim (local exchange)
 # One generated exchange event of kalshi_rl.sim (model or replay), in stream order.
 #   EV_DELTA:     side, price (side's own scale), qty = signed change (count units)
@@ -329,10 +382,6 @@ LC_CLOSE_DATE_UPDATED = 4
 LC_DETERMINED = 5
 LC_SETTLED = 6
 LC_CLOSED = 7  # close_time reached: no WS event of its own, REST status becomes "closed"
-
-RESULT_NONE = -1
-RESULT_NO = 0
-RESULT_YES = 1
 
 # --------------------------------------------------------------------------- book (core.book)
 ST_BAD_BEST = 8  # book_check: the cached best price disagrees with the ladder

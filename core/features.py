@@ -70,7 +70,20 @@ import numpy as np
 from numba import njit
 
 from core.book import book_top_k
-from core.dtypes import FEATURE_TOP_LEVELS, HIST_LEN, NO_PRICE, NOTIONAL_DIVISOR, PRICE_MAX
+from core.dtypes import (
+    COUNT_SCALE,
+    DEPTH_LOG_SCALE,
+    FEATURE_TOP_LEVELS,
+    HIST_LEN,
+    MID_EMPTY,
+    NO_PRICE,
+    NOTIONAL_DIVISOR,
+    POS_LOG_SCALE,
+    PRICE_MAX,
+    RET_LAGS,
+    RET_SCALE_TICKS,
+    VOL_SCALE_TICKS,
+)
 from core.fills import first_record
 
 MARKET_FEATURE_NAMES: tuple[str, ...] = (
@@ -115,14 +128,8 @@ F_NO_DEPTH = MARKET_FEATURE_NAMES.index("no_depth_1")
 F_RET = MARKET_FEATURE_NAMES.index("ret_1")
 F_VOL = MARKET_FEATURE_NAMES.index("volatility")
 
-# Normalisation scales (documented in the module table and docs/features.md).
-DEPTH_LOG_SCALE = 10.0  # log1p(contracts) / 10: 22k contracts -> 1.0
-RET_SCALE_TICKS = 100.0  # mid changes in $0.10 units
-VOL_SCALE_TICKS = 10.0  # std of one-step mid changes in $0.01 units
-POS_LOG_SCALE = 5.0  # sign * log1p(contracts) / 5: 100 contracts -> 0.92
-RET_LAGS = (1, 5, 20)
-_COUNT_PER_CONTRACT = 100.0  # count units are hundredths of a contract
-_MID_EMPTY = PRICE_MAX / 2.0
+# Normalisation scales (DEPTH_LOG_SCALE, RET_LAGS, ...) live in core.dtypes; the names,
+# counts and indices above stay here because they are derived from this module's table.
 _LAG_1, _LAG_5, _LAG_20 = RET_LAGS
 
 assert HIST_LEN > _LAG_20, "HIST_LEN must cover the longest return lag"
@@ -138,7 +145,7 @@ def _mid(yes_bid: int, no_bid: int) -> float:
         return float(yes_bid)
     if no_bid != NO_PRICE:
         return float(PRICE_MAX - no_bid)
-    return _MID_EMPTY
+    return MID_EMPTY
 
 
 @njit(cache=True)
@@ -210,7 +217,7 @@ def _imbalance(a: float, b: float) -> float:
 
 @njit(cache=True, inline="always")
 def _depth(q: float) -> float:
-    return np.log1p(q / _COUNT_PER_CONTRACT) / DEPTH_LOG_SCALE
+    return np.log1p(q / COUNT_SCALE) / DEPTH_LOG_SCALE
 
 
 @njit(cache=True)
@@ -363,7 +370,7 @@ def account_features(
     s = float(max(start_cash, 1))
     position = p["position"]
     n_abs = float(abs(position))
-    contracts = n_abs / _COUNT_PER_CONTRACT
+    contracts = n_abs / COUNT_SCALE
     mark_px = yes_mid if position >= 0 else PRICE_MAX - yes_mid
     mark_value = n_abs * mark_px / NOTIONAL_DIVISOR
     out[0] = np.sign(position) * np.log1p(contracts) / POS_LOG_SCALE

@@ -45,29 +45,22 @@ from numba import njit, types
 from numba.extending import overload
 
 from core.dtypes import (
-    COUNT_SCALE,
+    FEE_DIVISOR,
     FEE_ROUND_CURRENT,
     MAKER_FEE_DEN,
     MAKER_FEE_NUM,
-    MONEY_SCALE,
     NO_PRICE,
     NOTIONAL_DIVISOR,
     ORD_EXECUTED,
     ORD_RESTING,
     ORDER_BUY,
-    PAYOUT_PER_CONTRACT,
+    PAIR_MONEY_PER_COUNT,
     PRICE_MAX,
     SIDE_NO,
     SIDE_YES,
     TAKER_FEE_DEN,
     TAKER_FEE_NUM,
 )
-
-# money per count unit of a redeemed YES+NO pair (or a winning contract): $1 / 100 = 100.
-PAIR_MONEY_PER_COUNT = PAYOUT_PER_CONTRACT // COUNT_SCALE
-# exact fee money = num * count * p * (1000 - p) / (den * FEE_DIVISOR)
-FEE_DIVISOR = COUNT_SCALE * PRICE_MAX * PRICE_MAX // MONEY_SCALE  # == 10_000
-
 
 # =========================================================================== records
 
@@ -158,6 +151,27 @@ def order_fee(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 # =========================================================================== taker fills
 
 
+@njit(cache=True, inline="always")
+def _other_side(side: int) -> int:
+    return SIDE_NO if side == SIDE_YES else SIDE_YES
+
+
+@njit(cache=True, inline="always")
+def _level_take(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
+    px: np.ndarray, qty: np.ndarray, ladder: int, i: int, buy: bool, limit_price: int, left: int
+) -> tuple[int, int]:
+    # (price on the outcome side's scale, count taken) at level ``i`` of ``ladder``; a
+    # count <= 0 ends the walk (nothing left to fill, ladder exhausted, or beyond the limit).
+    lp = int(px[ladder, i])
+    lq = int(qty[ladder, i])
+    if lp == NO_PRICE or lq <= 0:
+        return 0, 0
+    price = PRICE_MAX - lp if buy else lp
+    if (buy and price > limit_price) or (not buy and price < limit_price):
+        return 0, 0
+    return price, min(left, lq)
+
+
 @njit(cache=True)
 def taker_fill_levels(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     px: np.ndarray,
@@ -187,21 +201,14 @@ def taker_fill_levels(  # noqa: PLR0917 -- njit kernels take positional arrays/s
     """
     buy = action == ORDER_BUY
     # Buys take liquidity from the other ladder; sells hit their own side's bids.
-    ladder = (SIDE_NO if outcome_side == SIDE_YES else SIDE_YES) if buy else outcome_side
+    ladder = _other_side(outcome_side) if buy else outcome_side
     left = count
     notional = 0
     n = 0
     for i in range(px.shape[1]):
-        if left <= 0:
+        price, take = _level_take(px, qty, ladder, i, buy, limit_price, left)
+        if take <= 0:
             break
-        lp = int(px[ladder, i])
-        lq = int(qty[ladder, i])
-        if lp == NO_PRICE or lq <= 0:
-            break
-        price = PRICE_MAX - lp if buy else lp
-        if (buy and price > limit_price) or (not buy and price < limit_price):
-            break
-        take = min(left, lq)
         out_px[n] = price
         out_qty[n] = take
         n += 1
@@ -225,20 +232,13 @@ def taker_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         (filled_count, notional) with notional = sum(count_i * price_i) on the outcome scale.
     """
     buy = action == ORDER_BUY
-    ladder = (SIDE_NO if outcome_side == SIDE_YES else SIDE_YES) if buy else outcome_side
+    ladder = _other_side(outcome_side) if buy else outcome_side
     left = count
     notional = 0
     for i in range(px.shape[1]):
-        if left <= 0:
+        price, take = _level_take(px, qty, ladder, i, buy, limit_price, left)
+        if take <= 0:
             break
-        lp = int(px[ladder, i])
-        lq = int(qty[ladder, i])
-        if lp == NO_PRICE or lq <= 0:
-            break
-        price = PRICE_MAX - lp if buy else lp
-        if (buy and price > limit_price) or (not buy and price < limit_price):
-            break
-        take = min(left, lq)
         notional += take * price
         left -= take
     return count - left, notional
@@ -260,21 +260,14 @@ def taker_fill_fee(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
         (filled_count, notional, fee money).
     """
     buy = action == ORDER_BUY
-    ladder = (SIDE_NO if outcome_side == SIDE_YES else SIDE_YES) if buy else outcome_side
+    ladder = _other_side(outcome_side) if buy else outcome_side
     left = count
     notional = 0
     raw = 0
     for i in range(px.shape[1]):
-        if left <= 0:
+        price, take = _level_take(px, qty, ladder, i, buy, limit_price, left)
+        if take <= 0:
             break
-        lp = int(px[ladder, i])
-        lq = int(qty[ladder, i])
-        if lp == NO_PRICE or lq <= 0:
-            break
-        price = PRICE_MAX - lp if buy else lp
-        if (buy and price > limit_price) or (not buy and price < limit_price):
-            break
-        take = min(left, lq)
         notional += take * price
         raw += take * price * (PRICE_MAX - price)
         left -= take
@@ -309,7 +302,7 @@ def apply_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         # selling s at p == buying the other side at 1000 - p; the seller's floor becomes
         # exactly this buy's ceil because count * PAIR_MONEY_PER_COUNT is whole money.
         paid = count * PAIR_MONEY_PER_COUNT - notional // NOTIONAL_DIVISOR
-        bought = SIDE_NO if outcome_side == SIDE_YES else SIDE_YES
+        bought = _other_side(outcome_side)
     sign = 1 if bought == SIDE_YES else -1
     position = p["position"]
     held_opp = -position if sign > 0 else position  # contracts of the other side held
@@ -382,7 +375,7 @@ def _book_price(side: int, action: int, price: int) -> tuple[int, int]:
     # (ladder, price on that ladder's scale) where the order rests.
     if action == ORDER_BUY:
         return side, price
-    return (SIDE_NO if side == SIDE_YES else SIDE_YES), PRICE_MAX - price
+    return _other_side(side), PRICE_MAX - price
 
 
 @njit(cache=True)

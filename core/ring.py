@@ -26,7 +26,12 @@ import numpy as np
 from numba import njit
 
 from core.dtypes import (
+    COPY_HEADER,
+    COPY_NULL_LENGTH,
+    COPY_TRAILER,
+    DELTA_COPY_COLUMNS,
     DELTA_DTYPE,
+    GAP_COPY_COLUMNS,
     GAP_DTYPE,
     RING_CTL_LEN,
     RING_DRAINED,
@@ -35,7 +40,9 @@ from core.dtypes import (
     RING_OVERFLOW,
     RING_PUSHED,
     RING_TAIL,
+    SNAPSHOT_COPY_COLUMNS,
     SNAPSHOT_LEVEL_DTYPE,
+    TRADE_COPY_COLUMNS,
     TRADE_DTYPE,
 )
 
@@ -312,33 +319,11 @@ class Ring:
 
 # =========================================================================== COPY BINARY
 
-# PostgreSQL binary COPY: signature, int32 flags, int32 header-extension length.
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-COPY_TRAILER = b"\xff\xff"  # int16 -1
-
-# Column order of each table as in sql/001_init.sql; the encoders below write exactly this.
-DELTA_COLUMNS = (
-    "session_id", "rec_id", "market_id", "sid", "seq", "side", "price", "delta",
-    "exch_ts", "recv_ts", "status",
-)  # fmt: skip
-SNAPSHOT_COLUMNS = (
-    "session_id", "rec_id", "market_id", "sid", "seq", "side", "price", "qty",
-    "exch_ts", "recv_ts",
-)  # fmt: skip
-TRADE_COLUMNS = (
-    "session_id", "rec_id", "market_id", "trade_id", "sid", "yes_price", "count",
-    "taker_side", "exch_ts", "recv_ts",
-)  # fmt: skip
-GAP_COLUMNS = (
-    "session_id", "rec_id", "market_id", "sid", "expected_seq", "got_seq", "reason",
-    "recv_ts",
-)  # fmt: skip
-
-# Bytes per row: int16 field count + per field int32 length + the value.
-_DELTA_ROW = 2 + 4 * 11 + (8 + 8 + 4 + 4 + 8 + 2 + 2 + 8 + 8 + 8 + 2)
-_SNAPSHOT_ROW = 2 + 4 * 10 + (8 + 8 + 4 + 4 + 8 + 2 + 2 + 8 + 8 + 8)
-_TRADE_ROW = 2 + 4 * 10 + (8 + 8 + 4 + 16 + 4 + 2 + 8 + 2 + 8 + 8)  # trade_id NULL is shorter
-_GAP_ROW = 2 + 4 * 8 + (8 + 8 + 4 + 4 + 8 + 8 + 2 + 8)
+# Field counts of the row kernels, derived from the column layouts in core.dtypes.
+_N_DELTA_COLS = len(DELTA_COPY_COLUMNS)
+_N_SNAPSHOT_COLS = len(SNAPSHOT_COPY_COLUMNS)
+_N_TRADE_COLS = len(TRADE_COPY_COLUMNS)
+_N_GAP_COLS = len(GAP_COPY_COLUMNS)
 
 
 @njit(cache=True, inline="always")
@@ -355,6 +340,29 @@ def _put_be(buf: np.ndarray, pos: int, value: int | np.integer[Any], nbytes: int
 def _put_field(buf: np.ndarray, pos: int, value: int | np.integer[Any], nbytes: int) -> int:
     pos = _put_be(buf, pos, nbytes, 4)
     return _put_be(buf, pos, value, nbytes)
+
+
+@njit(cache=True, inline="always")
+def _put_row_key(  # noqa: PLR0917 -- njit helper over positional scalars
+    buf: np.ndarray, pos: int, n_fields: int, session_id: int, r: Any, market_ids: np.ndarray
+) -> int:
+    # Every table's row starts with its field count, session_id, rec_id and market_id.
+    pos = _put_be(buf, pos, n_fields, 2)
+    pos = _put_field(buf, pos, session_id, 8)
+    pos = _put_field(buf, pos, r.rec_id, 8)
+    return _put_field(buf, pos, market_ids[r.market], 4)
+
+
+@njit(cache=True, inline="always")
+def _put_level(buf: np.ndarray, pos: int, r: Any, qty: int | np.integer[Any]) -> int:
+    # The book-level columns deltas and snapshots share (``qty`` is delta or qty).
+    pos = _put_field(buf, pos, r.sid, 4)
+    pos = _put_field(buf, pos, r.seq, 8)
+    pos = _put_field(buf, pos, r.side, 2)
+    pos = _put_field(buf, pos, r.price, 2)
+    pos = _put_field(buf, pos, qty, 8)
+    pos = _put_field(buf, pos, r.exch_ts, 8)
+    return _put_field(buf, pos, r.recv_ts, 8)
 
 
 @njit(cache=True)
@@ -375,17 +383,8 @@ def copy_rows_deltas(
     """
     for i in range(recs.shape[0]):
         r = recs[i]
-        pos = _put_be(buf, pos, 11, 2)
-        pos = _put_field(buf, pos, session_id, 8)
-        pos = _put_field(buf, pos, r.rec_id, 8)
-        pos = _put_field(buf, pos, market_ids[r.market], 4)
-        pos = _put_field(buf, pos, r.sid, 4)
-        pos = _put_field(buf, pos, r.seq, 8)
-        pos = _put_field(buf, pos, r.side, 2)
-        pos = _put_field(buf, pos, r.price, 2)
-        pos = _put_field(buf, pos, r.delta, 8)
-        pos = _put_field(buf, pos, r.exch_ts, 8)
-        pos = _put_field(buf, pos, r.recv_ts, 8)
+        pos = _put_row_key(buf, pos, _N_DELTA_COLS, session_id, r, market_ids)
+        pos = _put_level(buf, pos, r, r.delta)
         pos = _put_field(buf, pos, r.status, 2)
     return pos
 
@@ -401,17 +400,8 @@ def copy_rows_snapshots(
     """
     for i in range(recs.shape[0]):
         r = recs[i]
-        pos = _put_be(buf, pos, 10, 2)
-        pos = _put_field(buf, pos, session_id, 8)
-        pos = _put_field(buf, pos, r.rec_id, 8)
-        pos = _put_field(buf, pos, market_ids[r.market], 4)
-        pos = _put_field(buf, pos, r.sid, 4)
-        pos = _put_field(buf, pos, r.seq, 8)
-        pos = _put_field(buf, pos, r.side, 2)
-        pos = _put_field(buf, pos, r.price, 2)
-        pos = _put_field(buf, pos, r.qty, 8)
-        pos = _put_field(buf, pos, r.exch_ts, 8)
-        pos = _put_field(buf, pos, r.recv_ts, 8)
+        pos = _put_row_key(buf, pos, _N_SNAPSHOT_COLS, session_id, r, market_ids)
+        pos = _put_level(buf, pos, r, r.qty)
     return pos
 
 
@@ -426,14 +416,11 @@ def copy_rows_trades(
     """
     for i in range(recs.shape[0]):
         r = recs[i]
-        pos = _put_be(buf, pos, 10, 2)
-        pos = _put_field(buf, pos, session_id, 8)
-        pos = _put_field(buf, pos, r.rec_id, 8)
-        pos = _put_field(buf, pos, market_ids[r.market], 4)
+        pos = _put_row_key(buf, pos, _N_TRADE_COLS, session_id, r, market_ids)
         hi = r.trade_id_hi
         lo = r.trade_id_lo
         if hi == 0 and lo == 0:
-            pos = _put_be(buf, pos, -1, 4)  # NULL: length -1, no value
+            pos = _put_be(buf, pos, COPY_NULL_LENGTH, 4)
         else:
             pos = _put_be(buf, pos, 16, 4)
             # uint64 -> int64 keeps the bit pattern, which is all _put_be looks at
@@ -459,10 +446,7 @@ def copy_rows_gaps(
     """
     for i in range(recs.shape[0]):
         r = recs[i]
-        pos = _put_be(buf, pos, 8, 2)
-        pos = _put_field(buf, pos, session_id, 8)
-        pos = _put_field(buf, pos, r.rec_id, 8)
-        pos = _put_field(buf, pos, market_ids[r.market], 4)
+        pos = _put_row_key(buf, pos, _N_GAP_COLS, session_id, r, market_ids)
         pos = _put_field(buf, pos, r.sid, 4)
         pos = _put_field(buf, pos, r.expected_seq, 8)
         pos = _put_field(buf, pos, r.got_seq, 8)
@@ -472,33 +456,34 @@ def copy_rows_gaps(
 
 
 class CopyTable:
-    """How one record dtype maps to one table: name, columns, row kernel, row size."""
+    """How one record dtype maps to one table: name, columns, row kernel, row size.
+
+    ``columns`` are the column names of ``layout`` (core.dtypes ``*_COPY_COLUMNS``);
+    ``row_size`` is the bytes of one row with every value present (a NULL is shorter).
+    """
 
     __slots__ = ("columns", "dtype", "kernel", "row_size", "table")
 
     def __init__(
-        self, table: str, dtype: np.dtype, columns: tuple[str, ...], kernel: Any, row_size: int
+        self, table: str, dtype: np.dtype, layout: tuple[tuple[str, int], ...], kernel: Any
     ) -> None:
         self.table = table
         self.dtype = dtype
-        self.columns = columns
+        self.columns = tuple(name for name, _ in layout)
         self.kernel = kernel
-        self.row_size = row_size
+        # int16 field count, then per column an int32 length and the value
+        self.row_size = 2 + sum(4 + width for _, width in layout)
 
 
 COPY_TABLES: dict[str, CopyTable] = {
     "orderbook_deltas": CopyTable(
-        "orderbook_deltas", DELTA_DTYPE, DELTA_COLUMNS, copy_rows_deltas, _DELTA_ROW
+        "orderbook_deltas", DELTA_DTYPE, DELTA_COPY_COLUMNS, copy_rows_deltas
     ),
     "orderbook_snapshots": CopyTable(
-        "orderbook_snapshots",
-        SNAPSHOT_LEVEL_DTYPE,
-        SNAPSHOT_COLUMNS,
-        copy_rows_snapshots,
-        _SNAPSHOT_ROW,
+        "orderbook_snapshots", SNAPSHOT_LEVEL_DTYPE, SNAPSHOT_COPY_COLUMNS, copy_rows_snapshots
     ),
-    "trades": CopyTable("trades", TRADE_DTYPE, TRADE_COLUMNS, copy_rows_trades, _TRADE_ROW),
-    "feed_gaps": CopyTable("feed_gaps", GAP_DTYPE, GAP_COLUMNS, copy_rows_gaps, _GAP_ROW),
+    "trades": CopyTable("trades", TRADE_DTYPE, TRADE_COPY_COLUMNS, copy_rows_trades),
+    "feed_gaps": CopyTable("feed_gaps", GAP_DTYPE, GAP_COPY_COLUMNS, copy_rows_gaps),
 }
 
 
@@ -547,12 +532,13 @@ def encode_copy(table: str, recs: np.ndarray, session_id: int, market_ids: np.nd
     buf = np.empty(head + n * spec.row_size + len(COPY_TRAILER), dtype=np.uint8)
     buf[:head] = np.frombuffer(COPY_HEADER, dtype=np.uint8)
     pos = int(spec.kernel(np.ascontiguousarray(recs), int(session_id), market_ids, buf, head))
-    buf[pos : pos + 2] = 0xFF
-    return buf[: pos + 2].tobytes()
+    end = pos + len(COPY_TRAILER)
+    buf[pos:end] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
+    return buf[:end].tobytes()
 
 
 def encode_deltas(recs: np.ndarray, session_id: int, market_ids: np.ndarray) -> bytes:
-    """Binary COPY stream of DELTA_DTYPE records for orderbook_deltas (``DELTA_COLUMNS``)."""
+    """Binary COPY stream of DELTA_DTYPE records for orderbook_deltas."""
     return encode_copy("orderbook_deltas", recs, session_id, market_ids)
 
 
@@ -567,5 +553,5 @@ def encode_trades(recs: np.ndarray, session_id: int, market_ids: np.ndarray) -> 
 
 
 def encode_gaps(recs: np.ndarray, session_id: int, market_ids: np.ndarray) -> bytes:
-    """Binary COPY stream of GAP_DTYPE records for feed_gaps (``GAP_COLUMNS``)."""
+    """Binary COPY stream of GAP_DTYPE records for feed_gaps (``GAP_COPY_COLUMNS``)."""
     return encode_copy("feed_gaps", recs, session_id, market_ids)

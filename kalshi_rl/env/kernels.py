@@ -23,6 +23,7 @@ from core.dtypes import (
     ACT_HOLD,
     ACT_SELL_NO,
     ACT_SELL_YES,
+    COUNT_SCALE,
     MONEY_SCALE,
     N_ACTIONS,
     NO_PRICE,
@@ -30,6 +31,8 @@ from core.dtypes import (
     ORDER_SELL,
     PRICE_MAX,
     PRICE_MIN,
+    RESULT_NO,
+    RESULT_YES,
     SIDE_NO,
     SIDE_YES,
 )
@@ -331,12 +334,12 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         s = state[i]["seg"]
         is_term = t >= seg_end[s] - 1
         settled = False
-        if is_term and seg_result[s] >= 0:
-            settle(pos[i : i + 1], seg_result[s] == 1)
+        if is_term and seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
+            settle(pos[i : i + 1], seg_result[s] == RESULT_YES)
             settled = True
         after = account_value(pos[i : i + 1], mid[t])
         r = (after - before) / MONEY_SCALE
-        r -= inventory_penalty * abs(pos[i]["position"]) / 100.0
+        r -= inventory_penalty * abs(pos[i]["position"]) / COUNT_SCALE  # per contract held
         if filled > 0:
             r -= trade_penalty
         r *= reward_scale

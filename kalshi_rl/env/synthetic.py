@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.dataset import RESULT_NO, RESULT_UNKNOWN, RESULT_YES, Dataset
-from core.dtypes import DEFAULT_TOP_K, NO_PRICE, PRICE_MAX
+from core.dataset import Dataset
+from core.dtypes import (
+    DEFAULT_TOP_K,
+    NO_PRICE,
+    PRICE_MAX,
+    RESULT_NO,
+    RESULT_UNKNOWN,
+    RESULT_YES,
+)
 from core.features import N_MARKET_FEATURES, market_features_batch, mids_batch
 
 

@@ -48,7 +48,7 @@ from core.dtypes import (
     NO_PRICE,
     PRICE_MAX,
     RESULT_NO,
-    RESULT_NONE,
+    RESULT_UNKNOWN,
     RESULT_YES,
     SIDE_NO,
     SIDE_YES,
@@ -528,7 +528,7 @@ def _lifecycle(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
                     1,
                 )
             mk[m]["status"] = MS_CLOSED
-            n = _emit(out, n, ts, step, m, EV_LIFECYCLE, LC_CLOSED, RESULT_NONE, 0)
+            n = _emit(out, n, ts, step, m, EV_LIFECYCLE, LC_CLOSED, RESULT_UNKNOWN, 0)
         elif st == MS_CLOSED and ts >= mk[m]["determine_ts"]:
             p = 1.0 / (1.0 + math.exp(-mk[m]["logit"]))
             res = RESULT_YES if mk[m]["close_u"] < p else RESULT_NO
@@ -719,7 +719,7 @@ class MarketModel:
             self.mk[i]["logit"] = math.log(p0 / (1 - p0))
         self.mk["close_u"] = self.rng.random(nm)
         self.mk["last_price"] = NO_PRICE
-        self.mk["result"] = RESULT_NONE
+        self.mk["result"] = RESULT_UNKNOWN
         self.mk["status"] = MS_OPEN
         life = self.params.lifetime_ms
         if life is None:

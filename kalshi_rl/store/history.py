@@ -16,7 +16,8 @@ Three layers:
 Replay rules (one njit loop, :func:`_replay`), per market:
 
 * a clean snapshot on an invalid book opens a segment; on a valid book it refreshes it;
-* a delta is applied with ``book_apply_deltas``; a negative level, a crossed book, a bad
+* a delta is applied with ``book_apply_deltas`` (runs of them per call, cut wherever a
+  decision point, snapshot, gap or recorded desync falls); a negative level, a crossed book, a bad
   price/side, or a delta whose recorded live ``status`` is not ST_OK invalidates the book
   and closes the segment (END_DESYNC); deltas on an invalid book are skipped;
 * a ``feed_gaps`` row closes the segment (END_GAP) and invalidates the book;
@@ -35,6 +36,8 @@ after a segment's final update are not emitted (we do not know the book stayed p
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -45,21 +48,31 @@ import numpy as np
 from numba import njit
 
 from core.book import book_apply_deltas, book_apply_snapshot, book_invalidate, book_top_k
-from core.dataset import RESULT_NO, RESULT_UNKNOWN, RESULT_YES, Dataset
+from core.dataset import Dataset
 from core.dtypes import (
     BOOK_META_DTYPE,
+    COPY_HEADER,
+    COPY_SIGNATURE,
+    COPY_TRAILER,
     DEFAULT_TOP_K,
+    DELTA_COPY_COLUMNS,
     DELTA_DTYPE,
     FEATURE_TOP_LEVELS,
+    GAP_COPY_COLUMNS,
     GAP_DTYPE,
     N_PRICES,
     N_SIDES,
     NO_PRICE,
     NO_SEQ,
     NO_TS,
+    RESULT_NO,
+    RESULT_UNKNOWN,
+    RESULT_YES,
+    SNAPSHOT_COPY_COLUMNS,
     SNAPSHOT_LEVEL_DTYPE,
     ST_INVALID_BOOK,
     ST_OK,
+    TRADE_COPY_COLUMNS,
     TRADE_DTYPE,
 )
 from core.features import MARKET_FEATURE_NAMES, N_MARKET_FEATURES, market_features_batch, mids_batch
@@ -99,7 +112,7 @@ COUNTER_NAMES = (
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _GAP_SLACK_NS = 600 * 10**9  # gaps carry only recv_ts; extra gaps outside data are harmless
-_PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_RUN_CAP = 512  # deltas applied per book_apply_deltas call at most (the work buffer)
 
 
 # =========================================================================== raw records
@@ -142,57 +155,70 @@ class RawHistory(NamedTuple):
     end_ms: int = _INT64_MAX
 
 
-# Columns of each COPY query: (sql expression, binary width, numpy big-endian type, name).
-_SNAP_COLS = (
-    ("session_id", 8, ">i8", "session"),
-    ("rec_id", 8, ">i8", "rec_id"),
-    ("market_id", 4, ">i4", "market"),
-    ("sid", 4, ">i4", "sid"),
-    ("seq", 8, ">i8", "seq"),
-    ("side", 2, ">i2", "side"),
-    ("price", 2, ">i2", "price"),
-    ("qty", 8, ">i8", "qty"),
-    ("exch_ts", 8, ">i8", "exch_ts"),
-    ("recv_ts", 8, ">i8", "recv_ts"),
+# Record field each COPY column lands in, where it differs from the column name.
+_COL_FIELD = {"session_id": "session", "market_id": "market"}
+# A NULL trade_id cannot be decoded at a fixed width: read it as the all-zero uuid, which
+# is what the recorder writes NULL for.
+_COL_EXPR = {"trade_id": "coalesce(trade_id, '00000000-0000-0000-0000-000000000000'::uuid)"}
+
+
+def _query_cols(layout: Sequence[tuple[str, int]]) -> tuple[tuple[str, int, str, str], ...]:
+    """(sql expression, binary width, numpy big-endian type, record field) per column.
+
+    ``layout`` is a table's ``*_COPY_COLUMNS`` of core.dtypes (what core.ring writes).
+    A 16-byte uuid is read as two big-endian uint64 halves.
+    """
+    return tuple(
+        (
+            _COL_EXPR.get(name, name),
+            width,
+            ">u8,>u8" if width == 16 else f">i{width}",
+            _COL_FIELD.get(name, name),
+        )
+        for name, width in layout
+    )
+
+
+# Binary COPY costs PostgreSQL a send-function call and a length word per value, so the
+# delta stream packs (market_id, side, status, price) into one big-endian int8 server-side:
+# bytes 0-3 market_id, 4 side, 5 status (their low bytes: the record fields are int8),
+# 6-7 price.  Each part is then decoded like a column of its own (no length prefix).
+# 3 fewer values per row: ~20% less COPY time, 12 bytes less per row on the wire.
+_PACK_NAME = "market+side+status+price"
+_PACKED_PARTS = {_PACK_NAME: (("market", 0, 4), ("side", 4, 1), ("status", 5, 1), ("price", 6, 2))}
+_PACK_EXPR = (
+    "(market_id::int8 << 32) | ((side::int8 & 255) << 24)"
+    " | (((status::int4 & 255) << 16) | (price::int4 & 65535))::int8"
 )
-_DELTA_COLS = (
-    ("session_id", 8, ">i8", "session"),
-    ("rec_id", 8, ">i8", "rec_id"),
-    ("market_id", 4, ">i4", "market"),
-    ("sid", 4, ">i4", "sid"),
-    ("seq", 8, ">i8", "seq"),
-    ("side", 2, ">i2", "side"),
-    ("price", 2, ">i2", "price"),
-    ("delta", 8, ">i8", "delta"),
-    ("exch_ts", 8, ">i8", "exch_ts"),
-    ("recv_ts", 8, ">i8", "recv_ts"),
-    ("status", 2, ">i2", "status"),
-)
-# What the replay needs of a delta (``lean`` loads): a third fewer bytes on the wire.
+
+
+def _col_fields(name: str) -> tuple[str, ...]:
+    """Record fields a column (or packed column) fills."""
+    return tuple(p[0] for p in _PACKED_PARTS[name]) if name in _PACKED_PARTS else (name,)
+
+
+def _pack_deltas(
+    cols: tuple[tuple[str, int, str, str], ...],
+) -> tuple[tuple[str, int, str, str], ...]:
+    """The delta columns with market/side/status/price replaced by the packed column."""
+    parts = set(_col_fields(_PACK_NAME))
+    if not parts <= {c[3] for c in cols}:  # pragma: no cover - a layout change in core.dtypes
+        raise StoreError(f"delta COPY columns lack {sorted(parts)}")
+    out: list[tuple[str, int, str, str]] = []
+    for c in cols:
+        if c[3] == "market":
+            out.append((_PACK_EXPR, 8, ">i8", _PACK_NAME))
+        elif c[3] not in parts:
+            out.append(c)
+    return tuple(out)
+
+
+_SNAP_COLS = _query_cols(SNAPSHOT_COPY_COLUMNS)
+_DELTA_COLS = _pack_deltas(_query_cols(DELTA_COPY_COLUMNS))
+# What the replay needs of a delta (``lean`` loads): 5 values of 42 bytes instead of 8 of 64.
 _DELTA_COLS_LEAN = tuple(c for c in _DELTA_COLS if c[3] not in ("sid", "seq", "recv_ts"))
-_GAP_COLS = (
-    ("session_id", 8, ">i8", "session"),
-    ("rec_id", 8, ">i8", "rec_id"),
-    ("market_id", 4, ">i4", "market"),
-    ("sid", 4, ">i4", "sid"),
-    ("expected_seq", 8, ">i8", "expected_seq"),
-    ("got_seq", 8, ">i8", "got_seq"),
-    ("reason", 2, ">i2", "reason"),
-    ("recv_ts", 8, ">i8", "recv_ts"),
-)
-_TRADE_COLS = (
-    ("session_id", 8, ">i8", "session"),
-    ("rec_id", 8, ">i8", "rec_id"),
-    ("market_id", 4, ">i4", "market"),
-    ("sid", 4, ">i4", "sid"),
-    # uuid is 16 big-endian bytes: read as two big-endian uint64 halves.
-    ("coalesce(trade_id, '00000000-0000-0000-0000-000000000000'::uuid)", 16, ">u8,>u8", "trade_id"),
-    ("yes_price", 2, ">i2", "yes_price"),
-    ("count", 8, ">i8", "count"),
-    ("taker_side", 2, ">i2", "taker_side"),
-    ("exch_ts", 8, ">i8", "exch_ts"),
-    ("recv_ts", 8, ">i8", "recv_ts"),
-)
+_GAP_COLS = _query_cols(GAP_COPY_COLUMNS)
+_TRADE_COLS = _query_cols(TRADE_COPY_COLUMNS)
 
 
 _K_COPY = 0  # byte-reverse the big-endian value into the record field (narrowing keeps low bytes)
@@ -221,12 +247,18 @@ def _layout(cols: Sequence[tuple[str, int, str, str]], dtype: np.dtype) -> _Layo
         lo.append(off)
         lw.append(width)
         off += 4
-        # a 16-byte uuid lands in two big-endian uint64 halves <name>_hi / <name>_lo
-        parts = [(name + "_hi", 0, 8), (name + "_lo", 8, 8)] if width == 16 else [(name, 0, width)]
+        # a 16-byte uuid lands in two big-endian uint64 halves <name>_hi / <name>_lo; a
+        # packed column in its parts
+        if name in _PACKED_PARTS:
+            parts = list(_PACKED_PARTS[name])
+        elif width == 16:
+            parts = [(name + "_hi", 0, 8), (name + "_lo", 8, 8)]
+        else:
+            parts = [(name, 0, width)]
         for field, sub, w in parts:
             so.append(off + sub)
             sw.append(w)
-            if name == "session":
+            if field == "session":
                 do.append(0)
                 dw.append(8)
                 kind.append(_K_SESSION)
@@ -234,7 +266,7 @@ def _layout(cols: Sequence[tuple[str, int, str, str]], dtype: np.dtype) -> _Layo
             ftype, foff = dtype.fields[field][:2]  # type: ignore[index]
             do.append(foff)
             dw.append(ftype.itemsize)
-            kind.append(_K_MARKET if name == "market" else _K_COPY)
+            kind.append(_K_MARKET if field == "market" else _K_COPY)
         off += width
     a = np.array
     return _Layout(
@@ -373,17 +405,19 @@ class CopyDecoder:
             return self._parts[0], self._sessions[0]
         if not self._parts:
             return np.zeros(0, dtype=self._dtype), np.zeros(0, dtype=np.int64)
-        return np.concatenate(self._parts), np.concatenate(self._sessions)
+        return _concat_records(self._parts), np.concatenate(self._sessions)
 
     def _drain(self, *, final: bool) -> None:
         buf = self._pending
         pos = 0
+        head = len(COPY_HEADER)  # ends with the int32 length of a header extension
+        trail = len(COPY_TRAILER)
         if not self._header:
-            if len(buf) < 19 and not final:
+            if len(buf) < head and not final:
                 return
-            if buf[: len(_PGCOPY_SIGNATURE)] != _PGCOPY_SIGNATURE or len(buf) < 21:
+            if buf[: len(COPY_SIGNATURE)] != COPY_SIGNATURE or len(buf) < head + trail:
                 raise StoreError("COPY output is not PostgreSQL binary format (bad signature)")
-            pos = 19 + int.from_bytes(buf[15:19], "big")
+            pos = head + int.from_bytes(buf[head - 4 : head], "big")
             if len(buf) < pos:
                 if final:
                     raise StoreError("COPY output ends inside its header")
@@ -392,12 +426,12 @@ class CopyDecoder:
         size = self._lay.row_size
         avail = len(buf) - pos
         if final:
-            if avail < 2 or buf[-2:] != b"\xff\xff" or (avail - 2) % size:
+            if avail < trail or buf[-trail:] != COPY_TRAILER or (avail - trail) % size:
                 raise StoreError(
                     f"COPY output is not whole rows of {size} bytes + trailer"
                     f" ({avail} bytes after row {self._rows})"
                 )
-            avail -= 2
+            avail -= trail
         n = avail // size
         if n or (final and not self._parts):
             self._decode(buf, pos, n)
@@ -434,6 +468,34 @@ class CopyDecoder:
         self._rows += n
         self._parts.append(out)
         self._sessions.append(session)
+
+
+def _from_first_snapshots(
+    recs: np.ndarray, sess: np.ndarray, snap_sess: np.ndarray, snap_rec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The records at or after their session's first snapshot (``snap_sess`` sorted, unique)."""
+    if snap_sess.size == 0:
+        return recs[:0].copy(), sess[:0].copy()
+    i = np.minimum(np.searchsorted(snap_sess, sess), snap_sess.size - 1)
+    keep = (snap_sess[i] == sess) & (recs["rec_id"] >= snap_rec[i])
+    if keep.all():
+        return recs, sess
+    n, size = recs.shape[0], recs.dtype.itemsize
+    kept = recs.view(np.uint8).reshape(n, size)[keep]  # bytewise: keeps the zero padding
+    return kept.reshape(-1).view(recs.dtype), sess[keep]
+
+
+def _concat_records(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate record arrays byte for byte (np.concatenate leaves padding unset)."""
+    dtype = parts[0].dtype
+    n = sum(p.shape[0] for p in parts)
+    out = np.zeros(n, dtype=dtype)
+    flat = out.view(np.uint8).reshape(n, dtype.itemsize)
+    i = 0
+    for p in parts:
+        flat[i : i + p.shape[0]] = p.view(np.uint8).reshape(p.shape[0], dtype.itemsize)
+        i += p.shape[0]
+    return out
 
 
 def decode_copy_binary(
@@ -521,6 +583,8 @@ async def load_raw(
     *,
     with_trades: bool = False,
     lean: bool = False,
+    replayable: bool = False,
+    helper: asyncpg.Connection | None = None,
 ) -> RawHistory:
     """Raw snapshots, deltas, gaps (and trades) of a window, as record arrays.
 
@@ -533,15 +597,33 @@ async def load_raw(
         with_trades: also load ``trades``.
         lean: skip the delta columns the replay does not read (``sid`` -> -1, ``seq`` ->
             NO_SEQ, ``recv_ts`` -> NO_TS); :func:`load_history` uses it.
+        replayable: load only the deltas the replay can apply: those of a feed session
+            from its first loaded snapshot on (a session starts with every book invalid,
+            and only a snapshot makes one valid), read through the primary key
+            (session_id, rec_id) -- the delta table has no market index, so this is what
+            keeps a one-market load from reading other sessions.  With an end bound, or
+            when those key ranges span more than ``_PK_SHARE`` of the table (and no
+            ``helper``), the window scan is cheaper: the others are dropped in NumPy.
+            Datasets are the same;
+            the replay's ``deltas`` and ``deltas_skipped_invalid`` counts cover only the
+            loaded deltas.  :func:`load_history` uses it.
+        helper: a second connection (idle, no transaction open) to read the second half
+            of the delta key range in parallel, inside the same snapshot
+            (``pg_export_snapshot`` + ``SET TRANSACTION SNAPSHOT``): PostgreSQL formats
+            the two halves on two backends.  Only with ``replayable``, no ``end``, and
+            when this function opens the transaction itself (``conn`` not in one);
+            otherwise unused.
 
     Returns:
         A :class:`RawHistory`; ``market`` fields index ``tickers``.
     """
+    kw: dict[str, Any] = {"with_trades": with_trades, "lean": lean, "replayable": replayable}
     if conn.is_in_transaction():
-        return await _load_raw(conn, tickers, start, end, with_trades=with_trades, lean=lean)
+        return await _load_raw(conn, tickers, start, end, helper=None, **kw)
     # One snapshot for all streams, so a recorder writing meanwhile cannot make them disagree.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _load_raw(conn, tickers, start, end, with_trades=with_trades, lean=lean)
+        await conn.execute(_NO_PARALLEL)
+        return await _load_raw(conn, tickers, start, end, helper=helper, **kw)
 
 
 async def _load_raw(
@@ -552,6 +634,8 @@ async def _load_raw(
     *,
     with_trades: bool,
     lean: bool,
+    replayable: bool,
+    helper: asyncpg.Connection | None,
 ) -> RawHistory:
     mk = await _markets(conn, tickers)
     names = tuple(r["ticker"] for r in mk)
@@ -575,14 +659,59 @@ async def _load_raw(
         lut=lut,
     )
     delta_cols = _DELTA_COLS_LEAN if lean else _DELTA_COLS
-    deltas, delta_sess = await _copy(
-        conn,
-        _select("orderbook_deltas", delta_cols, win),
-        args=win_args,
-        cols=delta_cols,
-        dtype=DELTA_DTYPE,
-        lut=lut,
-    )
+    # Per session, its first loaded snapshot row (snapshots are sorted).
+    first = np.flatnonzero(np.diff(snap_sess, prepend=snap_sess[:1] - 1))
+    use_ranges = replayable and hi == _INT64_MAX
+    if use_ranges and first.size:
+        # Every delta of a session from its first snapshot on is in the window: those key
+        # ranges can be read through the primary key.  (With an end bound they would run
+        # on past it, to the end of each session: the BRIN window scan below bounds it.)
+        span = await _session_spans(conn, snap_sess[first], snaps["rec_id"][first])
+        rows = await conn.fetchval(
+            "SELECT reltuples FROM pg_class WHERE oid = 'orderbook_deltas'::regclass"
+        )
+        # A bitmap scan of the key ranges costs more per row than a sequential scan of
+        # the table: past a share of it, one COPY is faster as the window scan.
+        if helper is None and rows is not None and span.sum() > _PK_SHARE * rows > 0:
+            use_ranges = False
+    if use_ranges:
+        ranges = [(snap_sess[first], snaps["rec_id"][first], np.full(first.size, _INT64_MAX))]
+        if helper is not None and first.size:
+            ranges = _split_ranges(*ranges[0], span)
+        q = _select(_DELTA_RANGES, delta_cols, win)
+
+        async def copy(c: asyncpg.Connection, r: _Ranges) -> tuple[np.ndarray, np.ndarray]:
+            args = (*win_args, *_as_lists(r))
+            return await _copy(c, q, args=args, cols=delta_cols, dtype=DELTA_DTYPE, lut=lut)
+
+        if len(ranges) == 1 or helper is None:
+            parts = [await copy(conn, ranges[0])]
+        else:
+            snap_id = await conn.fetchval("SELECT pg_export_snapshot()")
+            if not _SNAPSHOT_ID.fullmatch(snap_id):  # pragma: no cover - server format
+                raise StoreError(f"unexpected snapshot id {snap_id!r}")
+            async with helper.transaction(isolation="repeatable_read", readonly=True):
+                await helper.execute(f"SET TRANSACTION SNAPSHOT '{snap_id}'")
+                await helper.execute(_NO_PARALLEL)
+                parts = list(await asyncio.gather(copy(conn, ranges[0]), copy(helper, ranges[1])))
+        if len(parts) == 1:
+            deltas, delta_sess = parts[0]
+        else:  # the ranges follow each other in key order: concatenating keeps the sort
+            deltas = _concat_records([p[0] for p in parts])
+            delta_sess = np.concatenate([p[1] for p in parts])
+    else:
+        deltas, delta_sess = await _copy(
+            conn,
+            _select("orderbook_deltas", delta_cols, win),
+            args=win_args,
+            cols=delta_cols,
+            dtype=DELTA_DTYPE,
+            lut=lut,
+        )
+        if replayable:
+            deltas, delta_sess = _from_first_snapshots(
+                deltas, delta_sess, snap_sess[first], snaps["rec_id"][first]
+            )
     gap_where = f"{in_mk} AND recv_ts >= $2 AND recv_ts < $3"
     gaps, gap_sess = await _copy(
         conn,
@@ -626,6 +755,60 @@ async def _load_raw(
     )
 
 
+# Deltas of given (session, [from, to)) rec_id ranges: the primary key serves it.
+_DELTA_RANGES = (
+    "orderbook_deltas JOIN unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS f(s, r, e)"
+    " ON session_id = f.s AND rec_id >= f.r AND rec_id < f.e"
+)
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
+# A parallel plan (Gather) returns rows in no particular order, which costs a lexsort;
+# one backend per COPY streams them in heap order, which is key order for the recorder's
+# appends.  Only inside the transaction load_raw opens itself.
+_NO_PARALLEL = "SET LOCAL max_parallel_workers_per_gather = 0"
+_MIN_SPLIT = 100_000  # rec_id span below which one COPY is cheaper than two
+# Key ranges covering more than this share of the delta table are read by the window scan
+# (one connection): bench/README_history.md, 1 M of 4.25 M rows was already slower by PK.
+_PK_SHARE = 0.15
+
+_Ranges = tuple[np.ndarray, np.ndarray, np.ndarray]  # sessions, rec_id from, rec_id to (excl.)
+
+
+def _as_lists(r: _Ranges) -> tuple[list[int], list[int], list[int]]:
+    return r[0].tolist(), r[1].tolist(), r[2].tolist()
+
+
+async def _session_spans(conn: asyncpg.Connection, sess: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """int64 rec_id span per session from ``lo`` to its last delta (one PK descent each)."""
+    rows = await conn.fetch(
+        "SELECT (SELECT max(rec_id) FROM orderbook_deltas WHERE session_id = s) AS top"
+        " FROM unnest($1::bigint[]) WITH ORDINALITY AS u(s, i) ORDER BY i",
+        sess.tolist(),
+    )
+    top = np.array(
+        [lo[i] - 1 if r["top"] is None else r["top"] for i, r in enumerate(rows)], np.int64
+    )
+    return np.maximum(top - lo + 1, 0)
+
+
+def _split_ranges(
+    sess: np.ndarray, lo: np.ndarray, hi: np.ndarray, span: np.ndarray
+) -> list[_Ranges]:
+    """Cut the (session, rec_id) key ranges into two halves of about equal rec_id span.
+
+    The first half holds every key before the cut, so its rows precede the second half's.
+    """
+    total = int(span.sum())
+    if total < _MIN_SPLIT:
+        return [(sess, lo, hi)]
+    cum = np.cumsum(span)
+    k = int(np.searchsorted(cum, total // 2, side="right"))  # the session holding the cut
+    k = min(k, sess.size - 1)
+    cut = int(lo[k] + (total // 2 - (cum[k] - span[k])))
+    first = (sess[: k + 1], lo[: k + 1], np.append(hi[:k], cut))
+    second = (sess[k:], np.append(cut, lo[k + 1 :]), hi[k:])
+    return [first, second]
+
+
 def _result_code(result: str | None) -> int:
     if result == "yes":
         return RESULT_YES
@@ -650,7 +833,7 @@ def _sorted(
             ordered[name] = out[name][order]
         out = ordered
         session = session[order]
-    loaded = {c[3] for c in cols}
+    loaded = {f for c in cols for f in _col_fields(c[3])}
     for name, missing in (("seq", NO_SEQ), ("recv_ts", NO_TS), ("sid", -1)):
         if name in (dtype.names or ()) and name not in loaded:
             out[name] = missing
@@ -699,7 +882,7 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
     cadence: int,
     top_k: int,
     row_cap: int,
-    scratch: np.ndarray,
+    work: np.ndarray,
 ):
     """Merge the three streams by (session, rec_id), replay them, emit decision points.
 
@@ -709,7 +892,9 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
         qty, best, meta: book arrays with one slot per market (fresh, all invalid).
         mode: MODE_NONE / MODE_UPDATES / MODE_MS; cadence: N updates or T ms.
         top_k: depth levels per side to emit; row_cap: initial row buffer size.
-        scratch: DELTA_DTYPE [1] work record.
+        work: DELTA_DTYPE [>= 1] buffer a run of deltas is copied into and applied from
+            (``book_apply_deltas`` writes its status into the records it applies; the
+            caller's array keeps the status the live book recorded).
 
     Returns:
         (px int16 [R,2,K], qty int64 [R,2,K], ts int64 [R], row_seg int64 [R], n_rows,
@@ -736,6 +921,12 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
     rts = np.empty(cap, dtype=np.int64)
     rseg = np.empty(cap, dtype=np.int64)
     n_rows = 0
+    # Per-run scratch (see the delta branch): updates counted per market, their latest
+    # exchange time, and which markets the run touched.
+    run_cnt = np.zeros(n_m, dtype=np.int64)
+    run_ts = np.zeros(n_m, dtype=np.int64)
+    run_mk = np.empty(n_m, dtype=np.int64)
+    wcap = work.shape[0]
     i_s = 0
     i_d = 0
     i_g = 0
@@ -780,21 +971,148 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
                     open_seg[m] = -1
             continue
 
-        if kind == 1:
-            j = i_s + 1
-            while j < ns and snap_sess[j] == bs and snaps[j]["rec_id"] == br:
-                j += 1
-            m = snaps[i_s]["market"]
-            ts = snaps[i_s]["exch_ts"]
-        else:
-            j = i_s
+        if kind == 2:
             m = deltas[i_d]["market"]
-            ts = deltas[i_d]["exch_ts"]
-        if m < 0 or m >= n_m:
-            if kind == 1:
-                i_s = j
-            else:
+            if m < 0 or m >= n_m:
                 i_d += 1
+                continue
+            s = open_seg[m]
+            ts = deltas[i_d]["exch_ts"]
+            if mode == MODE_MS and s >= 0:
+                # Emit the book as of every grid point this update lies beyond.
+                while next_grid[m] < ts:
+                    if n_rows == rpx.shape[0]:
+                        rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
+                    book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
+                    rts[n_rows] = next_grid[m]
+                    rseg[n_rows] = s
+                    n_rows += 1
+                    seg_last[s] = max(seg_last[s], next_grid[m])
+                    next_grid[m] += cadence
+            if deltas[i_d]["status"] != ST_OK:
+                # The live book rejected it: the recorder saw a desync here.
+                i_d += 1
+                counters[_C_DELTAS_RECORDED_BAD] += 1
+                book_invalidate(meta, m)
+                if s >= 0:
+                    seg_reason[s] = END_DESYNC
+                    open_seg[m] = -1
+                continue
+            # A run: this delta and the following ones up to (not including) the next
+            # snapshot, gap, session change, recorded bad status or grid point (MODE_MS),
+            # and up to (including) the next delta that may reach a cadence point
+            # (MODE_UPDATES) or has a bad side/price; one book_apply_deltas call applies it.
+            # The counts below assume every delta applies; when one does not, the run may
+            # end earlier than needed, never later (a failure only lowers the counts).
+            ss = big
+            sr = big
+            if i_s < ns:
+                ss = snap_sess[i_s]
+                sr = snaps[i_s]["rec_id"]
+            gs = big
+            gr = big
+            if i_g < ng:
+                gs = gap_sess[i_g]
+                gr = gaps[i_g]["rec_id"]
+            n_run = 0
+            n_mk = 0
+            j = i_d
+            while j < nd and n_run < wcap:
+                if j > i_d:
+                    r = deltas[j]["rec_id"]
+                    if (
+                        delta_sess[j] != cur_sess
+                        or not _before(cur_sess, r, ss, sr)
+                        or not _before(cur_sess, r, gs, gr)
+                        or deltas[j]["status"] != ST_OK
+                    ):
+                        break
+                    mj = deltas[j]["market"]
+                    if (
+                        mode == MODE_MS
+                        and 0 <= mj < n_m
+                        and open_seg[mj] >= 0
+                        and next_grid[mj] < deltas[j]["exch_ts"]
+                    ):
+                        break
+                work[n_run] = deltas[j]
+                n_run += 1
+                j += 1
+                mj = work[n_run - 1]["market"]
+                if mj < 0 or mj >= n_m:
+                    continue
+                sd = work[n_run - 1]["side"]
+                pr = work[n_run - 1]["price"]
+                if sd < 0 or sd >= N_SIDES or pr < 0 or pr >= N_PRICES:
+                    break  # handled as a desync right after the run
+                if open_seg[mj] >= 0:
+                    if run_cnt[mj] == 0:
+                        run_mk[n_mk] = mj
+                        n_mk += 1
+                        run_ts[mj] = work[n_run - 1]["exch_ts"]
+                    else:
+                        run_ts[mj] = max(run_ts[mj], work[n_run - 1]["exch_ts"])
+                    run_cnt[mj] += 1
+                    if mode == MODE_UPDATES and since[mj] + run_cnt[mj] >= cadence:
+                        break
+            i_d = j
+            run = work[:n_run]
+            n_bad = book_apply_deltas(qty, best, meta, run)
+            if n_bad == 0:
+                # Every delta applied to a valid book (so one with an open segment).
+                counters[_C_DELTAS] += n_run
+                for q in range(n_mk):
+                    mq = run_mk[q]
+                    sq = open_seg[mq]
+                    seg_last[sq] = max(seg_last[sq], run_ts[mq])
+                    if mode == MODE_UPDATES:
+                        since[mq] += run_cnt[mq]
+            else:
+                for q in range(n_run):
+                    mq = run[q]["market"]
+                    if mq < 0 or mq >= n_m:
+                        continue
+                    st = run[q]["status"]
+                    if st == ST_INVALID_BOOK:
+                        counters[_C_DELTAS_SKIPPED] += 1
+                        continue
+                    sq = open_seg[mq]
+                    if st != ST_OK:
+                        counters[_C_DELTAS_BAD] += 1
+                        book_invalidate(meta, mq)
+                        if sq >= 0:
+                            seg_reason[sq] = END_DESYNC
+                            open_seg[mq] = -1
+                        continue
+                    counters[_C_DELTAS] += 1
+                    if sq >= 0:
+                        seg_last[sq] = max(seg_last[sq], run[q]["exch_ts"])
+                        if mode == MODE_UPDATES:
+                            since[mq] += 1
+            for q in range(n_mk):
+                run_cnt[run_mk[q]] = 0
+            # Only the run's last delta can reach a cadence point (the run ends there).
+            m = run[n_run - 1]["market"]
+            if mode == MODE_UPDATES and 0 <= m < n_m:
+                s = open_seg[m]
+                if s >= 0 and since[m] >= cadence:
+                    since[m] = 0
+                    if n_rows == rpx.shape[0]:
+                        rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
+                    book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
+                    rts[n_rows] = run[n_run - 1]["exch_ts"]
+                    rseg[n_rows] = s
+                    n_rows += 1
+            continue
+
+        # kind == 1: a snapshot (its rows share the rec_id).
+        j = i_s + 1
+        while j < ns and snap_sess[j] == bs and snaps[j]["rec_id"] == br:
+            j += 1
+        m = snaps[i_s]["market"]
+        ts = snaps[i_s]["exch_ts"]
+        if m < 0 or m >= n_m:
+            i_s = j
             continue
         s = open_seg[m]
         if mode == MODE_MS and s >= 0:
@@ -808,68 +1126,36 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
                 n_rows += 1
                 seg_last[s] = max(seg_last[s], next_grid[m])
                 next_grid[m] += cadence
-
-        if kind == 1:
-            st = book_apply_snapshot(qty, best, meta, m, snaps[i_s:j])
-            i_s = j
-            counters[_C_SNAPSHOTS] += 1
-            if st != ST_OK:
-                counters[_C_SNAPSHOTS_BAD] += 1
-                book_invalidate(meta, m)
-                if s >= 0:
-                    seg_reason[s] = END_DESYNC
-                    open_seg[m] = -1
-                continue
-            if s < 0:
-                s = n_seg
-                n_seg += 1
-                open_seg[m] = s
-                seg_market[s] = m
-                seg_first[s] = ts
-                seg_last[s] = ts
-                seg_reason[s] = END_DATA
-                since[m] = 0
-                if mode == MODE_MS:
-                    next_grid[m] = -((-ts) // cadence) * cadence  # ceil to the grid
-                if mode == MODE_UPDATES:
-                    if n_rows == rpx.shape[0]:
-                        rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                    book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                    rts[n_rows] = ts
-                    rseg[n_rows] = s
-                    n_rows += 1
-                continue
-        else:
-            d = deltas[i_d]
-            i_d += 1
-            if d["status"] != ST_OK:
-                # The live book rejected it: the recorder saw a desync here.
-                counters[_C_DELTAS_RECORDED_BAD] += 1
-                book_invalidate(meta, m)
-                if s >= 0:
-                    seg_reason[s] = END_DESYNC
-                    open_seg[m] = -1
-                continue
-            # Apply through the batch kernel on a one-record scratch copy: the kernel
-            # writes its status into the record, and the caller's array keeps the
-            # status the live book recorded.
-            scratch[0] = d
-            book_apply_deltas(qty, best, meta, scratch)
-            st = scratch[0]["status"]
-            if st == ST_INVALID_BOOK:
-                counters[_C_DELTAS_SKIPPED] += 1
-                continue
-            if st != ST_OK:
-                counters[_C_DELTAS_BAD] += 1
-                book_invalidate(meta, m)
-                if s >= 0:
-                    seg_reason[s] = END_DESYNC
-                    open_seg[m] = -1
-                continue
-            counters[_C_DELTAS] += 1
-            if s < 0:
-                continue
-        # An applied update (delta, or snapshot refreshing a valid book) inside segment s.
+        st = book_apply_snapshot(qty, best, meta, m, snaps[i_s:j])
+        i_s = j
+        counters[_C_SNAPSHOTS] += 1
+        if st != ST_OK:
+            counters[_C_SNAPSHOTS_BAD] += 1
+            book_invalidate(meta, m)
+            if s >= 0:
+                seg_reason[s] = END_DESYNC
+                open_seg[m] = -1
+            continue
+        if s < 0:
+            s = n_seg
+            n_seg += 1
+            open_seg[m] = s
+            seg_market[s] = m
+            seg_first[s] = ts
+            seg_last[s] = ts
+            seg_reason[s] = END_DATA
+            since[m] = 0
+            if mode == MODE_MS:
+                next_grid[m] = -((-ts) // cadence) * cadence  # ceil to the grid
+            if mode == MODE_UPDATES:
+                if n_rows == rpx.shape[0]:
+                    rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
+                book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
+                rts[n_rows] = ts
+                rseg[n_rows] = s
+                n_rows += 1
+            continue
+        # A snapshot refreshing a valid book: an update of segment s.
         seg_last[s] = max(seg_last[s], ts)
         if mode == MODE_UPDATES:
             since[m] += 1
@@ -926,7 +1212,9 @@ def _new_books(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return qty, best, meta
 
 
-def _run(raw: RawHistory, mode: int, cadence: int, top_k: int, row_cap: int) -> tuple[Any, ...]:
+def _run(
+    raw: RawHistory, mode: int, cadence: int, top_k: int, row_cap: int, *, run_cap: int = _RUN_CAP
+) -> tuple[Any, ...]:
     qty, best, meta = _new_books(len(raw.tickers))
     # The kernel writes each snapshot row's status: work on a copy, keep ``raw`` as loaded.
     out = _replay(
@@ -943,7 +1231,7 @@ def _run(raw: RawHistory, mode: int, cadence: int, top_k: int, row_cap: int) -> 
         cadence,
         top_k,
         row_cap,
-        np.zeros(1, dtype=DELTA_DTYPE),
+        np.zeros(max(run_cap, 1), dtype=DELTA_DTYPE),
     )
     return (qty, best, meta, *out)
 
@@ -1169,16 +1457,22 @@ def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, Segmen
     return ds, info
 
 
-async def load_history(conn: asyncpg.Connection, query: HistoryQuery) -> Dataset:
+async def load_history(
+    conn: asyncpg.Connection, query: HistoryQuery, *, helper: asyncpg.Connection | None = None
+) -> Dataset:
     """PostgreSQL -> :class:`core.dataset.Dataset` for ``query``.
 
     Args:
         conn: a connection.
         query: markets, window, cadence and segment rules.
+        helper: optional second idle connection: the delta COPY is split across both
+            (see :func:`load_raw`); ~25-30% faster for large loads on 2 cores.
 
     Returns:
         The dataset (possibly with 0 rows when the window holds no clean segment).
     """
-    raw = await load_raw(conn, query.tickers, query.start, query.end, lean=True)
+    raw = await load_raw(
+        conn, query.tickers, query.start, query.end, lean=True, replayable=True, helper=helper
+    )
     ds, _ = build_dataset(raw, query)
     return ds

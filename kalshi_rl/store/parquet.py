@@ -27,7 +27,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.dataset import DATASET_VERSION, Dataset, validate
+from core.dataset import Dataset, validate
+from core.dtypes import DATASET_VERSION
 from kalshi_rl.errors import DatasetError
 
 META_KEY = b"kalshi_rl.dataset"

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.dtypes import (
+    COPY_HEADER,
     DELTA_DTYPE,
     GAP_DTYPE,
     NO_PRICE,
@@ -26,7 +27,6 @@ from core.dtypes import (
     TRADE_DTYPE,
 )
 from core.ring import (
-    COPY_HEADER,
     COPY_TABLES,
     Ring,
     encode_copy,

@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from core.dataset import RESULT_UNKNOWN, RESULT_YES, Dataset
+from core.dataset import Dataset
 from core.dtypes import (
     ACT_BUY_NO,
     ACT_BUY_YES,
@@ -19,6 +19,8 @@ from core.dtypes import (
     ACT_SELL_YES,
     MONEY_SCALE,
     NO_PRICE,
+    RESULT_UNKNOWN,
+    RESULT_YES,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES, market_features_batch, mids_batch
 from core.fills import taker_fee

@@ -9,8 +9,18 @@ import asyncpg
 import numpy as np
 import pytest
 
-from core.dataset import RESULT_NO, RESULT_UNKNOWN, RESULT_YES, validate
-from core.dtypes import HIST_LEN, NO_PRICE, PRICE_MAX, SIDE_NO, SIDE_NONE, SIDE_YES
+from core.dataset import validate
+from core.dtypes import (
+    HIST_LEN,
+    NO_PRICE,
+    PRICE_MAX,
+    RESULT_NO,
+    RESULT_UNKNOWN,
+    RESULT_YES,
+    SIDE_NO,
+    SIDE_NONE,
+    SIDE_YES,
+)
 from core.features import MARKET_FEATURE_NAMES
 from kalshi_rl.errors import ConfigError, DatasetError, StoreError
 from kalshi_rl.store import db
@@ -770,3 +780,175 @@ async def test_lean_load_skips_only_unused_columns(scenario) -> None:
         "seg_result",
     ):
         assert getattr(a, n).tobytes() == getattr(b, n).tobytes(), n
+
+
+# --------------------------------------------------------------------------- runs, pruning
+
+
+def _random_raw(rng: np.random.Generator, n_m: int = 3, n_ev: int = 3000) -> h.RawHistory:
+    """In-memory raw streams with every kind of trouble the replay handles."""
+    from core.dtypes import DELTA_DTYPE, GAP_DTYPE, SNAPSHOT_LEVEL_DTYPE
+
+    snaps, snap_sess, deltas, delta_sess, gaps, gap_sess = [], [], [], [], [], []
+    t = T0
+    for sess in (1, 2):
+        for rec in range(1, n_ev + 1):
+            t += int(rng.integers(0, 40))
+            m = int(rng.integers(n_m))
+            u = rng.random()
+            if u < 0.02:
+                for side in (SIDE_YES, SIDE_NO):
+                    for p in rng.choice(np.arange(300, 480), 4, replace=False):
+                        snaps.append((rec, t, 0, 0, int(rng.integers(1, 1000)), m, 1, p, side, 0))
+                        snap_sess.append(sess)
+            elif u < 0.025:
+                gaps.append((rec, t * 10**6, 0, 0, m, 1, 0))
+                gap_sess.append(sess)
+            else:
+                side, price, d, st = int(rng.integers(2)), int(rng.integers(300, 480)), 0, 0
+                d = int(rng.integers(1, 50)) if rng.random() < 0.97 else -int(rng.integers(1, 5))
+                v = rng.random()
+                if v < 0.002:
+                    side = 3  # bad side
+                elif v < 0.004:
+                    price = 2000  # bad price
+                elif v < 0.006:
+                    m = n_m + 2  # unknown market slot
+                elif v < 0.008:
+                    st = 2  # the live book saw a desync
+                elif v < 0.01:
+                    price, side = 900, SIDE_YES  # crosses
+                deltas.append((rec, t, t * 10**6, rec, d, m, 1, price, side, st))
+                delta_sess.append(sess)
+    return h.RawHistory(
+        tickers=tuple(f"M{i}" for i in range(n_m)),
+        market_ids=np.arange(1, n_m + 1, dtype=np.int32),
+        open_ms=np.full(n_m, -1, np.int64),
+        close_ms=np.full(n_m, -1, np.int64),
+        result=np.full(n_m, RESULT_UNKNOWN, np.int8),
+        snapshots=np.array(snaps, dtype=SNAPSHOT_LEVEL_DTYPE),
+        snap_session=np.array(snap_sess, np.int64),
+        deltas=np.array(deltas, dtype=DELTA_DTYPE),
+        delta_session=np.array(delta_sess, np.int64),
+        gaps=np.array(gaps, dtype=GAP_DTYPE),
+        gap_session=np.array(gap_sess, np.int64),
+        trades=np.zeros(0, h.TRADE_DTYPE),
+        trade_session=np.zeros(0, np.int64),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delta_runs_match_one_at_a_time(seed: int) -> None:
+    """Applying runs of deltas per kernel call == one call per delta, in every mode."""
+    raw = _random_raw(np.random.default_rng(seed))
+    before = raw.deltas.copy()
+    for mode, cad in ((h.MODE_NONE, 1), (h.MODE_UPDATES, 1), (h.MODE_UPDATES, 7), (h.MODE_MS, 50)):
+        one = h._run(raw, mode, cad, 5, 16, run_cap=1)
+        runs = h._run(raw, mode, cad, 5, 16)
+        # books, rows [:n_rows], segments [:n_seg], counters
+        assert one[7] == runs[7] and one[12] == runs[12]
+        for i, n in ((0, None), (1, None), (2, None), (3, 7), (4, 7), (5, 7), (6, 7)):
+            np.testing.assert_array_equal(
+                one[i][: one[n] if n else None], runs[i][: runs[n] if n else None]
+            )
+        for i in (8, 9, 10, 11):
+            np.testing.assert_array_equal(one[i][: one[12]], runs[i][: runs[12]])
+        np.testing.assert_array_equal(one[13], runs[13])
+        counters = dict(zip(h.COUNTER_NAMES, runs[-1].tolist(), strict=True))
+        # the stream exercises every path of the delta branch
+        del counters["snapshots_bad"]
+        assert min(counters.values()) > 0, counters
+        assert counters["deltas_applied"] > 10 * counters["deltas_desync"], counters
+    for name in before.dtype.names or ():  # the recorded statuses are kept
+        np.testing.assert_array_equal(raw.deltas[name], before[name], name)
+
+
+async def test_replayable_load_skips_only_unappliable_deltas(pg_dsn: str, monkeypatch) -> None:
+    rec = Recording(["A", "B"])
+    t = T0
+    for sess in (1, 2, 3):
+        rec.delta(sess, 0, t, SIDE_YES, 400, 5)  # before any snapshot of the session
+        if sess != 3:  # session 3 has no snapshot at all
+            rec.snap(sess, 0, t + 1, [(400, 10)], [(300, 10)])
+        for i in range(40):
+            rec.delta(sess, i % 2, t + 2 + i, SIDE_NO, 300 + i % 7, 3)
+        rec.snap(sess, 1, t + 50, [(410, 10)], [(310, 10)])
+        for i in range(40):
+            rec.delta(sess, i % 2, t + 60 + i, SIDE_YES, 400 + i % 7, 2)
+        t += 1000
+    conn = await db.connect(pg_dsn)
+    helper = await db.connect(pg_dsn)
+    try:
+        await _store(conn, rec, await _sessions(conn, 3), {})
+        full = await h.load_raw(conn, lean=True)
+        rep = await h.load_raw(conn, lean=True, replayable=True)
+        first: dict[int, int] = {}
+        for s, r in zip(full.snap_session.tolist(), full.snapshots["rec_id"].tolist(), strict=True):
+            first.setdefault(s, r)
+        keys = zip(full.delta_session.tolist(), full.deltas["rec_id"].tolist(), strict=True)
+        keep = np.array([s in first and r >= first[s] for s, r in keys])
+        assert 0 < keep.sum() < keep.size
+        for name in full.deltas.dtype.names or ():
+            np.testing.assert_array_equal(rep.deltas[name], full.deltas[name][keep], name)
+        np.testing.assert_array_equal(rep.delta_session, full.delta_session[keep])
+        # with an end bound, or ranges covering much of the table, the same deltas are cut
+        # out of the window scan instead
+        ended = await h.load_raw(conn, lean=True, replayable=True, end=T0 + 10**6)
+        await conn.execute("ANALYZE orderbook_deltas")
+        monkeypatch.setattr(h, "_PK_SHARE", 1e-9)
+        masked = []
+        cut = h._from_first_snapshots
+        monkeypatch.setattr(h, "_from_first_snapshots", lambda *a: masked.append(1) or cut(*a))
+        scanned = await h.load_raw(conn, lean=True, replayable=True)
+        monkeypatch.undo()
+        assert masked == [1]
+        for other in (ended, scanned):
+            assert other.deltas.tobytes() == rep.deltas.tobytes()
+            np.testing.assert_array_equal(other.delta_session, rep.delta_session)
+        q = h.HistoryQuery(cadence_updates=3, min_segment=1)
+        a, _ = h.build_dataset(full, q)
+        b = await h.load_history(conn, q)
+        # the same split over two connections, forced at this small size
+        monkeypatch.setattr(h, "_MIN_SPLIT", 0)
+        two = await h.load_raw(conn, lean=True, replayable=True, helper=helper)
+        c = await h.load_history(conn, q, helper=helper)
+        assert not helper.is_in_transaction()
+    finally:
+        await helper.close()
+        await conn.close()
+    assert two.deltas.tobytes() == rep.deltas.tobytes()
+    np.testing.assert_array_equal(two.delta_session, rep.delta_session)
+    for n in ("features", "depth_px", "depth_qty", "mid", "ts", "ttc", "seg_start", "seg_end"):
+        assert getattr(a, n).tobytes() == getattr(b, n).tobytes() == getattr(c, n).tobytes(), n
+    assert a.n_rows > 0
+    counts_a, counts_b = a.meta["counts"], b.meta["counts"]
+    assert counts_b["deltas"] == int(keep.sum()) and counts_a["deltas"] == keep.size
+    assert counts_a["deltas_applied"] == counts_b["deltas_applied"]
+
+
+async def test_split_ranges_cut_in_key_order(pg_dsn: str) -> None:
+    conn = await db.connect(pg_dsn)
+    try:
+        rec = Recording(["A"])
+        for sess in (1, 2):
+            rec.snap(sess, 0, T0, [(400, 10)], [])
+            for i in range(100 * sess):
+                rec.delta(sess, 0, T0 + i, SIDE_YES, 400, 1)
+        sessions = await _sessions(conn, 2)
+        await _store(conn, rec, sessions, {})
+        s = np.array([sessions[1], sessions[2]], np.int64)
+        lo = np.array([1, 1], np.int64)
+        hi = np.full(2, 2**63 - 1, np.int64)
+        span = await h._session_spans(conn, s, lo)
+    finally:
+        await conn.close()
+    assert span.tolist() == [101, 201]
+    assert len(h._split_ranges(s, lo, hi, span)) == 1  # 302 keys < _MIN_SPLIT
+    h_min, h._MIN_SPLIT = h._MIN_SPLIT, 0
+    try:
+        first, second = h._split_ranges(s, lo, hi, span)
+    finally:
+        h._MIN_SPLIT = h_min
+    # 302 keys, cut after 151: all of session 1 (101) and 50 of session 2 go first
+    assert first[0].tolist() == [sessions[1], sessions[2]] and second[0].tolist() == [sessions[2]]
+    assert first[2].tolist() == [2**63 - 1, 51] and second[1].tolist() == [51]

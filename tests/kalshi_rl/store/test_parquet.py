@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.dataset import DATASET_VERSION, RESULT_UNKNOWN, RESULT_YES, Dataset
+from core.dataset import Dataset
+from core.dtypes import DATASET_VERSION, RESULT_UNKNOWN, RESULT_YES
 from core.features import N_MARKET_FEATURES
 from kalshi_rl.errors import DatasetError
 from kalshi_rl.store import parquet as pqs

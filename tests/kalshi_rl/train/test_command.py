@@ -35,7 +35,12 @@ async def test_cli_train_a2c_registers_model(pg_dsn: str, tmp_path: Path) -> Non
     ]
     result = await asyncio.to_thread(CliRunner().invoke, app, argv)
     assert result.exit_code == 0, result.output
-    assert "cli-a2c v1" in result.output and "held-out P&L" in result.output
+    assert "cli-a2c v1" in result.output
+    # the evaluation table: the agent and every baseline, one row each
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("held-out policy"))
+    names = [line.split()[0] for line in lines[header + 1 : header + 6]]
+    assert names == ["agent", "hold", "random", "cheaper_side", "mean_reversion"]
     conn = await db.connect(pg_dsn)
     try:
         mv = await registry.latest(conn, "cli-a2c")
