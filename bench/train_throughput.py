@@ -3,8 +3,8 @@
 Configurations, all on the same synthetic data (``random_walk_dataset(40, 400)``):
 
 * ``ours``            -- ``kalshi_rl.train.run.Args`` defaults on the Numba ``KalshiVecEnv``
-                          (64 envs x 64 steps, batch 512, 15 epochs, lr 7e-4, 64x64,
-                          1 torch thread).
+                          (64 envs x 64 steps, batch 512, 15 epochs, lr 7e-4, GAE 0.9,
+                          ent_coef 0.005, 64x64, 1 torch thread).
 * ``ours_dummyvec``   -- the same hyperparameters over SB3 ``DummyVecEnv`` of 64
                           ``KalshiTradingEnv`` (shows what the vectorised kernel buys).
 * ``sb3_default``     -- SB3 PPO defaults (1 env, n_steps 2048, batch 64, 10 epochs) with
