@@ -8,7 +8,7 @@ size's variants share a ``benchmark.group``.  Data: three markets, each in its o
 session, one snapshot and N deltas each, made server-side with ``INSERT ... SELECT
 generate_series(...)``.
 
-Run (about 2-3 minutes, most of it inserting rows), see bench/README_history.md:
+Run (about 2-3 minutes, most of it inserting rows), see bench/README.md:
     pytest bench/bench_history.py -o python_files='bench_*.py' -p no:cacheprovider \
         --basetemp=/tmp/bench_history --benchmark-min-rounds=3 --benchmark-max-time=0.2 \
         --benchmark-columns=min,median,max,rounds

@@ -16,7 +16,7 @@ loss) and, for ours, every book valid with zero gaps.  Also reported: the sim's 
 rate and our p99 frame-to-book latency (recv timestamp -> book updated).
 
 PostgreSQL: ``DATABASE_URL`` (a server where we may CREATE DATABASE) or a throwaway
-embedded server in a temp dir.  Prints a Markdown table for bench/README_throughput.md.
+embedded server in a temp dir.  Prints a Markdown table for bench/README.md.
 """
 
 from __future__ import annotations

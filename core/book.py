@@ -183,7 +183,7 @@ def book_apply_deltas(qty: np.ndarray, best: np.ndarray, meta: np.ndarray, recs:
         Number of records whose status is not ST_OK.
     """
     # One flat loop on purpose: a call to a helper kernel per record costs ~30 ns in
-    # array reference counting, more than the whole update (bench/README_book.md).
+    # array reference counting, more than the whole update (bench/README.md).
     n_markets = qty.shape[0]
     n_bad = 0
     for i in range(recs.shape[0]):

@@ -767,7 +767,7 @@ _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
 _NO_PARALLEL = "SET LOCAL max_parallel_workers_per_gather = 0"
 _MIN_SPLIT = 100_000  # rec_id span below which one COPY is cheaper than two
 # Key ranges covering more than this share of the delta table are read by the window scan
-# (one connection): bench/README_history.md, 1 M of 4.25 M rows was already slower by PK.
+# (one connection): bench/README.md, 1 M of 4.25 M rows was already slower by PK.
 _PK_SHARE = 0.15
 
 _Ranges = tuple[np.ndarray, np.ndarray, np.ndarray]  # sessions, rec_id from, rec_id to (excl.)

@@ -88,7 +88,7 @@ class Args:
     # (bench/train_throughput.py, 100k env-steps, seeds 0-2) held-out P&L 43.5 -> 50.1 and
     # Sharpe 1.21 -> 1.54, i.e. >= SB3's default PPO (49.8 / 1.41) at the same speed (the
     # entropy term mostly lifts the weak seed, which otherwise settles on few trades).
-    # Over seeds 0-5 both tie SB3 within the seed noise (see bench/README_env.md).
+    # Over seeds 0-5 both tie SB3 within the seed noise (see bench/README.md).
     gae_lambda: float = 0.9
     ent_coef: float = 0.005
     net_arch: tuple[int, ...] = (64, 64)
