@@ -32,7 +32,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/pytest bench/ --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:randomly
+	$(BIN)/pytest bench/ --benchmark-columns=min,median,mean,ops,rounds
 
 throughput: $(STAMP)
 	$(BIN)/python bench/throughput.py
