@@ -253,6 +253,18 @@ class Ring:
         return out
 
     # ------------------------------------------------------------------ metrics
+    def oldest(self) -> np.void | None:
+        """The oldest record not yet drained (ring first, then overflow), or None.
+
+        A read-only peek for metrics (e.g. how long the oldest buffered record has waited
+        to become durable); the consumer's position is not moved.
+        """
+        if ring_occupancy(self.ctl) > 0:
+            return self.buf[self.ctl[RING_TAIL] & (self.capacity - 1)]
+        if self._spill:
+            return self._spill[0][0]
+        return None
+
     def __len__(self) -> int:
         return self.occupancy + self._spill_n
 

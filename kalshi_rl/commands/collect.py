@@ -251,8 +251,22 @@ class LifecycleUpdates:
         self.applied += len(batch)
 
 
+def durability_lag_ms(rings: Any, now_ns: int | None = None) -> float:
+    """How long the oldest record still in memory (not yet in PostgreSQL) has waited, ms.
+
+    0 when every received record is durable.  Grows while the database is slow or down.
+    """
+    now = time.time_ns() if now_ns is None else now_ns
+    oldest = [
+        int(rec["recv_ts"])
+        for ring in (*rings.delta_shards, rings.snapshots, rings.trades, rings.gaps)
+        if (rec := ring.oldest()) is not None
+    ]
+    return max(0.0, (now - min(oldest)) / 1e6) if oldest else 0.0
+
+
 def progress_line(feed: Any, writer: Any, rate: float) -> str:
-    """One human line: rate, books, ring, rows, gaps, errors, latency, DB state."""
+    """One human line: rate, books, ring, rows, gaps, errors, latency, lag, DB state."""
     st = feed.stats
     w = writer.stats()
     ring = feed.rings.deltas
@@ -262,6 +276,7 @@ def progress_line(feed: Any, writer: Any, rate: float) -> str:
         f" | rows {w['rows_written_total']}"
         f" | gaps {st.gap_rows} | decode_err {st.decode_errors}"
         f" | p99 {st.latency_quantile_ns(0.99) / 1e3:.0f}us"
+        f" | lag {durability_lag_ms(feed.rings):.0f}ms"
         f" | db {'up' if w['db_up'] else 'DOWN'}"
         + (f" spilled {w['rows_spilled']}" if w["rows_spilled"] else "")
     )

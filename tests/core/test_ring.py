@@ -341,3 +341,19 @@ async def test_copy_gaps_round_trip(pg_dsn: str) -> None:
         ]
     finally:
         await conn.close()
+
+
+def test_oldest_peeks_without_consuming() -> None:
+    ring = Ring(DELTA_DTYPE, 4)
+    assert ring.oldest() is None
+    recs = np.zeros(6, DELTA_DTYPE)
+    recs["rec_id"] = np.arange(6)
+    ring.push_batch(recs)  # 4 in the ring, 2 in the overflow list
+    assert int(ring.oldest()["rec_id"]) == 0
+    assert len(ring) == 6  # peeking consumed nothing
+    ring.drain(3)
+    assert int(ring.oldest()["rec_id"]) == 3
+    ring.drain(1)  # ring empty, overflow still holds 4 and 5
+    assert int(ring.oldest()["rec_id"]) == 4
+    ring.drain()
+    assert ring.oldest() is None
