@@ -62,6 +62,9 @@ def build(  # noqa: PLR0917 -- typer maps each CLI option to a parameter
     top_k: int = _TOP_K,
     min_segment: int = _MIN_SEG,
     database_url: str | None = _DB,
+    connections: int = typer.Option(
+        2, "--connections", min=1, max=2, help="COPY the deltas over 1 or 2 connections."
+    ),
 ) -> None:
     """Load recorded books, cut clean segments, write decision points as Parquet."""
     from kalshi_rl.store import db
@@ -80,10 +83,14 @@ def build(  # noqa: PLR0917 -- typer maps each CLI option to a parameter
         )
 
         async def run() -> Dataset:
-            conn = await db.connect(db.resolve_dsn(database_url))
+            dsn = db.resolve_dsn(database_url)
+            conn = await db.connect(dsn)
+            helper = await db.connect(dsn) if connections > 1 else None
             try:
-                return await load_history(conn, query)
+                return await load_history(conn, query, helper=helper)
             finally:
+                if helper is not None:
+                    await helper.close()
                 await conn.close()
 
         ds = asyncio.run(run())
