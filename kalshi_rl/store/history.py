@@ -867,6 +867,42 @@ def _before(s1: Any, r1: Any, s2: Any, r2: Any) -> bool:
     return s1 < s2 or (s1 == s2 and r1 < r2)
 
 
+@njit(cache=True, inline="always")
+def _emit_row(  # noqa: PLR0917 -- njit helper over positional arrays
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_rows: int,
+    qty: np.ndarray,
+    best: np.ndarray,
+    m: int,
+    top_k: int,
+    ts: int,
+    s: int,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+    """Append market ``m``'s book as decision point ``n_rows`` (time ``ts``, segment ``s``).
+
+    ``rows`` are the (px, qty, ts, seg) row buffers (see :func:`_replay`), doubled first
+    when full.  Returns the (possibly reallocated) buffers and the new row count.
+    """
+    if n_rows == rows[0].shape[0]:
+        rows = _grow_rows(*rows)
+    book_top_k(qty, best, m, top_k, rows[0][n_rows], rows[1][n_rows])
+    rows[2][n_rows] = ts
+    rows[3][n_rows] = s
+    return rows, n_rows + 1
+
+
+@njit(cache=True, inline="always")
+def _cut(
+    meta: np.ndarray, open_seg: np.ndarray, seg_reason: np.ndarray, m: int, reason: int
+) -> None:
+    """Invalidate market ``m``'s book and close its open segment, if any, for ``reason``."""
+    book_invalidate(meta, m)
+    s = open_seg[m]
+    if s >= 0:
+        seg_reason[s] = reason
+        open_seg[m] = -1
+
+
 @njit(cache=True)
 def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernels
     snaps: np.ndarray,
@@ -916,10 +952,12 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
     next_grid = np.zeros(n_m, dtype=np.int64)  # next grid point to emit (MODE_MS)
     counters = np.zeros(_N_COUNTERS, dtype=np.int64)
     cap = max(row_cap, 64)
-    rpx = np.empty((cap, N_SIDES, top_k), dtype=np.int16)
-    rqty = np.empty((cap, N_SIDES, top_k), dtype=np.int64)
-    rts = np.empty(cap, dtype=np.int64)
-    rseg = np.empty(cap, dtype=np.int64)
+    rows = (  # decision-point buffers: px, qty, ts, segment
+        np.empty((cap, N_SIDES, top_k), dtype=np.int16),
+        np.empty((cap, N_SIDES, top_k), dtype=np.int64),
+        np.empty(cap, dtype=np.int64),
+        np.empty(cap, dtype=np.int64),
+    )
     n_rows = 0
     # Per-run scratch (see the delta branch): updates counted per market, their latest
     # exchange time, and which markets the run touched.
@@ -953,10 +991,7 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
         if bs != cur_sess:
             # A new feed session knows nothing of the old books: cut everything.
             for m in range(n_m):
-                if open_seg[m] >= 0:
-                    seg_reason[open_seg[m]] = END_DATA
-                    open_seg[m] = -1
-                book_invalidate(meta, m)
+                _cut(meta, open_seg, seg_reason, m, END_DATA)
             cur_sess = bs
             counters[_C_SESSIONS] += 1
 
@@ -965,38 +1000,41 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
             i_g += 1
             counters[_C_GAPS] += 1
             if 0 <= m < n_m:
-                book_invalidate(meta, m)
-                if open_seg[m] >= 0:
-                    seg_reason[open_seg[m]] = END_GAP
-                    open_seg[m] = -1
+                _cut(meta, open_seg, seg_reason, m, END_GAP)
             continue
 
+        # An update of market m at exchange time ts: a delta, or a snapshot (rows i_s:j,
+        # which share the rec_id).
         if kind == 2:
             m = deltas[i_d]["market"]
-            if m < 0 or m >= n_m:
-                i_d += 1
-                continue
-            s = open_seg[m]
             ts = deltas[i_d]["exch_ts"]
-            if mode == MODE_MS and s >= 0:
-                # Emit the book as of every grid point this update lies beyond.
-                while next_grid[m] < ts:
-                    if n_rows == rpx.shape[0]:
-                        rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                    book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                    rts[n_rows] = next_grid[m]
-                    rseg[n_rows] = s
-                    n_rows += 1
-                    seg_last[s] = max(seg_last[s], next_grid[m])
-                    next_grid[m] += cadence
+        else:
+            j = i_s + 1
+            while j < ns and snap_sess[j] == bs and snaps[j]["rec_id"] == br:
+                j += 1
+            m = snaps[i_s]["market"]
+            ts = snaps[i_s]["exch_ts"]
+        if m < 0 or m >= n_m:
+            if kind == 2:
+                i_d += 1
+            else:
+                i_s = j
+            continue
+        s = open_seg[m]
+        if mode == MODE_MS and s >= 0:
+            # Emit the book as of every grid point this update lies beyond.
+            while next_grid[m] < ts:
+                g = next_grid[m]
+                rows, n_rows = _emit_row(rows, n_rows, qty, best, m, top_k, g, s)
+                seg_last[s] = max(seg_last[s], g)
+                next_grid[m] = g + cadence
+
+        if kind == 2:
             if deltas[i_d]["status"] != ST_OK:
                 # The live book rejected it: the recorder saw a desync here.
                 i_d += 1
                 counters[_C_DELTAS_RECORDED_BAD] += 1
-                book_invalidate(meta, m)
-                if s >= 0:
-                    seg_reason[s] = END_DESYNC
-                    open_seg[m] = -1
+                _cut(meta, open_seg, seg_reason, m, END_DESYNC)
                 continue
             # A run: this delta and the following ones up to (not including) the next
             # snapshot, gap, session change, recorded bad status or grid point (MODE_MS),
@@ -1079,10 +1117,7 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
                     sq = open_seg[mq]
                     if st != ST_OK:
                         counters[_C_DELTAS_BAD] += 1
-                        book_invalidate(meta, mq)
-                        if sq >= 0:
-                            seg_reason[sq] = END_DESYNC
-                            open_seg[mq] = -1
+                        _cut(meta, open_seg, seg_reason, mq, END_DESYNC)
                         continue
                     counters[_C_DELTAS] += 1
                     if sq >= 0:
@@ -1097,44 +1132,17 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
                 s = open_seg[m]
                 if s >= 0 and since[m] >= cadence:
                     since[m] = 0
-                    if n_rows == rpx.shape[0]:
-                        rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                    book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                    rts[n_rows] = run[n_run - 1]["exch_ts"]
-                    rseg[n_rows] = s
-                    n_rows += 1
+                    ts = run[n_run - 1]["exch_ts"]
+                    rows, n_rows = _emit_row(rows, n_rows, qty, best, m, top_k, ts, s)
             continue
 
-        # kind == 1: a snapshot (its rows share the rec_id).
-        j = i_s + 1
-        while j < ns and snap_sess[j] == bs and snaps[j]["rec_id"] == br:
-            j += 1
-        m = snaps[i_s]["market"]
-        ts = snaps[i_s]["exch_ts"]
-        if m < 0 or m >= n_m:
-            i_s = j
-            continue
-        s = open_seg[m]
-        if mode == MODE_MS and s >= 0:
-            # Emit the book as of every grid point this update lies beyond.
-            while next_grid[m] < ts:
-                if n_rows == rpx.shape[0]:
-                    rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                rts[n_rows] = next_grid[m]
-                rseg[n_rows] = s
-                n_rows += 1
-                seg_last[s] = max(seg_last[s], next_grid[m])
-                next_grid[m] += cadence
+        # kind == 1: a snapshot.
         st = book_apply_snapshot(qty, best, meta, m, snaps[i_s:j])
         i_s = j
         counters[_C_SNAPSHOTS] += 1
         if st != ST_OK:
             counters[_C_SNAPSHOTS_BAD] += 1
-            book_invalidate(meta, m)
-            if s >= 0:
-                seg_reason[s] = END_DESYNC
-                open_seg[m] = -1
+            _cut(meta, open_seg, seg_reason, m, END_DESYNC)
             continue
         if s < 0:
             s = n_seg
@@ -1148,12 +1156,7 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
             if mode == MODE_MS:
                 next_grid[m] = -((-ts) // cadence) * cadence  # ceil to the grid
             if mode == MODE_UPDATES:
-                if n_rows == rpx.shape[0]:
-                    rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                rts[n_rows] = ts
-                rseg[n_rows] = s
-                n_rows += 1
+                rows, n_rows = _emit_row(rows, n_rows, qty, best, m, top_k, ts, s)
             continue
         # A snapshot refreshing a valid book: an update of segment s.
         seg_last[s] = max(seg_last[s], ts)
@@ -1161,12 +1164,8 @@ def _replay(  # noqa: C901, PLR0917 -- one flat njit loop, like the core/ kernel
             since[m] += 1
             if since[m] >= cadence:
                 since[m] = 0
-                if n_rows == rpx.shape[0]:
-                    rpx, rqty, rts, rseg = _grow_rows(rpx, rqty, rts, rseg)
-                book_top_k(qty, best, m, top_k, rpx[n_rows], rqty[n_rows])
-                rts[n_rows] = ts
-                rseg[n_rows] = s
-                n_rows += 1
+                rows, n_rows = _emit_row(rows, n_rows, qty, best, m, top_k, ts, s)
+    rpx, rqty, rts, rseg = rows
     return (
         rpx,
         rqty,
