@@ -40,7 +40,7 @@ class CollectorResult:
     tickers: list[str]
     feed: dict[str, Any]
     writer: dict[str, Any]
-    books_valid: int
+    books_valid: int  # valid books just before the feed was stopped
 
 
 async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) -> int:
@@ -380,6 +380,7 @@ async def run_collector(
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
+        valid_at_stop = feed.books_valid()  # stopping invalidates every book
         feed.stop()
         try:
             await asyncio.wait_for(feed_task, 30)
@@ -388,7 +389,7 @@ async def run_collector(
     fstats = feed.stats.as_dict()
     await lifecycle.flush()
     await close_session(dsn, session_id, fstats)
-    return CollectorResult(session_id, tickers, fstats, writer.stats(), feed.books_valid())
+    return CollectorResult(session_id, tickers, fstats, writer.stats(), valid_at_stop)
 
 
 def register(app: typer.Typer) -> None:

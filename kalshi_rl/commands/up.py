@@ -181,7 +181,7 @@ async def _up(  # noqa: PLR0917
         result = collector.result()
         typer.echo(
             f"[up] session {result.session_id}: {result.feed['msgs']} messages,"
-            f" {result.writer['rows_written_total']} rows written, books valid"
+            f" {result.writer['rows_written_total']} rows written, books valid at stop"
             f" {result.books_valid}/{len(result.tickers)}"
         )
     finally:

@@ -30,6 +30,7 @@ async def test_up_records_trains_and_registers(pg_dsn: str, tmp_path: Path) -> N
     assert "[collect] msgs/s" in out
     assert "[dataset] wrote" in out
     assert "[up] training finished" in out, out[-4000:]
+    assert "books valid at stop 3/3" in out  # every book was being served until shutdown
 
     conn = await db.connect(pg_dsn)
     try:
