@@ -119,9 +119,14 @@ def _actions(n: int) -> np.ndarray:
 def test_numba_vec(benchmark: Any, ds: Dataset, n_envs: int) -> None:
     benchmark.group = f"env-steps n_envs={n_envs}"
     venv = KalshiVecEnv(ds, n_envs=n_envs, seed=0)
+    _time_steps(benchmark, venv, n_envs)
+
+
+def _time_steps(benchmark: Any, venv: Any, n_envs: int) -> None:
+    """Warm up (JIT, caches), then time STEPS vec steps of pre-drawn actions."""
     venv.reset()
     acts = _actions(n_envs)
-    _run(venv, acts)  # JIT warm-up
+    _run(venv, acts)
     benchmark(_run, venv, acts)
     benchmark.extra_info["env_steps_per_s"] = STEPS * n_envs / benchmark.stats.stats.mean
 
@@ -131,11 +136,7 @@ def test_dummy_gym_env(benchmark: Any, ds: Dataset, n_envs: int) -> None:
     benchmark.group = f"env-steps n_envs={n_envs}"
     venv = DummyVecEnv([lambda: KalshiTradingEnv(ds) for _ in range(n_envs)])
     venv.seed(0)
-    venv.reset()
-    acts = _actions(n_envs)
-    _run(venv, acts)
-    benchmark(_run, venv, acts)
-    benchmark.extra_info["env_steps_per_s"] = STEPS * n_envs / benchmark.stats.stats.mean
+    _time_steps(benchmark, venv, n_envs)
 
 
 @pytest.mark.parametrize("n_envs", [1, 8, 64])
@@ -143,8 +144,4 @@ def test_dummy_python(benchmark: Any, ds: Dataset, n_envs: int) -> None:
     benchmark.group = f"env-steps n_envs={n_envs}"
     venv = DummyVecEnv([lambda: PlainPythonEnv(ds) for _ in range(n_envs)])
     venv.seed(0)
-    venv.reset()
-    acts = _actions(n_envs)
-    _run(venv, acts)
-    benchmark(_run, venv, acts)
-    benchmark.extra_info["env_steps_per_s"] = STEPS * n_envs / benchmark.stats.stats.mean
+    _time_steps(benchmark, venv, n_envs)

@@ -59,20 +59,7 @@ def kernel_args(m: MarketModel, n: int) -> tuple[Any, ...]:
         m.anchor.copy(),
         m.mk.copy(),
         m.clock.copy(),
-        m.ts0,
-        m.ms_per_step,
-        p.levels,
-        p.half_spread,
-        p.vol,
-        p.jump_prob,
-        p.jump_scale,
-        p.p_trade,
-        p.p_requote,
-        p.informed_frac,
-        p.mean_size,
-        p.max_quote,
-        p.p_pull,
-        p.frac_prob,
+        *m.kernel_scalars(),
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -808,6 +809,14 @@ class MarketModel:
             self.anchor,
             self.mk,
             self.clock,
+            *self.kernel_scalars(),
+        )
+        return out[:n].copy()
+
+    def kernel_scalars(self) -> tuple[Any, ...]:
+        """The scalar arguments of ``generate_steps`` after its arrays (clock, then knobs)."""
+        p = self.params
+        return (
             self.ts0,
             self.ms_per_step,
             p.levels,
@@ -823,7 +832,6 @@ class MarketModel:
             p.p_pull,
             p.frac_prob,
         )
-        return out[:n].copy()
 
     @property
     def now_ms(self) -> int:
