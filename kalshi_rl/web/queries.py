@@ -1,0 +1,438 @@
+"""SQL reads of the API, each returning the typed bodies of ``schemas``.
+
+Every function takes a connection the caller acquired from the node's pool for this
+request or stream tick only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from core.dtypes import ACT_BUY_NO, ACT_BUY_YES, ACT_HOLD, ACT_SELL_NO, ACT_SELL_YES
+from kalshi_rl import registry
+from kalshi_rl.web import perf
+from kalshi_rl.web.schemas import (
+    ActionOut,
+    EpisodeOut,
+    Fill,
+    MarketCoverage,
+    ModelMetrics,
+    ModelOut,
+    PerformanceMetrics,
+    ProgressPoint,
+    RestingOrder,
+    SessionOut,
+    Trade,
+    TrainingRunOut,
+)
+
+ACTION_NAMES = {
+    ACT_HOLD: "hold",
+    ACT_BUY_YES: "buy_yes",
+    ACT_SELL_YES: "sell_yes",
+    ACT_BUY_NO: "buy_no",
+    ACT_SELL_NO: "sell_no",
+}
+NOTES_KEY = "notes"  # a version's free-text notes live in its metrics under this key
+
+
+def _json(v: Any) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if isinstance(v, str):
+        out: dict[str, Any] = orjson.loads(v)
+        return out
+    return dict(v)
+
+
+def model_out(mv: registry.ModelVersion) -> ModelOut:
+    """A registry row as the API shows it (notes taken out of the metrics)."""
+    metrics = dict(mv.metrics)
+    notes = metrics.pop(NOTES_KEY, "")
+    return ModelOut(
+        id=mv.id,
+        name=mv.name,
+        version=mv.version,
+        algorithm=mv.algorithm,
+        markets=list(mv.markets),
+        parent_id=mv.parent_id,
+        checkpoint_path=mv.checkpoint_path,
+        hyperparams=mv.hyperparams,
+        env_config=mv.env_config,
+        config_hash=mv.config_hash,
+        data_window=mv.data_window,
+        metrics=metrics,
+        notes=str(notes),
+        status=mv.status.value,
+        git_commit=mv.git_commit,
+        created_at=mv.created_at,
+        updated_at=mv.updated_at,
+    )
+
+
+# ------------------------------------------------------------------ markets
+
+
+async def market_meta(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+    """ticker -> (id, status, title, close_time) of every market."""
+    rows = await conn.fetch("SELECT id, ticker, status, title, close_time FROM markets")
+    return {r["ticker"]: r for r in rows}
+
+
+async def last_trades(
+    conn: asyncpg.Connection, session_id: int | None
+) -> dict[int, tuple[int, int]]:
+    """market_id -> (yes_price, exch_ts ms) of each market's last recorded trade."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (market_id) market_id, yes_price, exch_ts FROM trades"
+        " WHERE ($1::bigint IS NULL OR session_id = $1) ORDER BY market_id, exch_ts DESC",
+        session_id,
+    )
+    return {r["market_id"]: (r["yes_price"], r["exch_ts"]) for r in rows}
+
+
+async def trade_tape(
+    conn: asyncpg.Connection, market_id: int, session_id: int | None, limit: int = 50
+) -> list[Trade]:
+    """The market's latest trades, newest first."""
+    rows = await conn.fetch(
+        "SELECT exch_ts, yes_price, count, taker_side FROM trades WHERE market_id = $1"
+        " AND ($2::bigint IS NULL OR session_id = $2) ORDER BY exch_ts DESC, rec_id DESC"
+        " LIMIT $3",
+        market_id,
+        session_id,
+        limit,
+    )
+    return [
+        Trade(
+            ts_ms=r["exch_ts"],
+            yes_price=r["yes_price"],
+            count=r["count"],
+            taker_side="yes" if r["taker_side"] == 0 else "no",
+        )
+        for r in rows
+    ]
+
+
+async def agent_orders_and_fills(
+    conn: asyncpg.Connection, market_id: int, episode_id: int | None, limit: int = 200
+) -> tuple[list[RestingOrder], list[Fill]]:
+    """The agent's resting paper orders and fills in one market (current episode)."""
+    if episode_id is None:
+        return [], []
+    orows = await conn.fetch(
+        "SELECT client_order_id, side, action, price, remaining FROM paper_orders"
+        " WHERE market_id = $1 AND episode_id = $2 AND remaining > 0"
+        " AND status IN ('resting', 'pending', 'open') ORDER BY id",
+        market_id,
+        episode_id,
+    )
+    frows = await conn.fetch(
+        "SELECT f.ts, f.side, f.action, f.price, f.count, f.fee, f.is_taker FROM paper_fills f"
+        " JOIN paper_orders o ON o.id = f.order_id WHERE f.market_id = $1"
+        " AND o.episode_id = $2 ORDER BY f.ts DESC LIMIT $3",
+        market_id,
+        episode_id,
+        limit,
+    )
+    orders = [
+        RestingOrder(
+            order_id=r["client_order_id"],
+            side="yes" if r["side"] == 0 else "no",
+            action="buy" if r["action"] == 0 else "sell",
+            price=r["price"],
+            remaining=r["remaining"],
+            queue_ahead=None,
+        )
+        for r in orows
+    ]
+    fills = [
+        Fill(
+            ts_ms=int(r["ts"]) // 1_000_000 if r["ts"] > 10**14 else int(r["ts"]),
+            side="yes" if r["side"] == 0 else "no",
+            action="buy" if r["action"] == 0 else "sell",
+            price=r["price"],
+            count=r["count"],
+            fee=r["fee"],
+            is_taker=r["is_taker"],
+        )
+        for r in frows
+    ]
+    return orders, fills
+
+
+# ------------------------------------------------------------------ episodes & metrics
+
+_EP_COLS = (
+    "id, model_id, mode, markets, status, started_at, ended_at, start_cash, end_value,"
+    " fees_paid, n_actions"
+)
+
+
+def _episode(r: asyncpg.Record) -> EpisodeOut:
+    return EpisodeOut(
+        id=r["id"],
+        model_id=r["model_id"],
+        mode=r["mode"],
+        markets=list(r["markets"]),
+        status=r["status"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        start_cash=r["start_cash"],
+        end_value=r["end_value"],
+        fees_paid=r["fees_paid"],
+        n_actions=r["n_actions"],
+    )
+
+
+async def list_episodes(
+    conn: asyncpg.Connection, model_id: int | None, limit: int, offset: int
+) -> list[EpisodeOut]:
+    rows = await conn.fetch(
+        f"SELECT {_EP_COLS} FROM trading_episodes WHERE ($1::bigint IS NULL OR model_id = $1)"
+        " ORDER BY id DESC LIMIT $2 OFFSET $3",
+        model_id,
+        limit,
+        offset,
+    )
+    return [_episode(r) for r in rows]
+
+
+async def get_episode(conn: asyncpg.Connection, episode_id: int) -> EpisodeOut | None:
+    r = await conn.fetchrow(f"SELECT {_EP_COLS} FROM trading_episodes WHERE id = $1", episode_id)
+    return None if r is None else _episode(r)
+
+
+async def episode_actions(
+    conn: asyncpg.Connection, episode_id: int, limit: int, offset: int
+) -> list[ActionOut]:
+    rows = await conn.fetch(
+        "SELECT a.step, m.ticker, a.ts, a.action, a.price, a.count, a.position,"
+        " a.account_value FROM trading_actions a LEFT JOIN markets m ON m.id = a.market_id"
+        " WHERE a.episode_id = $1 ORDER BY a.step DESC, a.market_id LIMIT $2 OFFSET $3",
+        episode_id,
+        limit,
+        offset,
+    )
+    return [
+        ActionOut(
+            step=r["step"],
+            ticker=r["ticker"],
+            ts_ns=r["ts"],
+            action=r["action"],
+            action_name=ACTION_NAMES.get(r["action"], str(r["action"])),
+            price=r["price"],
+            count=r["count"],
+            position=r["position"],
+            account_value=r["account_value"],
+        )
+        for r in rows
+    ]
+
+
+async def episode_performance(conn: asyncpg.Connection, ep: EpisodeOut) -> PerformanceMetrics:
+    """Metrics of one episode from its per-step account values (one value per step)."""
+    rows = await conn.fetch(
+        "SELECT step, max(ts) AS ts, max(account_value) AS v FROM trading_actions"
+        " WHERE episode_id = $1 GROUP BY step ORDER BY step",
+        ep.id,
+    )
+    ts = [int(r["ts"]) // 1_000_000 for r in rows]
+    vals = [int(r["v"]) for r in rows]
+    if ep.end_value is not None and ep.ended_at is not None:
+        ts.append(int(ep.ended_at.timestamp() * 1000))
+        vals.append(ep.end_value)
+    return perf.episode_metrics(ts, vals, ep.start_cash, ep.fees_paid)
+
+
+async def model_performance(conn: asyncpg.Connection, model_id: int) -> PerformanceMetrics:
+    eps = await list_episodes(conn, model_id, 1000, 0)
+    parts = [await episode_performance(conn, e) for e in reversed(eps)]
+    return perf.combine(parts)
+
+
+async def model_metrics(conn: asyncpg.Connection, model_id: int) -> ModelMetrics:
+    mv = await registry.get(conn, model_id)
+    ev = mv.metrics.get("eval")
+    return ModelMetrics(
+        model_id=mv.id,
+        name=mv.name,
+        version=mv.version,
+        paper=await model_performance(conn, model_id),
+        evaluation=ev if isinstance(ev, dict) else {},
+    )
+
+
+# ------------------------------------------------------------------ training
+
+_RUN_SQL = (
+    "SELECT r.id, r.model_id, m.name AS model_name, m.version AS model_version, r.algorithm,"
+    " r.status, r.total_timesteps, r.started_at, r.ended_at, r.error,"
+    " coalesce(p.timesteps, 0) AS timesteps, p.metrics AS last_metrics"
+    " FROM training_runs r LEFT JOIN models m ON m.id = r.model_id"
+    " LEFT JOIN LATERAL (SELECT timesteps, metrics FROM training_progress"
+    "   WHERE run_id = r.id ORDER BY timesteps DESC LIMIT 1) p ON true"
+)
+
+
+def _run(r: asyncpg.Record, job_id: int | None) -> TrainingRunOut:
+    return TrainingRunOut(
+        id=r["id"],
+        model_id=r["model_id"],
+        model_name=r["model_name"],
+        model_version=r["model_version"],
+        algorithm=r["algorithm"],
+        status=r["status"],
+        total_timesteps=r["total_timesteps"],
+        timesteps=r["timesteps"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        error=r["error"],
+        last_metrics={k: float(v) for k, v in _json(r["last_metrics"]).items()},
+        job_id=job_id,
+    )
+
+
+async def list_runs(
+    conn: asyncpg.Connection, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            _RUN_SQL + " WHERE ($1::text IS NULL OR r.status = $1) ORDER BY r.id DESC LIMIT $2",
+            status,
+            limit,
+        )
+    )
+
+
+async def get_run(conn: asyncpg.Connection, run_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(_RUN_SQL + " WHERE r.id = $1", run_id)
+    return row
+
+
+def run_out(r: asyncpg.Record, job_id: int | None) -> TrainingRunOut:
+    return _run(r, job_id)
+
+
+async def run_progress(conn: asyncpg.Connection, run_id: int) -> list[ProgressPoint]:
+    rows = await conn.fetch(
+        "SELECT timesteps, ts, metrics FROM training_progress WHERE run_id = $1"
+        " ORDER BY timesteps",
+        run_id,
+    )
+    return [
+        ProgressPoint(
+            timesteps=r["timesteps"],
+            ts=r["ts"],
+            metrics={k: float(v) for k, v in _json(r["metrics"]).items()},
+        )
+        for r in rows
+    ]
+
+
+# ------------------------------------------------------------------ recording sessions
+
+_SESSION_COLS = (
+    "id, started_at, ended_at, source, mode, cardinality(markets) AS n_markets,"
+    " extract(epoch FROM coalesce(ended_at, now()) - started_at)::float8 AS duration_s,"
+    " n_messages, n_deltas, n_snapshots, n_trades, n_gaps, n_decode_errors, n_reconnects"
+)
+
+
+def session_out(r: asyncpg.Record, live_id: int | None) -> SessionOut:
+    return SessionOut(
+        id=r["id"],
+        started_at=r["started_at"],
+        ended_at=r["ended_at"],
+        source=r["source"],
+        mode=r["mode"],
+        n_markets=r["n_markets"],
+        duration_s=float(r["duration_s"]),
+        n_messages=r["n_messages"],
+        n_deltas=r["n_deltas"],
+        n_snapshots=r["n_snapshots"],
+        n_trades=r["n_trades"],
+        n_gaps=r["n_gaps"],
+        n_decode_errors=r["n_decode_errors"],
+        n_reconnects=r["n_reconnects"],
+        live=r["id"] == live_id,
+    )
+
+
+async def list_sessions(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_SESSION_COLS} FROM feed_sessions ORDER BY id DESC LIMIT $1", limit
+        )
+    )
+
+
+async def get_session(conn: asyncpg.Connection, session_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_SESSION_COLS} FROM feed_sessions WHERE id = $1", session_id
+    )
+    return row
+
+
+async def session_rows(conn: asyncpg.Connection, session_id: int) -> dict[str, int]:
+    """Rows stored per recorded-feed table for one session (counted, not the counters)."""
+    out: dict[str, int] = {}
+    for table in ("orderbook_deltas", "orderbook_snapshots", "trades", "feed_gaps"):
+        out[table] = int(
+            await conn.fetchval(f"SELECT count(*) FROM {table} WHERE session_id = $1", session_id)
+        )
+    return out
+
+
+async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[MarketCoverage]:
+    """Per market: rows, gaps, and how long its book was invalid (gap -> next snapshot).
+
+    Time invalid sums, over the market's gap rows, the wait from the gap to the next
+    snapshot of that market (to the session's end if none came).
+    """
+    rows = await conn.fetch(
+        """
+        WITH d AS (SELECT market_id, count(*) n, min(exch_ts) t0, max(exch_ts) t1
+                   FROM orderbook_deltas WHERE session_id = $1 GROUP BY market_id),
+             s AS (SELECT market_id, count(DISTINCT rec_id) n FROM orderbook_snapshots
+                   WHERE session_id = $1 GROUP BY market_id),
+             t AS (SELECT market_id, count(*) n FROM trades WHERE session_id = $1
+                   GROUP BY market_id),
+             g AS (SELECT gp.market_id, count(*) n,
+                          sum(coalesce(nx.recv_ts, end_ns.v) - gp.recv_ts) AS invalid_ns
+                   FROM feed_gaps gp
+                   CROSS JOIN (SELECT greatest(
+                       (SELECT max(recv_ts) FROM orderbook_deltas WHERE session_id = $1),
+                       (SELECT max(recv_ts) FROM feed_gaps WHERE session_id = $1)) AS v) end_ns
+                   LEFT JOIN LATERAL (SELECT min(sn.recv_ts) AS recv_ts
+                       FROM orderbook_snapshots sn WHERE sn.session_id = $1
+                       AND sn.market_id = gp.market_id AND sn.recv_ts > gp.recv_ts) nx ON true
+                   WHERE gp.session_id = $1 GROUP BY gp.market_id),
+             ids AS (SELECT market_id FROM d UNION SELECT market_id FROM s
+                     UNION SELECT market_id FROM g)
+        SELECT m.ticker, coalesce(d.n, 0) deltas, coalesce(s.n, 0) snapshots,
+               coalesce(t.n, 0) trades, coalesce(g.n, 0) gaps,
+               coalesce(g.invalid_ns, 0)::float8 / 1e9 AS invalid_s, d.t0, d.t1
+        FROM ids JOIN markets m ON m.id = ids.market_id
+        LEFT JOIN d USING (market_id) LEFT JOIN s USING (market_id)
+        LEFT JOIN t USING (market_id) LEFT JOIN g USING (market_id)
+        ORDER BY m.ticker
+        """,
+        session_id,
+    )
+    return [
+        MarketCoverage(
+            ticker=r["ticker"],
+            deltas=r["deltas"],
+            snapshots=r["snapshots"],
+            trades=r["trades"],
+            gaps=r["gaps"],
+            time_invalid_s=max(0.0, float(r["invalid_s"])),
+            first_ms=r["t0"],
+            last_ms=r["t1"],
+        )
+        for r in rows
+    ]

@@ -1,0 +1,76 @@
+"""A real node for the API tests: local exchange -> collector -> PostgreSQL, plus the app.
+
+``stack`` runs the sim and the collector on the test's event loop; ``server`` serves
+``create_app(stack.node)`` with uvicorn on that same loop over real loopback sockets (so
+the app reads the very books the feed writes, as in production), and ``client`` is an
+httpx client on it.  Litestar's AsyncTestClient is not used here: it runs the app on a
+portal thread with its own event loop, where the node's pool and books do not live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from kalshi_rl.commands.stack import LocalStack, local_node
+from kalshi_rl.web.app import create_app, serve
+from kalshi_rl.web.config import WebConfig
+
+
+async def until(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+    """Wait for a condition; fail naming it on timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def stack(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LocalStack]:
+    monkeypatch.setenv("KALSHI_RL_DATA_DIR", str(tmp_path / "data"))
+    async with local_node(pg_dsn, markets=3, rate=150.0, ring_capacity=1 << 14) as st:
+        feed = st.node.feed
+        assert feed is not None
+        await until(lambda: feed.books_valid() == 3, "3 valid books")
+        yield st
+
+
+@pytest.fixture
+def web_config(tmp_path: Path) -> WebConfig:
+    return WebConfig(port=0, data_dir=tmp_path / "data", ui_dir=tmp_path / "no-ui")
+
+
+@contextlib.asynccontextmanager
+async def serving(node: Any, config: WebConfig) -> AsyncIterator[tuple[str, Litestar]]:
+    """(base URL, app) of ``create_app(node, config)`` served on this loop."""
+    app = create_app(node, config, debug=True)
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(app, config, started))
+    await asyncio.wait_for(started.wait(), 30)
+    try:
+        yield f"http://127.0.0.1:{app.state.bound_port}", app
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def server(stack: LocalStack, web_config: WebConfig) -> AsyncIterator[str]:
+    """Base URL (http://127.0.0.1:PORT) of the app served over real sockets."""
+    async with serving(stack.node, web_config) as (url, _):
+        yield url
+
+
+@pytest.fixture
+async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as c:
+        yield c
