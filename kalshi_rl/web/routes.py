@@ -191,7 +191,11 @@ class ModelsController(Controller):
     @post("/", summary="Register an existing checkpoint as a new version", status_code=201)
     async def create(self, conn: Conn, data: ModelCreate) -> ModelOut:
         path = Path(data.checkpoint_path)
-        if not path.is_file() or not zipfile.is_zipfile(path):
+        try:
+            ok = path.is_file() and zipfile.is_zipfile(path)
+        except OSError:  # e.g. a name too long for the file system
+            ok = False
+        if not ok:
             raise HTTPException(
                 status_code=400, detail=f"checkpoint_path {str(path)!r} is not an SB3 zip file"
             )
@@ -355,9 +359,8 @@ class TrainingController(Controller):
     async def start(self, web: Web, conn: Conn, data: TrainingStart) -> TrainingJob:
         if (data.dataset is None) == (data.session_id is None):
             raise HTTPException(status_code=400, detail="give exactly one of dataset, session_id")
-        if data.dataset is not None and not data.dataset.startswith("synthetic:"):
-            if not Path(data.dataset).exists():
-                raise HTTPException(status_code=400, detail=f"dataset {data.dataset!r} not found")
+        if data.dataset is not None:
+            _check_dataset(data.dataset)
         if data.session_id is not None:
             if await conn.fetchval("SELECT 1 FROM feed_sessions WHERE id = $1", data.session_id) is None:
                 raise NotFoundException(detail=f"no recording session {data.session_id}")
@@ -414,6 +417,22 @@ class TrainingController(Controller):
         return job.view()
 
 
+def _check_dataset(spec: str) -> None:
+    """400 unless ``spec`` is ``synthetic:S:L:SEED`` or a Parquet file / dir of them."""
+    if spec.startswith("synthetic:"):
+        parts = spec.removeprefix("synthetic:").split(":")
+        if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 10**7 for p in parts):
+            raise HTTPException(status_code=400, detail=f"dataset {spec!r}: synthetic:S:L:SEED")
+        return
+    try:
+        p = Path(spec)
+        ok = (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and any(p.glob("*.parquet")))
+    except OSError:
+        ok = False
+    if not ok:
+        raise HTTPException(status_code=400, detail=f"dataset {spec!r} not found (no Parquet there)")
+
+
 def _match_jobs(web: Web, rows: list[asyncpg.Record]) -> None:
     """Tie each job to the run its child created: same model name, started after the job."""
     for job in web.launcher.jobs.values():
@@ -439,7 +458,7 @@ def _job_id(web: Web, run_id: int) -> int | None:
 
 def _need_actor(web: Web) -> ActorView:
     if web.node.actor is None:
-        raise unavailable("this node runs no actor")
+        raise conflict("this node runs no actor")
     return web.node.actor
 
 

@@ -52,7 +52,7 @@ def web_config(tmp_path: Path) -> WebConfig:
 @contextlib.asynccontextmanager
 async def serving(node: Any, config: WebConfig) -> AsyncIterator[tuple[str, Litestar]]:
     """(base URL, app) of ``create_app(node, config)`` served on this loop."""
-    app = create_app(node, config, debug=True)
+    app = create_app(node, config)
     started = asyncio.Event()
     task = asyncio.create_task(serve(app, config, started))
     await asyncio.wait_for(started.wait(), 30)
