@@ -34,6 +34,7 @@ from kalshi_rl.web.schemas import (
     ActorStart,
     Compare,
     DeployResult,
+    FeatureNames,
     EpisodeDetail,
     EpisodeOut,
     Ladder,
@@ -80,6 +81,13 @@ class StatusController(Controller):
     @get("/", summary="Health, feed, books, ring, DB lag, actor")
     async def status(self, web: Web) -> Status:
         return web.status()
+
+
+@get("/rl/features", tags=["status"], summary="Observation feature names, in kernel order")
+async def features() -> FeatureNames:
+    from core.features import ACCOUNT_FEATURE_NAMES, MARKET_FEATURE_NAMES
+
+    return FeatureNames(market=list(MARKET_FEATURE_NAMES), account=list(ACCOUNT_FEATURE_NAMES))
 
 
 # ------------------------------------------------------------------ markets
@@ -624,6 +632,7 @@ async def prometheus(web: Web) -> Response[bytes]:
 
 HANDLERS = [
     StatusController,
+    features,
     MarketsController,
     ModelsController,
     CompareController,

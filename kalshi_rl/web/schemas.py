@@ -64,6 +64,13 @@ class Status(Struct, kw_only=True):
     server_time_ms: int
 
 
+class FeatureNames(Struct, kw_only=True):
+    """Names of the observation's entries: the market features then the account ones."""
+
+    market: list[str]
+    account: list[str]
+
+
 # ------------------------------------------------------------------ markets
 
 

@@ -1,0 +1,36 @@
+import { useState } from "react";
+import { fmt, type Schemas } from "../api/client";
+import { useSocket } from "../api/ws";
+
+type Status = Schemas["Status"];
+
+export function StatusBar() {
+  const [st, setSt] = useState<Status | null>(null);
+  const sock = useSocket("/rl/ws/status", (m) => {
+    if (m.type === "status") setSt(m as Status);
+  });
+  if (!st) return <div className="statusbar" data-testid="status-bar">connecting… ({sock})</div>;
+  const feedOk = st.feed?.connected ?? false;
+  return (
+    <div className={`statusbar health-${st.health}`} data-testid="status-bar">
+      <span className={`pill ${st.health}`} title={st.reasons.join(", ")}>{st.health}</span>
+      <span data-testid="status-feed">
+        feed <b className={feedOk ? "ok" : "bad"}>{feedOk ? "up" : "down"}</b>
+        {st.feed && <> · {fmt(st.feed.msgs_per_s, 0)} msg/s · p99 {fmt(st.feed.latency_p99_us, 0)}µs</>}
+      </span>
+      <span data-testid="status-books">
+        books <b className={st.books_valid === st.books_total ? "ok" : "warn"}>{st.books_valid}/{st.books_total}</b> valid
+      </span>
+      <span>ring <b className={st.ring_occupancy > 0.5 ? "warn" : ""}>{fmt(100 * st.ring_occupancy, 1)}%</b></span>
+      <span>
+        DB <b className={st.db_up ? "ok" : "bad"}>{st.db_up ? "up" : "DOWN"}</b> lag {fmt(st.db_lag_ms, 0)} ms
+      </span>
+      <span data-testid="status-actor">
+        actor <b className={`state-${st.actor_state}`}>{st.actor_state}</b>
+        {st.actor_model_id !== null && <> · model #{st.actor_model_id}</>}
+      </span>
+      {st.training_running > 0 && <span>training ×{st.training_running}</span>}
+      <span className="muted">{st.mode} · session {st.session_id ?? "–"} · ws {sock}</span>
+    </div>
+  );
+}
