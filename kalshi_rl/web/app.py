@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
+import orjson
 from litestar import Litestar, Request, Response, WebSocket, websocket
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -146,9 +147,10 @@ def _markets(raw: str | None) -> frozenset[str] | None:
 
 async def _book_commands(socket: WebSocket[Any, Any, Any], hub: OrderbookHub, client: Any) -> None:
     while True:
+        raw = await socket.receive_text()
         try:
-            msg = await socket.receive_json()
-        except (ValueError, TypeError):
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             await socket.send_text(dumps({"type": "error", "detail": "messages must be JSON"}))
             continue
         if not isinstance(msg, dict):
@@ -340,7 +342,7 @@ async def serve(app: Litestar, config: WebConfig, started: asyncio.Event | None 
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=config.host, port=config.port, log_level="warning", lifespan="on",
-            ws_ping_interval=20, ws_ping_timeout=20, loop="none",
+            ws_ping_interval=config.ws_ping_s, ws_ping_timeout=config.ws_ping_s, loop="none",
         )  # fmt: skip
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

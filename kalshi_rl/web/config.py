@@ -37,6 +37,8 @@ class WebConfig:
         status_interval_s: /rl/ws/status period.
         info_refresh_s: market metadata / last-trade refresh period.
         data_dir: where training jobs write datasets built from sessions.
+        ws_ping_s: WebSocket ping interval and pong timeout (a peer that stops answering
+            is closed after about twice this).
     """
 
     host: str = "127.0.0.1"
@@ -48,6 +50,7 @@ class WebConfig:
     status_interval_s: float = 1.0
     info_refresh_s: float = 2.0
     data_dir: Path | None = None
+    ws_ping_s: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
