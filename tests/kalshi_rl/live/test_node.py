@@ -107,15 +107,15 @@ async def test_a_listener_that_raises_does_not_stop_the_feed(pg_dsn: str, tmp_pa
         calls.append(len(slots))
         raise RuntimeError("listener bug")
 
-    async with SimExchange(SimConfig(n_markets=2, autostart=False, seed=2)) as sim:
-        async with LiveNode(
-            node_config(sim, pg_dsn, tmp_path), FeedConfig(ws_url=sim.ws_url)
-        ) as node:
-            node.add_book_listener(bad)
-            await until(lambda: node.feed.books_valid() == 2, "books valid")
-            sim.advance(100)
-            await until(lambda: node.feed.stats.deltas >= 50, "deltas keep flowing")
-            assert node.feed_task is not None and not node.feed_task.done()
+    async with (
+        SimExchange(SimConfig(n_markets=2, autostart=False, seed=2)) as sim,
+        LiveNode(node_config(sim, pg_dsn, tmp_path), FeedConfig(ws_url=sim.ws_url)) as node,
+    ):
+        node.add_book_listener(bad)
+        await until(lambda: node.feed.books_valid() == 2, "books valid")
+        sim.advance(100)
+        await until(lambda: node.feed.stats.deltas >= 50, "deltas keep flowing")
+        assert node.feed_task is not None and not node.feed_task.done()
     assert calls
 
 
