@@ -410,3 +410,13 @@ SIM_MARKET_DTYPE = np.dtype(
 
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
+
+# --------------------------------------------------------------------------- policy (core.policy)
+# Hidden-layer activations of an exported MLP policy.
+POLICY_ACT_TANH = 0
+POLICY_ACT_RELU = 1
+POLICY_OK = 0
+POLICY_BAD_OBS = -1  # a non-finite observation value: nothing is decided
+# Version of the observation kernel (core.features). Bump on any change of what a feature
+# means or how it is computed: a model trained under another version is refused live.
+FEATURE_KERNEL_VERSION = 1

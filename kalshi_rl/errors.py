@@ -41,3 +41,11 @@ class RegistryError(KalshiRLError):
 
 class EnvError(KalshiRLError):
     """An environment was configured or used in a way it does not support."""
+
+
+class PolicyError(KalshiRLError):
+    """A model cannot be loaded or is incompatible with the actor that would run it."""
+
+
+class RiskError(KalshiRLError):
+    """An order was refused by the actor's risk limits or the kill switch."""
