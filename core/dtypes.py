@@ -420,3 +420,45 @@ POLICY_BAD_OBS = -1  # a non-finite observation value: nothing is decided
 # Version of the observation kernel (core.features). Bump on any change of what a feature
 # means or how it is computed: a model trained under another version is refused live.
 FEATURE_KERNEL_VERSION = 1
+
+# --------------------------------------------------------------------------- actor (trade.actor)
+ACTION_PROBS_MAX = 16  # action probabilities kept per record (sum of the action dims)
+# What became of one decision (ACTION_DTYPE.status).
+AS_HOLD = 0  # the policy held (or the action mapped to no order)
+AS_SENT = 1  # an order went to the paper client (see filled / reject)
+AS_MASKED = 2  # the action was not valid here (env rule): held instead
+AS_RISK = 3  # the risk gate refused the order (see risk)
+AS_REJECTED = 4  # the paper client rejected the order (see reject)
+AS_SHADOW = 5  # a shadow candidate's decision (never sent)
+ACTION_STATUS_NAMES = ("hold", "sent", "masked", "risk", "rejected", "shadow")
+# One actor decision: pushed to the action ring, written to trading_actions.
+ACTION_DTYPE = np.dtype(
+    [
+        ("episode_id", np.int64),
+        ("step", np.int64),  # per episode, from 1
+        ("ts", np.int64),  # ns, decision time (local)
+        ("exch_ts", np.int64),  # ms, exchange time of the book decided on
+        ("latency_ns", np.int64),  # book update received -> order answered
+        ("obs_hash", np.int64),  # 64-bit hash of the observation bytes
+        ("count", np.int64),  # order count sent (count units)
+        ("filled", np.int64),
+        ("fee", np.int64),  # money
+        ("position", np.int64),  # market position after the decision (count units)
+        ("cash", np.int64),  # the market's sub-account cash after (money)
+        ("value", np.int64),  # the market's mark-to-market value after (money)
+        ("probs", np.float32, (ACTION_PROBS_MAX,)),
+        ("market", np.int32),  # book slot
+        ("model_version", np.int32),
+        ("action", np.int16),  # ACT_*
+        ("slip_idx", np.int16),  # MULTI: index into slippage_choices (else -1)
+        ("size_idx", np.int16),  # MULTI: index into size_choices (else -1)
+        ("price", np.int16),  # limit on the side's scale (NO_PRICE none)
+        ("reject", np.int16),  # the engine's/paper client's REJ_* code
+        ("risk", np.int8),  # trade.risk.RiskReason
+        ("side", np.int8),
+        ("order_action", np.int8),
+        ("status", np.int8),  # AS_*
+        ("n_probs", np.int8),
+    ],
+    align=True,
+)
