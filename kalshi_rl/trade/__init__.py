@@ -1,1 +1,1 @@
-"""Paper trading: the paper client (Kalshi-API shaped), the actor and its risk limits."""
+"""Trading on paper: the Kalshi-shaped paper client, its persistence, the actor and risk."""
