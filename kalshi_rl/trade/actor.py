@@ -208,7 +208,9 @@ class Actor:
         self.identity: ModelIdentity = ModelIdentity.of_core(model.identity.action_space)
         problem = self.identity.mismatch(model.identity)
         if problem:
-            raise PolicyError(f"{model.label} does not fit this actor's observation kernel: {problem}")
+            raise PolicyError(
+                f"{model.label} does not fit this actor's observation kernel: {problem}"
+            )
         self.tickers = list(dict.fromkeys(markets))
         n = len(self.tickers)
         self.slots = np.array([books.slot(t) for t in self.tickers], dtype=np.int64)
@@ -535,7 +537,7 @@ class Actor:
                 self._on_halted()
 
     # ================================================================== one decision
-    def decide(self, i: int, recv_ns: int) -> int:  # noqa: C901, PLR0912, PLR0915 -- one flat hot path
+    def decide(self, i: int, recv_ns: int) -> int:
         """One decision for market ``i``; returns 1 if the policy was asked, else 0."""
         slot = int(self.slots[i])
         books = self.books
@@ -667,9 +669,10 @@ class Actor:
         self, i: int, slot: int, run: _Run, mid: float, h: Any, exch_ts: int, now: int
     ) -> None:
         """The candidate decides on the same book with its own sub-account (never trades)."""
+        from core.orders import action_to_order
+
         from core.features import account_features
         from core.fills import apply_fill, taker_fill_fee
-        from core.orders import action_to_order
 
         obs = self._obs.copy()
         acct = self._shadow_pos[i : i + 1].copy()

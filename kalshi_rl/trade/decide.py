@@ -50,7 +50,7 @@ def obs_hash64(obs: np.ndarray) -> np.int64:
 
 
 @njit(cache=True)
-def prepare_decision(  # noqa: PLR0913, PLR0917 -- njit kernels take positional arrays/scalars
+def prepare_decision(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     qty: np.ndarray,
     best: np.ndarray,
     meta: np.ndarray,
