@@ -27,6 +27,7 @@ happens against the book as it is when the order arrives).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -87,14 +88,17 @@ from core.paper_book import (
     paper_decrease,
     paper_on_book,
     paper_on_trades,
+    paper_replay_fills,
     paper_settle,
     paper_submit,
+    required_collateral,
 )
 from core.ring import Ring
-from kalshi_rl.errors import KalshiApiError, LiveTradingRefused
+from kalshi_rl.errors import KalshiApiError, LiveTradingRefused, StoreError
 from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
 from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure, price_grid
 from kalshi_rl.trade import shapes
+from kalshi_rl.trade.paper_store import SavedAccount
 
 log = logging.getLogger(__name__)
 
@@ -1213,16 +1217,20 @@ class PaperClient:
         )
 
     # ================================================================== hot-path hooks
-    def on_book_update(self, slots: np.ndarray) -> int:
-        """The feed changed the books of ``slots`` (int array): resting orders react.
+    def on_book_update(self, slots: np.ndarray | Sequence[int]) -> int:
+        """The feed changed the books of ``slots``: resting orders react.
 
         Cheap by design: returns at once when nothing rests; one kernel call otherwise.
+        Pass an int64 array (e.g. the ``market`` column of the deltas just applied; repeats
+        are fine) to avoid a conversion.
 
         Returns:
             Fills that happened.
         """
         if self._ctl[CTL_N_ACTIVE] == 0:
             return 0
+        if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
+            slots = np.asarray(slots, dtype=np.int64).reshape(-1)
         self._sync_capacity()
         now = self._clock()
         total = 0
@@ -1387,6 +1395,87 @@ class PaperClient:
     def orders_array(self) -> np.ndarray:
         """Every order so far (PAPER_ORDER_DTYPE copy)."""
         return self._orders[: self._n].copy()
+
+    # ================================================================== restart
+    def restore(self, saved: SavedAccount) -> None:
+        """Rebuild this (fresh) client's account from its stored logs.
+
+        Fills and settlements are replayed in rec_id order through the kernels the live
+        path uses (``paper_replay_fills`` books each fill with the same ``apply_fill``
+        call), so positions, cash and fees come back exactly.  Orders come back in their
+        last stored state; a resting order rejoins the back of its level's queue as the
+        book shows it now (the queue position itself is not persisted) and leaves its
+        order group (groups live in memory only).
+
+        Raises:
+            StoreError: the client already holds orders or fills, or the logs have a hole.
+        """
+        if self._n or self._n_fills:
+            raise StoreError("restore needs a fresh PaperClient")
+        self.account_id = saved.account_id
+        self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
+        slot_of: dict[int, int] = {}
+        for mid, ticker in saved.tickers.items():
+            slot = self.books.slots.get(ticker)
+            if slot is None or slot not in self._markets:
+                slot = self.add_market(MarketInfo(ticker))
+            slot_of[mid] = slot
+        self._sync_capacity()
+        fills = saved.fills.copy()
+        fills["market"] = [slot_of[int(m)] for m in fills["market"]]
+        settles = saved.settlements.copy()
+        settles["market"] = [slot_of[int(m)] for m in settles["market"]]
+        start = 0
+        for s in settles:
+            end = int(np.searchsorted(fills["rec_id"], s["rec_id"]))
+            paper_replay_fills(self._pos, fills[start:end])
+            start = end
+            paper_settle(self._orders, self._active, self._ctl, self._pos, int(s["market"]),
+                         int(s["result"]) == RESULT_YES)  # fmt: skip
+            self._settlements.append(self._settlement_json(s))
+        paper_replay_fills(self._pos, fills[start:])
+        self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
+        self._fills[: fills.shape[0]] = fills
+        self._n_fills = fills.shape[0]
+        for k, row in enumerate(sorted(saved.orders, key=lambda r: r["order_id"])):
+            if int(row["order_id"]) != k + 1:
+                raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")
+            self._restore_order(row, slot_of[int(row["market_id"])], saved, fills)
+        self._next_rec_id = saved.max_rec_id + 1
+
+    def _restore_order(
+        self, row: Mapping[str, Any], slot: int, saved: SavedAccount, fills: np.ndarray
+    ) -> None:
+        i = self._new_order(str(row["client_order_id"]))
+        o = self._orders[i]
+        for name in ("side", "action", "price", "count", "filled", "remaining", "tif",
+                     "status", "notional", "taker_fees", "maker_fees"):  # fmt: skip
+            o[name] = row[name]
+        o["market"] = slot
+        o["group"] = -1
+        o["ts"] = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
+        o["updated_ts"] = row["ts"]
+        flags = int(row["flags"])
+        o["post_only"], o["reduce_only"] = flags & 1, (flags >> 1) & 1
+        o["stp"] = STP_MAKER if flags & 4 else STP_TAKER_AT_CROSS
+        o["cancel_on_pause"] = (flags >> 3) & 1
+        mine = fills[fills["order_id"] == o["order_id"]]
+        for taker, key in ((1, "taker_cost"), (0, "maker_cost")):
+            f = mine[mine["is_taker"] == taker]
+            o[key] = int((f["count"] * f["price"].astype(np.int64)).sum()) // 10
+        if o["status"] != ORD_RESTING:
+            return
+        bside = int(o["side"]) if o["action"] == ORDER_BUY else 1 - int(o["side"])
+        bprice = int(o["price"]) if o["action"] == ORDER_BUY else PRICE_MAX - int(o["price"])
+        level = int(self.books.qty[slot, bside, bprice])
+        o["queue_ahead"] = level
+        o["level_seen"] = level
+        position = int(self._pos[slot]["position"])
+        held_opp = -position if bside == SIDE_YES else position
+        o["reserve"] = required_collateral(int(o["remaining"]), bprice, max(held_opp, 0))
+        k = int(self._ctl[CTL_N_ACTIVE])
+        self._active[k] = i
+        self._ctl[CTL_N_ACTIVE] = k + 1
 
     # ================================================================== events
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
