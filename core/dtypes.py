@@ -671,7 +671,9 @@ POLICY_OK = 0
 POLICY_BAD_OBS = -1  # a non-finite observation value: nothing is decided
 # Version of the observation kernel (core.features). Bump on any change of what a feature
 # means or how it is computed: a model trained under another version is refused live.
-FEATURE_KERNEL_VERSION = 1
+FEATURE_KERNEL_VERSION = (
+    2  # 2: honest mids (no made-up mid), two_sided, liquidation-valued account features
+)
 
 # --------------------------------------------------------------------------- actor (trade.actor)
 ACTION_PROBS_MAX = 16  # action probabilities kept per record (sum of the action dims)

@@ -60,21 +60,28 @@ from core.dtypes import (
     AS_RISK,
     AS_SENT,
     AS_SHADOW,
+    CONSUMED_CAP,
     COUNT_SCALE,
     DEFAULT_TOP_K,
+    FILL_DTYPE,
     HIST_LEN,
-    N_FEATURES,
+    MARK_LIQUIDATION,
+    MARK_MID,
+    MEMBER_CENT,
     N_PRICES,
     N_SIDES,
     NO_PRICE,
     NO_TS,
     ORDER_BUY,
+    ORDER_DTYPE,
     POLICY_OK,
     POSITION_DTYPE,
     PRICE_MAX,
     REJ_NONE,
     TIF_IOC,
 )
+from core.features import N_FEATURES, N_MARKET_FEATURES
+from core.fees import fee_schedule
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import DS_NAMES, DS_OK, prepare_decision, ttc_fraction
@@ -162,6 +169,9 @@ class OrderRules:
         self.slip_choices = tuple(int(x) for x in env.get("slippage_choices", (0,)))
         self.size_choices = tuple(int(x) for x in env.get("size_choices", (COUNT_SCALE,)))
         self.start_cash = int(env.get("start_cash", 0))
+        self.mark_mode = MARK_MID if env.get("mark_mode") == "MID" else MARK_LIQUIDATION
+        self.fees = fee_schedule(precision=int(env.get("member_precision", MEMBER_CENT)))
+        self.lot = int(env.get("count_lot", 1))
 
     def size_slip(self, dims: np.ndarray) -> tuple[int, int, int, int]:
         """(size, slip, size_idx, slip_idx) for an action's dimensions."""
@@ -231,6 +241,13 @@ class Actor:
         self._px = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
         self._consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
+        self._px_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
+        self._qty_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
+        self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
+        self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
+        self._sh_consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
+        self._sh_touched = np.zeros((N_SIDES, CONSUMED_CAP), dtype=np.int16)
+        self._sh_ntouched = np.zeros(N_SIDES, dtype=np.int64)
         self._rec = np.zeros(1, dtype=ACTION_DTYPE)
         self.ring = Ring(ACTION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
@@ -367,7 +384,10 @@ class Actor:
         """
         problem = self.check_model(new)
         if problem:
-            msg = f"refused {new.label} for {self.model.label}: {problem}; {self.model.label} keeps trading"
+            msg = (
+                f"refused {new.label} for {self.model.label}: {problem};"
+                f" {self.model.label} keeps trading"
+            )
             log.error(msg)
             self.refusals.append(msg)
             return msg
@@ -434,13 +454,15 @@ class Actor:
         pos = self._paper_positions()
         return int(pos[slot]["position"]) if slot < pos.shape[0] else 0
 
-    def _market_value(self, i: int, mid: float) -> int:
-        from core.fills import account_value
-
-        self._fill_acct(i)
-        return int(account_value(self._acct, mid))
+    def _consumed_of(self, slot: int) -> np.ndarray:
+        """The paper client's liquidity consumption in market ``slot`` (zeros if none)."""
+        cons = getattr(self.paper, "_consumed", None)
+        if cons is not None and slot < cons.shape[0]:
+            return cons[slot]
+        return self._consumed
 
     def _fill_acct(self, i: int) -> None:
+        """Market ``i``'s sub-account: the paper position record, cash from start_cash."""
         pos = self._paper_positions()
         slot = int(self.slots[i])
         if slot < pos.shape[0]:
@@ -449,14 +471,27 @@ class Actor:
             self._acct[0] = np.zeros((), dtype=POSITION_DTYPE)
         self._acct[0]["cash"] += self.start_cash
 
-    def _mid(self, i: int) -> float:
-        from core.features import book_mid
+    def _value_of(self, acct: np.ndarray, i: int, rules: OrderRules) -> int:
+        """Cash + open position value (the env's valuation) of ``acct`` in market ``i``."""
+        from core.account import position_value
+        from core.book import book_top_k
 
-        return float(book_mid(self.books.best, int(self.slots[i])))
+        slot = int(self.slots[i])
+        px, qty = self._px_v, self._qty_v
+        book_top_k(self.books.qty, self.books.best, slot, px.shape[1], px, qty)
+        v = position_value(
+            int(acct[0]["position"]), px, qty, self._consumed_of(slot), rules.fees, rules.mark_mode
+        )
+        return int(acct[0]["cash"]) + int(v)
+
+    def market_value(self, i: int) -> int:
+        """Market ``i``'s sub-account value now (money)."""
+        self._fill_acct(i)
+        return self._value_of(self._acct, i, self._rules)
 
     def total_value(self) -> int:
-        """Sum over markets of sub-account value marked at the mid (money)."""
-        return sum(self._market_value(i, self._mid(i)) for i in range(len(self.tickers)))
+        """Sum of the markets' sub-account values (money); starts at start_cash x markets."""
+        return sum(self.market_value(i) for i in range(len(self.tickers)))
 
     def _exposure(self) -> int:
         pos = self._paper_positions()
@@ -469,13 +504,12 @@ class Actor:
         return int(pos["fees_paid"][idx].sum())
 
     def _shadow_value(self) -> int:
-        from core.fills import account_value
-
+        rules = self._shadow_rules or self._rules
         total = 0
         for i in range(len(self.tickers)):
             acct = self._shadow_pos[i : i + 1].copy()
             acct["cash"] += self.start_cash
-            total += int(account_value(acct, self._mid(i)))
+            total += self._value_of(acct, i, rules)
         return total
 
     # ================================================================== ticks
@@ -550,9 +584,11 @@ class Actor:
         ttc = ttc_fraction(o_ms, int(self.close_ms[i]), exch_ts)
         self._fill_acct(i)
         max_age = int(self.config.max_staleness_s * 1e9)
-        st, mid, h = prepare_decision(
+        rules = self._rules
+        st, _mid, _value, h = prepare_decision(
             books.qty, books.best, books.meta, slot, now, max_age, self.hist, self.hist_n, i,
-            reset, ttc, self._acct, self.start_cash, self._obs, self._px, self._qty,
+            reset, ttc, self._acct, self.start_cash, self._consumed_of(slot), rules.fees,
+            rules.mark_mode, self._obs, self._px, self._qty,
         )  # fmt: skip
         if st != DS_OK:
             self.counts[f"skip_{DS_NAMES[st]}"] += 1
@@ -567,7 +603,7 @@ class Actor:
         self.counts["decisions"] += 1
         shadow = self._shadow
         if shadow is not None:
-            self._decide_shadow(i, slot, shadow, mid, h, exch_ts, now)
+            self._decide_shadow(i, slot, shadow, h, exch_ts, now)
         rec = self._rec[0]
         rec["probs"][:] = 0
         n_probs = min(policy.probs.shape[0], ACTION_PROBS_MAX)
@@ -584,7 +620,7 @@ class Actor:
         if action != ACT_HOLD:
             status = self._execute(i, slot, action, size, slip, rec, now, exch_ts)
         run.step += 1
-        self._finish_record(rec, run, i, slot, mid, h, exch_ts, now, recv_ns, status)
+        self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
         return 1
 
     def _execute(  # noqa: PLR0917 -- the decision's context, positionally
@@ -634,7 +670,7 @@ class Actor:
         return AS_SENT
 
     def _finish_record(  # noqa: PLR0917 -- the decision's context, positionally
-        self, rec: Any, run: _Run, i: int, slot: int, mid: float, h: Any, exch_ts: int,
+        self, rec: Any, run: _Run, i: int, slot: int, h: Any, exch_ts: int,
         now: int, recv_ns: int, status: int,
     ) -> None:  # fmt: skip
         self._fill_acct(i)
@@ -648,7 +684,7 @@ class Actor:
         rec["status"] = status
         rec["position"] = self._acct[0]["position"]
         rec["cash"] = self._acct[0]["cash"]
-        rec["value"] = self._market_value(i, mid)
+        rec["value"] = self._value_of(self._acct, i, self._rules)
         done = self.clock_ns()
         rec["latency_ns"] = done - (
             recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
@@ -666,55 +702,70 @@ class Actor:
             self._publish(rec, i)
 
     def _decide_shadow(  # noqa: PLR0917 -- the decision's context, positionally
-        self, i: int, slot: int, run: _Run, mid: float, h: Any, exch_ts: int, now: int
+        self, i: int, slot: int, run: _Run, h: Any, exch_ts: int, now: int
     ) -> None:
-        """The candidate decides on the same book with its own sub-account (never trades)."""
+        """The candidate decides on the same book with its own sub-account (never trades).
+
+        Its would-be fills are the engine's taker walk (``core.matching.taker_match``) on
+        the book the live model saw, without liquidity memory across decisions.
+        """
+        from core.account import position_value
+        from core.features import account_features
+        from core.matching import liquidity_clear, taker_match
         from core.orders import action_to_order
 
-        from core.features import account_features
-        from core.fills import apply_fill, taker_fill_fee
-
-        obs = self._obs.copy()
-        acct = self._shadow_pos[i : i + 1].copy()
-        acct["cash"] += self.start_cash
-        account_features(acct, mid, self.start_cash, obs[N_FEATURES - 7 :])
-        pol = run.model.policy
-        if pol.decide(obs) != POLICY_OK:
-            return
         rules = self._shadow_rules or self._rules
-        rec = np.zeros(1, dtype=ACTION_DTYPE)
-        r = rec[0]
-        action = int(pol.actions[0])
-        size, slip, size_idx, slip_idx = rules.size_slip(pol.actions)
-        r["action"], r["size_idx"], r["slip_idx"] = action, size_idx, slip_idx
-        r["price"], r["side"], r["order_action"] = NO_PRICE, -1, -1
-        if action != ACT_HOLD:
-            position = int(self._shadow_pos[i]["position"])
-            side, act, limit, count, reject = action_to_order(
-                action, position, size, rules.max_position, slip, self._px, self._qty,
-                self._consumed,
-            )  # fmt: skip
-            r["side"], r["order_action"], r["price"], r["reject"] = side, act, limit, reject
-            if reject == REJ_NONE and count > 0:
-                filled, notional, fee = taker_fill_fee(
-                    self._px, self._qty, side, act, count, limit, 1
-                )
-                r["count"], r["filled"], r["fee"] = count, filled, fee
-                if filled > 0:
-                    apply_fill(self._shadow_pos[i : i + 1], side, act, filled, notional, fee)
-        n_probs = min(pol.probs.shape[0], ACTION_PROBS_MAX)
-        r["probs"][:n_probs] = pol.probs[:n_probs]
-        r["n_probs"] = n_probs
-        run.step += 1
-        acct = self._shadow_pos[i : i + 1].copy()
+        acct = self._shadow_pos[i : i + 1]
         acct["cash"] += self.start_cash
-        from core.fills import account_value
-
-        r["episode_id"], r["step"], r["ts"], r["exch_ts"] = run.episode_id, run.step, now, exch_ts
-        r["obs_hash"], r["market"], r["model_version"] = h, slot, run.model.version
-        r["status"] = AS_SHADOW
-        r["position"], r["cash"] = acct[0]["position"], acct[0]["cash"]
-        r["value"] = account_value(acct, mid)
+        try:
+            obs = self._obs.copy()
+            v = position_value(
+                int(acct[0]["position"]), self._px, self._qty, self._sh_consumed, rules.fees,
+                rules.mark_mode,
+            )  # fmt: skip
+            account_features(acct, v, self.start_cash, obs[N_MARKET_FEATURES:])
+            pol = run.model.policy
+            if pol.decide(obs) != POLICY_OK:
+                return
+            rec = np.zeros(1, dtype=ACTION_DTYPE)
+            r = rec[0]
+            action = int(pol.actions[0])
+            size, slip, size_idx, slip_idx = rules.size_slip(pol.actions)
+            r["action"], r["size_idx"], r["slip_idx"] = action, size_idx, slip_idx
+            r["price"], r["side"], r["order_action"] = NO_PRICE, -1, -1
+            if action != ACT_HOLD:
+                liquidity_clear(self._sh_consumed, self._sh_touched, self._sh_ntouched)
+                side, act, limit, count, reject = action_to_order(
+                    action, int(acct[0]["position"]), size, rules.max_position, slip, self._px,
+                    self._qty, self._sh_consumed,
+                )  # fmt: skip
+                r["side"], r["order_action"], r["price"], r["reject"] = side, act, limit, reject
+                if reject == REJ_NONE and count > 0:
+                    o = self._sh_order
+                    o[:] = 0
+                    o[0]["side"], o[0]["action"], o[0]["price"] = side, act, limit
+                    o[0]["count"] = o[0]["remaining"] = count
+                    taker_match(
+                        o, acct, self._px, self._qty, self._sh_consumed, self._sh_touched,
+                        self._sh_ntouched, rules.fees, rules.lot, exch_ts, self._sh_fills,
+                    )  # fmt: skip
+                    r["count"], r["filled"], r["fee"] = count, o[0]["filled"], o[0]["fees"]
+            n_probs = min(pol.probs.shape[0], ACTION_PROBS_MAX)
+            r["probs"][:n_probs] = pol.probs[:n_probs]
+            r["n_probs"] = n_probs
+            run.step += 1
+            r["episode_id"], r["step"], r["ts"], r["exch_ts"] = (
+                run.episode_id,
+                run.step,
+                now,
+                exch_ts,
+            )
+            r["obs_hash"], r["market"], r["model_version"] = h, slot, run.model.version
+            r["status"] = AS_SHADOW
+            r["position"], r["cash"] = acct[0]["position"], acct[0]["cash"]
+            r["value"] = self._value_of(acct, i, rules)
+        finally:
+            acct["cash"] -= self.start_cash
         self.counts["shadow_decisions"] += 1
         if not self.ring.push(rec):
             self.counts["ring_overflow"] += 1
@@ -790,7 +841,11 @@ class Actor:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, t: asyncio.Task[Any]) -> None:
+        if t in self._tasks:
+            self._tasks.remove(t)
 
     # ================================================================== stats
     def latency_quantiles_us(self) -> dict[str, float]:
