@@ -78,6 +78,7 @@ from core.dtypes import (
     POSITION_DTYPE,
     PRICE_MAX,
     REJ_NONE,
+    SIDE_YES,
     TIF_IOC,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
@@ -192,6 +193,8 @@ class Actor:
         config: actor settings.
         store: opens/closes trading_episodes rows (None: episodes are numbered locally).
         market_times: ticker -> (open_ms, close_ms) for time-to-close (NO_TS unknown).
+        market_grids: ticker -> bool [1001] valid YES prices (its price_level_structure);
+            a limit off the grid is moved to the nearest less aggressive valid price.
         clock_ns: wall clock in ns (tests, parity replays).
     """
 
@@ -205,6 +208,7 @@ class Actor:
         *,
         store: EpisodeStore | None = None,
         market_times: Mapping[str, tuple[int, int]] | None = None,
+        market_grids: Mapping[str, np.ndarray] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config or ActorConfig()
@@ -228,6 +232,8 @@ class Actor:
         times = market_times or {}
         self.open_ms = np.array([times.get(t, (NO_TS, NO_TS))[0] for t in self.tickers], np.int64)
         self.close_ms = np.array([times.get(t, (NO_TS, NO_TS))[1] for t in self.tickers], np.int64)
+        grids = market_grids or {}
+        self.grids: list[np.ndarray | None] = [grids.get(t) for t in self.tickers]
         self.seg_first_ms = np.full(n, NO_TS, dtype=np.int64)
         self.hist = np.zeros((n, HIST_LEN), dtype=np.float64)
         self.hist_n = np.zeros(n, dtype=np.int64)
@@ -633,8 +639,10 @@ class Actor:
         side, act, limit, count, reject = action_to_order(
             action, position, size, rules.max_position, slip, self._px, self._qty, self._consumed
         )
+        if reject == REJ_NONE and count > 0:
+            limit = self._on_grid(i, side, act, limit)
         rec["side"], rec["order_action"], rec["price"] = side, act, limit
-        if reject != REJ_NONE or count <= 0:
+        if reject != REJ_NONE or count <= 0 or limit == NO_PRICE:
             rec["reject"] = reject
             self.counts["masked"] += 1
             return AS_MASKED
@@ -668,6 +676,19 @@ class Actor:
         if filled:
             self.counts["fills"] += 1
         return AS_SENT
+
+    def _on_grid(self, i: int, side: int, act: int, limit: int) -> int:
+        """``limit`` moved to the market's price grid, never more aggressive (NO_PRICE: none)."""
+        grid = self.grids[i]
+        if grid is None:
+            return limit
+        step = -1 if act == ORDER_BUY else 1  # a buy may only pay less, a sell get more
+        p = limit
+        while 0 < p < PRICE_MAX:
+            if grid[p if side == SIDE_YES else PRICE_MAX - p]:
+                return p
+            p += step
+        return NO_PRICE
 
     def _finish_record(  # noqa: PLR0917 -- the decision's context, positionally
         self, rec: Any, run: _Run, i: int, slot: int, h: Any, exch_ts: int,

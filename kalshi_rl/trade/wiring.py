@@ -149,7 +149,11 @@ async def attach_trading(
     node.add_trade_listener(paper.on_trades)
     store = EpisodeStore(node.pool, node.session_id, account_id, {"actor": _jsonable(config)})
     times = {t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()}
-    actor = Actor(node.books, paper, loaded, node.tickers, config, store=store, market_times=times)
+    grids = {t: _grid(structure(t)) for t in node.tickers}
+    actor = Actor(
+        node.books, paper, loaded, node.tickers, config,
+        store=store, market_times=times, market_grids=grids,
+    )  # fmt: skip
     sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
     node.add_sink(sink)
     node.add_closer(actor.stop)
@@ -162,6 +166,17 @@ async def attach_trading(
         await reloader.start()
         node.add_closer(reloader.close)
     return Trading(actor, paper, sink, reloader, account_id)
+
+
+def _grid(structure: Any) -> Any:
+    import numpy as np
+
+    from core.dtypes import PRICE_MAX
+    from kalshi_rl.sim.grid import price_grid
+
+    g = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
+    g[price_grid(structure)] = True
+    return g
 
 
 def _jsonable(config: ActorConfig) -> dict[str, Any]:
