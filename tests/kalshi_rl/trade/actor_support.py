@@ -40,6 +40,7 @@ def flip_flop_model(cfg: EnvConfig, buy: int = ACT_BUY_YES, sell: int = ACT_SELL
         "MlpPolicy", venv, n_steps=16, batch_size=16, policy_kwargs={"net_arch": []}, device="cpu"
     )
     net = model.policy.action_net
+    assert isinstance(net, torch.nn.Linear)
     with torch.no_grad():
         net.weight.zero_()
         net.bias.fill_(-5.0)
