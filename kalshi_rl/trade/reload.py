@@ -104,6 +104,7 @@ class Reloader:
         self._tasks.clear()
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            conn.remove_termination_listener(self._on_lost)
             with contextlib.suppress(*DB_ERRORS):
                 await conn.remove_listener(registry.NOTIFY_CHANNEL, self._on_notify)
             with contextlib.suppress(*DB_ERRORS):
