@@ -33,6 +33,12 @@ from core.dtypes import (
     DELTA_DTYPE,
     GAP_COPY_COLUMNS,
     GAP_DTYPE,
+    PAPER_FILL_COPY_COLUMNS,
+    PAPER_FILL_DTYPE,
+    PAPER_ORDER_COPY_COLUMNS,
+    PAPER_ORDER_EVENT_DTYPE,
+    PAPER_SETTLEMENT_COPY_COLUMNS,
+    PAPER_SETTLEMENT_DTYPE,
     RING_CTL_LEN,
     RING_DRAINED,
     RING_HEAD,
@@ -336,6 +342,9 @@ _N_DELTA_COLS = len(DELTA_COPY_COLUMNS)
 _N_SNAPSHOT_COLS = len(SNAPSHOT_COPY_COLUMNS)
 _N_TRADE_COLS = len(TRADE_COPY_COLUMNS)
 _N_GAP_COLS = len(GAP_COPY_COLUMNS)
+_N_PAPER_FILL_COLS = len(PAPER_FILL_COPY_COLUMNS)
+_N_PAPER_ORDER_COLS = len(PAPER_ORDER_COPY_COLUMNS)
+_N_PAPER_SETTLE_COLS = len(PAPER_SETTLEMENT_COPY_COLUMNS)
 
 
 @njit(cache=True, inline="always")
@@ -467,6 +476,85 @@ def copy_rows_gaps(
     return pos
 
 
+@njit(cache=True)
+def copy_rows_paper_fills(
+    recs: np.ndarray, account_id: int, market_ids: np.ndarray, buf: np.ndarray, pos: int
+) -> int:
+    """Write paper_fills COPY rows (sql/003_paper.sql; arguments as ``copy_rows_deltas``).
+
+    Returns:
+        Position after the last row.
+    """
+    for i in range(recs.shape[0]):
+        r = recs[i]
+        pos = _put_row_key(buf, pos, _N_PAPER_FILL_COLS, account_id, r, market_ids)
+        pos = _put_field(buf, pos, r.order_id, 8)
+        pos = _put_field(buf, pos, r.side, 2)
+        pos = _put_field(buf, pos, r.action, 2)
+        pos = _put_field(buf, pos, r.price, 2)
+        pos = _put_field(buf, pos, r.count, 8)
+        pos = _put_field(buf, pos, r.fee, 8)
+        pos = _put_field(buf, pos, r.is_taker, 1)
+        pos = _put_field(buf, pos, r.ts, 8)
+    return pos
+
+
+@njit(cache=True)
+def copy_rows_paper_orders(
+    recs: np.ndarray, account_id: int, market_ids: np.ndarray, buf: np.ndarray, pos: int
+) -> int:
+    """Write paper_orders COPY rows (arguments as ``copy_rows_deltas``).
+
+    Returns:
+        Position after the last row (``client_order_id`` is ``coid_len`` bytes of text).
+    """
+    for i in range(recs.shape[0]):
+        r = recs[i]
+        pos = _put_row_key(buf, pos, _N_PAPER_ORDER_COLS, account_id, r, market_ids)
+        pos = _put_field(buf, pos, r.order_id, 8)
+        n = int(r.coid_len)
+        pos = _put_be(buf, pos, n, 4)
+        for k in range(n):
+            buf[pos + k] = r.coid[k]
+        pos += n
+        pos = _put_field(buf, pos, r.group, 8)
+        pos = _put_field(buf, pos, r.event, 2)
+        pos = _put_field(buf, pos, r.side, 2)
+        pos = _put_field(buf, pos, r.action, 2)
+        pos = _put_field(buf, pos, r.price, 2)
+        pos = _put_field(buf, pos, r.count, 8)
+        pos = _put_field(buf, pos, r.filled, 8)
+        pos = _put_field(buf, pos, r.remaining, 8)
+        pos = _put_field(buf, pos, r.tif, 2)
+        pos = _put_field(buf, pos, r.status, 2)
+        pos = _put_field(buf, pos, r.flags, 2)
+        pos = _put_field(buf, pos, r.notional, 8)
+        pos = _put_field(buf, pos, r.taker_fees, 8)
+        pos = _put_field(buf, pos, r.maker_fees, 8)
+        pos = _put_field(buf, pos, r.ts, 8)
+    return pos
+
+
+@njit(cache=True)
+def copy_rows_paper_settlements(
+    recs: np.ndarray, account_id: int, market_ids: np.ndarray, buf: np.ndarray, pos: int
+) -> int:
+    """Write paper_settlements COPY rows (arguments as ``copy_rows_deltas``).
+
+    Returns:
+        Position after the last row.
+    """
+    for i in range(recs.shape[0]):
+        r = recs[i]
+        pos = _put_row_key(buf, pos, _N_PAPER_SETTLE_COLS, account_id, r, market_ids)
+        pos = _put_field(buf, pos, r.result, 2)
+        pos = _put_field(buf, pos, r.position, 8)
+        pos = _put_field(buf, pos, r.cost_basis, 8)
+        pos = _put_field(buf, pos, r.payout, 8)
+        pos = _put_field(buf, pos, r.ts, 8)
+    return pos
+
+
 class CopyTable:
     """How one record dtype maps to one table: name, columns, row kernel, row size.
 
@@ -496,6 +584,19 @@ COPY_TABLES: dict[str, CopyTable] = {
     ),
     "trades": CopyTable("trades", TRADE_DTYPE, TRADE_COPY_COLUMNS, copy_rows_trades),
     "feed_gaps": CopyTable("feed_gaps", GAP_DTYPE, GAP_COPY_COLUMNS, copy_rows_gaps),
+    # paper accounts (sql/003_paper.sql): ``session_id`` of the writer is the account id
+    "paper_fills": CopyTable(
+        "paper_fills", PAPER_FILL_DTYPE, PAPER_FILL_COPY_COLUMNS, copy_rows_paper_fills
+    ),
+    "paper_orders": CopyTable(
+        "paper_orders", PAPER_ORDER_EVENT_DTYPE, PAPER_ORDER_COPY_COLUMNS, copy_rows_paper_orders
+    ),
+    "paper_settlements": CopyTable(
+        "paper_settlements",
+        PAPER_SETTLEMENT_DTYPE,
+        PAPER_SETTLEMENT_COPY_COLUMNS,
+        copy_rows_paper_settlements,
+    ),
 }
 
 

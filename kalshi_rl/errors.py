@@ -41,3 +41,30 @@ class RegistryError(KalshiRLError):
 
 class EnvError(KalshiRLError):
     """An environment was configured or used in a way it does not support."""
+
+
+class KalshiApiError(KalshiRLError):
+    """Kalshi (or the paper client) refused a request: HTTP status, error code, message."""
+
+    def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" ({details})" if details else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, dict[str, str]]:
+        """The body Kalshi sends: ``{"error": {"code", "message", "details"}}``."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class LiveTradingRefused(KalshiRLError):
+    """Live trading was asked for; this system trades on paper only."""
+
+
+class PolicyError(KalshiRLError):
+    """A model cannot be loaded or is incompatible with the actor that would run it."""
+
+
+class RiskError(KalshiRLError):
+    """An order was refused by the actor's risk limits or the kill switch."""

@@ -1,22 +1,18 @@
 """`kalshi-rl collect`: record Kalshi order books into PostgreSQL (composition root).
 
-Wires: DSN -> migrations -> feed_sessions row -> BookSet + FeedRings -> Writer (rings ->
-COPY) -> Feed (picows on uvloop) -> a progress line every second.  SIGINT/SIGTERM (or
-``--duration``) stops the feed, flushes the writer and closes the session row with counts.
+The live process's parts (DSN -> migrations -> pool -> feed_sessions row -> BookSet +
+FeedRings -> writers -> Feed) come from ``kalshi_rl.live.node.LiveNode``; this command adds
+a progress line every second.  SIGINT/SIGTERM (or ``--duration``) stops the feed, flushes
+the writers and closes the session row with counts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -28,6 +24,9 @@ from kalshi_rl.config import (
     FeedConfig,
 )
 from kalshi_rl.errors import KalshiRLError
+from kalshi_rl.live.node import LiveNode, durability_lag_ms
+
+__all__ = ["CollectorResult", "durability_lag_ms", "progress_line", "run_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -41,228 +40,6 @@ class CollectorResult:
     feed: dict[str, Any]
     writer: dict[str, Any]
     books_valid: int  # valid books just before the feed was stopped
-
-
-async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) -> int:
-    """Insert a feed_sessions row; returns its id."""
-    import kalshi_rl
-
-    return int(
-        await conn.fetchval(
-            "INSERT INTO feed_sessions (source, mode, markets, host, version)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            source,
-            mode,
-            tickers,
-            socket.gethostname(),
-            getattr(kalshi_rl, "__version__", None),
-        )
-    )
-
-
-async def close_session(dsn: str, session_id: int, stats: dict[str, Any]) -> bool:
-    """Set ended_at and the counters of a session row. False if the DB is unreachable."""
-    import asyncpg
-
-    from kalshi_rl.store import db
-
-    try:
-        conn = await asyncio.wait_for(db.connect(dsn), 10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        log.error("could not close session %d (database unreachable: %s)", session_id, exc)
-        return False
-    try:
-        await conn.execute(
-            "UPDATE feed_sessions SET ended_at = now(), n_messages = $2, n_deltas = $3,"
-            " n_snapshots = $4, n_trades = $5, n_gaps = $6, n_decode_errors = $7,"
-            " n_reconnects = $8 WHERE id = $1",
-            session_id,
-            stats["msgs"],
-            stats["deltas"],
-            stats["snapshots"],
-            stats["trades"],
-            stats["gap_rows"],
-            stats["decode_errors"],
-            stats["reconnects"],
-        )
-    finally:
-        await conn.close()
-    return True
-
-
-class WriterGroup:
-    """The collector's writers seen as one: summed counters, closed together."""
-
-    def __init__(self, writers: list[Any]) -> None:
-        self.writers = writers
-
-    @property
-    def rows_written(self) -> dict[str, int]:
-        """Rows committed per table, over all writers."""
-        out: dict[str, int] = {}
-        for w in self.writers:
-            for t, n in w.rows_written.items():
-                out[t] = out.get(t, 0) + n
-        return out
-
-    def stats(self) -> dict[str, Any]:
-        """Writer stats with numbers summed, ``db_up`` true only if every writer is up."""
-        merged: dict[str, Any] = {}
-        for st in (w.stats() for w in self.writers):
-            for k, v in st.items():
-                if k == "rings":
-                    merged.setdefault(k, []).append(v)
-                elif k == "db_up":
-                    merged[k] = merged.get(k, True) and v
-                elif k == "rows_written":
-                    acc = merged.setdefault(k, {})
-                    for t, n in v.items():
-                        acc[t] = acc.get(t, 0) + n
-                elif isinstance(v, int | float) and not isinstance(v, bool):
-                    merged[k] = merged.get(k, 0) + v
-                else:
-                    merged[k] = v
-        return merged
-
-    async def close(self) -> None:
-        """Flush and close every writer (all are attempted)."""
-        results = await asyncio.gather(*(w.close() for w in self.writers), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-
-
-# market_lifecycle_v2 event_type -> markets.status (REST vocabulary, kalshi-protocol.md §5)
-_LIFECYCLE_STATUS = {
-    "created": "initialized",
-    "activated": "active",
-    "deactivated": "inactive",
-    "determined": "determined",
-    "settled": "settled",
-}
-
-
-def _ts(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        return datetime.fromisoformat(v)
-    except ValueError:
-        return None
-
-
-def _settlement_ticks(m: dict[str, Any]) -> int | None:
-    from kalshi_rl.kalshi import protocol
-
-    v = m.get("settlement_value_dollars")
-    if not isinstance(v, str):
-        return None
-    try:
-        return protocol.parse_price(v)
-    except protocol.DecodeError:
-        return None
-
-
-async def upsert_market_meta(conn: Any, markets: list[dict[str, Any]]) -> int:
-    """Write REST market objects' metadata into ``markets`` (insert or update by ticker)."""
-    rows = [
-        (
-            m["ticker"],
-            m.get("event_ticker"),
-            m.get("series_ticker"),
-            m.get("title"),
-            m.get("status"),
-            _ts(m.get("open_time")),
-            _ts(m.get("close_time")),
-            m.get("result") or None,
-            _settlement_ticks(m),
-            m.get("price_level_structure"),
-        )
-        for m in markets
-        if isinstance(m.get("ticker"), str)
-    ]
-    if rows:
-        await conn.executemany(
-            "INSERT INTO markets (ticker, event_ticker, series_ticker, title, status, open_time,"
-            " close_time, result, settlement_value, price_level_structure)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " ON CONFLICT (ticker) DO UPDATE SET"
-            " event_ticker = coalesce(EXCLUDED.event_ticker, markets.event_ticker),"
-            " series_ticker = coalesce(EXCLUDED.series_ticker, markets.series_ticker),"
-            " title = coalesce(EXCLUDED.title, markets.title),"
-            " status = coalesce(EXCLUDED.status, markets.status),"
-            " open_time = coalesce(EXCLUDED.open_time, markets.open_time),"
-            " close_time = coalesce(EXCLUDED.close_time, markets.close_time),"
-            " result = coalesce(EXCLUDED.result, markets.result),"
-            " settlement_value = coalesce(EXCLUDED.settlement_value, markets.settlement_value),"
-            " price_level_structure ="
-            " coalesce(EXCLUDED.price_level_structure, markets.price_level_structure),"
-            " updated_at = now()",
-            rows,
-        )
-    return len(rows)
-
-
-class LifecycleUpdates:
-    """market_lifecycle_v2 events -> ``markets`` status/result, batched off the hot path.
-
-    The feed callback only appends; ``flush`` (from the collector's 1 s tick) writes them
-    with a short-lived connection and keeps them for the next tick if PostgreSQL is down.
-    """
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.pending: list[tuple[str, str | None, str | None, int | None]] = []
-        self.applied = 0
-
-    def add(self, ev: Any) -> None:
-        """Feed callback (never blocks)."""
-        status = _LIFECYCLE_STATUS.get(ev.event_type)
-        result = ev.result or None
-        value = ev.settlement_value if ev.settlement_value >= 0 else None
-        if status is not None or result is not None or value is not None:
-            self.pending.append((ev.ticker, status, result, value))
-
-    async def flush(self) -> None:
-        """Apply pending updates in arrival order; on a DB error keep them for later."""
-        if not self.pending:
-            return
-        import asyncpg
-
-        from kalshi_rl.store import db
-
-        batch, self.pending = self.pending, []
-        try:
-            conn = await asyncio.wait_for(db.connect(self.dsn), 5)
-            try:
-                await conn.executemany(
-                    "UPDATE markets SET status = coalesce($2, status),"
-                    " result = coalesce($3, result),"
-                    " settlement_value = coalesce($4, settlement_value), updated_at = now()"
-                    " WHERE ticker = $1",
-                    batch,
-                )
-            finally:
-                await conn.close()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("lifecycle updates postponed (database: %s)", exc)
-            self.pending = batch + self.pending
-            return
-        self.applied += len(batch)
-
-
-def durability_lag_ms(rings: Any, now_ns: int | None = None) -> float:
-    """How long the oldest record still in memory (not yet in PostgreSQL) has waited, ms.
-
-    0 when every received record is durable.  Grows while the database is slow or down.
-    """
-    now = time.time_ns() if now_ns is None else now_ns
-    oldest = [
-        int(rec["recv_ts"])
-        for ring in (*rings.delta_shards, rings.snapshots, rings.trades, rings.gaps)
-        if (rec := ring.oldest()) is not None
-    ]
-    return max(0.0, (now - min(oldest)) / 1e6) if oldest else 0.0
 
 
 def progress_line(feed: Any, writer: Any, rate: float) -> str:
@@ -306,90 +83,22 @@ async def run_collector(
     Returns:
         the session id and final counters.
     """
-    from core.book import BookSet
-    from kalshi_rl.kalshi.feed import Feed, FeedRings
-    from kalshi_rl.kalshi.rest import KalshiRest
-    from kalshi_rl.store import db
-    from kalshi_rl.store.writer import Writer
-
     stop = stop or asyncio.Event()
-    dsn = db.resolve_dsn(cfg.database_url)
-    tickers = list(cfg.tickers)
-    meta: list[dict[str, Any]] = []
-    async with KalshiRest(cfg.rest_url, credentials) as rest:
-        if cfg.all_markets:
-            meta = [m async for m in rest.iter_markets()]
-            tickers = [m["ticker"] for m in meta]
-            log.info("discovered %d open markets", len(tickers))
-        else:
-            try:
-                meta = await rest.markets_by_ticker(tickers)
-            except KalshiRLError as exc:  # metadata is a nicety; recording is the job
-                log.warning("could not fetch market metadata: %s", exc)
-    conn = await db.connect(dsn)
-    try:
-        await db.migrate(conn)
-        await db.ensure_markets(conn, tickers)
-        await upsert_market_meta(conn, meta)
-        session_id = await create_session(conn, feed_cfg.ws_url, cfg.mode, tickers)
-    finally:
-        await conn.close()
-    log.info("feed session %d: %d markets from %s", session_id, len(tickers), feed_cfg.ws_url)
+    node = LiveNode(cfg, feed_cfg, credentials=credentials, writer_config=writer_config)
+    async with node:
+        if on_started is not None:
+            on_started(node.feed, node.writer)
 
-    books = BookSet(max(16, len(tickers)))
-    rings = FeedRings.create(cfg.ring_capacity, cfg.writer_shards)
-    spill_dir = Path(cfg.spill_dir) if cfg.spill_dir else db.default_data_dir() / "spill"
-
-    def connect() -> Any:
-        return db.connect(dsn)
-
-    # writer 0 takes every table; extra writers each COPY one more delta shard in parallel
-    writers = [
-        Writer(connect, rings.by_table(), session_id, books.ticker_of, spill_dir=spill_dir,
-               config=writer_config)
-    ] + [
-        Writer(connect, {"orderbook_deltas": ring}, session_id, books.ticker_of,
-               spill_dir=spill_dir / f"shard{k}", config=writer_config)
-        for k, ring in enumerate(rings.delta_shards[1:], start=1)
-    ]  # fmt: skip
-    writer = WriterGroup(writers)
-    lifecycle = LifecycleUpdates(dsn)
-    feed = Feed(
-        feed_cfg, books, rings, tickers, credentials=credentials, on_lifecycle=lifecycle.add
-    )
-    for w in writers:
-        w.start()
-    feed_task = asyncio.create_task(feed.run(), name="kalshi-feed")
-    if on_started is not None:
-        on_started(feed, writer)
-    deadline = time.monotonic() + cfg.duration_s if cfg.duration_s > 0 else None
-    interval = cfg.progress_interval_s if cfg.progress_interval_s > 0 else 1.0
-    try:
-        while not stop.is_set():
-            timeout = interval
-            if deadline is not None:
-                timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout)
+        def tick() -> None:
             if echo is not None and cfg.progress_interval_s > 0:
-                echo(progress_line(feed, writer, feed.stats.rate()))
-            await lifecycle.flush()
-            if feed_task.done():
-                feed_task.result()  # surface a crash of the feed
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-    finally:
-        valid_at_stop = feed.books_valid()  # stopping invalidates every book
-        feed.stop()
-        try:
-            await asyncio.wait_for(feed_task, 30)
-        finally:
-            await writer.close()
-    fstats = feed.stats.as_dict()
-    await lifecycle.flush()
-    await close_session(dsn, session_id, fstats)
-    return CollectorResult(session_id, tickers, fstats, writer.stats(), valid_at_stop)
+                echo(progress_line(node.feed, node.writer, node.feed.stats.rate()))
+
+        await node.run(
+            stop, duration_s=cfg.duration_s, interval_s=cfg.progress_interval_s, on_tick=tick
+        )
+    return CollectorResult(
+        node.session_id, node.tickers, node.feed_stats, node.writer_stats, node.books_valid_at_stop
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -260,6 +260,10 @@ class Feed:
         credentials: signs the handshake; None for a local sim without auth.
         on_lifecycle: optional callback for market_lifecycle_v2 records (must not block).
         first_rec_id: the session's first rec_id (default 1).
+        on_books: optional callback with the slots (int array) of every batch of book
+            changes just applied (deltas flushed, a snapshot); must not block.  The live
+            node fans it out to the paper client and the actor.
+        on_trade: optional callback with each TRADE_DTYPE record pushed (must not block).
     """
 
     def __init__(
@@ -272,12 +276,16 @@ class Feed:
         credentials: Credentials | None = None,
         on_lifecycle: Callable[[p.LifecycleMsg], None] | None = None,
         first_rec_id: int = 1,
+        on_books: Callable[[np.ndarray], None] | None = None,
+        on_trade: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         self.config = config
         self.books = books
         self.rings = rings
         self.credentials = credentials
         self.on_lifecycle = on_lifecycle
+        self.on_books = on_books
+        self.on_trade = on_trade
         self.stats = FeedStats()
         self.tickers: dict[str, None] = dict.fromkeys(tickers)  # ordered set
         self._decoder = p.Decoder(self.stats.decode)
@@ -656,6 +664,8 @@ class Feed:
             desync = np.flatnonzero((st == ST_NEGATIVE) | (st == ST_CROSSED))
             if desync.size:
                 self._on_desync(out["market"][desync], out["sid"][desync])
+        if self.on_books is not None:
+            self.on_books(out["market"])
 
     def _on_desync(self, slots: np.ndarray, sids: np.ndarray) -> None:
         self.stats.desyncs += int(slots.size)
@@ -688,6 +698,8 @@ class Feed:
             self.stats.gaps += 1
             self._gap_rows([s.ticker], GAP_REASON_DESYNC, NO_SEQ, s.seq, s.sid, flush=False)
             self._request_snapshots(s.sid, [s.ticker])
+        if self.on_books is not None:
+            self.on_books(np.array([slot], dtype=np.int32))
 
     def _on_trade(self, t: p.TradeMsg, recv_ns: int) -> None:
         self._flush()  # keeps staged rec_ids consecutive (and trades in arrival order)
@@ -707,6 +719,8 @@ class Feed:
         r["taker_side"] = t.taker_side
         self.stats.trades += 1
         self.rings.trades.push_batch(rec)
+        if self.on_trade is not None:
+            self.on_trade(rec)
 
     def _on_bad_book(self, b: p.BadBookMsg, recv_ns: int) -> None:
         """A book message we could not decode: the book missed an update -> resync it."""

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.dataset import Dataset
+from core.dtypes import FEATURE_KERNEL_VERSION
 from core.features import ACCOUNT_FEATURE_NAMES, MARKET_FEATURE_NAMES, N_FEATURES
 from kalshi_rl.env.config import EnvConfig
 from kalshi_rl.errors import ConfigError, DatasetError
@@ -175,6 +176,7 @@ def env_identity(env: EnvConfig) -> dict[str, Any]:
         "env": env.as_dict(),
         "n_features": N_FEATURES,
         "features": list(MARKET_FEATURE_NAMES) + list(ACCOUNT_FEATURE_NAMES),
+        "feature_kernel_version": FEATURE_KERNEL_VERSION,
     }
 
 

@@ -1,0 +1,1539 @@
+"""The paper trading client: Kalshi's portfolio API over the live shared books.
+
+``PaperClient`` answers the calls a live Kalshi client would make (V2 order fields, REST
+response shapes, Kalshi's error codes) but fills orders against the books the feed keeps
+(``core.book.BookSet``, read in place) through the core engine's kernels
+(``core.paper_book``, which books fills with ``core.fills``).  State lives in core arrays:
+orders (PAPER_ORDER_DTYPE), one POSITION_DTYPE per book slot and the liquidity-consumption
+ladders.  This module only validates, formats, publishes events and hands records to rings.
+
+Errors: every refused request raises ``KalshiApiError(status, code, message, details)``
+with Kalshi's HTTP status and code (``ErrorCode``); batch calls never raise for one bad
+item, they report it in the item's ``error`` field as Kalshi's batch responses do.  No
+input crashes the client: a malformed field is a 400, an unknown id a 404.
+
+Hot path: the live node calls ``on_book_update(slots)`` after the feed applied deltas and
+``on_trades(recs)`` for public trades.  Both return at once when nothing rests, make one
+kernel call otherwise, and allocate only when fills happened.  Subscribers get Kalshi's
+private-channel messages (``fill``, ``user_order``, ``market_position``) synchronously from
+a callback that must not block; ``subscribe_queue`` gives a bounded asyncio queue instead
+(a full queue drops the message and counts it).
+
+Latency: a ``LatencyModel`` delays an order's arrival at the (simulated) exchange by the
+entry latency and its acknowledgement by the ack latency (the coroutines sleep; matching
+happens against the book as it is when the order arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from core.book import BookSet
+from core.dtypes import (
+    COID_MAX,
+    COUNT_SCALE,
+    MONEY_SCALE,
+    N_PRICES,
+    N_SIDES,
+    NO_PRICE,
+    ORD_CANCELED,
+    ORD_EXECUTED,
+    ORD_RESTING,
+    ORDER_BUY,
+    ORDER_SELL,
+    PAPER_FILL_DTYPE,
+    PAPER_ORDER_DTYPE,
+    PAPER_ORDER_EVENT_DTYPE,
+    PAPER_SETTLEMENT_DTYPE,
+    POE_AMENDED,
+    POE_CANCELED,
+    POE_CREATED,
+    POE_DECREASED,
+    POE_FILLED,
+    POSITION_DTYPE,
+    PRICE_MAX,
+    QUEUE_CONSERVATIVE,
+    QUEUE_PROB,
+    REJ_FOK_UNFILLED,
+    REJ_INSUFFICIENT_BALANCE,
+    REJ_OK,
+    REJ_POST_ONLY_CROSS,
+    REJ_REDUCE_ONLY,
+    RESULT_NO,
+    RESULT_YES,
+    SIDE_NO,
+    SIDE_YES,
+    STP_MAKER,
+    STP_TAKER_AT_CROSS,
+    TIF_GTC,
+    TRADE_DTYPE,
+)
+from core.paper_book import (
+    CTL_LEN,
+    CTL_N_ACTIVE,
+    account_cash,
+    account_reserved,
+    paper_cancel,
+    paper_decrease,
+    paper_on_book,
+    paper_on_trades,
+    paper_replay_fills,
+    paper_settle,
+    paper_submit,
+    required_collateral,
+)
+from core.ring import Ring
+from kalshi_rl.errors import KalshiApiError, LiveTradingRefused, StoreError
+from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
+from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure, price_grid
+from kalshi_rl.trade import shapes
+from kalshi_rl.trade.paper_store import SavedAccount
+
+log = logging.getLogger(__name__)
+
+ORDER_GROUP_WINDOW_NS = 15 * 1_000_000_000  # Kalshi: contracts limit over a rolling 15 s
+MAX_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (count units)
+MAX_BATCH = 20  # Kalshi's batch endpoints take at most 20 orders per call
+
+
+class ErrorCode(enum.StrEnum):
+    """Kalshi error codes the paper client returns (KalshiApiError.code)."""
+
+    MISSING_PARAMETERS = "missing_parameters"
+    INVALID_PARAMETERS = "invalid_parameters"
+    INVALID_ORDER = "invalid_order"
+    INVALID_PRICE = "invalid_price"
+    INVALID_COUNT = "invalid_count"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    MARKET_CLOSED = "market_closed"
+    MARKET_INACTIVE = "market_inactive"
+    ORDER_ALREADY_EXISTS = "order_already_exists"
+    NOT_FOUND = "not_found"
+    ORDER_GROUP_TRIGGERED = "order_group_triggered"
+    BOOK_UNAVAILABLE = "book_unavailable"
+
+
+def _err(status: int, code: ErrorCode, message: str, details: str = "") -> KalshiApiError:
+    return KalshiApiError(status, code.value, message, details)
+
+
+class QueueModel(enum.IntEnum):
+    """Queue-position models of resting paper orders (core.paper_book)."""
+
+    CONSERVATIVE = QUEUE_CONSERVATIVE
+    PROB = QUEUE_PROB
+
+
+class MarketStatus(enum.StrEnum):
+    """Kalshi market states the client distinguishes (kalshi-protocol.md §5)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # paused: no new orders; cancel_order_on_pause orders canceled
+    CLOSED = "closed"  # no order operations at all; resting orders canceled
+    DETERMINED = "determined"
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Order-entry and acknowledgement delays, constant plus uniform jitter.
+
+    Attributes:
+        entry_ms: time from the call to the order reaching the exchange.
+        ack_ms: time from the exchange's answer to the call returning.
+        jitter_ms: each delay gets ``uniform(0, jitter_ms)`` added.
+        seed: seed of the jitter generator (reproducible runs).
+    """
+
+    entry_ms: float = 0.0
+    ack_ms: float = 0.0
+    jitter_ms: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.entry_ms, self.ack_ms, self.jitter_ms) < 0:
+            raise ValueError(f"latencies must be >= 0 ms, got {self}")
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Settings of one paper account.
+
+    Attributes:
+        start_cash: money units ($0.0001) the account starts with.
+        queue_model: how resting orders move up their queue.
+        queue_power: exponent n of QueueModel.PROB's power function.
+        latency: entry/ack delays.
+        user_id: ``user_id`` written into order and position messages.
+        order_capacity: initial size of the order array (grows by doubling).
+    """
+
+    start_cash: int = 1_000 * MONEY_SCALE
+    queue_model: QueueModel = QueueModel.CONSERVATIVE
+    queue_power: float = 2.0
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    user_id: str = "paper"
+    order_capacity: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.start_cash < 0:
+            raise ValueError(f"start_cash must be >= 0, got {self.start_cash}")
+        if self.queue_power <= 0:
+            raise ValueError(f"queue_power must be > 0, got {self.queue_power}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as stored in paper_accounts.config."""
+        return {
+            "start_cash": self.start_cash,
+            "queue_model": self.queue_model.name.lower(),
+            "queue_power": self.queue_power,
+            "latency": {
+                "entry_ms": self.latency.entry_ms,
+                "ack_ms": self.latency.ack_ms,
+                "jitter_ms": self.latency.jitter_ms,
+                "seed": self.latency.seed,
+            },
+            "user_id": self.user_id,
+        }
+
+
+class MarketInfo(NamedTuple):
+    """What the client must know about a market to validate orders on it."""
+
+    ticker: str
+    structure: PriceLevelStructure = PriceLevelStructure.LINEAR_CENT
+    status: MarketStatus = MarketStatus.ACTIVE
+    maker_fees: bool = False  # the series charges maker fees
+
+
+class PaperRings:
+    """The rings the writer drains into paper_orders / paper_fills / paper_settlements."""
+
+    def __init__(self, capacity: int = 1 << 12) -> None:
+        self.orders = Ring(PAPER_ORDER_EVENT_DTYPE, capacity)
+        self.fills = Ring(PAPER_FILL_DTYPE, capacity)
+        self.settlements = Ring(PAPER_SETTLEMENT_DTYPE, max(capacity // 16, 16))
+
+    def by_table(self) -> dict[str, Ring]:
+        """Table name -> ring, as ``kalshi_rl.store.writer.Writer`` takes them."""
+        return {
+            "paper_orders": self.orders,
+            "paper_fills": self.fills,
+            "paper_settlements": self.settlements,
+        }
+
+
+@dataclass
+class _Group:
+    """An order group: contracts filled in the last 15 s may not exceed ``limit``."""
+
+    gid: str
+    limit: int  # count units
+    window: deque[tuple[int, int]] = field(default_factory=deque)  # (ts ns, count)
+    filled: int = 0  # sum of counts in window
+    triggered: bool = False
+    deleted: bool = False
+
+
+class Subscription:
+    """Handle returned by ``subscribe``; ``close()`` unsubscribes."""
+
+    def __init__(self, client: PaperClient, cb: Callable[[dict[str, Any]], None]) -> None:
+        self._client = client
+        self.callback = cb
+
+    def close(self) -> None:
+        """Stop receiving messages."""
+        self._client._unsubscribe(self)
+
+
+_V2_FIELDS = frozenset(
+    {
+        "ticker",
+        "client_order_id",
+        "side",
+        "count",
+        "price",
+        "time_in_force",
+        "self_trade_prevention_type",
+        "post_only",
+        "reduce_only",
+        "order_group_id",
+        "cancel_order_on_pause",
+        "expiration_time",
+        "subaccount",
+    }
+)
+_V2_REQUIRED = ("ticker", "client_order_id", "side", "count", "price", "time_in_force")
+
+
+class PaperClient:
+    """A paper trading account with Kalshi's portfolio API (see the module docstring).
+
+    Args:
+        books: the live BookSet (read in place; never written).
+        config: account settings.
+        markets: markets the account may trade (more via ``add_market``).
+        rings: where order/fill/settlement records go for persistence (None: kept in
+            memory only).
+        account_id: the paper_accounts id (used in the deterministic UUIDs).
+        clock: nanosecond wall clock (injected by tests and the bench).
+    """
+
+    def __init__(
+        self,
+        books: BookSet,
+        config: PaperConfig | None = None,
+        *,
+        markets: Iterable[MarketInfo] = (),
+        rings: PaperRings | None = None,
+        account_id: int = 0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.books = books
+        self.config = config or PaperConfig()
+        self.rings = rings
+        self.account_id = int(account_id)
+        self._clock = clock
+        self._rng = random.Random(self.config.latency.seed)
+        cap = max(int(self.config.order_capacity), 16)
+        self._orders = np.zeros(cap, dtype=PAPER_ORDER_DTYPE)
+        self._active = np.zeros(cap, dtype=np.int64)
+        self._ctl = np.zeros(CTL_LEN, dtype=np.int64)
+        self._n = 0
+        self._uuid: list[str] = []
+        self._coid: list[str] = []
+        self._by_uuid: dict[str, int] = {}
+        self._by_coid: dict[str, int] = {}
+        self._next_rec_id = 1
+        self._groups: list[_Group] = []
+        self._group_by_id: dict[str, int] = {}
+        self._markets: dict[int, MarketInfo] = {}
+        self._grids: dict[PriceLevelStructure, np.ndarray] = {}
+        self._cap_m = 0
+        self._pos = np.zeros(0, dtype=POSITION_DTYPE)
+        self._consumed = np.zeros((0, N_SIDES, N_PRICES), dtype=np.int64)
+        self._cons_seen = np.zeros((0, N_SIDES, N_PRICES), dtype=np.int64)
+        self._dirty = np.zeros(0, dtype=np.uint8)
+        self._maker = np.zeros(0, dtype=np.uint8)
+        self._fill_out = np.zeros(N_PRICES, dtype=PAPER_FILL_DTYPE)
+        self._fills = np.zeros(256, dtype=PAPER_FILL_DTYPE)
+        self._n_fills = 0
+        self._settlements: list[dict[str, Any]] = []
+        self._subs: list[Subscription] = []
+        self._queues: list[asyncio.Queue[dict[str, Any]]] = []
+        # counters (dashboard / tests)
+        self.n_rejected = 0
+        self.n_events_dropped = 0
+        self.n_callback_errors = 0
+        self._sync_capacity()
+        for info in markets:
+            self.add_market(info)
+
+    # ================================================================== markets
+    def _sync_capacity(self) -> None:
+        # BookSet grows by replacing its arrays; per-slot arrays follow its capacity
+        cap = self.books.capacity
+        if cap == self._cap_m:
+            return
+        n = self._cap_m
+        pos = np.zeros(cap, dtype=POSITION_DTYPE)
+        pos[:n] = self._pos
+        cons = np.zeros((cap, N_SIDES, N_PRICES), dtype=np.int64)
+        cons[:n] = self._consumed
+        seen = np.zeros((cap, N_SIDES, N_PRICES), dtype=np.int64)
+        seen[:n] = self._cons_seen
+        maker = np.zeros(cap, dtype=np.uint8)
+        maker[:n] = self._maker
+        self._pos, self._consumed, self._cons_seen, self._maker = pos, cons, seen, maker
+        self._dirty = np.zeros(cap, dtype=np.uint8)
+        self._cap_m = cap
+
+    def add_market(self, info: MarketInfo) -> int:
+        """Make ``info.ticker`` tradable (or update its info); returns its book slot."""
+        if not isinstance(info.ticker, str) or not info.ticker:
+            raise ValueError(f"market ticker must be a non-empty str, got {info.ticker!r}")
+        structure = parse_structure(str(info.structure))
+        slot = self.books.slot(info.ticker)
+        self._sync_capacity()
+        self._markets[slot] = info._replace(structure=structure, status=MarketStatus(info.status))
+        if structure not in self._grids:
+            grid = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
+            grid[price_grid(structure)] = True
+            self._grids[structure] = grid
+        self._maker[slot] = 1 if info.maker_fees else 0
+        return slot
+
+    def set_market_status(self, ticker: str, status: MarketStatus | str) -> None:
+        """A lifecycle change: pause cancels cancel_order_on_pause orders, close all."""
+        slot = self._market_slot(ticker)
+        st = MarketStatus(status)
+        self._markets[slot] = self._markets[slot]._replace(status=st)
+        if st == MarketStatus.INACTIVE:
+            self._cancel_where(slot, only_on_pause=True)
+        elif st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
+            self._cancel_where(slot, only_on_pause=False)
+
+    def settle_market(self, ticker: str, result: str) -> dict[str, Any] | None:
+        """Determine a market: cancel its orders, pay out its position (result yes|no).
+
+        Returns:
+            The settlement object (Kalshi's shape) when a position was held, else None.
+        """
+        if result not in ("yes", "no"):
+            raise _err(
+                400, ErrorCode.INVALID_PARAMETERS, f"result must be yes or no, got {result!r}"
+            )
+        slot = self._market_slot(ticker)
+        canceled = self._resting_in(slot)
+        self._markets[slot] = self._markets[slot]._replace(status=MarketStatus.DETERMINED)
+        held = int(self._pos[slot]["position"])
+        position, basis, payout = paper_settle(
+            self._orders, self._active, self._ctl, self._pos, slot, result == "yes"
+        )
+        now = self._clock()
+        for i in canceled:
+            self._order_event(i, POE_CANCELED, now)
+        if held == 0 and basis == 0:
+            return None
+        rec = np.zeros(1, dtype=PAPER_SETTLEMENT_DTYPE)
+        r = rec[0]
+        r["rec_id"] = self._rec_id()
+        r["ts"] = now
+        r["position"] = position
+        r["cost_basis"] = basis
+        r["payout"] = payout
+        r["market"] = slot
+        r["result"] = RESULT_YES if result == "yes" else RESULT_NO
+        if self.rings is not None:
+            self.rings.settlements.push_batch(rec)
+        out = self._settlement_json(r)
+        self._settlements.append(out)
+        self._publish(shapes.position_msg(ticker, self._pos[slot], self.config.user_id))
+        return out
+
+    def _settlement_json(self, r: np.void) -> dict[str, Any]:
+        position = int(r["position"])
+        yes = int(r["result"]) == RESULT_YES
+        return {
+            "ticker": self.books.ticker_of(int(r["market"])),
+            "market_result": "yes" if yes else "no",
+            "yes_count_fp": format_count(max(position, 0)),
+            "no_count_fp": format_count(max(-position, 0)),
+            "yes_total_cost_dollars": shapes.money_dollars(
+                int(r["cost_basis"]) if position > 0 else 0
+            ),
+            "no_total_cost_dollars": shapes.money_dollars(
+                int(r["cost_basis"]) if position < 0 else 0
+            ),
+            "revenue": shapes.money_cents(int(r["payout"])),
+            "revenue_dollars": shapes.money_dollars(int(r["payout"])),
+            "fee_cost": "0.0000",
+            "settled_time": shapes.iso_ns(int(r["ts"])),
+        }
+
+    def _market_slot(self, ticker: Any) -> int:
+        if not isinstance(ticker, str) or not ticker:
+            raise _err(
+                400, ErrorCode.INVALID_PARAMETERS, f"ticker must be a string, got {ticker!r}"
+            )
+        slot = self.books.slots.get(ticker)
+        if slot is None or slot not in self._markets:
+            raise _err(404, ErrorCode.NOT_FOUND, f"market {ticker} not found")
+        return slot
+
+    def _tradable(self, slot: int, *, cancel: bool = False) -> None:
+        st = self._markets[slot].status
+        ticker = self._markets[slot].ticker
+        if st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
+            raise _err(400, ErrorCode.MARKET_CLOSED, f"market {ticker} is {st.value}")
+        if st == MarketStatus.INACTIVE and not cancel:
+            raise _err(400, ErrorCode.MARKET_INACTIVE, f"market {ticker} is paused")
+
+    # ================================================================== ids / records
+    def _rec_id(self) -> int:
+        r = self._next_rec_id
+        self._next_rec_id += 1
+        return r
+
+    def _order_index(self, order_id: Any) -> int:
+        i = self._by_uuid.get(order_id) if isinstance(order_id, str) else None
+        if i is None:
+            raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id!r} not found")
+        return i
+
+    def _grow_orders(self) -> None:
+        cap = self._orders.shape[0] * 2
+        orders = np.zeros(cap, dtype=PAPER_ORDER_DTYPE)
+        orders[: self._n] = self._orders[: self._n]
+        active = np.zeros(cap, dtype=np.int64)
+        active[: self._active.shape[0]] = self._active
+        self._orders, self._active = orders, active
+
+    def _new_order(self, coid: str) -> int:
+        if self._n >= self._orders.shape[0]:
+            self._grow_orders()
+        i = self._n
+        self._n += 1
+        oid = i + 1
+        self._orders[i] = np.zeros((), dtype=PAPER_ORDER_DTYPE)
+        self._orders[i]["order_id"] = oid
+        u = shapes.paper_uuid("order", self.account_id, oid)
+        self._uuid.append(u)
+        self._coid.append(coid)
+        self._by_uuid[u] = i
+        self._by_coid[coid] = i
+        return i
+
+    def _order_event(self, i: int, event: int, now: int) -> None:
+        o = self._orders[i]
+        o["updated_ts"] = now
+        if self.rings is not None:
+            rec = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
+            r = rec[0]
+            r["rec_id"] = self._rec_id()
+            r["ts"] = now
+            for name in ("order_id", "group", "count", "remaining", "filled", "notional",
+                         "taker_fees", "maker_fees", "market", "price", "side", "action",
+                         "tif", "status"):  # fmt: skip
+                r[name] = o[name]
+            r["event"] = event
+            r["flags"] = (
+                int(o["post_only"])
+                | int(o["reduce_only"]) << 1
+                | (int(o["stp"]) == STP_MAKER) << 2
+                | int(o["cancel_on_pause"]) << 3
+            )
+            raw = self._coid[i].encode()
+            r["coid_len"] = len(raw)
+            r["coid"][: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+            self.rings.orders.push_batch(rec)
+        if self._subs or self._queues:
+            self._publish(shapes.user_order_msg(self._order_json(i)))
+
+    def _order_json(self, i: int) -> dict[str, Any]:
+        o = self._orders[i]
+        g = int(o["group"])
+        return shapes.order_json(
+            o,
+            order_id=self._uuid[i],
+            client_order_id=self._coid[i],
+            ticker=self.books.ticker_of(int(o["market"])),
+            user_id=self.config.user_id,
+            group=self._groups[g].gid if g >= 0 else None,
+        )
+
+    # ================================================================== validation
+    def _parse_new(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        """V2 create fields -> typed values; KalshiApiError on anything wrong."""
+        if not isinstance(req, Mapping):
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, "an order must be an object")
+        unknown = sorted(set(req) - _V2_FIELDS)
+        if unknown:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"unknown order fields {unknown}")
+        missing = [k for k in _V2_REQUIRED if req.get(k) in (None, "")]
+        if missing:
+            raise _err(400, ErrorCode.MISSING_PARAMETERS, f"missing fields {missing}")
+        slot = self._market_slot(req["ticker"])
+        self._tradable(slot)
+        coid = req["client_order_id"]
+        if not isinstance(coid, str) or not coid.isascii() or len(coid) > COID_MAX:
+            raise _err(
+                400,
+                ErrorCode.INVALID_PARAMETERS,
+                f"client_order_id must be an ASCII string of at most {COID_MAX} characters",
+            )
+        if coid in self._by_coid:
+            raise _err(
+                409,
+                ErrorCode.ORDER_ALREADY_EXISTS,
+                f"an order with client_order_id {coid!r} already exists",
+            )
+        side = req["side"]
+        if side not in ("bid", "ask"):
+            raise _err(400, ErrorCode.INVALID_ORDER, f"side must be 'bid' or 'ask', got {side!r}")
+        price = self._parse_price(slot, req["price"])
+        count = self._parse_count(req["count"])
+        tif = shapes.TIF_BY_NAME.get(req["time_in_force"])
+        if tif is None:
+            raise _err(
+                400, ErrorCode.INVALID_ORDER, f"unknown time_in_force {req['time_in_force']!r}"
+            )
+        stp_name = req.get("self_trade_prevention_type") or "taker_at_cross"
+        stp = shapes.STP_BY_NAME.get(stp_name)
+        if stp is None:
+            raise _err(
+                400, ErrorCode.INVALID_ORDER, f"unknown self_trade_prevention_type {stp_name!r}"
+            )
+        flags = {
+            k: self._parse_bool(req, k)
+            for k in ("post_only", "reduce_only", "cancel_order_on_pause")
+        }
+        if flags["post_only"] and tif != TIF_GTC:
+            raise _err(
+                400, ErrorCode.INVALID_ORDER, "post_only needs time_in_force good_till_canceled"
+            )
+        if req.get("expiration_time") is not None:
+            raise _err(
+                400,
+                ErrorCode.INVALID_PARAMETERS,
+                "expiration_time is not supported by the paper client",
+            )
+        if req.get("subaccount") not in (None, 0):
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, "the paper client has no subaccounts")
+        group = -1
+        gid = req.get("order_group_id")
+        if gid is not None:
+            group = self._group_index(gid)
+            if self._groups[group].triggered:
+                raise _err(
+                    400,
+                    ErrorCode.ORDER_GROUP_TRIGGERED,
+                    f"order group {gid} is triggered; reset it first",
+                )
+        action = ORDER_BUY if side == "bid" else ORDER_SELL
+        return {
+            "slot": slot, "coid": coid, "side": SIDE_YES, "action": action, "price": price,
+            "count": count, "tif": tif, "stp": stp, "group": group, **flags,
+        }  # fmt: skip
+
+    def _parse_price(self, slot: int, s: Any) -> int:
+        if not isinstance(s, str):
+            raise _err(400, ErrorCode.INVALID_PRICE, f"price must be a dollar string, got {s!r}")
+        try:
+            p = parse_price(s)
+        except DecodeError as exc:
+            raise _err(
+                400, ErrorCode.INVALID_PRICE, f"price {s!r} is not a valid price", str(exc)
+            ) from exc
+        info = self._markets[slot]
+        if not self._grids[info.structure][p]:
+            raise _err(
+                400,
+                ErrorCode.INVALID_PRICE,
+                f"price {s} is off the {info.structure.value} tick grid of {info.ticker}",
+            )
+        return p
+
+    @staticmethod
+    def _parse_count(s: Any) -> int:
+        if not isinstance(s, str):
+            raise _err(
+                400, ErrorCode.INVALID_COUNT, f"count must be a fixed-point string, got {s!r}"
+            )
+        try:
+            n = parse_count(s)
+        except DecodeError as exc:
+            raise _err(
+                400, ErrorCode.INVALID_COUNT, f"count {s!r} is off the 0.01 contract grid", str(exc)
+            ) from exc
+        if n <= 0 or n > MAX_COUNT:
+            raise _err(
+                400,
+                ErrorCode.INVALID_COUNT,
+                f"count {s!r} must be in 0.01..{MAX_COUNT // COUNT_SCALE}",
+            )
+        return n
+
+    @staticmethod
+    def _parse_bool(req: Mapping[str, Any], key: str) -> bool:
+        v = req.get(key, False)
+        if v is None:
+            return False
+        if not isinstance(v, bool):
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"{key} must be a boolean, got {v!r}")
+        return v
+
+    # ================================================================== orders
+    async def _entry_delay(self) -> None:
+        lat = self.config.latency
+        d = lat.entry_ms + (self._rng.uniform(0, lat.jitter_ms) if lat.jitter_ms else 0.0)
+        if d > 0:
+            await asyncio.sleep(d / 1000.0)
+
+    async def _ack_delay(self) -> None:
+        lat = self.config.latency
+        d = lat.ack_ms + (self._rng.uniform(0, lat.jitter_ms) if lat.jitter_ms else 0.0)
+        if d > 0:
+            await asyncio.sleep(d / 1000.0)
+
+    async def create_order(self, **fields: Any) -> dict[str, Any]:
+        """V2 ``POST /portfolio/events/orders``.
+
+        Args:
+            fields: ticker, client_order_id, side ("bid"|"ask", YES leg), count and price
+                (strings), time_in_force, self_trade_prevention_type, and optionally
+                post_only, reduce_only, order_group_id, cancel_order_on_pause.
+
+        Returns:
+            ``{order_id, client_order_id, fill_count, remaining_count,
+            average_fill_price, average_fee_paid, ts_ms}`` (strings, ts_ms int).
+
+        Raises:
+            KalshiApiError: see ``ErrorCode``.
+        """
+        await self._entry_delay()
+        out = self.create_order_now(fields)
+        await self._ack_delay()
+        return out
+
+    def create_order_now(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``create_order`` without the latency model (the exchange-side step)."""
+        try:
+            req = self._parse_new(fields)
+        except KalshiApiError:
+            self.n_rejected += 1
+            raise
+        i = self._place(req)
+        return self._create_response(i)
+
+    def submit(
+        self,
+        ticker: str,
+        side: int,
+        action: int,
+        price: int,
+        count: int,
+        *,
+        tif: int = TIF_GTC,
+        client_order_id: str | None = None,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> dict[str, Any]:
+        """Typed order entry (actor, bench, env parity): core units, no latency.
+
+        Args:
+            ticker: market.
+            side: SIDE_YES / SIDE_NO (the outcome bought or sold).
+            action: ORDER_BUY / ORDER_SELL.
+            price: limit in ticks on ``side``'s scale.
+            count: count units.
+            tif: TIF_*.
+            client_order_id: defaults to a fresh id.
+
+        Returns:
+            The V2 create response (as ``create_order``).
+        """
+        slot = self._market_slot(ticker)
+        self._tradable(slot)
+        if side not in (SIDE_YES, SIDE_NO) or action not in (ORDER_BUY, ORDER_SELL):
+            raise _err(400, ErrorCode.INVALID_ORDER, f"bad side/action {side}/{action}")
+        yp = price if side == SIDE_YES else PRICE_MAX - price
+        if not 0 < yp < PRICE_MAX or not self._grids[self._markets[slot].structure][yp]:
+            raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
+        if not 0 < count <= MAX_COUNT:
+            raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
+        coid = client_order_id or f"paper-{self.account_id}-{self._n + 1}"
+        if coid in self._by_coid:
+            raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {coid!r} exists")
+        req = {
+            "slot": slot, "coid": coid, "side": side, "action": action, "price": price,
+            "count": count, "tif": tif, "stp": STP_TAKER_AT_CROSS, "group": -1,
+            "post_only": post_only, "reduce_only": reduce_only, "cancel_order_on_pause": False,
+        }  # fmt: skip
+        return self._create_response(self._place(req))
+
+    def _place(self, req: dict[str, Any]) -> int:
+        """Create order ``req`` and run it through the engine; raises on a rejection."""
+        slot = req["slot"]
+        if not self.books.meta[slot]["valid"]:
+            self.n_rejected += 1
+            raise _err(
+                503,
+                ErrorCode.BOOK_UNAVAILABLE,
+                f"the paper client has no valid book for {self._markets[slot].ticker}",
+            )
+        self._sync_capacity()
+        i = self._new_order(req["coid"])
+        o = self._orders[i]
+        now = self._clock()
+        o["ts"] = now
+        o["updated_ts"] = now
+        o["market"] = slot
+        o["side"] = req["side"]
+        o["action"] = req["action"]
+        o["price"] = req["price"]
+        o["count"] = req["count"]
+        o["remaining"] = req["count"]
+        o["tif"] = req["tif"]
+        o["stp"] = req["stp"]
+        o["group"] = req["group"]
+        o["post_only"] = req["post_only"]
+        o["reduce_only"] = req["reduce_only"]
+        o["cancel_on_pause"] = req["cancel_order_on_pause"]
+        o["status"] = ORD_RESTING
+        min_lp = self._self_trade_guard(i)
+        rej, n = paper_submit(
+            self._orders,
+            i,
+            self._active,
+            self._ctl,
+            self._pos,
+            self.books.qty,
+            self.books.best,
+            self._consumed,
+            self._cons_seen,
+            self.config.start_cash,
+            min_lp,
+            now,
+            self._fill_out,
+        )
+        if rej not in (REJ_OK, REJ_FOK_UNFILLED):
+            self._forget(i)
+            self.n_rejected += 1
+            raise self._rejection(rej, slot)
+        self._order_event(i, POE_CREATED, now)
+        if n:
+            self._after_fills(n, now)
+        return i
+
+    def _forget(self, i: int) -> None:
+        # a rejected order never existed (Kalshi keeps no record of it)
+        assert i == self._n - 1, "only the newest order can be forgotten"
+        self._by_uuid.pop(self._uuid.pop())
+        self._by_coid.pop(self._coid.pop())
+        self._n -= 1
+
+    def _rejection(self, rej: int, slot: int) -> KalshiApiError:
+        ticker = self._markets[slot].ticker
+        if rej == REJ_INSUFFICIENT_BALANCE:
+            free = account_cash(self._pos, self.config.start_cash) - account_reserved(
+                self._orders, self._active, self._ctl
+            )
+            return _err(
+                400,
+                ErrorCode.INSUFFICIENT_BALANCE,
+                "insufficient balance",
+                f"available {shapes.money_dollars(free)}",
+            )
+        if rej == REJ_POST_ONLY_CROSS:
+            return _err(400, ErrorCode.INVALID_ORDER, "invalid order", "post only cross")
+        if rej == REJ_REDUCE_ONLY:
+            return _err(
+                400,
+                ErrorCode.INVALID_ORDER,
+                "invalid order",
+                f"reduce only: the order would increase the position in {ticker}",
+            )
+        return _err(400, ErrorCode.INVALID_ORDER, "invalid order", f"engine code {rej}")
+
+    def _self_trade_guard(self, i: int) -> int:
+        """Lowest take-ladder price order ``i`` may trade at without hitting our own orders.
+
+        ``maker`` STP cancels our crossed resting orders instead (and returns -1).
+        """
+        o = self._orders[i]
+        m = int(o["market"])
+        bside = o["side"] if o["action"] == ORDER_BUY else 1 - o["side"]
+        bprice = o["price"] if o["action"] == ORDER_BUY else PRICE_MAX - o["price"]
+        guard = -1
+        now = self._clock()
+        for k in range(int(self._ctl[CTL_N_ACTIVE])):
+            j = int(self._active[k])
+            r = self._orders[j]
+            if r["market"] != m or r["status"] != ORD_RESTING:
+                continue
+            rb = r["side"] if r["action"] == ORDER_BUY else 1 - r["side"]
+            rp = int(r["price"] if r["action"] == ORDER_BUY else PRICE_MAX - r["price"])
+            if rb == bside or rp + bprice < PRICE_MAX:
+                continue  # same side, or does not cross
+            if o["stp"] == STP_MAKER:
+                paper_cancel(self._orders, j, self._active, self._ctl)
+                self._order_event(j, POE_CANCELED, now)
+                return self._self_trade_guard(i)
+            guard = max(guard, rp + 1)  # trade only strictly better than our own order
+        return guard
+
+    def _create_response(self, i: int) -> dict[str, Any]:
+        o = self._orders[i]
+        filled = int(o["filled"])
+        fees = int(o["taker_fees"]) + int(o["maker_fees"])
+        yp_notional = (
+            int(o["notional"]) if o["side"] == SIDE_YES else PRICE_MAX * filled - int(o["notional"])
+        )
+        avg_fee = None
+        if filled:
+            # dollars per contract = fees / 10_000 / (filled / 100), to $0.0001, half up
+            avg_fee = shapes.money_dollars((fees * COUNT_SCALE * 2 + filled) // (2 * filled))
+        return {
+            "order_id": self._uuid[i],
+            "client_order_id": self._coid[i],
+            "fill_count": format_count(filled),
+            "remaining_count": format_count(int(o["remaining"])),
+            "average_fill_price": shapes.avg_price_dollars(yp_notional, filled),
+            "average_fee_paid": avg_fee,
+            "status": shapes.STATUS_NAMES[int(o["status"])],
+            "ts_ms": int(o["updated_ts"]) // 1_000_000,
+        }
+
+    async def amend_order(self, order_id: str, **fields: Any) -> dict[str, Any]:
+        """V2 amend: new ``price`` and/or ``count`` (total, >= filled); loses queue priority.
+
+        Args:
+            order_id: the order's id.
+            fields: ticker, side (must match the order), price, count, and optionally
+                client_order_id / updated_client_order_id.
+
+        Returns:
+            ``{"old_order": {...}, "order": {...}}``.
+        """
+        await self._entry_delay()
+        out = self.amend_order_now(order_id, fields)
+        await self._ack_delay()
+        return out
+
+    def amend_order_now(self, order_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``amend_order`` without the latency model."""
+        i = self._order_index(order_id)
+        o = self._orders[i]
+        slot = int(o["market"])
+        self._tradable(slot)
+        if o["status"] != ORD_RESTING:
+            raise _err(
+                400, ErrorCode.INVALID_ORDER, "invalid order", "only resting orders can be amended"
+            )
+        allowed = {"ticker", "side", "price", "count", "client_order_id", "updated_client_order_id"}
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"unknown amend fields {unknown}")
+        if fields.get("ticker", self._markets[slot].ticker) != self._markets[slot].ticker:
+            raise _err(400, ErrorCode.INVALID_ORDER, "ticker does not match the order")
+        want_side = shapes.book_side(int(o["side"]), int(o["action"]))
+        if fields.get("side", want_side) != want_side:
+            raise _err(400, ErrorCode.INVALID_ORDER, f"side does not match the order ({want_side})")
+        yes_scale = int(o["side"]) == SIDE_YES
+        price = int(o["price"])
+        if "price" in fields:
+            yp = self._parse_price(slot, fields["price"])
+            price = yp if yes_scale else PRICE_MAX - yp
+        count = int(o["count"])
+        if "count" in fields:
+            count = self._parse_count(fields["count"])
+            if count <= int(o["filled"]):
+                raise _err(400, ErrorCode.INVALID_COUNT, "count must exceed the filled count")
+        new_coid = fields.get("updated_client_order_id")
+        if new_coid is not None and (not isinstance(new_coid, str) or new_coid in self._by_coid):
+            raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {new_coid!r} exists")
+        old = self._order_json(i)
+        saved = self._orders[i].copy()
+        paper_cancel(self._orders, i, self._active, self._ctl)
+        o["price"] = price
+        o["count"] = count
+        o["remaining"] = count - int(o["filled"])
+        o["reserve"] = 0
+        o["status"] = ORD_RESTING
+        now = self._clock()
+        rej, n = paper_submit(
+            self._orders,
+            i,
+            self._active,
+            self._ctl,
+            self._pos,
+            self.books.qty,
+            self.books.best,
+            self._consumed,
+            self._cons_seen,
+            self.config.start_cash,
+            self._self_trade_guard(i),
+            now,
+            self._fill_out,
+        )
+        if rej != REJ_OK:
+            self._orders[i] = saved  # the amend is refused; the order rests as before
+            k = int(self._ctl[CTL_N_ACTIVE])
+            self._active[k] = i
+            self._ctl[CTL_N_ACTIVE] = k + 1
+            self.n_rejected += 1
+            raise self._rejection(rej, slot)
+        if new_coid is not None:
+            self._by_coid.pop(self._coid[i])
+            self._coid[i] = new_coid
+            self._by_coid[new_coid] = i
+        self._order_event(i, POE_AMENDED, now)
+        if n:
+            self._after_fills(n, now)
+        return {"old_order": old, "order": self._order_json(i)}
+
+    async def decrease_order(
+        self, order_id: str, *, reduce_by: str | None = None, reduce_to: str | None = None
+    ) -> dict[str, Any]:
+        """V2 decrease: exactly one of ``reduce_by`` / ``reduce_to`` (count strings).
+
+        Returns:
+            ``{"order": {...}}``; a decrease to zero cancels the order.
+        """
+        await self._entry_delay()
+        out = self.decrease_order_now(order_id, reduce_by=reduce_by, reduce_to=reduce_to)
+        await self._ack_delay()
+        return out
+
+    def decrease_order_now(
+        self, order_id: str, *, reduce_by: str | None = None, reduce_to: str | None = None
+    ) -> dict[str, Any]:
+        """``decrease_order`` without the latency model."""
+        i = self._order_index(order_id)
+        o = self._orders[i]
+        self._tradable(int(o["market"]), cancel=True)
+        if (reduce_by is None) == (reduce_to is None):
+            raise _err(
+                400, ErrorCode.INVALID_PARAMETERS, "give exactly one of reduce_by, reduce_to"
+            )
+        if o["status"] != ORD_RESTING:
+            raise _err(400, ErrorCode.INVALID_ORDER, "invalid order", "the order is not resting")
+        rem = int(o["remaining"])
+        if reduce_by is not None:
+            by = self._parse_count(reduce_by)
+        else:
+            to = 0 if reduce_to in ("0", "0.0", "0.00") else self._parse_count(reduce_to)
+            if to >= rem:
+                raise _err(
+                    400, ErrorCode.INVALID_COUNT, "reduce_to must be below the remaining count"
+                )
+            by = rem - to
+        paper_decrease(self._orders, i, self._active, self._ctl, by)
+        self._order_event(i, POE_DECREASED if o["remaining"] > 0 else POE_CANCELED, self._clock())
+        return {"order": self._order_json(i)}
+
+    async def cancel_order(self, order_id: str) -> dict[str, Any]:
+        """``DELETE /portfolio/events/orders/{id}``.
+
+        Returns:
+            ``{"order": {...}, "reduced_by_fp": "..."}``.
+        """
+        await self._entry_delay()
+        out = self.cancel_order_now(order_id)
+        await self._ack_delay()
+        return out
+
+    def cancel_order_now(self, order_id: str) -> dict[str, Any]:
+        """``cancel_order`` without the latency model."""
+        i = self._order_index(order_id)
+        self._tradable(int(self._orders[i]["market"]), cancel=True)
+        if self._orders[i]["status"] != ORD_RESTING:
+            raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id} is not resting")
+        n = paper_cancel(self._orders, i, self._active, self._ctl)
+        self._order_event(i, POE_CANCELED, self._clock())
+        return {"order": self._order_json(i), "reduced_by_fp": format_count(n)}
+
+    async def batch_create_orders(self, orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """V2 batch create: each item succeeds or carries its own ``error``.
+
+        Returns:
+            ``{"orders": [{"client_order_id", "order" | None, "error" | None}, ...]}``.
+        """
+        if not isinstance(orders, Sequence) or not 1 <= len(orders) <= MAX_BATCH:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"a batch holds 1..{MAX_BATCH} orders")
+        await self._entry_delay()
+        out = []
+        for req in orders:
+            coid = req.get("client_order_id") if isinstance(req, Mapping) else None
+            try:
+                out.append(
+                    {"client_order_id": coid, "order": self.create_order_now(req), "error": None}
+                )
+            except KalshiApiError as exc:
+                out.append(
+                    {"client_order_id": coid, "order": None, "error": exc.to_json()["error"]}
+                )
+        await self._ack_delay()
+        return {"orders": out}
+
+    async def batch_cancel_orders(self, order_ids: Sequence[str]) -> dict[str, Any]:
+        """V2 batch cancel.
+
+        Returns:
+            ``{"orders": [{"order_id", "order" | None, "reduced_by_fp", "error" | None}]}``.
+        """
+        if not isinstance(order_ids, Sequence) or not 1 <= len(order_ids) <= MAX_BATCH:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"a batch holds 1..{MAX_BATCH} ids")
+        await self._entry_delay()
+        out: list[dict[str, Any]] = []
+        for oid in order_ids:
+            try:
+                r = self.cancel_order_now(oid)
+                out.append(
+                    {
+                        "order_id": oid,
+                        "order": r["order"],
+                        "reduced_by_fp": r["reduced_by_fp"],
+                        "error": None,
+                    }
+                )
+            except KalshiApiError as exc:
+                out.append(
+                    {
+                        "order_id": oid,
+                        "order": None,
+                        "reduced_by_fp": "0.00",
+                        "error": exc.to_json()["error"],
+                    }
+                )
+        await self._ack_delay()
+        return {"orders": out}
+
+    # ================================================================== order groups
+    def _group_index(self, gid: Any) -> int:
+        g = self._group_by_id.get(gid) if isinstance(gid, str) else None
+        if g is None or self._groups[g].deleted:
+            raise _err(404, ErrorCode.NOT_FOUND, f"order group {gid!r} not found")
+        return g
+
+    async def create_order_group(self, contracts_limit: str) -> dict[str, Any]:
+        """``POST /portfolio/order_groups``: contracts_limit (count string, 1..1,000,000).
+
+        Returns:
+            ``{"order_group_id": "..."}``.
+        """
+        n = self._parse_count(contracts_limit)
+        if not COUNT_SCALE <= n <= 1_000_000 * COUNT_SCALE:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, "contracts_limit must be 1..1,000,000")
+        gid = shapes.paper_uuid("group", self.account_id, len(self._groups) + 1)
+        self._group_by_id[gid] = len(self._groups)
+        self._groups.append(_Group(gid, n))
+        return {"order_group_id": gid}
+
+    def get_order_group(self, gid: str) -> dict[str, Any]:
+        """``GET /portfolio/order_groups/{id}``."""
+        g = self._group_index(gid)
+        grp = self._groups[g]
+        ids = [self._uuid[i] for i in range(self._n) if self._orders[i]["group"] == g]
+        return {
+            "order_group_id": grp.gid,
+            "contracts_limit_fp": format_count(grp.limit),
+            "is_auto_cancel_enabled": True,
+            "status": "triggered" if grp.triggered else "active",
+            "orders": ids,
+        }
+
+    def reset_order_group(self, gid: str) -> dict[str, Any]:
+        """Clear the triggered state and the rolling volume."""
+        grp = self._groups[self._group_index(gid)]
+        grp.triggered = False
+        grp.window.clear()
+        grp.filled = 0
+        return {}
+
+    def trigger_order_group(self, gid: str) -> dict[str, Any]:
+        """Cancel every resting order of the group now; new orders refused until reset."""
+        self._trigger(self._group_index(gid), self._clock())
+        return {}
+
+    def update_order_group_limit(self, gid: str, contracts_limit: str) -> dict[str, Any]:
+        """A new limit; below the current rolling volume it triggers the group."""
+        g = self._group_index(gid)
+        self._groups[g].limit = self._parse_count(contracts_limit)
+        self._check_group(g, self._clock())
+        return {}
+
+    def delete_order_group(self, gid: str) -> dict[str, Any]:
+        """Cancel the group's resting orders and remove it."""
+        g = self._group_index(gid)
+        self._trigger(g, self._clock())
+        self._groups[g].deleted = True
+        return {}
+
+    def _trigger(self, g: int, now: int) -> None:
+        self._groups[g].triggered = True
+        for k in range(int(self._ctl[CTL_N_ACTIVE]) - 1, -1, -1):
+            j = int(self._active[k])
+            if self._orders[j]["group"] == g and self._orders[j]["status"] == ORD_RESTING:
+                paper_cancel(self._orders, j, self._active, self._ctl)
+                self._order_event(j, POE_CANCELED, now)
+
+    def _check_group(self, g: int, now: int) -> None:
+        grp = self._groups[g]
+        while grp.window and grp.window[0][0] <= now - ORDER_GROUP_WINDOW_NS:
+            grp.filled -= grp.window.popleft()[1]
+        if not grp.triggered and grp.filled > grp.limit:
+            self._trigger(g, now)
+
+    # ================================================================== fills
+    def _after_fills(self, n: int, now: int) -> None:
+        """Record the ``n`` fills in the scratch buffer: history, ring, events, groups."""
+        fills = self._fill_out[:n]
+        if self._n_fills + n > self._fills.shape[0]:
+            grown = np.zeros(
+                max(2 * self._fills.shape[0], self._n_fills + n), dtype=PAPER_FILL_DTYPE
+            )
+            grown[: self._n_fills] = self._fills[: self._n_fills]
+            self._fills = grown
+        start = self._next_rec_id
+        fills["rec_id"] = np.arange(start, start + n)
+        self._next_rec_id += n
+        self._fills[self._n_fills : self._n_fills + n] = fills
+        self._n_fills += n
+        if self.rings is not None:
+            self.rings.fills.push_batch(fills)
+        touched: dict[int, None] = {}
+        groups: dict[int, None] = {}
+        publish = bool(self._subs or self._queues)
+        for k in range(n):
+            f = fills[k]
+            i = self._index_of_order_id(int(f["order_id"]))
+            touched[i] = None
+            g = int(self._orders[i]["group"])
+            if g >= 0:
+                self._groups[g].window.append((now, int(f["count"])))
+                self._groups[g].filled += int(f["count"])
+                groups[g] = None
+            if publish:
+                m = int(f["market"])
+                fj = self._fill_json(self._n_fills - n + k)
+                self._publish(shapes.fill_msg(fj, int(self._pos[m]["position"])))
+        for i in touched:
+            self._order_event(i, POE_FILLED, now)
+        if publish:
+            for m in {int(x) for x in fills["market"]}:
+                self._publish(
+                    shapes.position_msg(self.books.ticker_of(m), self._pos[m], self.config.user_id)
+                )
+        for g in groups:
+            self._check_group(g, now)
+
+    @staticmethod
+    def _index_of_order_id(oid: int) -> int:
+        # order ids are dense from 1 in creation order (a rejected order gives its id back)
+        return oid - 1
+
+    def _fill_json(self, k: int) -> dict[str, Any]:
+        f = self._fills[k]
+        i = self._index_of_order_id(int(f["order_id"]))
+        return shapes.fill_json(
+            f,
+            fill_id=shapes.paper_uuid("fill", self.account_id, int(f["rec_id"])),
+            order_id=self._uuid[i],
+            client_order_id=self._coid[i],
+            ticker=self.books.ticker_of(int(f["market"])),
+        )
+
+    # ================================================================== hot-path hooks
+    def on_book_update(self, slots: np.ndarray | Sequence[int]) -> int:
+        """The feed changed the books of ``slots``: resting orders react.
+
+        Cheap by design: returns at once when nothing rests; one kernel call otherwise.
+        Pass an int64 array (e.g. the ``market`` column of the deltas just applied; repeats
+        are fine) to avoid a conversion.
+
+        Returns:
+            Fills that happened.
+        """
+        if self._ctl[CTL_N_ACTIVE] == 0:
+            return 0
+        if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
+            slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        self._sync_capacity()
+        now = self._clock()
+        total = 0
+        while True:
+            n = paper_on_book(
+                self._orders,
+                self._active,
+                self._ctl,
+                self._pos,
+                self.books.qty,
+                self.books.best,
+                self._consumed,
+                self._cons_seen,
+                slots,
+                self._dirty,
+                self._maker,
+                int(self.config.queue_model),
+                float(self.config.queue_power),
+                now,
+                self._fill_out,
+            )
+            if n:
+                self._after_fills(n, now)
+            total += n
+            if n < self._fill_out.shape[0]:
+                return total
+
+    def on_trades(self, recs: np.ndarray) -> int:
+        """Public trades (TRADE_DTYPE records, ``market`` = book slot) hit our ladders.
+
+        Returns:
+            Fills that happened.
+        """
+        if self._ctl[CTL_N_ACTIVE] == 0 or recs.shape[0] == 0:
+            return 0
+        if recs.dtype != TRADE_DTYPE:
+            raise TypeError(f"on_trades needs TRADE_DTYPE records, got {recs.dtype}")
+        self._sync_capacity()
+        now = self._clock()
+        n = paper_on_trades(
+            self._orders, self._active, self._ctl, self._pos, recs, self._maker, now, self._fill_out
+        )
+        if n:
+            self._after_fills(n, now)
+        return int(n)
+
+    # ================================================================== reads
+    def get_balance(self) -> dict[str, Any]:
+        """``GET /portfolio/balance``: balance = cash not held for resting orders."""
+        cash = account_cash(self._pos, self.config.start_cash)
+        free = cash - account_reserved(self._orders, self._active, self._ctl)
+        value = self._positions_value()
+        return {
+            "balance": shapes.money_cents(free),
+            "balance_dollars": shapes.money_dollars(free),
+            "portfolio_value": shapes.money_cents(value),
+            "portfolio_value_dollars": shapes.money_dollars(value),
+            "updated_ts": self._clock() // 1_000_000_000,
+        }
+
+    @property
+    def cash(self) -> int:
+        """Account cash in money units (before resting-order holds)."""
+        return int(account_cash(self._pos, self.config.start_cash))
+
+    @property
+    def positions(self) -> np.ndarray:
+        """POSITION_DTYPE per book slot (read-only view of the account state)."""
+        view = self._pos.view()
+        view.flags.writeable = False
+        return view
+
+    def _positions_value(self) -> int:
+        # marked at the best bid of the held side (what selling now would give at the top)
+        total = 0
+        for m in np.flatnonzero(self._pos["position"]).tolist():
+            p = int(self._pos[m]["position"])
+            side = SIDE_YES if p > 0 else SIDE_NO
+            bid = int(self.books.best[m, side])
+            if bid != NO_PRICE:
+                total += abs(p) * bid // 10
+        return total
+
+    def _resting_in(self, slot: int) -> list[int]:
+        return [
+            int(j)
+            for j in self._active[: int(self._ctl[CTL_N_ACTIVE])]
+            if self._orders[j]["market"] == slot and self._orders[j]["status"] == ORD_RESTING
+        ]
+
+    def _cancel_where(self, slot: int, *, only_on_pause: bool) -> None:
+        now = self._clock()
+        for j in self._resting_in(slot):
+            if only_on_pause and not self._orders[j]["cancel_on_pause"]:
+                continue
+            paper_cancel(self._orders, j, self._active, self._ctl)
+            self._order_event(j, POE_CANCELED, now)
+
+    def get_positions(self, ticker: str | None = None) -> dict[str, Any]:
+        """``GET /portfolio/positions``: markets with a position, volume or P&L."""
+        now = self._clock()
+        out = []
+        for m in sorted(self._markets):
+            p = self._pos[m]
+            if ticker is not None and self._markets[m].ticker != ticker:
+                continue
+            if p["position"] == 0 and p["volume"] == 0 and p["realized_pnl"] == 0:
+                continue
+            out.append(
+                shapes.position_json(self._markets[m].ticker, p, len(self._resting_in(m)), now)
+            )
+        return {"market_positions": out, "event_positions": [], "cursor": ""}
+
+    def get_fills(
+        self, ticker: str | None = None, order_id: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """``GET /portfolio/fills``, newest first."""
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, "limit must be 1..1000")
+        out = []
+        want_slot = self._market_slot(ticker) if ticker is not None else None
+        want_oid = int(self._orders[self._order_index(order_id)]["order_id"]) if order_id else None
+        for k in range(self._n_fills - 1, -1, -1):
+            f = self._fills[k]
+            if want_slot is not None and f["market"] != want_slot:
+                continue
+            if want_oid is not None and f["order_id"] != want_oid:
+                continue
+            out.append(self._fill_json(k))
+            if len(out) >= limit:
+                break
+        return {"fills": out, "cursor": ""}
+
+    def get_orders(self, ticker: str | None = None, status: str | None = None) -> dict[str, Any]:
+        """``GET /portfolio/orders`` (status resting|canceled|executed), newest first."""
+        codes = {"resting": ORD_RESTING, "canceled": ORD_CANCELED, "executed": ORD_EXECUTED}
+        if status is not None and status not in codes:
+            raise _err(400, ErrorCode.INVALID_PARAMETERS, f"unknown status {status!r}")
+        want_slot = self._market_slot(ticker) if ticker is not None else None
+        out = []
+        for i in range(self._n - 1, -1, -1):
+            o = self._orders[i]
+            if want_slot is not None and o["market"] != want_slot:
+                continue
+            if status is not None and o["status"] != codes[status]:
+                continue
+            out.append(self._order_json(i))
+        return {"orders": out, "cursor": ""}
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        """``GET /portfolio/orders/{id}``."""
+        return {"order": self._order_json(self._order_index(order_id))}
+
+    def get_settlements(self) -> dict[str, Any]:
+        """``GET /portfolio/settlements``, newest first."""
+        return {"settlements": list(reversed(self._settlements)), "cursor": ""}
+
+    def fills_array(self) -> np.ndarray:
+        """Every fill so far (PAPER_FILL_DTYPE copy, oldest first)."""
+        return self._fills[: self._n_fills].copy()
+
+    def orders_array(self) -> np.ndarray:
+        """Every order so far (PAPER_ORDER_DTYPE copy)."""
+        return self._orders[: self._n].copy()
+
+    # ================================================================== restart
+    def restore(self, saved: SavedAccount) -> None:
+        """Rebuild this (fresh) client's account from its stored logs.
+
+        Fills and settlements are replayed in rec_id order through the kernels the live
+        path uses (``paper_replay_fills`` books each fill with the same ``apply_fill``
+        call), so positions, cash and fees come back exactly.  Orders come back in their
+        last stored state; a resting order rejoins the back of its level's queue as the
+        book shows it now (the queue position itself is not persisted) and leaves its
+        order group (groups live in memory only).
+
+        Raises:
+            StoreError: the client already holds orders or fills, or the logs have a hole.
+        """
+        if self._n or self._n_fills:
+            raise StoreError("restore needs a fresh PaperClient")
+        self.account_id = saved.account_id
+        self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
+        slot_of: dict[int, int] = {}
+        for mid, ticker in saved.tickers.items():
+            slot = self.books.slots.get(ticker)
+            if slot is None or slot not in self._markets:
+                slot = self.add_market(MarketInfo(ticker))
+            slot_of[mid] = slot
+        self._sync_capacity()
+        fills = saved.fills.copy()
+        fills["market"] = [slot_of[int(m)] for m in fills["market"]]
+        settles = saved.settlements.copy()
+        settles["market"] = [slot_of[int(m)] for m in settles["market"]]
+        start = 0
+        for s in settles:
+            end = int(np.searchsorted(fills["rec_id"], s["rec_id"]))
+            paper_replay_fills(self._pos, fills[start:end])
+            start = end
+            paper_settle(self._orders, self._active, self._ctl, self._pos, int(s["market"]),
+                         int(s["result"]) == RESULT_YES)  # fmt: skip
+            self._settlements.append(self._settlement_json(s))
+        paper_replay_fills(self._pos, fills[start:])
+        self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
+        self._fills[: fills.shape[0]] = fills
+        self._n_fills = fills.shape[0]
+        for k, row in enumerate(sorted(saved.orders, key=lambda r: r["order_id"])):
+            if int(row["order_id"]) != k + 1:
+                raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")
+            self._restore_order(row, slot_of[int(row["market_id"])], saved, fills)
+        self._next_rec_id = saved.max_rec_id + 1
+
+    def _restore_order(
+        self, row: Mapping[str, Any], slot: int, saved: SavedAccount, fills: np.ndarray
+    ) -> None:
+        i = self._new_order(str(row["client_order_id"]))
+        o = self._orders[i]
+        for name in ("side", "action", "price", "count", "filled", "remaining", "tif",
+                     "status", "notional", "taker_fees", "maker_fees"):  # fmt: skip
+            o[name] = row[name]
+        o["market"] = slot
+        o["group"] = -1
+        o["ts"] = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
+        o["updated_ts"] = row["ts"]
+        flags = int(row["flags"])
+        o["post_only"], o["reduce_only"] = flags & 1, (flags >> 1) & 1
+        o["stp"] = STP_MAKER if flags & 4 else STP_TAKER_AT_CROSS
+        o["cancel_on_pause"] = (flags >> 3) & 1
+        mine = fills[fills["order_id"] == o["order_id"]]
+        for taker, key in ((1, "taker_cost"), (0, "maker_cost")):
+            f = mine[mine["is_taker"] == taker]
+            o[key] = int((f["count"] * f["price"].astype(np.int64)).sum()) // 10
+        if o["status"] != ORD_RESTING:
+            return
+        bside = int(o["side"]) if o["action"] == ORDER_BUY else 1 - int(o["side"])
+        bprice = int(o["price"]) if o["action"] == ORDER_BUY else PRICE_MAX - int(o["price"])
+        level = int(self.books.qty[slot, bside, bprice])
+        o["queue_ahead"] = level
+        o["level_seen"] = level
+        position = int(self._pos[slot]["position"])
+        held_opp = -position if bside == SIDE_YES else position
+        o["reserve"] = required_collateral(int(o["remaining"]), bprice, max(held_opp, 0))
+        k = int(self._ctl[CTL_N_ACTIVE])
+        self._active[k] = i
+        self._ctl[CTL_N_ACTIVE] = k + 1
+
+    # ================================================================== events
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
+        """Receive ``fill`` / ``user_order`` / ``market_position`` messages.
+
+        The callback runs synchronously inside the client and must not block; an exception
+        it raises is logged and counted (``n_callback_errors``), never propagated.
+        """
+        sub = Subscription(self, callback)
+        self._subs.append(sub)
+        return sub
+
+    def subscribe_queue(self, maxsize: int = 10_000) -> asyncio.Queue[dict[str, Any]]:
+        """A bounded queue of the same messages; a full queue drops (``n_events_dropped``)."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self._queues.append(q)
+        return q
+
+    def unsubscribe_queue(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop feeding ``q``."""
+        if q in self._queues:
+            self._queues.remove(q)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def _publish(self, msg: dict[str, Any]) -> None:
+        for sub in self._subs:
+            try:
+                sub.callback(msg)
+            except Exception:
+                self.n_callback_errors += 1
+                log.exception("paper: event subscriber failed")
+        for q in self._queues:
+            try:
+                q.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.n_events_dropped += 1
+
+
+def create_trading_client(mode: str, books: BookSet, **kwargs: Any) -> PaperClient:
+    """The trading client for ``mode``: 'paper' builds a PaperClient; 'live' is refused.
+
+    Args:
+        mode: 'paper' or 'live'.
+        books: the live BookSet.
+        kwargs: PaperClient's keyword arguments (config, markets, rings, account_id, clock).
+
+    Raises:
+        LiveTradingRefused: for mode 'live'.
+        ValueError: any other mode.
+    """
+    if mode == "paper":
+        return PaperClient(books, **kwargs)
+    if mode == "live":
+        raise LiveTradingRefused(
+            "live trading is refused: kalshi-rl only trades on paper (mode='paper'); "
+            "no code path sends orders to Kalshi"
+        )
+    raise ValueError(f"unknown trading mode {mode!r} (valid: 'paper'; 'live' is refused)")

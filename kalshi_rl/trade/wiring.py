@@ -1,0 +1,187 @@
+"""Put an actor on a live node: paper client, persistence, action sink, episodes, reload.
+
+The one place the trading parts are wired (``kalshi-rl trade``, ``up`` and the dashboard
+call :func:`attach_trading` on their ``LiveNode``)::
+
+    async with LiveNode(cfg, feed_cfg) as node:
+        trading = await attach_trading(node, "mymodel", ActorConfig())
+        await node.run(stop)
+
+Order: resolve the model (``NAME`` = its deployed version, else the newest ready one;
+``NAME:VERSION`` exactly) and load it off the event loop; open (or reopen) the paper
+account and rebuild it from its stored logs (a restarted actor resumes with the same
+positions); the paper client's rings get a writer; book and trade listeners are
+registered paper client first, actor second; the action sink starts; the actor opens its
+episode and starts; the reloader LISTENs.  On the node's exit the reloader stops, the
+actor stops (episode closed), then the sinks and writers flush.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.dtypes import NO_TS
+from kalshi_rl import registry
+from kalshi_rl.errors import ConfigError, RegistryError
+from kalshi_rl.trade.actor import Actor, ActorConfig, refuse_live
+from kalshi_rl.trade.records import ActionSink, EpisodeStore
+from kalshi_rl.trade.reload import Reloader, load_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trading:
+    """The trading parts attached to a node."""
+
+    actor: Actor
+    paper: Any
+    sink: ActionSink
+    reloader: Reloader | None
+    account_id: int
+
+
+async def resolve_ref(conn: Any, ref: str) -> registry.ModelVersion:
+    """``NAME:VERSION``, ``NAME`` (deployed, else newest ready) or a numeric id."""
+    if ":" in ref or ref.isdigit():
+        return await registry.resolve(conn, ref)
+    mv = await registry.deployed(conn, ref)
+    if mv is None:
+        mv = await registry.latest(conn, ref, registry.ModelStatus.READY)
+    if mv is None:
+        raise RegistryError(f"model {ref!r} has no deployed or ready version")
+    return mv
+
+
+def _ms(v: Any) -> int:
+    from datetime import datetime
+
+    if isinstance(v, str) and v:
+        try:
+            return int(datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return NO_TS
+    return NO_TS
+
+
+async def attach_trading(
+    node: Any,
+    model_ref: str,
+    config: ActorConfig,
+    *,
+    account: str = "default",
+    paper_config: Any = None,
+    reload: bool = True,
+    shadow_reload: bool = False,
+    poll_s: float = 2.0,
+    fast: bool = True,
+) -> Trading:
+    """Build and start the paper client + actor on ``node`` (see the module docstring).
+
+    Args:
+        node: an entered ``kalshi_rl.live.node.LiveNode``.
+        model_ref: ``NAME``, ``NAME:VERSION`` or a models.id.
+        config: actor settings (mode 'paper'; 'live' is refused).
+        account: paper account name (reopened and rebuilt if it exists).
+        paper_config: ``kalshi_rl.trade.paper.PaperConfig`` (its start_cash seeds a new account).
+        reload: follow deployments of the model's name.
+        shadow_reload: deployments become the shadow candidate instead of trading.
+        poll_s: the reloader's fallback poll period.
+        fast: use the Numba fast path when the network allows it.
+
+    Raises:
+        LiveTradingRefused: mode 'live'.  RegistryError / PolicyError: no usable model.
+    """
+    from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure
+    from kalshi_rl.store.writer import Writer
+    from kalshi_rl.trade import paper_store
+    from kalshi_rl.trade.paper import (
+        MarketInfo,
+        PaperConfig,
+        PaperRings,
+        create_trading_client,
+    )
+
+    refuse_live(config.mode)
+    if not node.tickers:
+        raise ConfigError("the node trades no markets")
+    async with node.pool.acquire() as conn:
+        mv = await resolve_ref(conn, model_ref)
+    loaded = await load_version(mv, fast=fast)
+    pcfg = paper_config or PaperConfig()
+    async with node.pool.acquire() as conn:
+        account_id, created = await paper_store.open_account(
+            conn, account, pcfg.start_cash, pcfg.to_json()
+        )
+        saved = None if created else await paper_store.load_account(conn, account_id)
+
+    def structure(t: str) -> PriceLevelStructure:
+        s = node.meta.get(t, {}).get("price_level_structure")
+        return parse_structure(s) if s else PriceLevelStructure.LINEAR_CENT
+
+    rings = PaperRings()
+    paper = create_trading_client(
+        config.mode,
+        node.books,
+        config=pcfg,
+        markets=[MarketInfo(t, structure(t)) for t in node.tickers],
+        rings=rings,
+        account_id=account_id,
+    )
+    if saved is not None:
+        paper.restore(saved)
+        log.info("paper account %r (%d) rebuilt: cash %d", account, account_id, paper.cash)
+    from kalshi_rl.store import db
+
+    root = Path(node.config.spill_dir) if node.config.spill_dir else db.default_data_dir() / "spill"
+    spill = root / f"paper-{account_id}"
+
+    def connect() -> Any:
+        return db.connect(node.dsn)
+
+    writer = Writer(connect, rings.by_table(), account_id, node.books.ticker_of, spill_dir=spill)
+    node.writer.writers.append(writer)
+    writer.start()
+    node.add_book_listener(paper.on_book_update)
+    node.add_trade_listener(paper.on_trades)
+    store = EpisodeStore(node.pool, node.session_id, account_id, {"actor": _jsonable(config)})
+    times = {t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()}
+    grids = {t: _grid(structure(t)) for t in node.tickers}
+    actor = Actor(
+        node.books, paper, loaded, node.tickers, config,
+        store=store, market_times=times, market_grids=grids,
+    )  # fmt: skip
+    sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
+    node.add_sink(sink)
+    node.add_closer(actor.stop)
+    await actor.start()
+    node.add_book_listener(actor.on_books)
+    node.actor = actor
+    reloader = None
+    if reload:
+        reloader = Reloader(actor, node.pool, poll_s=poll_s, shadow=shadow_reload, fast=fast)
+        await reloader.start()
+        node.add_closer(reloader.close)
+    return Trading(actor, paper, sink, reloader, account_id)
+
+
+def _grid(structure: Any) -> Any:
+    import numpy as np
+
+    from core.dtypes import PRICE_MAX
+    from kalshi_rl.sim.grid import price_grid
+
+    g = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
+    g[price_grid(structure)] = True
+    return g
+
+
+def _jsonable(config: ActorConfig) -> dict[str, Any]:
+    import dataclasses
+
+    out = dataclasses.asdict(config)
+    return {k: (v if isinstance(v, int | float | str | bool | dict) or v is None else str(v))
+            for k, v in out.items()}  # fmt: skip
