@@ -1,10 +1,12 @@
-"""The local stack of the main job: exchange + collector + pool, seen as one node.
+"""The live stack of the main job: (local exchange) + LiveNode + actor control + dashboard.
 
-``local_node(...)`` starts the local exchange (or uses a given WS/REST URL), runs the
-collector (``run_collector``) against it, opens the pool the dashboard borrows from, and
-yields a :class:`kalshi_rl.web.node.NodeHandle` over the collector's books, feed and
-writers.  Leaving the context stops the feed, flushes every writer and closes the session
-row, then the pool and the exchange.  ``kalshi-rl up``, the web tests and bench/ use it.
+``live_stack(...)`` starts the local exchange unless a WS/REST URL is given, enters a
+``kalshi_rl.live.node.LiveNode`` on it (feed, books, rings, writers, pool, session row),
+runs the node's tick loop (lifecycle updates, optional progress line) as a task, and
+yields a :class:`LiveStack` with an :class:`~kalshi_rl.web.actor.ActorControl` over the
+node.  Leaving the context stops the tick loop, then the node flushes every writer and
+sink and closes the session row, then the exchange stops.  ``kalshi-rl up``, the web tests
+and bench/ all use it.
 """
 
 from __future__ import annotations
@@ -12,26 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from kalshi_rl.web.node import NodeHandle
+from kalshi_rl.web.actor import ActorControl
 
 
 @dataclass
-class LocalStack:
-    """What ``local_node`` runs (the node, plus the parts a caller may poke at)."""
+class LiveStack:
+    """What ``live_stack`` runs."""
 
-    node: NodeHandle
-    sim: Any
-    collector: asyncio.Task[Any]
+    node: Any  # kalshi_rl.live.node.LiveNode
+    sim: Any  # kalshi_rl.sim.server.SimExchange, or None against a real exchange
+    actor: ActorControl
     stop: asyncio.Event
-    result: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    ticker: asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
-async def local_node(  # noqa: PLR0917
+async def live_stack(  # noqa: PLR0917
     dsn: str,
     *,
     markets: int = 8,
@@ -39,81 +40,75 @@ async def local_node(  # noqa: PLR0917
     seed: int = 1,
     port: int = 0,
     sim_config: Any = None,
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+    mode: str = "sim",
     credentials: Any = None,
+    actor_config: Any = None,
     echo: Callable[[str], None] | None = None,
     progress_interval_s: float = 0.0,
     ring_capacity: int | None = None,
+    spill_dir: str = "",
     start_timeout_s: float = 60.0,
-) -> AsyncIterator[LocalStack]:
-    """Exchange + collector + pool as one node (see the module docstring).
+) -> AsyncIterator[LiveStack]:
+    """Exchange + node + actor control (see the module docstring).
 
     Args:
-        dsn: PostgreSQL DSN (migrated by the collector).
+        dsn: PostgreSQL DSN (the node migrates it).
         markets, rate, seed, port: the local exchange's knobs (``sim_config`` overrides).
-        credentials: signs the handshake (the exchange checks them when it has a key).
+        ws_url, rest_url: record this exchange instead of starting the local one.
+        mode: feed_sessions.mode ('sim', 'live', 'demo').
+        credentials: signs the feed's handshake and REST calls.
+        actor_config: ``trade.actor.ActorConfig`` for trading started later.
         echo: receives the collector's progress line every ``progress_interval_s``.
-        ring_capacity: records per collector ring (default the collector's).
-        start_timeout_s: how long to wait for the feed to come up.
+        ring_capacity: records per feed ring (default the collector's).
+        start_timeout_s: how long to wait for the feed's socket.
     """
-    from kalshi_rl.commands.collect import run_collector
+    from kalshi_rl.commands.collect import progress_line
     from kalshi_rl.config import CollectorConfig, FeedConfig
-    from kalshi_rl.sim.config import SimConfig
-    from kalshi_rl.sim.server import SimExchange
-    from kalshi_rl.store import db
+    from kalshi_rl.live.node import LiveNode
 
-    cfg_sim = sim_config or SimConfig(
-        port=port, n_markets=markets, rate=rate, seed=seed, record_limit=0
-    )
-    sim = SimExchange(cfg_sim)
-    await sim.start()
-    stop = asyncio.Event()
-    got: dict[str, Any] = {}
-    kw: dict[str, Any] = {}
-    if ring_capacity is not None:
-        kw["ring_capacity"] = ring_capacity
-    cfg = CollectorConfig(
-        rest_url=sim.rest_url, all_markets=True, database_url=dsn, mode="sim",
-        progress_interval_s=progress_interval_s, **kw,
-    )  # fmt: skip
-    feed_cfg = FeedConfig.from_env(ws_url=sim.ws_url)
+    sim = None
+    if ws_url is None:
+        from kalshi_rl.sim.config import SimConfig
+        from kalshi_rl.sim.server import SimExchange
 
-    def started(feed: Any, writer: Any) -> None:
-        got["feed"], got["writer"] = feed, writer
-
-    collector = asyncio.create_task(
-        run_collector(cfg, feed_cfg, credentials=credentials, stop=stop, echo=echo,
-                      on_started=started),
-        name="collector",
-    )  # fmt: skip
-    pool = None
+        sim = SimExchange(
+            sim_config
+            or SimConfig(port=port, n_markets=markets, rate=rate, seed=seed, record_limit=0)
+        )
+        await sim.start()
+        ws_url, rest_url = sim.ws_url, sim.rest_url
     try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + start_timeout_s
-        while "feed" not in got:
-            if collector.done():
-                collector.result()
-                raise RuntimeError("the collector ended before it started")
-            if loop.time() > end:
-                raise TimeoutError("the collector did not start in time")
-            await asyncio.sleep(0.02)
-        feed = got["feed"]
-        await feed.wait_connected(start_timeout_s)
-        pool = await db.create_pool(dsn, min_size=1, max_size=6)
-        async with pool.acquire() as conn:
-            session_id = int(await conn.fetchval("SELECT max(id) FROM feed_sessions"))
-        node = NodeHandle(
-            books=feed.books, pool=pool, dsn=dsn, feed=feed, writer=got["writer"],
-            session_id=session_id, mode="sim",
-        )  # fmt: skip
-        stack = LocalStack(node=node, sim=sim, collector=collector, stop=stop)
-        yield stack
+        kw: dict[str, Any] = {} if ring_capacity is None else {"ring_capacity": ring_capacity}
+        cfg = CollectorConfig(
+            rest_url=rest_url or "",
+            all_markets=True,
+            database_url=dsn,
+            mode=mode,
+            progress_interval_s=progress_interval_s,
+            spill_dir=spill_dir,
+            **kw,
+        )
+        feed_cfg = FeedConfig.from_env(ws_url=ws_url)
+        async with LiveNode(cfg, feed_cfg, credentials=credentials, pool_size=8) as node:
+            await node.feed.wait_connected(start_timeout_s)
+            stop = asyncio.Event()
+
+            def tick() -> None:
+                if echo is not None:
+                    echo(progress_line(node.feed, node.writer, node.feed.stats.rate()))
+
+            ticker = asyncio.create_task(
+                node.run(stop, interval_s=progress_interval_s or 1.0, on_tick=tick),
+                name="node-tick",
+            )
+            stack = LiveStack(node, sim, ActorControl(node, actor_config), stop, ticker)
+            try:
+                yield stack
+            finally:
+                stop.set()
+                await asyncio.gather(ticker, return_exceptions=True)
     finally:
-        stop.set()
-        try:
-            res = await asyncio.wait_for(collector, 60)
-            if "stack" in locals():
-                stack.result = res
-        finally:
-            if pool is not None:
-                await pool.close()
+        if sim is not None:
             await sim.stop()

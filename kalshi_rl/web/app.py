@@ -29,7 +29,6 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import (
-    HTTPException,
     NotAuthorizedException,
     WebSocketDisconnect,
 )
@@ -40,9 +39,9 @@ from litestar.static_files import create_static_files_router
 
 from kalshi_rl.errors import KalshiRLError, RegistryError
 from kalshi_rl.web.config import WebConfig
-from kalshi_rl.web.node import NodeView
+from kalshi_rl.web.node import ActorView, NodeView
 from kalshi_rl.web.routes import HANDLERS, actor_out
-from kalshi_rl.web.state import Conn, Web, WebState
+from kalshi_rl.web.state import Web, WebState
 from kalshi_rl.web.streams import (
     ActionsHub,
     Fanout,
@@ -245,14 +244,18 @@ def create_app(
     node: NodeView,
     config: WebConfig | None = None,
     *,
+    actor: ActorView | None = None,
+    mode: str | None = None,
     launcher: TrainingLauncher | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The dashboard app over ``node``.
 
     Args:
-        node: the live node (books, feed, writer, pool, session, actor; see web/node.py).
+        node: the live node (books, feed, writer, pool, session; see web/node.py).
         config: bind, token, UI dir, stream rates (default ``WebConfig()``).
+        actor: the node's actor control (``web.actor.ActorControl``); None: no trading.
+        mode: what the node records ('sim', 'live', 'demo'; default ``node.config.mode``).
         launcher: starts training processes (default one writing under the data dir).
         debug: Litestar debug mode (tracebacks in 500 bodies; tests only).
 
@@ -275,8 +278,10 @@ def create_app(
         status_fanout=status_fan,
         actions_fanout=actions_fan,
         training_fanout=training_fan,
-        actions=ActionsHub(node, actions_fan),
+        actions=ActionsHub(lambda: web.actor, actions_fan),
         training=TrainingHub(lambda: asyncpg.connect(node.dsn), training_fan),
+        actor=actor,
+        mode=mode or str(getattr(getattr(node, "config", None), "mode", "sim")),
     )
 
     @asynccontextmanager
@@ -307,7 +312,10 @@ def create_app(
     app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        dependencies={"web": Provide(_provide_web, sync_to_thread=False), "conn": Provide(_provide_conn)},
+        dependencies={
+            "web": Provide(_provide_web, sync_to_thread=False),
+            "conn": Provide(_provide_conn),
+        },
         exception_handlers={
             RegistryError: _registry_error,
             KalshiRLError: _our_error,
@@ -341,11 +349,18 @@ async def serve(app: Litestar, config: WebConfig, started: asyncio.Event | None 
 
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=config.host, port=config.port, log_level="warning", lifespan="on",
-            ws_ping_interval=config.ws_ping_s, ws_ping_timeout=config.ws_ping_s, loop="none",
-        )  # fmt: skip
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            lifespan="on",
+            ws_ping_interval=config.ws_ping_s,
+            ws_ping_timeout=config.ws_ping_s,
+            loop="none",
+        )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # the node owns SIGINT/SIGTERM (a clean, flushed stop); uvicorn must not take them
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -361,5 +376,3 @@ async def serve(app: Litestar, config: WebConfig, started: asyncio.Event | None 
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(task), 10)
-
-

@@ -36,7 +36,7 @@ def _px(v: int) -> int | None:
 
 def spread_mid(yes_bid: int, no_bid: int) -> tuple[int | None, float | None]:
     """(yes ask - yes bid, mid) in ticks from the two best bids; None where one side is empty."""
-    if yes_bid == NO_PRICE or no_bid == NO_PRICE:
+    if NO_PRICE in (yes_bid, no_bid):
         return None, None
     ask = PRICE_MAX - no_bid
     return ask - yes_bid, (ask + yes_bid) / 2.0

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -81,7 +80,11 @@ class ActorView(Protocol):
 
 
 class NodeView(Protocol):
-    """Everything the app reads: books, feed, writer, pool, session, actor, markets."""
+    """Everything the app reads of the node: books, feed, writer, pool, session.
+
+    ``kalshi_rl.live.node.LiveNode`` is one.  The actor is handed to ``create_app``
+    separately as an :class:`ActorView` (``kalshi_rl.web.actor.ActorControl``).
+    """
 
     books: BookSet
     pool: asyncpg.Pool
@@ -96,20 +99,11 @@ class NodeView(Protocol):
     @property
     def session_id(self) -> int | None: ...
 
-    @property
-    def actor(self) -> ActorView | None: ...
-
-    @property
-    def mode(self) -> str: ...
 
 
 @dataclass
 class NodeHandle:
-    """A plain :class:`NodeView`: the parts a command wired, held together.
-
-    Attributes are filled in as the parts come up (``feed``/``writer``/``session_id`` may be
-    None before the collector starts; the app answers with what exists).
-    """
+    """A plain :class:`NodeView` (the OpenAPI dump and bench/ use one without a feed)."""
 
     books: BookSet
     pool: asyncpg.Pool
@@ -117,10 +111,6 @@ class NodeHandle:
     feed: FeedView | None = None
     writer: WriterView | None = None
     session_id: int | None = None
-    actor: ActorView | None = None
-    mode: str = "sim"
-    started_at: float = field(default_factory=time.time)
-    on_close: list[Callable[[], Any]] = field(default_factory=list)
 
 
 def ring_occupancy(feed: FeedView | None) -> float:

@@ -22,7 +22,7 @@ def schema() -> dict[str, Any]:
     from kalshi_rl.web.node import NodeHandle
     from kalshi_rl.web.training import TrainingLauncher
 
-    node = NodeHandle(books=BookSet(1), pool=None, dsn="")  # type: ignore[arg-type]
+    node = NodeHandle(books=BookSet(1), pool=None, dsn="")
     app = create_app(
         node, WebConfig(ui_dir=Path("/nonexistent")), launcher=TrainingLauncher("", Path("."))
     )

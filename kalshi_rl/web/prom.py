@@ -25,7 +25,9 @@ class _NodeCollector:
         yield GaugeMetricFamily("kalshi_rl_books_total", "Books in the node", st.books_total)
         yield GaugeMetricFamily("kalshi_rl_ring_occupancy", "Fullest ring, 0..1", st.ring_occupancy)
         yield GaugeMetricFamily("kalshi_rl_db_lag_ms", "Durability lag, ms", st.db_lag_ms)
-        yield GaugeMetricFamily("kalshi_rl_db_up", "1 while the writer reaches PostgreSQL", st.db_up)
+        yield GaugeMetricFamily(
+            "kalshi_rl_db_up", "1 while the writer reaches PostgreSQL", st.db_up
+        )
         yield CounterMetricFamily("kalshi_rl_rows_written", "Rows COPYed", st.rows_written)
         if st.feed is not None:
             f = st.feed
@@ -43,14 +45,22 @@ class _NodeCollector:
             yield GaugeMetricFamily(
                 "kalshi_rl_feed_latency_p99_us", "Receive-to-book p99, us", f.latency_p99_us
             )
-        states = GaugeMetricFamily("kalshi_rl_actor_state", "1 for the actor's state", labels=["state"])
+        states = GaugeMetricFamily(
+            "kalshi_rl_actor_state", "1 for the actor's state", labels=["state"]
+        )
         for s in ("running", "reducing", "halted", "stopped", "none"):
             states.add_metric([s], 1.0 if st.actor_state == s else 0.0)
         yield states
-        yield GaugeMetricFamily("kalshi_rl_training_running", "Training jobs running", st.training_running)
+        yield GaugeMetricFamily(
+            "kalshi_rl_training_running", "Training jobs running", st.training_running
+        )
         hub = web.orderbook.stats()
-        yield GaugeMetricFamily("kalshi_rl_ws_orderbook_clients", "Book stream clients", hub["clients"])
-        yield CounterMetricFamily("kalshi_rl_ws_orderbook_frames", "Book frames queued", hub["frames"])
+        yield GaugeMetricFamily(
+            "kalshi_rl_ws_orderbook_clients", "Book stream clients", hub["clients"]
+        )
+        yield CounterMetricFamily(
+            "kalshi_rl_ws_orderbook_frames", "Book frames queued", hub["frames"]
+        )
         yield CounterMetricFamily(
             "kalshi_rl_ws_dropped_clients", "Stream clients dropped as too slow",
             hub["dropped_clients"] + web.status_fanout.dropped_clients
@@ -61,5 +71,5 @@ class _NodeCollector:
 def exposition(web: WebState) -> tuple[bytes, str]:
     """(body, content type) of one scrape."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_NodeCollector(web))  # type: ignore[arg-type]
+    reg.register(_NodeCollector(web))
     return generate_latest(reg), CONTENT_TYPE_LATEST

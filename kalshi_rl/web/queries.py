@@ -11,19 +11,24 @@ from typing import Any
 import asyncpg
 import orjson
 
-from core.dtypes import ACT_BUY_NO, ACT_BUY_YES, ACT_HOLD, ACT_SELL_NO, ACT_SELL_YES
+from core.dtypes import (
+    ACT_BUY_NO,
+    ACT_BUY_YES,
+    ACT_HOLD,
+    ACT_SELL_NO,
+    ACT_SELL_YES,
+    ACTION_STATUS_NAMES,
+)
 from kalshi_rl import registry
 from kalshi_rl.web import perf
 from kalshi_rl.web.schemas import (
     ActionOut,
     EpisodeOut,
-    Fill,
     MarketCoverage,
     ModelMetrics,
     ModelOut,
     PerformanceMetrics,
     ProgressPoint,
-    RestingOrder,
     SessionOut,
     Trade,
     TrainingRunOut,
@@ -117,53 +122,6 @@ async def trade_tape(
     ]
 
 
-async def agent_orders_and_fills(
-    conn: asyncpg.Connection, market_id: int, episode_id: int | None, limit: int = 200
-) -> tuple[list[RestingOrder], list[Fill]]:
-    """The agent's resting paper orders and fills in one market (current episode)."""
-    if episode_id is None:
-        return [], []
-    orows = await conn.fetch(
-        "SELECT client_order_id, side, action, price, remaining FROM paper_orders"
-        " WHERE market_id = $1 AND episode_id = $2 AND remaining > 0"
-        " AND status IN ('resting', 'pending', 'open') ORDER BY id",
-        market_id,
-        episode_id,
-    )
-    frows = await conn.fetch(
-        "SELECT f.ts, f.side, f.action, f.price, f.count, f.fee, f.is_taker FROM paper_fills f"
-        " JOIN paper_orders o ON o.id = f.order_id WHERE f.market_id = $1"
-        " AND o.episode_id = $2 ORDER BY f.ts DESC LIMIT $3",
-        market_id,
-        episode_id,
-        limit,
-    )
-    orders = [
-        RestingOrder(
-            order_id=r["client_order_id"],
-            side="yes" if r["side"] == 0 else "no",
-            action="buy" if r["action"] == 0 else "sell",
-            price=r["price"],
-            remaining=r["remaining"],
-            queue_ahead=None,
-        )
-        for r in orows
-    ]
-    fills = [
-        Fill(
-            ts_ms=int(r["ts"]) // 1_000_000 if r["ts"] > 10**14 else int(r["ts"]),
-            side="yes" if r["side"] == 0 else "no",
-            action="buy" if r["action"] == 0 else "sell",
-            price=r["price"],
-            count=r["count"],
-            fee=r["fee"],
-            is_taker=r["is_taker"],
-        )
-        for r in frows
-    ]
-    return orders, fills
-
-
 # ------------------------------------------------------------------ episodes & metrics
 
 _EP_COLS = (
@@ -210,9 +168,10 @@ async def episode_actions(
     conn: asyncpg.Connection, episode_id: int, limit: int, offset: int
 ) -> list[ActionOut]:
     rows = await conn.fetch(
-        "SELECT a.step, m.ticker, a.ts, a.action, a.price, a.count, a.position,"
-        " a.account_value FROM trading_actions a LEFT JOIN markets m ON m.id = a.market_id"
-        " WHERE a.episode_id = $1 ORDER BY a.step DESC, a.market_id LIMIT $2 OFFSET $3",
+        "SELECT a.step, m.ticker, a.ts, a.action, a.status, a.price, a.count, a.filled, a.fee,"
+        " a.position, a.account_value, a.probs FROM trading_actions a"
+        " LEFT JOIN markets m ON m.id = a.market_id"
+        " WHERE a.episode_id = $1 ORDER BY a.step DESC LIMIT $2 OFFSET $3",
         episode_id,
         limit,
         offset,
@@ -224,28 +183,53 @@ async def episode_actions(
             ts_ns=r["ts"],
             action=r["action"],
             action_name=ACTION_NAMES.get(r["action"], str(r["action"])),
-            price=r["price"],
+            status=_status_name(r["status"]),
+            price=None if r["price"] < 0 else r["price"],
             count=r["count"],
+            filled=r["filled"],
+            fee=r["fee"],
             position=r["position"],
             account_value=r["account_value"],
+            probs=[float(x) for x in r["probs"] or ()],
         )
         for r in rows
     ]
 
 
+def _status_name(code: int) -> str:
+    return ACTION_STATUS_NAMES[code] if 0 <= code < len(ACTION_STATUS_NAMES) else str(code)
+
+
 async def episode_performance(conn: asyncpg.Connection, ep: EpisodeOut) -> PerformanceMetrics:
-    """Metrics of one episode from its per-step account values (one value per step)."""
+    """Metrics of one episode from its decisions.
+
+    Each decision records its market's sub-account value; the account's value after step k
+    is the sum over markets of their latest value (a market not yet decided on counts at
+    its start, ``start_cash / n_markets``).
+    """
     rows = await conn.fetch(
-        "SELECT step, max(ts) AS ts, max(account_value) AS v FROM trading_actions"
-        " WHERE episode_id = $1 GROUP BY step ORDER BY step",
+        "SELECT ts, market_id, account_value, fee FROM trading_actions WHERE episode_id = $1"
+        " ORDER BY step",
         ep.id,
     )
-    ts = [int(r["ts"]) // 1_000_000 for r in rows]
-    vals = [int(r["v"]) for r in rows]
+    n = max(len(ep.markets), 1)
+    per = ep.start_cash // n
+    last: dict[int, int] = {}
+    total = per * n
+    ts: list[int] = []
+    vals: list[int] = []
+    fees = 0
+    for r in rows:
+        m = r["market_id"]
+        total += int(r["account_value"]) - last.get(m, per)
+        last[m] = int(r["account_value"])
+        fees += int(r["fee"])
+        ts.append(int(r["ts"]) // 1_000_000)
+        vals.append(total)
     if ep.end_value is not None and ep.ended_at is not None:
         ts.append(int(ep.ended_at.timestamp() * 1000))
         vals.append(ep.end_value)
-    return perf.episode_metrics(ts, vals, ep.start_cash, ep.fees_paid)
+    return perf.episode_metrics(ts, vals, ep.start_cash, ep.fees_paid or fees)
 
 
 async def model_performance(conn: asyncpg.Connection, model_id: int) -> PerformanceMetrics:
@@ -319,8 +303,7 @@ def run_out(r: asyncpg.Record, job_id: int | None) -> TrainingRunOut:
 
 async def run_progress(conn: asyncpg.Connection, run_id: int) -> list[ProgressPoint]:
     rows = await conn.fetch(
-        "SELECT timesteps, ts, metrics FROM training_progress WHERE run_id = $1"
-        " ORDER BY timesteps",
+        "SELECT timesteps, ts, metrics FROM training_progress WHERE run_id = $1 ORDER BY timesteps",
         run_id,
     )
     return [

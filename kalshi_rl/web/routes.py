@@ -6,13 +6,13 @@ Handlers get the app state (``web``) and, when they touch PostgreSQL, a connecti
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-import msgspec
 from litestar import Controller, MediaType, Response, get, post, put
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Parameter
@@ -34,9 +34,10 @@ from kalshi_rl.web.schemas import (
     ActorStart,
     Compare,
     DeployResult,
-    FeatureNames,
     EpisodeDetail,
     EpisodeOut,
+    FeatureNames,
+    Fill,
     Ladder,
     Lineage,
     MarketSummary,
@@ -56,7 +57,7 @@ from kalshi_rl.web.schemas import (
     TrainingRunOut,
     TrainingStart,
 )
-from kalshi_rl.web.state import Conn, Web, WebState
+from kalshi_rl.web.state import Conn, Web
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 Offset = Annotated[int, Parameter(ge=0, le=10**9)]
@@ -123,14 +124,24 @@ class MarketsController(Controller):
             raise NotFoundException(detail=f"no market {ticker!r} in this node's books")
         frame = bookview.book_frame(books, slot, levels)
         row = web.info.meta.get(ticker)
-        trades, orders, fills = [], [], []
-        if row is not None:
-            trades = await queries.trade_tape(conn, row["id"], web.node.session_id)
-            snap = _actor_snapshot(web.node.actor)
-            orders, fills = await queries.agent_orders_and_fills(
-                conn, row["id"], snap.get("episode_id")
+        trades = (
+            [] if row is None else await queries.trade_tape(conn, row["id"], web.node.session_id)
+        )
+        snap = _actor_snapshot(web.actor)
+        orders = [o for o in _orders_of(snap) if o.ticker == ticker]
+        fills = [
+            Fill(
+                ts_ms=_int(f.get("ts_ms")),
+                side="no" if f.get("side") == "no" else "yes",
+                action="sell" if f.get("action") == "sell" else "buy",
+                price=_int(f.get("price")),
+                count=_int(f.get("count")),
+                fee=_int(f.get("fee")),
+                is_taker=bool(f.get("is_taker")),
             )
-            orders = _with_queue(orders, snap, ticker)
+            for f in snap.get("fills", [])
+            if isinstance(f, dict) and f.get("ticker") == ticker
+        ]
         return Ladder(
             ticker=ticker,
             valid=frame["valid"],
@@ -155,21 +166,20 @@ def _actor_snapshot(actor: ActorView | None) -> dict[str, Any]:
     return snap if isinstance(snap, dict) else {}
 
 
-def _with_queue(
-    orders: list[RestingOrder], snap: dict[str, Any], ticker: str
-) -> list[RestingOrder]:
-    """Fill in queue estimates from the actor's live order view (the DB has none)."""
-    live = {
-        str(o.get("order_id") or o.get("client_order_id")): o
+def _orders_of(snap: dict[str, Any]) -> list[RestingOrder]:
+    return [
+        RestingOrder(
+            order_id=str(o.get("order_id") or o.get("client_order_id")),
+            ticker=str(o.get("ticker", "")),
+            side="no" if o.get("side") in ("no", 1) else "yes",
+            action="sell" if o.get("action") in ("sell", 1) else "buy",
+            price=_int(o.get("price")),
+            remaining=_int(o.get("remaining")),
+            queue_ahead=None if o.get("queue_ahead") is None else _int(o.get("queue_ahead")),
+        )
         for o in snap.get("orders", [])
-        if isinstance(o, dict) and o.get("ticker") in (None, ticker)
-    }
-    out = []
-    for o in orders:
-        lo = live.get(o.order_id)
-        q = lo.get("queue_ahead") if lo is not None else None
-        out.append(msgspec.structs.replace(o, queue_ahead=None if q is None else int(q)))
-    return out
+        if isinstance(o, dict)
+    ]
 
 
 # ------------------------------------------------------------------ models
@@ -208,10 +218,8 @@ class ModelsController(Controller):
                 status_code=400, detail=f"checkpoint_path {str(path)!r} is not an SB3 zip file"
             )
         meta: dict[str, Any] = {}
-        try:
+        with contextlib.suppress(registry.RegistryError):  # a plain SB3 zip: no provenance
             meta = registry.read_embedded_metadata(path)
-        except registry.RegistryError:
-            pass  # a plain SB3 zip: no provenance to copy
         env_config = meta.get("config", {}).get("identity", {}) if meta else {}
         mv = await registry.register(
             conn,
@@ -288,7 +296,7 @@ async def _deploy(web: Web, conn: Conn, model_id: Id) -> DeployResult:
     if mv.status is not registry.ModelStatus.DEPLOYED:
         mv = await registry.deploy(conn, model_id)
     switched = False
-    actor = web.node.actor
+    actor = web.actor
     if actor is not None and actor.model_id != mv.id and actor_state(actor) != "halted":
         if actor_state(actor) in ("stopped", "none"):
             await actor.start(mv.id)
@@ -369,9 +377,11 @@ class TrainingController(Controller):
             raise HTTPException(status_code=400, detail="give exactly one of dataset, session_id")
         if data.dataset is not None:
             _check_dataset(data.dataset)
-        if data.session_id is not None:
-            if await conn.fetchval("SELECT 1 FROM feed_sessions WHERE id = $1", data.session_id) is None:
-                raise NotFoundException(detail=f"no recording session {data.session_id}")
+        if data.session_id is not None and (
+            await conn.fetchval("SELECT 1 FROM feed_sessions WHERE id = $1", data.session_id)
+            is None
+        ):
+            raise NotFoundException(detail=f"no recording session {data.session_id}")
         if data.start_ms is not None and data.end_ms is not None and data.end_ms <= data.start_ms:
             raise HTTPException(status_code=400, detail="end_ms must be after start_ms")
         if data.parent_id is not None:
@@ -438,7 +448,9 @@ def _check_dataset(spec: str) -> None:
     except OSError:
         ok = False
     if not ok:
-        raise HTTPException(status_code=400, detail=f"dataset {spec!r} not found (no Parquet there)")
+        raise HTTPException(
+            status_code=400, detail=f"dataset {spec!r} not found (no Parquet there)"
+        )
 
 
 def _match_jobs(web: Web, rows: list[asyncpg.Record]) -> None:
@@ -465,9 +477,9 @@ def _job_id(web: Web, run_id: int) -> int | None:
 
 
 def _need_actor(web: Web) -> ActorView:
-    if web.node.actor is None:
+    if web.actor is None:
         raise conflict("this node runs no actor")
-    return web.node.actor
+    return web.actor
 
 
 def _int(v: Any, default: int = 0) -> int:
@@ -488,7 +500,7 @@ def _pnl(p: Any) -> PnlPoint | None:
 
 
 async def actor_out(web: Web, conn: asyncpg.Connection | None) -> ActorOut:
-    actor = web.node.actor
+    actor = web.actor
     if actor is None:
         return ActorOut(
             available=False, state="none", mode="paper", model_id=None, model_name=None,
@@ -505,24 +517,16 @@ async def actor_out(web: Web, conn: asyncpg.Connection | None) -> ActorOut:
             pass
     positions = [
         Position(
-            ticker=str(p.get("ticker")), position=_int(p.get("position")),
+            ticker=str(p.get("ticker")),
+            position=_int(p.get("position")),
             avg_price=None if p.get("avg_price") is None else float(p["avg_price"]),
-            mark_value=_int(p.get("mark_value")), realized=_int(p.get("realized")),
-        )  # fmt: skip
+            mark_value=_int(p.get("mark_value")),
+            realized=_int(p.get("realized")),
+        )
         for p in snap.get("positions", [])
         if isinstance(p, dict)
     ]
-    orders = [
-        RestingOrder(
-            order_id=str(o.get("order_id") or o.get("client_order_id")),
-            side="no" if o.get("side") in ("no", 1) else "yes",
-            action="sell" if o.get("action") in ("sell", 1) else "buy",
-            price=_int(o.get("price")), remaining=_int(o.get("remaining")),
-            queue_ahead=None if o.get("queue_ahead") is None else _int(o.get("queue_ahead")),
-        )  # fmt: skip
-        for o in snap.get("orders", [])
-        if isinstance(o, dict)
-    ]
+    orders = _orders_of(snap)
     history = [q for p in snap.get("pnl_history", []) if (q := _pnl(p)) is not None]
     return ActorOut(
         available=True,
@@ -596,9 +600,7 @@ class SessionsController(Controller):
     tags = ["data"]  # noqa: RUF012
 
     @get("/", summary="Recording sessions, newest first")
-    async def list_sessions(
-        self, web: Web, conn: Conn, limit: Limit = 50
-    ) -> list[SessionOut]:
+    async def list_sessions(self, web: Web, conn: Conn, limit: Limit = 50) -> list[SessionOut]:
         return [
             queries.session_out(r, web.node.session_id)
             for r in await queries.list_sessions(conn, limit)

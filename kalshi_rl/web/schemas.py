@@ -114,9 +114,10 @@ class RestingOrder(Struct, kw_only=True):
     """One of the agent's resting orders, with its queue estimate (count ahead of it)."""
 
     order_id: str
+    ticker: str
     side: Literal["yes", "no"]
     action: Literal["buy", "sell"]
-    price: int
+    price: int  # on the side's own scale
     remaining: int
     queue_ahead: int | None
 
@@ -220,15 +221,21 @@ class EpisodeOut(Struct, kw_only=True):
 
 
 class ActionOut(Struct, kw_only=True):
+    """One decision of the actor (trading_actions row)."""
+
     step: int
     ticker: str | None
     ts_ns: int
     action: int
     action_name: str
+    status: str
     price: int | None
     count: int
+    filled: int
+    fee: int
     position: int
-    account_value: int
+    account_value: int  # the market's sub-account value after the decision
+    probs: list[float]
 
 
 class EpisodeDetail(Struct, kw_only=True):

@@ -19,6 +19,7 @@ from kalshi_rl.web import queries
 from kalshi_rl.web.books import MarketInfo
 from kalshi_rl.web.config import WebConfig
 from kalshi_rl.web.node import (
+    ActorView,
     NodeView,
     actor_state,
     durability_lag_ms,
@@ -42,6 +43,8 @@ class WebState:
     training_fanout: Fanout
     actions: ActionsHub
     training: TrainingHub
+    actor: ActorView | None = None
+    mode: str = "sim"
     info: MarketInfo = field(default_factory=MarketInfo)
     started: float = field(default_factory=time.time)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -94,11 +97,11 @@ class WebState:
         if books_total and books_valid < books_total:
             reasons.append(f"{books_total - books_valid} book(s) invalid")
         health = "ok" if not reasons else ("down" if feed is None or not db_up else "degraded")
-        actor = node.actor
+        actor = self.actor
         return Status(
             health=health,  # type: ignore[arg-type]
             reasons=reasons,
-            mode=node.mode,
+            mode=self.mode,
             uptime_s=round(time.time() - self.started, 1),
             session_id=node.session_id,
             feed=fs,

@@ -25,8 +25,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from core.dtypes import ACTION_STATUS_NAMES
 from kalshi_rl.web.books import book_frame
-from kalshi_rl.web.node import NodeView
+from kalshi_rl.web.node import ActorView, NodeView
+from kalshi_rl.web.queries import ACTION_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +213,10 @@ class ActionsHub:
     republishes each record as a JSON frame.
     """
 
-    def __init__(self, node: NodeView, fanout: Fanout, poll_s: float = 0.5) -> None:
-        self.node = node
+    def __init__(
+        self, actor: Callable[[], ActorView | None], fanout: Fanout, poll_s: float = 0.5
+    ) -> None:
+        self.actor = actor
         self.fanout = fanout
         self.poll_s = poll_s
         self.forwarded = 0
@@ -220,7 +224,16 @@ class ActionsHub:
         self.keep = 50
 
     def _push(self, rec: dict[str, Any]) -> None:
-        frame = dumps({"type": "action", **rec})
+        name = ACTION_NAMES.get(rec.get("action", -1), str(rec.get("action")))
+        status = rec.get("status")
+        extra = {
+            "ticker": rec.get("ticker", rec.get("market")),
+            "action_name": name,
+            "status_name": ACTION_STATUS_NAMES[status]
+            if isinstance(status, int) and 0 <= status < len(ACTION_STATUS_NAMES)
+            else status,
+        }
+        frame = dumps({"type": "action", **rec, **extra})
         self.recent.append(frame)
         if len(self.recent) > self.keep:
             del self.recent[: len(self.recent) - self.keep]
@@ -229,13 +242,13 @@ class ActionsHub:
 
     async def run(self) -> None:
         while True:
-            actor = self.node.actor
+            actor = self.actor()
             if actor is None:
                 await asyncio.sleep(self.poll_s)
                 continue
             q = actor.subscribe()
             try:
-                while self.node.actor is actor:
+                while self.actor() is actor:
                     try:
                         rec = await asyncio.wait_for(q.get(), self.poll_s)
                     except TimeoutError:

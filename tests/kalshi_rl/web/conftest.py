@@ -19,7 +19,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from kalshi_rl.commands.stack import LocalStack, local_node
+from kalshi_rl.commands.stack import LiveStack, live_stack
 from kalshi_rl.web.app import create_app, serve
 from kalshi_rl.web.config import WebConfig
 
@@ -35,9 +35,13 @@ async def until(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> No
 
 
 @pytest.fixture
-async def stack(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LocalStack]:
+async def stack(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LiveStack]:
     monkeypatch.setenv("KALSHI_RL_DATA_DIR", str(tmp_path / "data"))
-    async with local_node(pg_dsn, markets=3, rate=150.0, ring_capacity=1 << 14) as st:
+    async with live_stack(
+        pg_dsn, markets=3, rate=150.0, ring_capacity=1 << 14, spill_dir=str(tmp_path / "spill")
+    ) as st:
         feed = st.node.feed
         assert feed is not None
         await until(lambda: feed.books_valid() == 3, "3 valid books")
@@ -50,9 +54,11 @@ def web_config(tmp_path: Path) -> WebConfig:
 
 
 @contextlib.asynccontextmanager
-async def serving(node: Any, config: WebConfig) -> AsyncIterator[tuple[str, Litestar]]:
+async def serving(
+    node: Any, config: WebConfig, actor: Any = None
+) -> AsyncIterator[tuple[str, Litestar]]:
     """(base URL, app) of ``create_app(node, config)`` served on this loop."""
-    app = create_app(node, config)
+    app = create_app(node, config, actor=actor)
     started = asyncio.Event()
     task = asyncio.create_task(serve(app, config, started))
     await asyncio.wait_for(started.wait(), 30)
@@ -64,9 +70,9 @@ async def serving(node: Any, config: WebConfig) -> AsyncIterator[tuple[str, Lite
 
 
 @pytest.fixture
-async def server(stack: LocalStack, web_config: WebConfig) -> AsyncIterator[str]:
+async def server(stack: LiveStack, web_config: WebConfig) -> AsyncIterator[str]:
     """Base URL (http://127.0.0.1:PORT) of the app served over real sockets."""
-    async with serving(stack.node, web_config) as (url, _):
+    async with serving(stack.node, web_config, stack.actor) as (url, _):
         yield url
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
 import httpx
+import pytest
 
-from kalshi_rl.commands.stack import LocalStack
+from kalshi_rl.commands.stack import LiveStack
 
 pytestmark = pytest.mark.slow
 
 
-async def test_status_reports_the_live_node(client: httpx.AsyncClient, stack: LocalStack) -> None:
+async def test_status_reports_the_live_node(client: httpx.AsyncClient, stack: LiveStack) -> None:
     r = await client.get("/rl/status")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -18,12 +18,12 @@ async def test_status_reports_the_live_node(client: httpx.AsyncClient, stack: Lo
     assert body["books_valid"] == 3
     assert body["feed"]["connected"] is True
     assert body["session_id"] == stack.node.session_id
-    assert body["actor_state"] == "none"
+    assert body["actor_state"] == "stopped"  # an actor control, no model trading yet
     assert 0.0 <= body["ring_occupancy"] <= 1.0
 
 
 async def test_markets_list_and_ladder_match_the_books(
-    client: httpx.AsyncClient, stack: LocalStack
+    client: httpx.AsyncClient, stack: LiveStack
 ) -> None:
     r = await client.get("/rl/markets")
     assert r.status_code == 200, r.text

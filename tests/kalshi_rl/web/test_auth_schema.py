@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kalshi_rl.commands.stack import LocalStack
+from kalshi_rl.commands.stack import LiveStack
 from kalshi_rl.web.config import WebConfig
 
 from .conftest import serving
@@ -31,12 +31,12 @@ def _control_routes(app: object) -> list[tuple[str, str]]:
 
 
 async def test_exposed_bind_needs_the_token_on_every_control_route(
-    stack: LocalStack, tmp_path: Path
+    stack: LiveStack, tmp_path: Path
 ) -> None:
     for token in (None, TOKEN):
         cfg = WebConfig(host="0.0.0.0", port=0, token=token, data_dir=tmp_path, ui_dir=tmp_path)
-        async with serving(stack.node, cfg) as (url, app):
-            url = url.replace("0.0.0.0", "127.0.0.1")
+        async with serving(stack.node, cfg) as (bound, app):
+            url = bound.replace("0.0.0.0", "127.0.0.1")
             routes = _control_routes(app)
             assert len(routes) >= 13, routes
             async with httpx.AsyncClient(base_url=url, timeout=30) as c:

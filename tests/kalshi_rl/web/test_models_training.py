@@ -11,7 +11,7 @@ import orjson
 import pytest
 import websockets
 
-from kalshi_rl.commands.stack import LocalStack
+from kalshi_rl.commands.stack import LiveStack
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ async def _wait_run(client: httpx.AsyncClient, job_id: int, timeout: float = 240
 
 
 async def test_train_deploy_rollback_archive(
-    client: httpx.AsyncClient, server: str, stack: LocalStack
+    client: httpx.AsyncClient, server: str, stack: LiveStack
 ) -> None:
     ws_url = server.replace("http", "ws") + "/rl/ws/training"
     async with websockets.connect(ws_url) as ws:
@@ -101,7 +101,9 @@ async def test_train_deploy_rollback_archive(
     assert r.json()["status"] == "archived"
     r = await client.put(f"/rl/models/{v2['id']}", json={"status": "deployed"})
     assert r.status_code == 409 and "cannot go from archived" in r.json()["detail"]
-    assert (await client.get("/rl/models", params={"status": "archived"})).json()[0]["id"] == v2["id"]
+    assert (await client.get("/rl/models", params={"status": "archived"})).json()[0]["id"] == v2[
+        "id"
+    ]
 
     # compare: evaluation tables side by side
     r = await client.get("/rl/compare", params={"ids": [v1["id"], v2["id"]]})

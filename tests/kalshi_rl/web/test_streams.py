@@ -7,12 +7,11 @@ import dataclasses
 import socket
 
 import httpx
-
 import orjson
 import pytest
 import websockets
 
-from kalshi_rl.commands.stack import LocalStack
+from kalshi_rl.commands.stack import LiveStack
 from kalshi_rl.web.config import WebConfig
 from kalshi_rl.web.streams import Client, Fanout
 
@@ -21,7 +20,7 @@ from .conftest import serving
 pytestmark = pytest.mark.slow
 
 
-async def test_orderbook_snapshot_on_join_then_updates(server: str, stack: LocalStack) -> None:
+async def test_orderbook_snapshot_on_join_then_updates(server: str, stack: LiveStack) -> None:
     t = stack.sim.tickers[0]
     url = server.replace("http", "ws") + f"/rl/ws/orderbook?markets={t}&interval_ms=50"
     async with websockets.connect(url) as ws:
@@ -48,7 +47,7 @@ async def test_orderbook_snapshot_on_join_then_updates(server: str, stack: Local
                 break
 
 
-async def test_status_stream(server: str, stack: LocalStack) -> None:
+async def test_status_stream(server: str, stack: LiveStack) -> None:
     async with websockets.connect(server.replace("http", "ws") + "/rl/ws/status") as ws:
         a = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
         b = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -57,7 +56,7 @@ async def test_status_stream(server: str, stack: LocalStack) -> None:
 
 
 async def test_a_client_that_never_reads_is_dropped_and_the_feed_goes_on(
-    stack: LocalStack, web_config: WebConfig
+    stack: LiveStack, web_config: WebConfig
 ) -> None:
     """A raw socket that sends the handshake and then never reads: the server's buffers
     fill, its queue fills (throttled), and it is closed (dropped as too slow, or when it
