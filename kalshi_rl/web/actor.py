@@ -60,6 +60,10 @@ class ActorControl:
         return "stopped" if a is None else a.state.name.lower()
 
     @property
+    def generation(self) -> int:
+        return 0 if self.trading is None else id(self.trading.actor)
+
+    @property
     def model_id(self) -> int | None:
         a = self.actor
         return None if a is None else a.model.model_id
@@ -114,7 +118,7 @@ class ActorControl:
         return self.actor.subscribe(maxsize=2000)
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        if self.actor is not None:
+        if self.actor is not None:  # the actor ignores a queue it never handed out
             self.actor.unsubscribe(queue)
 
     # ------------------------------------------------------------------ reads

@@ -64,6 +64,11 @@ class ActorView(Protocol):
     @property
     def model_id(self) -> int | None: ...
 
+    @property
+    def generation(self) -> int:
+        """Changes when the actor behind the control changes (streams resubscribe)."""
+        ...
+
     async def start(self, model_id: int) -> None: ...
 
     async def stop(self) -> None: ...
@@ -98,7 +103,6 @@ class NodeView(Protocol):
 
     @property
     def session_id(self) -> int | None: ...
-
 
 
 @dataclass

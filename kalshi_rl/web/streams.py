@@ -246,9 +246,11 @@ class ActionsHub:
             if actor is None:
                 await asyncio.sleep(self.poll_s)
                 continue
+            gen = actor.generation
             q = actor.subscribe()
             try:
-                while self.actor() is actor:
+                # resubscribe when the node's actor object changes (trading attached later)
+                while self.actor() is actor and actor.generation == gen:
                     try:
                         rec = await asyncio.wait_for(q.get(), self.poll_s)
                     except TimeoutError:
