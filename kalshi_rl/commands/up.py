@@ -1,16 +1,22 @@
-"""`kalshi-rl up`: the main job — everything up against the local exchange.
+"""`kalshi-rl up`: the main job — everything up, a trained agent trading on paper, a dashboard.
 
-Composition (one uvloop process for the live node, a separate process for training, as
-ARCHITECTURE.md draws it):
+On a fresh machine with no configuration (one uvloop process for the live node and the
+dashboard, separate processes for training, as ARCHITECTURE.md draws it):
 
 1. PostgreSQL: ``DATABASE_URL`` or the embedded server; migrations applied.
-2. The local exchange (``kalshi_rl.sim``) on 127.0.0.1 with RSA-PSS auth switched on and a
-   key pair made for it under the data dir, so the collector signs exactly as for Kalshi.
-3. The collector (``kalshi-rl collect``'s ``run_collector``) recording every market.
-4. After ``--train-after`` seconds, in a child process: ``kalshi-rl dataset build`` over
-   this session's history, then ``kalshi-rl train`` (PPO by default) which registers a model
-   version and writes its evaluation report.  The live node keeps recording meanwhile.
-5. Runs until Ctrl-C (or ``--duration``), then flushes everything and closes the session.
+2. The exchange: the local one (``kalshi_rl.sim``, rolling markets, RSA-PSS auth on with a
+   key pair made for it under the data dir), or Kalshi itself when Kalshi credentials are
+   configured (``KALSHI_API_KEY_ID`` + key): its books are recorded instead and the agent
+   paper-trades on them.
+3. The live node (``kalshi_rl.live.node.LiveNode``): feed, shared books, rings, writers.
+4. The dashboard (``kalshi_rl.web``) on the same event loop, at the printed URL.
+5. A first training run, in a child process started through the dashboard's launcher (so it
+   shows in the Training page), on generated history; when it finishes its model is deployed
+   and the actor trades it on paper.  If the registry already has a deployed (or ready)
+   version of ``--name``, the actor trades that at once and no first run is needed.
+6. Until Ctrl-C (or ``--duration``): then the web server stops, training children are
+   stopped, the actor closes its episode, and every ring, writer and sink is flushed before
+   the session row is closed.
 """
 
 from __future__ import annotations
@@ -19,14 +25,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 log = logging.getLogger(__name__)
+
+FIRST_DATASET = "synthetic:32:600:{seed}"  # generated history for the first run
 
 
 def _sim_keys(data_dir: Path) -> tuple[bytes, bytes]:
@@ -42,82 +49,94 @@ def _sim_keys(data_dir: Path) -> tuple[bytes, bytes]:
     return pem, Credentials.from_pem("local-sim", pem).public_pem()
 
 
-async def _run_child(args: list[str], prefix: str) -> int:
-    """Run ``kalshi-rl ARGS`` in a child process, echoing its output with a prefix."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kalshi_rl.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
+def _kalshi_credentials() -> Any:
+    """Kalshi credentials from the environment, or None when none are configured."""
+    import os
+
+    from kalshi_rl.errors import AuthError
+    from kalshi_rl.kalshi.auth import ENV_KEY_ID, Credentials
+
+    if not os.environ.get(ENV_KEY_ID):
+        return None
     try:
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            if line:
-                typer.echo(f"[{prefix}] {line}")
-        return await proc.wait()
-    except asyncio.CancelledError:
-        proc.terminate()
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
-        raise
+        return Credentials.from_env()
+    except AuthError as exc:
+        raise typer.BadParameter(f"Kalshi credentials are configured but unusable: {exc}") from exc
 
 
-async def _train_pipeline(
-    dsn: str, session_id: int, out_dir: Path, *, timesteps: int, algo: str, name: str
-) -> None:
-    """Build a dataset from what is recorded so far and train on it (child processes)."""
-    ds_path = out_dir / f"session-{session_id}.parquet"
-    env = ["--database-url", dsn]
-    rc = await _run_child(
-        ["dataset", "build", "--out", str(ds_path), "--cadence-updates", "5", *env], "dataset"
-    )
-    if rc != 0:
-        typer.echo(f"[up] dataset build failed (exit {rc}); collector keeps running")
-        return
-    rc = await _run_child(
-        [
-            "train",
-            "--dataset",
-            str(ds_path),
-            "--algo",
-            algo,
-            "--timesteps",
-            str(timesteps),
-            "--name",
-            name,
-            "--no-progress-bar",
-            *env,
-        ],
-        "train",
-    )
-    typer.echo(f"[up] training {'finished' if rc == 0 else f'failed (exit {rc})'}")
-
-
-async def _up(  # noqa: PLR0917
-    markets: int,
-    rate: float,
-    seed: int,
-    port: int,
-    train_after: float,
-    timesteps: int,
-    algo: str,
-    name: str,
-    duration: float,
-    database_url: str | None,
-) -> None:
-    from kalshi_rl.commands.collect import run_collector
-    from kalshi_rl.config import CollectorConfig, FeedConfig
-    from kalshi_rl.kalshi.auth import Credentials
-    from kalshi_rl.sim.config import SimConfig
-    from kalshi_rl.sim.server import SimExchange
+async def _usable_model(dsn: str, name: str) -> Any:
+    """The deployed version of ``name``, else its newest ready one with a checkpoint."""
+    from kalshi_rl import registry
     from kalshi_rl.store import db
 
+    conn = await db.connect(dsn)
+    try:
+        mv = await registry.deployed(conn, name)
+        if mv is None:
+            mv = await registry.latest(conn, name, registry.ModelStatus.READY)
+        return mv if mv is not None and mv.checkpoint_path else None
+    finally:
+        await conn.close()
+
+
+async def _deploy_and_trade(stack: Any, dsn: str, model_id: int) -> None:
+    from kalshi_rl import registry
+    from kalshi_rl.store import db
+
+    conn = await db.connect(dsn)
+    try:
+        mv = await registry.get(conn, model_id)
+        if mv.status is not registry.ModelStatus.DEPLOYED:
+            mv = await registry.deploy(conn, model_id)
+    finally:
+        await conn.close()
+    await stack.actor.start(mv.id)
+    typer.echo(f"[up] deployed {mv.name} v{mv.version} (id {mv.id}); the actor trades it on paper")
+
+
+async def _first_model(
+    stack: Any, launcher: Any, dsn: str, *, name: str, algo: str, timesteps: int, seed: int,
+    dataset: str,
+) -> None:  # fmt: skip
+    """Train (unless a usable version exists), deploy, start trading."""
+    from kalshi_rl.web.schemas import TrainingStart
+
+    mv = await _usable_model(dsn, name)
+    if mv is None:
+        req = TrainingStart(
+            name=name, algorithm=algo, timesteps=timesteps, seed=seed, n_envs=16,  # type: ignore[arg-type]
+            dataset=dataset, eval_every=max(timesteps // 4, 1000),
+        )  # fmt: skip
+        job = launcher.start(req)
+        typer.echo(
+            f"[up] first training run: {algo} on {dataset}, {timesteps} steps (job {job.job_id})"
+        )
+        assert job.task is not None
+        await job.task
+        for line in list(job.tail)[-8:]:
+            typer.echo(f"[train] {line}")
+        if job.state != "finished":
+            typer.echo(f"[up] the first training run {job.state} (exit {job.exit_code})")
+            return
+        mv = await _usable_model(dsn, name)
+        if mv is None:
+            typer.echo("[up] training finished but registered no usable model")
+            return
+    await _deploy_and_trade(stack, dsn, mv.id)
+
+
+async def _up(opts: dict[str, Any]) -> None:
+    from kalshi_rl.commands.stack import live_stack
+    from kalshi_rl.config import PROD_REST_URL, PROD_WS_URL
+    from kalshi_rl.kalshi.auth import Credentials
+    from kalshi_rl.sim.config import SimConfig
+    from kalshi_rl.store import db
+    from kalshi_rl.web.app import create_app, serve
+    from kalshi_rl.web.config import WebConfig
+    from kalshi_rl.web.training import TrainingLauncher
+
     data_dir = db.default_data_dir()
-    dsn = db.resolve_dsn(database_url)
+    dsn = db.resolve_dsn(opts["database_url"])
     conn = await db.connect(dsn)
     try:
         applied = await db.migrate(conn)
@@ -125,115 +144,124 @@ async def _up(  # noqa: PLR0917
         await conn.close()
     typer.echo(f"[up] PostgreSQL ready ({len(applied)} migration(s) applied)")
 
-    priv, pub = _sim_keys(data_dir)
-    sim = SimExchange(
-        SimConfig(
-            port=port, n_markets=markets, rate=rate, seed=seed, public_key_pem=pub, record_limit=0
-        )
-    )
-    await sim.start()
-    typer.echo(f"[up] local exchange: ws {sim.ws_url}  rest {sim.rest_url}")
+    kalshi = _kalshi_credentials()
+    if kalshi is not None:
+        source: dict[str, Any] = {
+            "ws_url": opts["ws_url"] or PROD_WS_URL, "rest_url": opts["rest_url"] or PROD_REST_URL,
+            "mode": "demo" if "demo" in (opts["ws_url"] or "") else "live", "credentials": kalshi,
+        }  # fmt: skip
+        typer.echo(f"[up] Kalshi credentials found: recording {source['ws_url']} (paper trading)")
+    else:
+        priv, pub = _sim_keys(data_dir)
+        source = {
+            "sim_config": SimConfig(
+                port=opts["port"], n_markets=opts["markets"], rate=opts["rate"],
+                seed=opts["seed"], public_key_pem=pub, record_limit=0,
+            ),
+            "credentials": Credentials.from_pem("local-sim", priv), "mode": "sim",
+        }  # fmt: skip
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    cfg = CollectorConfig(
-        rest_url=sim.rest_url,
-        all_markets=True,
-        duration_s=duration,
-        database_url=dsn,
-        mode="sim",
-        progress_interval_s=2.0,
+    echo = (lambda line: typer.echo(f"[node] {line}")) if opts["progress"] else None
+    async with live_stack(dsn, echo=echo, progress_interval_s=5.0, **source) as stack:
+        node = stack.node
+        if stack.sim is not None:
+            typer.echo(f"[up] local exchange: ws {stack.sim.ws_url}  rest {stack.sim.rest_url}")
+        typer.echo(f"[up] recording {len(node.tickers)} markets, session {node.session_id}")
+        web_cfg = WebConfig.from_env(host=opts["host"], port=opts["web_port"], data_dir=data_dir)
+        launcher = TrainingLauncher(dsn, data_dir)
+        app = create_app(node, web_cfg, actor=stack.actor, launcher=launcher)
+        started = asyncio.Event()
+        web_task = asyncio.create_task(serve(app, web_cfg, started), name="web")
+        await asyncio.wait({web_task, asyncio.create_task(started.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if web_task.done():
+            web_task.result()
+        host = "127.0.0.1" if web_cfg.host in ("0.0.0.0", "::") else web_cfg.host
+        typer.echo(f"[up] dashboard: http://{host}:{app.state.bound_port}/")
+        first = None
+        if opts["train"]:
+            first = asyncio.create_task(
+                _first_model(
+                    stack, launcher, dsn, name=opts["name"], algo=opts["algo"],
+                    timesteps=opts["timesteps"], seed=opts["seed"],
+                    dataset=opts["dataset"] or FIRST_DATASET.format(seed=opts["seed"]),
+                ),
+                name="first-model",
+            )  # fmt: skip
+        t0 = time.monotonic()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if opts["duration"] > 0 and time.monotonic() - t0 >= opts["duration"]:
+                    break
+                for task in (web_task, stack.ticker, first):
+                    if task is not None and task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            typer.echo("[up] stopping: web, training, actor, then flushing every buffer")
+            if first is not None and not first.done():
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
+            web_task.cancel()
+            await asyncio.gather(web_task, return_exceptions=True)
+            await launcher.close()
+    fs = node.feed_stats
+    typer.echo(
+        f"[up] session {node.session_id}: {fs.get('msgs', 0)} messages,"
+        f" {node.writer_stats.get('rows_written_total', 0)} rows written, books valid at stop"
+        f" {node.books_valid_at_stop}/{len(node.tickers)}"
     )
-    feed_cfg = FeedConfig.from_env(ws_url=sim.ws_url)
-    creds = Credentials.from_pem("local-sim", priv)
-
-    collector = asyncio.create_task(
-        run_collector(
-            cfg,
-            feed_cfg,
-            credentials=creds,
-            stop=stop,
-            echo=lambda line: typer.echo(f"[collect] {line}"),
-        ),
-        name="collector",
-    )
-    trainer: asyncio.Task[None] | None = None
-    t0 = time.monotonic()
-    try:
-        while not collector.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(collector), 1.0)
-            if trainer is None and train_after >= 0 and time.monotonic() - t0 >= train_after:
-                session_id = await _current_session(dsn)
-                trainer = asyncio.create_task(
-                    _train_pipeline(
-                        dsn,
-                        session_id,
-                        data_dir / "datasets",
-                        timesteps=timesteps,
-                        algo=algo,
-                        name=name,
-                    )
-                )
-        result = collector.result()
-        typer.echo(
-            f"[up] session {result.session_id}: {result.feed['msgs']} messages,"
-            f" {result.writer['rows_written_total']} rows written, books valid at stop"
-            f" {result.books_valid}/{len(result.tickers)}"
-        )
-    finally:
-        stop.set()
-        if trainer is not None and not trainer.done():
-            typer.echo("[up] waiting for the training run to finish (Ctrl-C again to abort)")
-            try:
-                await trainer
-            except asyncio.CancelledError:
-                trainer.cancel()
-        if not collector.done():
-            await collector
-        await sim.stop()
-
-
-async def _current_session(dsn: str) -> int:
-    from kalshi_rl.store import db
-
-    conn = await db.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT max(id) FROM feed_sessions"))
-    finally:
-        await conn.close()
 
 
 def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
     markets: Annotated[int, typer.Option(help="Markets the local exchange lists.")] = 8,
     rate: Annotated[float, typer.Option(help="Book messages/s across all markets.")] = 400.0,
-    seed: Annotated[int, typer.Option(help="Seed of the exchange's market model.")] = 1,
-    port: Annotated[int, typer.Option(help="Local exchange port on 127.0.0.1.")] = 8765,
-    train_after: Annotated[
-        float, typer.Option(help="Seconds of recording before a training run (-1: never).")
-    ] = 90.0,
-    timesteps: Annotated[int, typer.Option(help="Env-steps of that training run.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of the exchange and the first run.")] = 1,
+    port: Annotated[int, typer.Option(help="Local exchange port on 127.0.0.1 (0: any).")] = 8765,
+    web_port: Annotated[int, typer.Option(help="Dashboard port (0: any free one).")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Dashboard bind; off loopback needs KALSHI_RL_WEB_TOKEN.")
+    ] = "127.0.0.1",
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="First training run + deploy + trade.")
+    ] = True,
+    timesteps: Annotated[int, typer.Option(help="Env-steps of the first training run.")] = 30_000,
     algo: Annotated[str, typer.Option(help="ppo or a2c.")] = "ppo",
+    dataset: Annotated[
+        str, typer.Option(help="Data of the first run (default: generated history).")
+    ] = "",
     name: Annotated[str, typer.Option(help="Registry name of the model trained.")] = "up-demo",
     duration: Annotated[float, typer.Option(help="Stop after N seconds (0: Ctrl-C).")] = 0.0,
+    progress: Annotated[
+        bool, typer.Option("--progress/--quiet", help="Node progress lines.")
+    ] = True,
+    ws_url: Annotated[str, typer.Option(help="Kalshi WS URL (with credentials).")] = "",
+    rest_url: Annotated[str, typer.Option(help="Kalshi REST URL (with credentials).")] = "",
     database_url: Annotated[
         str | None,
         typer.Option(envvar="DATABASE_URL", help="PostgreSQL DSN; embedded server if unset."),
     ] = None,
 ) -> None:
-    """Local exchange + collector into PostgreSQL + a training run on what was recorded."""
+    """Exchange + recorder + dashboard + a trained agent trading on paper, until Ctrl-C."""
     import uvloop
 
     if algo not in ("ppo", "a2c"):
         raise typer.BadParameter(f"algo must be ppo or a2c, got {algo!r}")
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("picows").setLevel(logging.WARNING)
-    uvloop.run(
-        _up(markets, rate, seed, port, train_after, timesteps, algo, name, duration, database_url)
-    )
+    opts = dict(
+        markets=markets, rate=rate, seed=seed, port=port, web_port=web_port, host=host,
+        train=train, timesteps=timesteps, algo=algo, dataset=dataset, name=name,
+        duration=duration, progress=progress, ws_url=ws_url, rest_url=rest_url,
+        database_url=database_url,
+    )  # fmt: skip
+    uvloop.run(_up(opts))
 
 
 def register(app: typer.Typer) -> None:

@@ -809,6 +809,7 @@ class Actor:
             "position": int(rec["position"]),
             "value": int(rec["value"]),
             "probs": [float(x) for x in rec["probs"][: int(rec["n_probs"])]],
+            "obs": self._obs.tolist(),  # the observation decided on (dashboard: feature view)
             "risk": RiskReason(int(rec["risk"])).name,
             "state": self.state.name,
         }

@@ -18,6 +18,7 @@ interface ActionRec {
   position: number;
   value: number | null;
   status: string;
+  risk: string;
 }
 
 function toAction(m: any, i: number): ActionRec {
@@ -31,11 +32,12 @@ function toAction(m: any, i: number): ActionRec {
     action: a,
     probs: Array.isArray(m.probs) ? m.probs : [],
     obs: Array.isArray(m.obs) ? m.obs : [],
-    price: m.price ?? null,
+    price: typeof m.price === "number" && m.price >= 0 ? m.price : null,
     count: m.count ?? 0,
     position: m.position ?? 0,
     value: m.account_value ?? m.value ?? null,
-    status: m.status ?? m.result ?? "",
+    risk: m.risk && m.risk !== "OK" ? String(m.risk) : "",
+    status: String(m.status_name ?? m.status ?? ""),
   };
 }
 
@@ -150,7 +152,7 @@ export function Agent() {
         <div className="col grow card">
           <h3>Actions <span className="muted small">ws {sock} · click a row for its observation</span></h3>
           <table className="grid small" data-testid="action-feed">
-            <thead><tr><th>time</th><th>market</th><th>action</th><th>probabilities</th><th>px</th><th>count</th><th>pos</th><th>value</th><th></th></tr></thead>
+            <thead><tr><th>time</th><th>market</th><th>action</th><th>probabilities</th><th>px</th><th>count</th><th>pos</th><th>value</th><th>status</th></tr></thead>
             <tbody>
               {actions.slice(0, 60).map((a) => (
                 <Fragment key={a.key}>
@@ -163,7 +165,7 @@ export function Agent() {
                     <td className="num">{qty(a.count)}</td>
                     <td className="num">{qty(a.position)}</td>
                     <td className="num">{usd(a.value)}</td>
-                    <td className="muted">{a.status}</td>
+                    <td className="muted">{a.status}{a.risk ? ` (${a.risk.toLowerCase()})` : ""}</td>
                   </tr>
                   {open === a.key && (
                     <tr><td colSpan={9}>
