@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import asyncpg
 from litestar import Controller, MediaType, Response, get, post, put
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_409_CONFLICT,
@@ -100,7 +100,7 @@ class MarketsController(Controller):
 
     @get("/", summary="Every market with its status and book summary")
     async def list_markets(
-        self, web: Web, valid: bool | None = None, status: str | None = None
+        self, web: Web, valid: FromQuery[bool | None] = None, status: FromQuery[str | None] = None
     ) -> list[MarketSummary]:
         books = web.node.books
         out = [bookview.summary(books, s, web.info) for s in range(books.n_markets)]
@@ -194,7 +194,7 @@ class ModelsController(Controller):
         self,
         conn: Conn,
         name: Annotated[str | None, Parameter(max_length=128)] = None,
-        status: registry.ModelStatus | None = None,
+        status: FromQuery[registry.ModelStatus | None] = None,
         algorithm: Annotated[str | None, Parameter(max_length=32)] = None,
     ) -> list[ModelOut]:
         rows = await registry.list_models(conn, name, status)
@@ -207,7 +207,7 @@ class ModelsController(Controller):
         return queries.model_out(await registry.get(conn, model_id))
 
     @post("/", summary="Register an existing checkpoint as a new version", status_code=201)
-    async def create(self, conn: Conn, data: ModelCreate) -> ModelOut:
+    async def create(self, conn: Conn, data: JSONBody[ModelCreate]) -> ModelOut:
         path = Path(data.checkpoint_path)
         try:
             ok = path.is_file() and zipfile.is_zipfile(path)
@@ -238,7 +238,7 @@ class ModelsController(Controller):
 
     @put("/{model_id:int}", summary="Change status (registry transitions) and/or notes")
     async def update(self, web: Web, conn: Conn, model_id: Id,
-                     data: ModelUpdate) -> ModelOut:  # fmt: skip
+                     data: JSONBody[ModelUpdate]) -> ModelOut:  # fmt: skip
         mv = await registry.get(conn, model_id)
         if data.notes is not None:
             mv = await registry.update(conn, model_id, metrics={queries.NOTES_KEY: data.notes})
@@ -372,7 +372,7 @@ class TrainingController(Controller):
     tags = ["training"]  # noqa: RUF012
 
     @post("/", summary="Start a training run in a separate process", status_code=202)
-    async def start(self, web: Web, conn: Conn, data: TrainingStart) -> TrainingJob:
+    async def start(self, web: Web, conn: Conn, data: JSONBody[TrainingStart]) -> TrainingJob:
         if (data.dataset is None) == (data.session_id is None):
             raise HTTPException(status_code=400, detail="give exactly one of dataset, session_id")
         if data.dataset is not None:
@@ -390,7 +390,7 @@ class TrainingController(Controller):
 
     @get("/", summary="Training runs with their latest progress")
     async def runs(
-        self, web: Web, conn: Conn, status: str | None = None,
+        self, web: Web, conn: Conn, status: FromQuery[str | None] = None,
         limit: Limit = 50,
     ) -> list[TrainingRunOut]:  # fmt: skip
         rows = await queries.list_runs(conn, status, limit)
@@ -555,7 +555,7 @@ class ActorController(Controller):
         return await actor_out(web, conn)
 
     @post("/start", summary="Start trading a model (paper)", status_code=200)
-    async def start(self, web: Web, conn: Conn, data: ActorStart) -> ActorOut:
+    async def start(self, web: Web, conn: Conn, data: JSONBody[ActorStart]) -> ActorOut:
         actor = _need_actor(web)
         mv = await registry.get(conn, data.model_id)
         if not mv.checkpoint_path:
@@ -569,7 +569,7 @@ class ActorController(Controller):
         return await actor_out(web, conn)
 
     @post("/switch", summary="Switch to another model without stopping", status_code=200)
-    async def switch(self, web: Web, conn: Conn, data: ActorStart) -> ActorOut:
+    async def switch(self, web: Web, conn: Conn, data: JSONBody[ActorStart]) -> ActorOut:
         actor = _need_actor(web)
         mv = await registry.get(conn, data.model_id)
         if not mv.checkpoint_path:
@@ -578,12 +578,12 @@ class ActorController(Controller):
         return await actor_out(web, conn)
 
     @post("/kill", summary="Kill switch: cancel everything and halt", status_code=200)
-    async def kill(self, web: Web, conn: Conn, data: ActorKill) -> ActorOut:
+    async def kill(self, web: Web, conn: Conn, data: JSONBody[ActorKill]) -> ActorOut:
         await _need_actor(web).kill(data.reason)
         return await actor_out(web, conn)
 
     @post("/mode", summary="Trading mode: 'paper' only ('live' answers 501)", status_code=200)
-    async def set_mode(self, web: Web, conn: Conn, data: ActorMode) -> ActorOut:
+    async def set_mode(self, web: Web, conn: Conn, data: JSONBody[ActorMode]) -> ActorOut:
         if data.mode == "live":
             raise HTTPException(
                 status_code=HTTP_501_NOT_IMPLEMENTED,

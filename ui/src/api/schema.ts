@@ -510,8 +510,12 @@ export interface components {
             action: number;
             action_name: string;
             count: number;
+            fee: number;
+            filled: number;
             position: number;
             price: number | null;
+            probs: number[];
+            status: string;
             step: number;
             ticker: string | null;
             ts_ns: number;
@@ -781,6 +785,7 @@ export interface components {
             remaining: number;
             /** @enum {string} */
             side: "yes" | "no";
+            ticker: string;
         };
         /** SessionDetail */
         SessionDetail: {

@@ -53,7 +53,7 @@ export function Training() {
     const pts = prog.filter((p) => k in p.metrics);
     return [pts.map((p) => p.timesteps), pts.map((p) => p.metrics[k])];
   };
-  const lossKeys = Array.from(new Set(prog.flatMap((p) => Object.keys(p.metrics).filter((k) => k.startsWith("losses/") && /loss/.test(k)))));
+  const lossKeys = Array.from(new Set(prog.flatMap((p) => Object.keys(p.metrics).filter((k) => k.startsWith("losses/") && k.slice(7).includes("loss")))));
   const lossX = prog.filter((p) => lossKeys.some((k) => k in p.metrics));
 
   return (
