@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test lint typecheck pytest bench throughput clean-venv
+.PHONY: run test lint typecheck pytest ui bench bench-web throughput clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,10 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+UI_STAMP := ui/node_modules/.package-lock.json
+UI_SRC   := $(shell find ui/src -type f 2>/dev/null) ui/index.html ui/vite.config.ts ui/tsconfig.json
+
+# the dashboard: npm ci from the committed lock file (registry only), then a production build
+$(UI_STAMP): ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	touch $(UI_STAMP)
+
+ui/dist/index.html: $(UI_STAMP) $(UI_SRC)
+	cd ui && npm run build
+
+ui: ui/dist/index.html
+
+run: $(STAMP) ui
 	$(BIN)/kalshi-rl up $(ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck ui pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +46,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pytest bench/ --benchmark-columns=min,median,mean,ops,rounds
+
+bench-web: $(STAMP)
+	$(BIN)/python bench/bench_web.py $(ARGS)
 
 throughput: $(STAMP)
 	$(BIN)/python bench/throughput.py

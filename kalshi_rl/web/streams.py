@@ -106,6 +106,8 @@ class OrderbookHub:
         queue_size: frames a client may have queued before it is throttled.
         drop_after: consecutive throttled ticks before a client is dropped.
         min_interval_s: the fastest per-client rate a client may ask for.
+        share_encoding: encode a changed market once per tick for every client (False:
+            once per client, the naive way; bench/bench_web.py compares them).
     """
 
     def __init__(
@@ -116,8 +118,10 @@ class OrderbookHub:
         queue_size: int = 128,
         drop_after: int = 250,
         min_interval_s: float = 0.02,
+        share_encoding: bool = True,
     ) -> None:
         self.node = node
+        self.share_encoding = share_encoding
         self.tick_s = tick_s
         self.queue_size = queue_size
         self.drop_after = drop_after
@@ -158,7 +162,7 @@ class OrderbookHub:
             nu = int(meta[slot]["n_updates"])
             if not force and c.sent.get(slot) == nu:
                 continue
-            frame = cache.get(slot)
+            frame = cache.get(slot) if self.share_encoding else None
             if frame is None:
                 frame = dumps(book_frame(self.node.books, slot))
                 cache[slot] = frame

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from kalshi_rl.commands.stack import LiveStack, live_stack
@@ -33,6 +32,22 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("KALSHI_RL_ARTIFACTS", ROOT / "build" / "test-artifacts")) / "ui"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go (kept by CI as test artifacts)."""
+    return artifacts_dir()
+
+
+@pytest.fixture
+def chromium() -> tuple[str, list[str]]:
+    """(executable, args) of Debian's Chromium, with the UI built."""
+    assert (UI_DIST / "index.html").is_file(), (
+        "ui/dist is missing: run `cd ui && npm ci && npm run build` (make test does)"
+    )
+    assert Path(CHROMIUM).is_file(), f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -61,16 +76,12 @@ async def ui_stack(
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def browser(chromium: tuple[str, list[str]]) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = await p.chromium.launch(executable_path=chromium[0], args=chromium[1])
         try:
             yield b
         finally:
             await b.close()
-
-
-async def api_client(base: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base, timeout=30)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from kalshi_rl.commands.stack import LiveStack
-
-from .conftest import artifacts_dir
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +42,11 @@ async def _int_text(page: Any, sel: str) -> int:
     return int(re.sub(r"[^0-9]", "", await page.locator(sel).inner_text()) or 0)
 
 
-async def test_dashboard_end_to_end(ui_stack: tuple[LiveStack, str], browser: Any) -> None:
+async def test_dashboard_end_to_end(
+    ui_stack: tuple[LiveStack, str], browser: Any, artifacts: Path
+) -> None:
     stack, base = ui_stack
-    shots = artifacts_dir()
+    shots = artifacts
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         first_id = await _train_via_api(c)
         r = await c.post("/rl/actor/start", json={"model_id": first_id})

@@ -49,6 +49,42 @@ async def stack(
 
 
 @pytest.fixture
+def serve_app() -> Callable[..., Any]:
+    """``serving(node, config, actor)``: an async context of (base URL, app)."""
+    return serving
+
+
+TRAIN = {
+    "name": "webtest", "algorithm": "ppo", "timesteps": 2048, "seed": 3, "n_envs": 4,
+    "dataset": "synthetic:6:160:1", "eval_every": 1024,
+}  # fmt: skip
+
+
+@pytest.fixture
+def train_body() -> dict[str, Any]:
+    """A small, valid training request (a few seconds of PPO on generated history)."""
+    return dict(TRAIN)
+
+
+async def wait_job(client: httpx.AsyncClient, job_id: int, timeout: float = 240) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        jobs = (await client.get("/rl/training/jobs")).json()
+        job = next(j for j in jobs if j["job_id"] == job_id)
+        if job["state"] not in ("building", "training"):
+            return dict(job)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"training job {job_id} did not finish")
+
+
+@pytest.fixture
+def wait_training() -> Callable[..., Any]:
+    """``await wait_training(client, job_id)``: the job once it is no longer running."""
+    return wait_job
+
+
+@pytest.fixture
 def web_config(tmp_path: Path) -> WebConfig:
     return WebConfig(port=0, data_dir=tmp_path / "data", ui_dir=tmp_path / "no-ui")
 

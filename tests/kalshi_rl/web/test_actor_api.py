@@ -5,6 +5,7 @@ and the episode's actions and metrics are served afterwards."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
@@ -13,23 +14,21 @@ import websockets
 
 from kalshi_rl.commands.stack import LiveStack
 
-from .test_models_training import TRAIN, _wait_run
-
 pytestmark = pytest.mark.slow
 
 
-async def _train(client: httpx.AsyncClient, name: str) -> dict:
-    r = await client.post("/rl/training", json={**TRAIN, "name": name, "timesteps": 1024})
+async def _train(client: httpx.AsyncClient, body: dict, wait: Any, name: str) -> dict:
+    r = await client.post("/rl/training", json={**body, "name": name, "timesteps": 1024})
     assert r.status_code == 202, r.text
-    job = await _wait_run(client, r.json()["job_id"])
+    job = await wait(client, r.json()["job_id"])
     assert job["state"] == "finished", job["log_tail"]
     return (await client.get("/rl/models", params={"name": name})).json()[-1]
 
 
 async def test_actor_start_actions_deploy_switch_kill(
-    client: httpx.AsyncClient, server: str, stack: LiveStack
+    client: httpx.AsyncClient, server: str, stack: LiveStack, train_body: dict, wait_training: Any
 ) -> None:
-    v1 = await _train(client, "actortest")
+    v1 = await _train(client, train_body, wait_training, "actortest")
     r = await client.post("/rl/actor/start", json={"model_id": v1["id"]})
     assert r.status_code == 200, r.text
     a = r.json()

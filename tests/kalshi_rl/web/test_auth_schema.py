@@ -7,14 +7,13 @@ import asyncio
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from kalshi_rl.commands.stack import LiveStack
 from kalshi_rl.web.config import WebConfig
-
-from .conftest import serving
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +30,11 @@ def _control_routes(app: object) -> list[tuple[str, str]]:
 
 
 async def test_exposed_bind_needs_the_token_on_every_control_route(
-    stack: LiveStack, tmp_path: Path
+    stack: LiveStack, tmp_path: Path, serve_app: Any
 ) -> None:
     for token in (None, TOKEN):
         cfg = WebConfig(host="0.0.0.0", port=0, token=token, data_dir=tmp_path, ui_dir=tmp_path)
-        async with serving(stack.node, cfg) as (bound, app):
+        async with serve_app(stack.node, cfg) as (bound, app):
             url = bound.replace("0.0.0.0", "127.0.0.1")
             routes = _control_routes(app)
             assert len(routes) >= 13, routes
@@ -57,7 +56,7 @@ async def test_exposed_bind_needs_the_token_on_every_control_route(
                 assert (await c.get("/rl/status")).status_code == 200
     # on loopback no token is needed
     cfg = WebConfig(port=0, data_dir=tmp_path, ui_dir=tmp_path)
-    async with serving(stack.node, cfg) as (url, _), httpx.AsyncClient(base_url=url) as c:
+    async with serve_app(stack.node, cfg) as (url, _), httpx.AsyncClient(base_url=url) as c:
         r = await c.post("/rl/actor/mode", json={"mode": "live"})
         assert r.status_code == 501 and "paper" in r.json()["detail"]
         r = await c.post("/rl/actor/mode", json={"mode": "paperz"})

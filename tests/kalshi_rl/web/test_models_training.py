@@ -5,37 +5,20 @@ create from a checkpoint, lineage, compare."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import websockets
 
-from kalshi_rl.commands.stack import LiveStack
-
 pytestmark = pytest.mark.slow
-
-TRAIN = {
-    "name": "webtest", "algorithm": "ppo", "timesteps": 2048, "seed": 3, "n_envs": 4,
-    "dataset": "synthetic:6:160:1", "eval_every": 1024,
-}  # fmt: skip
-
-
-async def _wait_run(client: httpx.AsyncClient, job_id: int, timeout: float = 240) -> dict:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        jobs = (await client.get("/rl/training/jobs")).json()
-        job = next(j for j in jobs if j["job_id"] == job_id)
-        if job["state"] not in ("building", "training"):
-            return job
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"training job {job_id} did not finish: {job}")
 
 
 async def test_train_deploy_rollback_archive(
-    client: httpx.AsyncClient, server: str, stack: LiveStack
+    client: httpx.AsyncClient, server: str, train_body: dict, wait_training: Any
 ) -> None:
+    TRAIN = train_body
     ws_url = server.replace("http", "ws") + "/rl/ws/training"
     async with websockets.connect(ws_url) as ws:
         first = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -50,7 +33,7 @@ async def test_train_deploy_rollback_archive(
             if msg["type"] == "training":
                 seen.add(msg["event"])
         assert {"started", "progress", "finished"} <= seen
-    job = await _wait_run(client, job_id)
+    job = await wait_training(client, job_id)
     assert job["state"] == "finished", job["log_tail"]
 
     runs = (await client.get("/rl/training")).json()
@@ -114,7 +97,10 @@ async def test_train_deploy_rollback_archive(
     assert (await client.get("/rl/models/999999")).status_code == 404
 
 
-async def test_training_stop_and_bad_requests(client: httpx.AsyncClient) -> None:
+async def test_training_stop_and_bad_requests(
+    client: httpx.AsyncClient, train_body: dict, wait_training: Any
+) -> None:
+    TRAIN = train_body
     r = await client.post("/rl/training", json={**TRAIN, "name": "longrun", "timesteps": 5_000_000})
     assert r.status_code == 202
     job_id = r.json()["job_id"]
@@ -130,7 +116,7 @@ async def test_training_stop_and_bad_requests(client: httpx.AsyncClient) -> None
     assert run_id is not None
     r = await client.post(f"/rl/training/{run_id}/stop")
     assert r.status_code == 202, r.text
-    job = await _wait_run(client, job_id)
+    job = await wait_training(client, job_id)
     assert job["state"] == "stopped"
     run = (await client.get(f"/rl/training/{run_id}")).json()["run"]
     assert run["status"] == "stopped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from typing import Any
 
 import httpx
 import orjson
@@ -14,8 +15,6 @@ import websockets
 from kalshi_rl.commands.stack import LiveStack
 from kalshi_rl.web.config import WebConfig
 from kalshi_rl.web.streams import Client, Fanout
-
-from .conftest import serving
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +55,13 @@ async def test_status_stream(server: str, stack: LiveStack) -> None:
 
 
 async def test_a_client_that_never_reads_is_dropped_and_the_feed_goes_on(
-    stack: LiveStack, web_config: WebConfig
+    stack: LiveStack, web_config: WebConfig, serve_app: Any
 ) -> None:
     """A raw socket that sends the handshake and then never reads: the server's buffers
     fill, its queue fills (throttled), and it is closed (dropped as too slow, or when it
     stops answering pings); meanwhile the feed keeps applying updates."""
     cfg = dataclasses.replace(web_config, ws_ping_s=1.0)
-    async with serving(stack.node, cfg) as (url, _), httpx.AsyncClient(base_url=url) as c:
+    async with serve_app(stack.node, cfg) as (url, _), httpx.AsyncClient(base_url=url) as c:
         host, port = url.removeprefix("http://").split(":")
         sock = socket.create_connection((host, int(port)))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
