@@ -1,15 +1,15 @@
 """Dashboard streams under load: feed throughput and stream lag with 50 WebSocket clients.
 
-    python bench/bench_web.py [--clients 50] [--seconds 8] [--markets 20] [--interval-ms 50]
+    python bench/bench_web.py [--clients 50] [--seconds 8] [--markets 20] [--interval-ms 100]
 
 One run, three phases on the same live node (the local exchange in a child process at full
 speed, the node + dashboard in this process, the clients in another child process):
 
 * baseline   -- no clients: the feed's throughput (messages/s the node applies);
-* ours       -- N browser-like clients on /rl/ws/orderbook (every market, one frame per
-                market per ``interval_ms`` at most): throughput again, and each frame's lag =
-                client receive time - the book's last receive time (how stale what the
-                browser shows is);
+* ours       -- N browser-like clients (each a tab on one market's page: that market's
+                /rl/ws/orderbook at ``interval_ms`` plus /rl/ws/status): throughput again,
+                and each frame's lag = client receive time - the book's last receive time
+                (how stale what the browser shows is);
 * naive      -- the same clients, but the hub encodes each frame once per client instead of
                 once per tick (what a per-connection stream would do).
 
@@ -45,12 +45,20 @@ def _free_port() -> int:
 # ------------------------------------------------------------------ client process
 
 
-async def _client(url: str, until: float, lags: list[float], counts: list[int]) -> None:
+async def _client(base: str, ticker: str, interval_ms: int, until: float, lags: list[float],
+                  counts: list[int]) -> None:  # fmt: skip
+    """One browser tab on a market page: that market's ladder stream + the status bar."""
     import orjson
     import websockets
 
-    async with websockets.connect(url, max_size=None) as ws:
+    ws_base = base.replace("http", "ws")
+    book_url = f"{ws_base}/rl/ws/orderbook?markets={ticker}&interval_ms={interval_ms}"
+    async with (
+        websockets.connect(book_url, max_size=None, open_timeout=60) as ws,
+        websockets.connect(f"{ws_base}/rl/ws/status", open_timeout=60) as status,
+    ):
         n = 0
+        reader = asyncio.create_task(_drain(status))
         while time.time() < until:
             try:
                 raw = await asyncio.wait_for(ws.recv(), max(0.01, until - time.time()))
@@ -61,17 +69,32 @@ async def _client(url: str, until: float, lags: list[float], counts: list[int]) 
             if msg.get("type") == "book" and msg["recv_ts_ns"] > 0:
                 lags.append((now - msg["recv_ts_ns"]) / 1e6)
                 n += 1
+        reader.cancel()
         counts.append(n)
 
 
+async def _drain(ws: Any) -> None:
+    async for _ in ws:
+        pass
+
+
 async def _clients_main(base: str, n: int, interval_ms: int, seconds: float) -> None:
-    url = base.replace("http", "ws") + f"/rl/ws/orderbook?interval_ms={interval_ms}"
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        tickers = [m["ticker"] for m in (await c.get("/rl/markets")).json()]
     lags: list[float] = []
     counts: list[int] = []
     until = time.time() + seconds
     t0 = time.time()
-    await asyncio.gather(*(_client(url, until, lags, counts) for _ in range(n)))
-    a = np.asarray(lags[len(lags) // 10 :])  # the first tenth is the join snapshot
+    tasks = []
+    for i in range(n):  # tabs open one after another, not in one burst
+        tasks.append(asyncio.create_task(
+            _client(base, tickers[i % len(tickers)], interval_ms, until, lags, counts)
+        ))  # fmt: skip
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*tasks)
+    a = np.asarray(lags[len(lags) // 10 :])  # the first tenth holds the join snapshots
     print(json.dumps({
         "clients": len(counts), "frames": int(sum(counts)),
         "frames_per_s": sum(counts) / max(time.time() - t0, 1e-9),
@@ -94,12 +117,15 @@ async def _with_clients(node: Any, base: str, args: argparse.Namespace) -> tuple
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client-mode", base, "--clients", str(args.clients),
         "--interval-ms", str(args.interval_ms), "--seconds", str(args.seconds + 3),
-        stdout=asyncio.subprocess.PIPE, env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
     )  # fmt: skip
     await asyncio.sleep(2.0)  # connected and past the join snapshots
     rate = await _rate(node, args.seconds)
-    out, _ = await proc.communicate()
-    return rate, json.loads(out.decode().strip().splitlines()[-1])
+    out, err = await proc.communicate()
+    lines = out.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the client process failed:\n{err.decode()[-3000:]}")
+    return rate, json.loads(lines[-1])
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -148,7 +174,7 @@ async def _main(args: argparse.Namespace) -> int:
     drop = 1 - ours_rate / baseline
     print(f"markets {args.markets}, clients {args.clients}, interval {args.interval_ms} ms,"
           f" {args.seconds:.0f} s per phase")  # fmt: skip
-    print(f"baseline (no clients)  {baseline:10.0f} msgs/s  ({base1:.0f} before, {base2:.0f} after)")
+    print(f"baseline (no clients)  {baseline:10.0f} msgs/s  ({base1:.0f} / {base2:.0f})")
     for name, rate, res, busy in (("ours", ours_rate, ours, busy_ours),
                                   ("naive", naive_rate, naive, busy_naive)):  # fmt: skip
         print(
@@ -168,7 +194,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--markets", type=int, default=20)
     ap.add_argument("--rate", type=float, default=0.0, help="sim msgs/s (0: full speed)")
-    ap.add_argument("--interval-ms", type=int, default=50)
+    ap.add_argument("--interval-ms", type=int, default=100)
     ap.add_argument("--client-mode", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import uvloop

@@ -32,7 +32,7 @@ class LiveStack:
 
 
 @contextlib.asynccontextmanager
-async def live_stack(  # noqa: PLR0917
+async def live_stack(
     dsn: str,
     *,
     markets: int = 8,

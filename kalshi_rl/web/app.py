@@ -371,7 +371,9 @@ async def serve(app: Litestar, config: WebConfig, started: asyncio.Event | None 
         app.state.bound_port = server.servers[0].sockets[0].getsockname()[1]
         if started is not None:
             started.set()
-        await task
+        # shielded: cancelling serve() must stop uvicorn gracefully (lifespan shutdown runs),
+        # not cancel it mid-request
+        await asyncio.shield(task)
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
