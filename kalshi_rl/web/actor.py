@@ -112,6 +112,12 @@ class ActorControl:
         if self.actor is not None:
             self.actor.kill(reason)
 
+    async def resume(self) -> None:
+        """Release the kill switch and return to RUNNING (an operator's decision)."""
+        if self.actor is not None:
+            self.actor.release_kill()
+            self.actor.resume()
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         if self.actor is None:
             return asyncio.Queue(1)  # nothing will come until trading is attached

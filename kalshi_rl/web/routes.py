@@ -582,6 +582,11 @@ class ActorController(Controller):
         await _need_actor(web).kill(data.reason)
         return await actor_out(web, conn)
 
+    @post("/resume", summary="Release the kill switch and resume trading", status_code=200)
+    async def resume(self, web: Web, conn: Conn) -> ActorOut:
+        await _need_actor(web).resume()
+        return await actor_out(web, conn)
+
     @post("/mode", summary="Trading mode: 'paper' only ('live' answers 501)", status_code=200)
     async def set_mode(self, web: Web, conn: Conn, data: JSONBody[ActorMode]) -> ActorOut:
         if data.mode == "live":

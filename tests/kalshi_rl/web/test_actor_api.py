@@ -74,6 +74,9 @@ async def test_actor_start_actions_deploy_switch_kill(
     assert r.json()["state"] == "halted" and "test" in (r.json()["halted_reason"] or "")
     assert (await client.get("/rl/status")).json()["actor_state"] == "halted"
     assert (await client.get("/rl/actor")).json()["orders"] == []  # halting cancels them all
+    r = await client.post("/rl/actor/resume")  # the operator releases it
+    assert r.status_code == 200 and r.json()["state"] == "running"
+    await client.post("/rl/actor/kill", json={"reason": "again"})
 
     # the episodes and their actions are in PostgreSQL
     await client.post("/rl/actor/stop")

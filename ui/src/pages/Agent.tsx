@@ -63,6 +63,7 @@ export function Agent() {
   };
   const kill = () => call(api.POST("/rl/actor/kill", { body: { reason: "kill switch (dashboard)" } }), "halted");
   const stop = () => call(api.POST("/rl/actor/stop"), "stopped");
+  const resume = () => call(api.POST("/rl/actor/resume"), "kill switch released, running");
   const start = () => pick !== "" && call(api.POST("/rl/actor/start", { body: { model_id: pick } }), "started");
   const sw = () => pick !== "" && call(api.POST("/rl/actor/switch", { body: { model_id: pick } }), "switched");
 
@@ -99,6 +100,7 @@ export function Agent() {
             <button onClick={start} disabled={!actor?.available || pick === ""}>start</button>
             <button onClick={sw} disabled={!actor?.available || pick === ""}>switch</button>
             <button onClick={stop} disabled={!actor?.available}>stop</button>
+            {state === "halted" && <button onClick={resume} data-testid="actor-resume">release kill switch &amp; resume</button>}
             <span className="muted">{msg}</span>
           </div>
           {!actor?.available && <p className="muted">This node runs no actor.</p>}
