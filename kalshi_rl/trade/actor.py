@@ -477,14 +477,20 @@ class Actor:
             self._acct[0] = np.zeros((), dtype=POSITION_DTYPE)
         self._acct[0]["cash"] += self.start_cash
 
-    def _value_of(self, acct: np.ndarray, i: int, rules: OrderRules) -> int:
-        """Cash + open position value (the env's valuation) of ``acct`` in market ``i``."""
+    def _value_of(self, acct: np.ndarray, i: int, rules: OrderRules, depth: bool = False) -> int:
+        """Cash + open position value (the env's valuation) of ``acct`` in market ``i``.
+
+        ``depth=True``: value over the depth the current decision already read.
+        """
         from core.account import position_value
         from core.book import book_top_k
 
         slot = int(self.slots[i])
-        px, qty = self._px_v, self._qty_v
-        book_top_k(self.books.qty, self.books.best, slot, px.shape[1], px, qty)
+        if depth:
+            px, qty = self._px, self._qty
+        else:
+            px, qty = self._px_v, self._qty_v
+            book_top_k(self.books.qty, self.books.best, slot, px.shape[1], px, qty)
         v = position_value(
             int(acct[0]["position"]), px, qty, self._consumed_of(slot), rules.fees, rules.mark_mode
         )
@@ -650,8 +656,9 @@ class Actor:
         if self.close_ms[i] != NO_TS:
             secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
         cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
+        exposure = self._exposure() if self.config.risk.max_exposure else 0
         allowed, why = self.risk.check(
-            position, side, act, count, self._exposure(), cost, secs_to_close, now / 1e9
+            position, side, act, count, exposure, cost, secs_to_close, now / 1e9
         )
         if allowed <= 0:
             rec["risk"] = why
@@ -705,7 +712,7 @@ class Actor:
         rec["status"] = status
         rec["position"] = self._acct[0]["position"]
         rec["cash"] = self._acct[0]["cash"]
-        rec["value"] = self._value_of(self._acct, i, self._rules)
+        rec["value"] = self._value_of(self._acct, i, self._rules, depth=True)
         done = self.clock_ns()
         rec["latency_ns"] = done - (
             recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
@@ -784,7 +791,7 @@ class Actor:
             r["obs_hash"], r["market"], r["model_version"] = h, slot, run.model.version
             r["status"] = AS_SHADOW
             r["position"], r["cash"] = acct[0]["position"], acct[0]["cash"]
-            r["value"] = self._value_of(acct, i, rules)
+            r["value"] = self._value_of(acct, i, rules, depth=True)
         finally:
             acct["cash"] -= self.start_cash
         self.counts["shadow_decisions"] += 1
