@@ -79,6 +79,10 @@ class LiveNode:
         credentials: kalshi_rl.kalshi.auth.Credentials, or None (a local sim without auth).
         writer_config: kalshi_rl.store.writer.WriterConfig (default: its defaults).
         pool_size: connections of the shared pool (sessions, lifecycle, sinks, actor reads).
+        record: False runs the node without recording: no session row, no writers (the
+            feed's rings are drained and discarded, counted in ``discarded``) -- for
+            ``kalshi-rl parity``, which replays a recorded session and must not record it
+            a second time.
 
     Attributes (set on enter):
         dsn, pool, session_id, tickers, meta (REST market objects by ticker), books,
@@ -94,8 +98,11 @@ class LiveNode:
         credentials: Any = None,
         writer_config: Any = None,
         pool_size: int = 4,
+        record: bool = True,
     ) -> None:
         self.config = cfg
+        self.record = record
+        self.discarded = 0
         self.feed_config = feed_cfg
         self.credentials = credentials
         self.writer_config = writer_config
@@ -121,6 +128,7 @@ class LiveNode:
         self._sinks: list[Sink] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._entered = False
+        self._drain_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ enter / exit
     async def __aenter__(self) -> LiveNode:
@@ -175,10 +183,11 @@ class LiveNode:
         async with self.pool.acquire() as conn:
             await db.migrate(conn)
             await db.ensure_markets(conn, self.tickers)
-            await upsert_market_meta(conn, meta)
-            self.session_id = await create_session(
-                conn, self.feed_config.ws_url, cfg.mode, self.tickers
-            )
+            if self.record:
+                await upsert_market_meta(conn, meta)
+                self.session_id = await create_session(
+                    conn, self.feed_config.ws_url, cfg.mode, self.tickers
+                )
         log.info(
             "feed session %d: %d markets from %s",
             self.session_id,
@@ -195,7 +204,7 @@ class LiveNode:
 
         wcfg = self.writer_config
         # writer 0 takes every table; extra writers each COPY one more delta shard
-        self.writer = WriterGroup(
+        self.writer = WriterGroup([]) if not self.record else WriterGroup(
             [Writer(connect, self.rings.by_table(), self.session_id, self.books.ticker_of,
                     spill_dir=spill_dir, config=wcfg)]
             + [
@@ -216,10 +225,23 @@ class LiveNode:
             on_trade=self._on_trade,
         )
         self.writer.start()
+        if not self.record:
+            self._drain_task = asyncio.create_task(self._discard(), name="node-discard")
         self._feed_task = asyncio.create_task(self.feed.run(), name="kalshi-feed")
         self.started_at = time.time()
 
+    async def _discard(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            for ring in (*self.rings.delta_shards, self.rings.snapshots, self.rings.trades,
+                         self.rings.gaps):  # fmt: skip
+                self.discarded += len(ring.drain())
+
     async def _close(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
         if self.feed is not None:
             self.books_valid_at_stop = self.feed.books_valid()  # stopping invalidates them
             self.feed.stop()

@@ -289,6 +289,9 @@ class Actor:
         }
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
         self.on_halt: list[Callable[[str], None]] = []
+        # parity checks: (market index, exch_ts, observation, action dims, filled) per
+        # decision when set to a list (None in production: nothing is kept)
+        self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int]] | None = None
 
     # ================================================================== properties
     @property
@@ -633,6 +636,8 @@ class Actor:
             status = self._execute(i, slot, action, size, slip, rec, now, exch_ts)
         run.step += 1
         self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
+        if self.trace is not None:
+            self.trace.append((i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"])))
         return 1
 
     def _execute(  # noqa: PLR0917 -- the decision's context, positionally
