@@ -325,6 +325,15 @@ class Actor:
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="actor-watch"))
         if self.risk.state == ActorState.HALTED:
             self._on_halted()
+        # books already valid when the actor starts open their segment now (a listener
+        # registered after their snapshot would otherwise first decide on a later update)
+        meta = self.books.meta
+        now = self.clock_ns()
+        for i, s in enumerate(self.slots.tolist()):
+            if s < meta.shape[0] and meta[s]["valid"] and not self.in_segment[i]:
+                self.in_segment[i] = True
+                self.last_updates[i] = int(meta[s]["n_updates"])
+                self.decide(i, now)
         log.info(
             "actor started: %s on %d markets (%s path), episode %d, state %s",
             self.model.label,

@@ -80,6 +80,7 @@ async def attach_trading(
     fast: bool = True,
     persist: bool = True,
     market_times: dict[str, tuple[int, int]] | None = None,
+    trace: bool = False,
 ) -> Trading:
     """Build and start the paper client + actor on ``node`` (see the module docstring).
 
@@ -96,6 +97,7 @@ async def attach_trading(
         persist: False keeps everything in memory: no paper account row or writer, no
             episodes, action records stay in the actor's ring (``kalshi-rl parity``).
         market_times: ticker -> (open_ms, close_ms); default from the node's REST metadata.
+        trace: keep every decision's observation and action in ``actor.trace`` (parity).
 
     Raises:
         LiveTradingRefused: mode 'live'.  RegistryError / PolicyError: no usable model.
@@ -178,6 +180,8 @@ async def attach_trading(
     if persist:
         node.add_sink(sink)
     node.add_closer(actor.stop)
+    if trace:
+        actor.trace = []
     await actor.start()
     node.add_book_listener(actor.on_books)
     node.actor = actor
