@@ -590,7 +590,7 @@ class Actor:
             await asyncio.sleep(0.25)
             before = self.risk.state
             self.risk.poll_kill()
-            self.risk.observe_value(self.total_value() - self._live.started_value + self.start_cash)
+            self.risk.observe_value(self.total_value())
             if self.risk.state == ActorState.HALTED and before != ActorState.HALTED:
                 self._on_halted()
 
