@@ -441,6 +441,7 @@ ENV_STATE_DTYPE = np.dtype(
         ("n_invalid", np.int64),  # masked actions chosen in this episode (run as hold)
         ("value", np.int64),  # money: account value at the current row (reward baseline)
         ("busy_until", np.int64),  # ms: no new order before this (in flight / not acked)
+        ("n_unfilled", np.int64),  # orders sent in this episode that filled nothing
     ],
     align=True,
 )
@@ -460,7 +461,7 @@ EPISODE_DTYPE = np.dtype(
         ("trading", np.int64),  # money: realized P&L of closing trades, before fees
         ("settlement", np.int64),  # money: payouts - cost basis of the settled contracts
         ("mark", np.int64),  # money: end value of the open position - its cost basis
-        ("n_rejected", np.int64),  # orders the engine refused (collateral, liquidity, ...)
+        ("n_unfilled", np.int64),  # orders sent that filled nothing (liquidity gone, cash)
     ],
     align=True,
 )
