@@ -83,9 +83,7 @@ def rng_below(state: np.ndarray, i: int, n: int) -> int:
 
 
 @njit(cache=True)
-def write_obs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    features, t, pos, i, mark_value, start_cash, out
-):
+def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR0917
     """Observation of env ``i`` at row ``t``: dataset features[t] ++ account features.
 
     Args:
@@ -100,7 +98,7 @@ def write_obs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 @njit(cache=True)
-def _value(pos, i, px, qty, cons, fees, mark_mode):
+def _value(pos, i, px, qty, cons, fees, mark_mode):  # noqa: PLR0917
     # (account value, open position value) of env i against one book row, money
     v = position_value(pos[i]["position"], px, qty, cons, fees, mark_mode)
     return pos[i]["cash"] + v, v
@@ -157,16 +155,81 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
 
 @njit(cache=True)
 def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched, fees, lot, fills
+    state,
+    orders,
+    pos,
+    i,
+    depth_px,
+    depth_qty,
+    ts,
+    t,
+    cons,
+    touched,
+    n_touched,
+    fees,
+    lot,
+    fills,
 ):
-    # the in-flight order of env i reaches the book of row t; IOC: the rest is cancelled
+    # the in-flight order of env i reaches the book of row t; IOC: the rest is cancelled;
+    # the next order may go once the outcome is acknowledged
     n = taker_match(
         orders[i : i + 1], pos[i : i + 1], depth_px[t], depth_qty[t],
         cons[i], touched[i], n_touched[i], fees, lot, ts[t], fills,
     )  # fmt: skip
     if orders[i]["remaining"] > 0:
         orders[i]["status"] = ORD_CANCELED
+    state[i]["busy_until"] = orders[i]["ack_ts"]
+    if orders[i]["filled"] == 0:
+        state[i]["n_unfilled"] += 1
     return n
+
+
+@njit(cache=True)
+def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    a,
+    size,
+    slip,
+    state,
+    pos,
+    orders,
+    cons,
+    touched,
+    n_touched,
+    i,
+    t,
+    seg_last,
+    depth_px,
+    depth_qty,
+    ts,
+    max_position,
+    fees,
+    lat,
+    lot,
+    fills,
+):
+    # env i acts at row t; returns True when the action was not allowed (it runs as hold)
+    if a == ACT_HOLD:
+        return False
+    busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+    if busy:
+        return True
+    reason = action_check(
+        a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
+        depth_qty[t], cons[i], fees,
+    )  # fmt: skip
+    if reason != REJ_NONE:
+        return True
+    sent = _send(
+        state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, cons, ts,
+        lat,
+    )  # fmt: skip
+    state[i]["busy_until"] = _NEVER if sent else 0
+    if sent and _due(orders, i, ts, t, seg_last):
+        _execute(
+            state, orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched, fees,
+            lot, fills,
+        )  # fmt: skip
+    return False
 
 
 @njit(cache=True)
@@ -265,7 +328,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 @njit(cache=True)
-def step_envs(  # noqa: PLR0913, PLR0915, PLR0917 -- the one step kernel, positional by design
+def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
     actions,
     sizes,
     slips,
@@ -345,53 +408,22 @@ def step_envs(  # noqa: PLR0913, PLR0915, PLR0917 -- the one step kernel, positi
         seg_last = seg_end[s] - 1
         before = state[i]["value"]
         trades_before = pos[i]["n_trades"]
-        a = actions[i]
-        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
-        bad = False
-        if a != ACT_HOLD:
-            bad = busy or (
-                action_check(
-                    a,
-                    pos[i]["position"],
-                    pos[i]["cash"],
-                    sizes[i],
-                    max_position,
-                    depth_px[t],
-                    depth_qty[t],
-                    cons[i],
-                    fees,
-                )
-                != REJ_NONE  # fmt: skip
-            )
+        bad = _act(
+            actions[i], sizes[i], slips[i], state, pos, orders, cons, touched, n_touched, i,
+            t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills,
+        )  # fmt: skip
         invalid[i] = bad
         if bad:
             state[i]["n_invalid"] += 1
-        elif a != ACT_HOLD:
-            sent = _send(
-                state, orders, pos, i, t, a, sizes[i], slips[i], max_position, depth_px,
-                depth_qty, cons, ts, lat,
-            )  # fmt: skip
-            state[i]["busy_until"] = _NEVER if sent else 0
-            if sent and _due(orders, i, ts, t, seg_last):
-                _execute(
-                    orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched,
-                    fees, lot, fills,
-                )  # fmt: skip
-                state[i]["busy_until"] = orders[i]["ack_ts"]
-                if orders[i]["filled"] == 0:
-                    state[i]["n_unfilled"] += 1
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
         liquidity_refresh(depth_px[t], depth_qty[t], cons[i], touched[i], n_touched[i])
         if _due(orders, i, ts, t, seg_last):
             _execute(
-                orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched, fees,
-                lot, fills,
+                state, orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched,
+                fees, lot, fills,
             )  # fmt: skip
-            state[i]["busy_until"] = orders[i]["ack_ts"]
-            if orders[i]["filled"] == 0:
-                state[i]["n_unfilled"] += 1
         is_term = t >= seg_last
         settled = False
         if is_term:
