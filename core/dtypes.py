@@ -363,9 +363,17 @@ LATENCY_DTYPE = np.dtype(
 )
 
 # --------------------------------------------------------------------------- liquidity
-# Consumed liquidity per book side (core.matching): a dense [2, N_PRICES] array of what our
-# orders took at each price plus a list of at most CONSUMED_CAP touched prices per side.
+# Consumed liquidity of one account in one market (core.liquidity): per book side, up to
+# CONSUMED_CAP prices with what our orders took there that the book still shows.
 CONSUMED_CAP = 32
+LIQUIDITY_DTYPE = np.dtype(
+    [
+        ("n", np.int64, (2,)),  # entries in use per side
+        ("px", np.int16, (2, CONSUMED_CAP)),  # price on the side's own scale
+        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there
+    ],
+    align=True,
+)
 
 # --------------------------------------------------------------------------- defaults
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets

@@ -11,18 +11,17 @@ import numpy as np
 
 from core.dataset import Dataset, validate
 from core.dtypes import (
-    CONSUMED_CAP,
     ENV_STATE_DTYPE,
     EPISODE_DTYPE,
     FILL_DTYPE,
     N_ACTIONS,
-    N_PRICES,
     ORDER_DTYPE,
     POSITION_DTYPE,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.latency import latency_model
+from core.liquidity import new_liquidity
 from kalshi_rl.env import kernels
 from kalshi_rl.env.config import ActionMode, EnvConfig
 from kalshi_rl.errors import EnvError
@@ -78,9 +77,7 @@ class EnvBatch:
         self.state = np.zeros(n, dtype=ENV_STATE_DTYPE)
         self.pos = np.zeros(n, dtype=POSITION_DTYPE)
         self.orders = np.zeros(n, dtype=ORDER_DTYPE)
-        self.consumed = np.zeros((n, 2, N_PRICES), dtype=np.int64)
-        self.touched = np.zeros((n, 2, CONSUMED_CAP), dtype=np.int16)
-        self.n_touched = np.zeros((n, 2), dtype=np.int64)
+        self.liq = new_liquidity(n)
         self.fees = fee_schedule(maker_fees=True, precision=config.member_precision)
         self.latency = latency_model(config.entry_latency_ms, config.ack_latency_ms)
         self._fills = np.zeros(max(self.depth_px.shape[2], 1), dtype=FILL_DTYPE)
@@ -123,9 +120,7 @@ class EnvBatch:
             self.state,
             self.pos,
             self.orders,
-            self.consumed,
-            self.touched,
-            self.n_touched,
+            self.liq,
             self.eligible,
             self.seg_start,
             self.seg_end,
@@ -190,9 +185,7 @@ class EnvBatch:
             self.state,
             self.pos,
             self.orders,
-            self.consumed,
-            self.touched,
-            self.n_touched,
+            self.liq,
             self.eligible,
             self.cursor,
             self.features,

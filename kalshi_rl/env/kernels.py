@@ -43,7 +43,8 @@ from core.dtypes import (
 )
 from core.features import N_MARKET_FEATURES, account_features
 from core.latency import latency_sample
-from core.matching import liquidity_clear, liquidity_refresh, taker_match
+from core.liquidity import liquidity_clear, liquidity_refresh
+from core.matching import taker_match
 from core.orders import action_check, action_to_order, write_action_masks
 
 # Segment orders (mirrors kalshi_rl.env.config.SegmentOrder; kernels take plain ints).
@@ -82,7 +83,7 @@ def rng_below(state: np.ndarray, i: int, n: int) -> int:
     return k if k < n else n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR0917
     """Observation of env ``i`` at row ``t``: dataset features[t] ++ account features.
 
@@ -97,10 +98,12 @@ def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR091
     account_features(pos[i : i + 1], mark_value, start_cash, out[N_MARKET_FEATURES:])
 
 
-@njit(cache=True)
-def _value(pos, i, px, qty, cons, fees, mark_mode):  # noqa: PLR0917
+@njit(cache=True, inline="always")
+def _value(pos, i, px, qty, liq, fees, mark_mode):  # noqa: PLR0917
     # (account value, open position value) of env i against one book row, money
-    v = position_value(pos[i]["position"], px, qty, cons, fees, mark_mode)
+    if pos[i]["position"] == 0:
+        return pos[i]["cash"], 0
+    v = position_value(pos[i]["position"], px, qty, liq, fees, mark_mode)
     return pos[i]["cash"] + v, v
 
 
@@ -109,9 +112,7 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     state,
     pos,
     orders,
-    cons,
-    touched,
-    n_touched,
+    liq,
     i,
     eligible,
     seg_start,
@@ -150,10 +151,10 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     reset_position(pos[i : i + 1], start_cash)
     orders[i]["status"] = ORD_CANCELED
     orders[i]["order_id"] = 0
-    liquidity_clear(cons[i], touched[i], n_touched[i])
+    liquidity_clear(liq[i])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     orders,
@@ -163,9 +164,7 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     depth_qty,
     ts,
     t,
-    cons,
-    touched,
-    n_touched,
+    liq,
     fees,
     lot,
     fills,
@@ -174,7 +173,7 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # the next order may go once the outcome is acknowledged
     n = taker_match(
         orders[i : i + 1], pos[i : i + 1], depth_px[t], depth_qty[t],
-        cons[i], touched[i], n_touched[i], fees, lot, ts[t], fills,
+        liq[i], fees, lot, ts[t], fills,
     )  # fmt: skip
     if orders[i]["remaining"] > 0:
         orders[i]["status"] = ORD_CANCELED
@@ -184,7 +183,7 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     a,
     size,
@@ -192,9 +191,7 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     pos,
     orders,
-    cons,
-    touched,
-    n_touched,
+    liq,
     i,
     t,
     seg_last,
@@ -206,33 +203,39 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     lat,
     lot,
     fills,
+    masks,
+    mask_size,
 ):
     # env i acts at row t; returns True when the action was not allowed (it runs as hold)
     if a == ACT_HOLD:
         return False
-    busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
-    if busy:
-        return True
-    reason = action_check(
-        a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
-        depth_qty[t], cons[i], fees,
-    )  # fmt: skip
-    if reason != REJ_NONE:
-        return True
+    if size == mask_size:
+        if not masks[i, a]:  # the mask of this state, computed with the same rules
+            return True
+    else:
+        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+        if busy:
+            return True
+        reason = action_check(
+            a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
+            depth_qty[t], liq[i], fees,
+        )  # fmt: skip
+        if reason != REJ_NONE:
+            return True
     sent = _send(
-        state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, cons, ts,
+        state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, liq, ts,
         lat,
     )  # fmt: skip
     state[i]["busy_until"] = _NEVER if sent else 0
     if sent and _due(orders, i, ts, t, seg_last):
         _execute(
-            state, orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched, fees,
+            state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees,
             lot, fills,
         )  # fmt: skip
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     orders,
@@ -245,13 +248,13 @@ def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     max_position,
     depth_px,
     depth_qty,
-    cons,
+    liq,
     ts,
     lat,
 ):
     # build env i's IOC order for ``action`` at row t and stamp its latency; count 0: nothing
     side, act, limit, count, reason = action_to_order(
-        action, pos[i]["position"], size, max_position, slip, depth_px[t], depth_qty[t], cons[i]
+        action, pos[i]["position"], size, max_position, slip, depth_px[t], depth_qty[t], liq[i]
     )
     if reason != REJ_NONE or count <= 0:
         return False
@@ -280,7 +283,7 @@ def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _due(orders, i, ts, t, seg_last):
     # the in-flight order executes at row t when t is the last row not after its arrival
     return orders[i]["status"] == ORD_PENDING and (
@@ -293,9 +296,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     pos,
     orders,
-    cons,
-    touched,
-    n_touched,
+    liq,
     eligible,
     seg_start,
     seg_end,
@@ -316,13 +317,13 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     """Start a new episode in every env and write first observations and masks."""
     for i in range(state.shape[0]):
         start_episode(
-            state, pos, orders, cons, touched, n_touched, i, eligible, seg_start, seg_end,
+            state, pos, orders, liq, i, eligible, seg_start, seg_end,
             cursor, seg_order, random_start, start_frac, start_cash,
         )  # fmt: skip
         t = state[i]["t"]
         write_obs(features, t, pos, i, 0, start_cash, obs[i])
         write_action_masks(
-            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], cons[i],
+            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i],
             fees, False, masks[i],
         )  # fmt: skip
 
@@ -335,9 +336,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
     state,
     pos,
     orders,
-    cons,
-    touched,
-    n_touched,
+    liq,
     eligible,
     cursor,
     features,
@@ -378,8 +377,8 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         sizes: int64 [N] order size per env (count units).
         slips: int64 [N] limit slippage per env (ticks).
         state: ENV_STATE_DTYPE [N]; pos: POSITION_DTYPE [N]; orders: ORDER_DTYPE [N] (each
-            env's last / in-flight order); cons int64 [N, 2, N_PRICES], touched int16
-            [N, 2, CONSUMED_CAP], n_touched int64 [N, 2]: liquidity consumption (updated).
+            env's last / in-flight order); liq: LIQUIDITY_DTYPE [N] liquidity consumption
+            (core.liquidity, updated).
         eligible, cursor: see ``start_episode``.
         features, depth_px, depth_qty, ts, seg_start, seg_end, seg_result: the Dataset.
         fees: FEE_DTYPE [1]; lat: LATENCY_DTYPE [1]; lot: count granularity of fills;
@@ -409,8 +408,9 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         before = state[i]["value"]
         trades_before = pos[i]["n_trades"]
         bad = _act(
-            actions[i], sizes[i], slips[i], state, pos, orders, cons, touched, n_touched, i,
-            t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills,
+            actions[i], sizes[i], slips[i], state, pos, orders, liq, i,
+            t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills, masks,
+            mask_size,
         )  # fmt: skip
         invalid[i] = bad
         if bad:
@@ -418,10 +418,11 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
-        liquidity_refresh(depth_px[t], depth_qty[t], cons[i], touched[i], n_touched[i])
+        if liq[i]["n"][0] + liq[i]["n"][1] > 0:
+            liquidity_refresh(depth_px[t], depth_qty[t], liq[i])
         if _due(orders, i, ts, t, seg_last):
             _execute(
-                state, orders, pos, i, depth_px, depth_qty, ts, t, cons, touched, n_touched,
+                state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
                 fees, lot, fills,
             )  # fmt: skip
         is_term = t >= seg_last
@@ -432,7 +433,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
                 settle(pos[i : i + 1], seg_result[s] == RESULT_YES)
                 settled = True
-        after, open_value = _value(pos, i, depth_px[t], depth_qty[t], cons[i], fees, mark_mode)
+        after, open_value = _value(pos, i, depth_px[t], depth_qty[t], liq[i], fees, mark_mode)
         state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
         r -= inventory_penalty * abs(pos[i]["position"]) / COUNT_SCALE  # per contract held
@@ -449,7 +450,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
             _write_episode(episodes[i], state, pos, i, after, open_value, start_cash, settled)
             start_episode(
-                state, pos, orders, cons, touched, n_touched, i, eligible, seg_start,
+                state, pos, orders, liq, i, eligible, seg_start,
                 seg_end, cursor, seg_order, random_start, start_frac, start_cash,
             )  # fmt: skip
             t = state[i]["t"]
@@ -458,12 +459,12 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         write_obs(features, t, pos, i, open_value, start_cash, obs[i])
         write_action_masks(
             pos[i]["position"], pos[i]["cash"], mask_size, max_position, depth_px[t],
-            depth_qty[t], cons[i], fees, busy, masks[i],
+            depth_qty[t], liq[i], fees, busy, masks[i],
         )  # fmt: skip
     return n_done
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _write_episode(ep, state, pos, i, after, open_value, start_cash, settled):  # noqa: PLR0917
     ep["ret"] = state[i]["ep_return"]
     ep["length"] = state[i]["steps"]

@@ -13,7 +13,6 @@ from core.account import liquidation_value
 from core.book import BookSet
 from core.dtypes import (
     HIST_LEN,
-    N_PRICES,
     NO_PRICE,
     POSITION_DTYPE,
     SIDE_NO,
@@ -40,6 +39,7 @@ from core.features import (
     observation_from_levels,
 )
 from core.fees import fee_schedule
+from core.liquidity import new_liquidity
 
 K = 10
 
@@ -274,7 +274,7 @@ def test_batched_bit_identical_to_live(steps):
     hist = np.zeros(HIST_LEN)
     n = 0
     fees = fee_schedule()
-    no_consumption = np.zeros((2, N_PRICES), dtype=np.int64)
+    no_consumption = new_liquidity(1)
     for t, (yes, no, _, _) in enumerate(steps):
         books.apply_snapshot(slot, snapshot_rows(slot, yes, no))
         px[t], qty[t] = books.top_k(slot, K)

@@ -57,7 +57,7 @@ def test_env_observation_is_bit_identical_to_live_build_observation() -> None:
         lqty = np.empty((2, ds.top_k), dtype=np.int64)
         book_top_k(books.qty, books.best, slot, ds.top_k, lpx, lqty)
         value = position_value(
-            int(pos[0]["position"]), lpx, lqty, env._batch.consumed[0], env._batch.fees,
+            int(pos[0]["position"]), lpx, lqty, env._batch.liq[0:1], env._batch.fees,
             int(cfg.mark_mode),
         )  # fmt: skip
         build_observation(
