@@ -1359,10 +1359,10 @@ class PaperClient:
             self._order_event(j, POE_CANCELED, now)
 
     def get_positions(self, ticker: str | None = None) -> dict[str, Any]:
-        """``GET /portfolio/positions``: markets with a position, volume or P&L."""
+        """``GET /portfolio/positions``: markets with a position, volume or P&L, by ticker."""
         now = self._clock()
         out = []
-        for m in sorted(self._markets):
+        for m in sorted(self._markets, key=lambda m: self._markets[m].ticker):
             p = self._pos[m]
             if ticker is not None and self._markets[m].ticker != ticker:
                 continue
