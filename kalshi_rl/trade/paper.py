@@ -366,6 +366,7 @@ class PaperClient:
         self._fills = np.zeros(256, dtype=PAPER_FILL_DTYPE)
         self._n_fills = 0
         self._settlements: list[dict[str, Any]] = []
+        self._settle_recs: list[np.ndarray] = []
         self._subs: list[Subscription] = []
         self._queues: list[asyncio.Queue[dict[str, Any]]] = []
         # counters (dashboard / tests)
@@ -461,6 +462,7 @@ class PaperClient:
             self.rings.settlements.push_batch(rec)
         out = self._settlement_json(r)
         self._settlements.append(out)
+        self._settle_recs.append(rec)
         self._publish(shapes.position_msg(ticker, self._pos[slot], self.config.user_id))
         return out
 
@@ -1421,6 +1423,12 @@ class PaperClient:
         """Every fill so far (PAPER_FILL_DTYPE copy, oldest first)."""
         return self._fills[: self._n_fills].copy()
 
+    def settlements_array(self) -> np.ndarray:
+        """Every settlement so far (PAPER_SETTLEMENT_DTYPE, oldest first)."""
+        if not self._settle_recs:
+            return np.zeros(0, dtype=PAPER_SETTLEMENT_DTYPE)
+        return np.concatenate(self._settle_recs)
+
     def orders_array(self) -> np.ndarray:
         """Every order so far (ORDER_DTYPE copy, index = order_id - 1)."""
         return self._orders[: self._n].copy()
@@ -1466,6 +1474,7 @@ class PaperClient:
                 int(s["market"]), yes,
             )  # fmt: skip
             self._settlements.append(self._settlement_json(s))
+            self._settle_recs.append(settles[[int(np.flatnonzero(settles == s)[0])]])
         paper_replay_fills(self._pos, fills[start:])
         self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
         self._fills[: fills.shape[0]] = fills

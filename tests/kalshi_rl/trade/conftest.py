@@ -97,7 +97,7 @@ def order(
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ph() -> ModuleType:
     """This module: the helpers above."""
     return sys.modules[__name__]
