@@ -57,7 +57,7 @@ def market_json(x: SimMarkets, m: int) -> dict[str, Any]:
     """One market as Kalshi's REST ``market`` object (the fields the sim knows)."""
     spec = x.model.markets[m]
     mk = x.model.mk[m]
-    yb, ya, _, _ = x.model.books.best(m)
+    yb, ya, _, _ = x.books.best(m)
     last = int(mk["last_price"])
     result = ""
     if int(mk["status"]) in (MS_DETERMINED, MS_SETTLED):
@@ -120,7 +120,7 @@ def _orderbook(x: SimMarkets, m: int, q: dict[str, list[str]]) -> tuple[int, byt
         return _err(400, "invalid_parameters", "depth must be an integer")
     out = {}
     for side, key in ((SIDE_YES, "yes_dollars"), (SIDE_NO, "no_dollars")):
-        lv = x.model.books.levels(m, side)  # best first
+        lv = x.books.levels(m, side)  # best first
         if depth > 0:
             lv = lv[:depth]
         out[key] = [[DOLLARS[p], count_fp(c)] for p, c in reversed(lv)]  # ascending

@@ -1,18 +1,24 @@
-"""The local exchange: Kalshi WS v2 + REST on one picows port, fed by the model or a replay.
+"""The local exchange: Kalshi WS v2 + REST on one port, fed by the model or a replay.
 
 ``async with SimExchange(SimConfig(...)) as sim:`` starts it on 127.0.0.1 (port 0 = a free
-port) and exposes ``sim.ws_url``, ``sim.rest_url``, the sim's own books (``sim.book``),
-fault knobs and the ``sent_messages`` log.  One port answers (kalshi_rl.sim.routing):
+port) and exposes ``sim.ws_url``, ``sim.rest_url``, the sim's public books (``sim.book``),
+the matching engine (``sim.engine``), fault knobs and the ``sent_messages`` log.  One port
+answers (kalshi_rl.sim.http + kalshi_rl.sim.routing):
 
-* ``GET /trade-api/ws/v2`` -> WebSocket (auth headers checked when a public key is set)
-* ``GET /trade-api/v2/...`` -> REST (see kalshi_rl.sim.rest)
-* ``GET /sim/control/<fault>`` -> fault triggers for other processes (see docs/sim.md)
+* ``GET /trade-api/ws/v2`` -> WebSocket (auth headers checked when a public key is set);
+  public channels plus the private ``fill`` / ``user_orders`` / ``market_positions``
+* ``GET /trade-api/v2/...`` -> market REST (see kalshi_rl.sim.rest)
+* ``/trade-api/v2/portfolio/...`` -> orders, balance, positions, fills, settlements
+  (kalshi_rl.sim.portfolio), matched with exact price-time priority (kalshi_rl.sim.matching)
+* ``GET /sim/control/<name>`` -> fault triggers for other processes (see docs/sim.md)
 
 This module is the composition root of the sim and its generator loop; the parts live in
-their own modules: ``markets`` (model + names), ``subscriptions`` (sessions, sids, seq,
-commands), ``fanout`` (events -> messages), ``faults``, ``blast``, ``control``, ``routing``.
-Outgoing frames are built by ``wire`` (unmasked server frames) and written in one
-``transport.write`` per client per batch; picows handles reads, pings and closes.
+their own modules: ``markets`` (model + names + public book), ``subscriptions`` (sessions,
+sids, seq, commands), ``fanout`` (events -> messages), ``matching`` + ``accounts`` (orders),
+``portfolio`` (REST), ``private`` (private channels), ``faults``, ``blast``, ``control``,
+``routing``, ``http``.  Outgoing frames are built by ``wire`` (unmasked server frames) and
+written in one ``transport.write`` per client per batch; picows handles reads, pings and
+closes of upgraded connections.
 """
 
 from __future__ import annotations
@@ -24,18 +30,21 @@ import logging
 from typing import Any
 
 import numpy as np
-from picows import WSAutoPingStrategy, ws_create_server
 
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.kalshi.protocol import KalshiErrorCode
-from kalshi_rl.sim import rest
+from kalshi_rl.sim import http, rest
+from kalshi_rl.sim.accounts import AccountsConfig
 from kalshi_rl.sim.blast import Blast, BlastResult
 from kalshi_rl.sim.config import CONTROL_PREFIX, REST_PREFIX, WS_PATH, SimConfig
 from kalshi_rl.sim.control import Control
 from kalshi_rl.sim.fanout import Fanout
 from kalshi_rl.sim.faults import GARBAGE_KINDS, Faults
 from kalshi_rl.sim.markets import SimMarkets
+from kalshi_rl.sim.matching import Engine
 from kalshi_rl.sim.model import MarketModel, MarketSpec, default_markets
+from kalshi_rl.sim.portfolio import Portfolio
+from kalshi_rl.sim.private import PrivateFeed
 from kalshi_rl.sim.routing import Authenticator, Router
 from kalshi_rl.sim.subscriptions import CHANNELS, SentMessage, Subscriptions
 
@@ -49,11 +58,15 @@ class SimExchange:
 
     Args:
         config: the SimConfig.
+        accounts: trading-account knobs (starting balance, fees, member precision).
     """
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, accounts: AccountsConfig | None = None
+    ) -> None:
         self.config = cfg = config or SimConfig()
         cfg.check()
+        self.accounts_config = accounts or AccountsConfig()
         self.stats: collections.Counter[str] = collections.Counter()
         specs = list(cfg.markets) if cfg.markets else default_markets(cfg.n_markets, cfg.structures)
         self._markets = SimMarkets(specs, cfg, quote=cfg.replay_session is None)
@@ -63,6 +76,7 @@ class SimExchange:
         self.faults = Faults(self.hub)
         self.blast = Blast(self.hub)
         self.control = Control(self.faults, self._status)
+        self._build_engine()
         self.auth = Authenticator(cfg.public_key_pem)
         self.router = Router(
             self.auth,
@@ -70,6 +84,7 @@ class SimExchange:
             new_session=self.hub.new_session,
             rest=lambda path, q: rest.handle(self._markets, path, q),
             control=self.control.handle,
+            portfolio=self._portfolio,
             stats=self.stats,
         )
         self._server: asyncio.AbstractServer | None = None
@@ -88,6 +103,25 @@ class SimExchange:
             raise ConfigError("markets can only change before clients connect")
         self._markets = SimMarkets(markets, self.config, quote)
         self.hub.use_markets(self._markets)
+        self._build_engine()
+
+    def _build_engine(self) -> None:
+        self.engine = Engine(self._markets, self.fanout, self.accounts_config, self.config.seed)
+        self.portfolio = Portfolio(self.engine)
+        self.private = PrivateFeed(self.engine, self.hub)
+
+    def _portfolio(
+        self, user: str, method: str, path: str, q: dict[str, list[str]], body: bytes
+    ) -> tuple[int, bytes]:
+        return self.portfolio.handle(user, method, path, q, body)
+
+    def add_user(self, key_id: str, public_key_pem: bytes, balance: int | None = None) -> None:
+        """Register a trading account signing with its own key (``balance`` in money
+        units; default the starting balance)."""
+        self.auth.add_key(key_id, public_key_pem)
+        acc = self.engine.account(key_id)
+        if balance is not None:
+            acc.cash = balance
 
     # ----------------------------------------------------------------- the markets
     @property
@@ -143,19 +177,12 @@ class SimExchange:
             from kalshi_rl.sim.replay import ReplaySource  # asyncpg only when replaying
 
             self._replay = await ReplaySource.load(self, cfg.replay_dsn or "", cfg.replay_session)
+            self._markets.sync_public()
         if cfg.blast_frames > 0:
             self.blast.prepare(cfg.blast_frames, cfg.batch_steps)
-        self._server = await ws_create_server(
-            self.router.route,
-            cfg.host,
-            cfg.port,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=cfg.ping_interval_s,
-            # picows (periodic mode) requires reply timeout <= interval
-            auto_ping_reply_timeout=min(cfg.pong_timeout_s, cfg.ping_interval_s),
-            auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
-            websocket_handshake_timeout=5,
-        )
+            self._markets.sync_public()
+        ws = http.WsSettings(self.router.route, cfg.ping_interval_s, cfg.pong_timeout_s)
+        self._server = await http.create_server(self.router.handle_http, ws, cfg.host, cfg.port)
         # in blast mode the model is frozen after pre-generation: the sim's book must stay
         # the state a client reaches after the blast
         if cfg.autostart and cfg.blast_frames == 0:
@@ -226,6 +253,7 @@ class SimExchange:
         return {
             "connections": len(self.hub.sessions),
             "stats": dict(self.stats),
+            "engine": dict(self.engine.stats),
             "blast": [r._asdict() for r in self.blast.results],
         }
 
@@ -244,8 +272,8 @@ class SimExchange:
         return int(ev.shape[0])
 
     def dispatch(self, ev: np.ndarray) -> None:
-        """Send a batch of events to every subscription that wants them."""
-        self.fanout.dispatch(ev)
+        """Run a batch of model events through the exchange and send the results."""
+        self.engine.process(ev)
 
     def has_listeners(self) -> bool:
         """True when some client holds a subscription."""
