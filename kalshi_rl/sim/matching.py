@@ -375,6 +375,19 @@ class Engine:
         self._maker_delta(m, hit, price, size, ts)
         self._walk(m, hit, price, size, None, ts)
 
+    def sim_take(self, m: int, taker_side: int, size: int, limit: int | None = None) -> int:
+        """A sim taker now: buy ``size`` of ``taker_side`` from the best public levels, FIFO,
+        up to ``limit`` (price on the taker's side; None = any).  The maker's quantity it
+        takes leaves the model's book too.  Returns the count taken."""
+        hit = other(taker_side)
+        min_price = 1 if limit is None else PRICE_MAX - limit
+        taken = self._walk(m, hit, min_price, size, None, self.mk.model.now_ms)
+        if taken:
+            model_mk = self.mk.model.mk[m]
+            model_mk["volume"] += taken
+        self.fanout.flush_all()
+        return taken
+
     def _resync_market(self, m: int, ts: int) -> None:
         """A replayed snapshot replaced the maker's book: rebuild queues and public book."""
         for (mm, side, price), q in self.levels.items():

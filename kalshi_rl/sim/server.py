@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from core.dtypes import SIDE_NO, SIDE_YES
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.kalshi.protocol import KalshiErrorCode
 from kalshi_rl.sim import http, rest
@@ -76,6 +77,7 @@ class SimExchange:
         self.faults = Faults(self.hub)
         self.blast = Blast(self.hub)
         self.control = Control(self.faults, self._status)
+        self.control.register("take", self._control_take)
         self._build_engine()
         self.auth = Authenticator(cfg.public_key_pem)
         self.router = Router(
@@ -354,6 +356,26 @@ class SimExchange:
         """Run one fault given as text (``gap``, ``disconnect``, ``garbage[:kind]``,
         ``stall[:ms]``, ``error[:code]``); returns what it hit."""
         return self.faults.trigger(spec)
+
+    def take(self, ticker: str, side: str, count: int, price: int | None = None) -> int:
+        """A simulated taker now: buy ``count`` (count units) of ``side`` ("yes"/"no") from
+        the best levels, FIFO (users' orders and maker quantity alike), at prices up to
+        ``price`` (ticks on that side).  Returns the count taken."""
+        if side not in ("yes", "no"):
+            raise ConfigError(f"side must be 'yes' or 'no', got {side!r}")
+        if count <= 0:
+            raise ConfigError(f"count must be positive, got {count}")
+        taker = SIDE_YES if side == "yes" else SIDE_NO
+        return self.engine.sim_take(self._markets.market(ticker), taker, count, price)
+
+    def _control_take(self, q: dict[str, list[str]]) -> int:
+        price = q.get("price")
+        return self.take(
+            q.get("ticker", [""])[0],
+            q.get("side", [""])[0],
+            int(q.get("count", ["0"])[0]),
+            int(price[0]) if price else None,
+        )
 
     def sub_seq(self, conn: int, sid: int) -> int:
         """Last seq used on a sid of a connection."""
