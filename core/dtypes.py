@@ -363,9 +363,17 @@ LATENCY_DTYPE = np.dtype(
 )
 
 # --------------------------------------------------------------------------- liquidity
-# Consumed liquidity per book side (core.matching): a dense [2, N_PRICES] array of what our
-# orders took at each price plus a list of at most CONSUMED_CAP touched prices per side.
+# Consumed liquidity of one account in one market (core.liquidity): per book side, up to
+# CONSUMED_CAP prices with what our orders took there that the book still shows.
 CONSUMED_CAP = 32
+LIQUIDITY_DTYPE = np.dtype(
+    [
+        ("n", np.int64, (2,)),  # entries in use per side
+        ("px", np.int16, (2, CONSUMED_CAP)),  # price on the side's own scale
+        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there
+    ],
+    align=True,
+)
 
 # --------------------------------------------------------------------------- defaults
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
@@ -441,6 +449,7 @@ ENV_STATE_DTYPE = np.dtype(
         ("n_invalid", np.int64),  # masked actions chosen in this episode (run as hold)
         ("value", np.int64),  # money: account value at the current row (reward baseline)
         ("busy_until", np.int64),  # ms: no new order before this (in flight / not acked)
+        ("n_unfilled", np.int64),  # orders sent in this episode that filled nothing
     ],
     align=True,
 )
@@ -460,7 +469,7 @@ EPISODE_DTYPE = np.dtype(
         ("trading", np.int64),  # money: realized P&L of closing trades, before fees
         ("settlement", np.int64),  # money: payouts - cost basis of the settled contracts
         ("mark", np.int64),  # money: end value of the open position - its cost basis
-        ("n_rejected", np.int64),  # orders the engine refused (collateral, liquidity, ...)
+        ("n_unfilled", np.int64),  # orders sent that filled nothing (liquidity gone, cash)
     ],
     align=True,
 )
