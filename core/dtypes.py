@@ -538,16 +538,11 @@ SIM_MARKET_DTYPE = np.dtype(
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
 
 # --------------------------------------------------------------------------- paper client
-# kalshi_rl.trade.paper keeps its account in these arrays; core.paper_book's kernels move
-# them.  Orders are on the YES leg as Kalshi's V2 API puts them: side=SIDE_YES, action
-# ORDER_BUY (V2 "bid") / ORDER_SELL (V2 "ask"), price on the YES scale.  Other outcome
-# sides are accepted by the kernels (the env's rule, core.fills' conventions).
+# kalshi_rl.trade.paper keeps its account in core arrays: orders are ORDER_DTYPE (the
+# engine's record, moved by core.matching / core.queue) plus one PAPER_ORDER_EXTRA_DTYPE row
+# per order for what only a Kalshi-shaped client needs; core.paper_book's kernels move both.
 STP_TAKER_AT_CROSS = 0  # self_trade_prevention_type taker_at_cross
 STP_MAKER = 1  # self_trade_prevention_type maker
-
-# queue models of resting paper orders (chosen when the client is built)
-QUEUE_CONSERVATIVE = 0  # only trades at our price shrink the queue ahead
-QUEUE_PROB = 1  # level decreases split ahead/behind us (hftbacktest power model)
 
 # paper order events (why a row of paper_orders was written)
 POE_CREATED = 1
@@ -556,54 +551,35 @@ POE_AMENDED = 3
 POE_DECREASED = 4
 POE_CANCELED = 5
 
-# order rejection reasons of the paper kernels (Python maps them to Kalshi errors)
-REJ_OK = 0
-REJ_INSUFFICIENT_BALANCE = 1
-REJ_POST_ONLY_CROSS = 2
-REJ_REDUCE_ONLY = 3
-REJ_FOK_UNFILLED = 4  # fill_or_kill could not fill completely (nothing happened)
-
 COID_MAX = 64  # bytes of a client_order_id kept in order records
 
-PAPER_ORDER_DTYPE = np.dtype(
+PAPER_ORDER_EXTRA_DTYPE = np.dtype(
     [
-        ("order_id", np.int64),  # account-wide sequence number (1..)
         ("group", np.int64),  # order-group index, -1 none
-        ("ts", np.int64),  # created, ns
-        ("updated_ts", np.int64),  # last change, ns
-        ("count", np.int64),  # initial count units (amend may change it)
-        ("remaining", np.int64),
-        ("filled", np.int64),
-        ("queue_ahead", np.int64),  # count units ahead of us at our level (resting)
-        ("level_seen", np.int64),  # level qty at our price when last looked (queue model)
-        ("notional", np.int64),  # sum of fill count * price, outcome-side scale
-        ("taker_fees", np.int64),  # money
-        ("maker_fees", np.int64),  # money
-        ("taker_cost", np.int64),  # money paid/received as taker (signed: >0 paid)
-        ("maker_cost", np.int64),
+        ("created_ns", np.int64),  # wall clock, ns
+        ("updated_ns", np.int64),
         ("reserve", np.int64),  # money of collateral held for the remaining count
-        ("market", np.int32),
-        ("price", np.int16),  # limit, ticks on ``side``'s scale
-        ("side", np.int8),  # SIDE_YES / SIDE_NO (outcome)
-        ("action", np.int8),  # ORDER_BUY / ORDER_SELL
-        ("tif", np.int8),  # TIF_*
-        ("status", np.int8),  # ORD_*
-        ("post_only", np.uint8),
-        ("reduce_only", np.uint8),
+        ("taker_cost", np.int64),  # money, contracts bought/sold as taker (count * price)
+        ("maker_cost", np.int64),
         ("stp", np.int8),  # STP_*
         ("cancel_on_pause", np.uint8),
     ],
     align=True,
 )
 
-# One fill of a paper order: the ring record and the paper_fills row.
+# One fill of a paper order: the ring record and the paper_fills row (the engine's
+# FILL_DTYPE fields plus rec_id; ts is wall-clock ns).
 PAPER_FILL_DTYPE = np.dtype(
     [
         ("rec_id", np.int64),
         ("ts", np.int64),  # ns
         ("order_id", np.int64),
         ("count", np.int64),
-        ("fee", np.int64),  # money, net fee booked with this fill
+        ("fee", np.int64),  # money, net fee of the fill (trade + rounding - rebate)
+        ("trade_fee", np.int64),  # money
+        ("rounding_fee", np.int64),  # notional units (1e-5 $)
+        ("rebate", np.int64),  # money
+        ("cash", np.int64),  # money, the exact balance change (what a rebuild replays)
         ("market", np.int32),
         ("price", np.int16),  # ticks on ``side``'s scale
         ("side", np.int8),
@@ -625,8 +601,10 @@ PAPER_ORDER_EVENT_DTYPE = np.dtype(
         ("remaining", np.int64),
         ("filled", np.int64),
         ("notional", np.int64),
+        ("fees", np.int64),  # money, net fees
         ("taker_fees", np.int64),
         ("maker_fees", np.int64),
+        ("rounding_acc", np.int64),
         ("market", np.int32),
         ("price", np.int16),
         ("side", np.int8),
@@ -658,14 +636,15 @@ PAPER_SETTLEMENT_DTYPE = np.dtype(
 # COPY layouts of the paper tables (sql/003_paper.sql); text columns give their max bytes.
 PAPER_FILL_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("order_id", 8), ("side", 2),
-    ("action", 2), ("price", 2), ("count", 8), ("fee", 8), ("is_taker", 1), ("ts", 8),
+    ("action", 2), ("price", 2), ("count", 8), ("fee", 8), ("trade_fee", 8),
+    ("rounding_fee", 8), ("rebate", 8), ("cash", 8), ("is_taker", 1), ("ts", 8),
 )  # fmt: skip
 PAPER_ORDER_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("order_id", 8),
     ("client_order_id", COID_MAX), ("order_group", 8), ("event", 2), ("side", 2),
     ("action", 2), ("price", 2), ("count", 8), ("filled", 8), ("remaining", 8), ("tif", 2),
-    ("status", 2), ("flags", 2), ("notional", 8), ("taker_fees", 8), ("maker_fees", 8),
-    ("ts", 8),
+    ("status", 2), ("flags", 2), ("notional", 8), ("fees", 8), ("taker_fees", 8),
+    ("maker_fees", 8), ("rounding_acc", 8), ("ts", 8),
 )  # fmt: skip
 PAPER_SETTLEMENT_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("result", 2), ("position", 8),

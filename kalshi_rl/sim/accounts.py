@@ -1,0 +1,225 @@
+"""Trading accounts of the local exchange: cash, positions, fees, fills, settlements.
+
+Units (ARCHITECTURE.md): counts in hundredths, prices in ticks of $0.001, money in
+$0.0001.  A fill's exact value ``count * price`` is in units of $0.00001 ("exact units",
+``E``); ``E_PER_MONEY`` = 10.  Fees follow Kalshi's current rule (kalshi-protocol.md §4):
+
+1. trade fee = rate * C * P * (1 - P) rounded up to $0.0001 (``core.fills.fee``);
+2. balance change = revenue - trade fee (revenue < 0 for a buyer);
+3. the balance moves by the change floored to the member's precision ($0.01 default,
+   $0.0001 for direct members); the rest is the rounding fee;
+4. a per-order accumulator sums that order's rounding fees and rebates a whole cent
+   each time it reaches $0.01.
+
+Positions net YES against NO: buying YES while holding NO redeems the pairs for $1
+each (and vice versa), so a holding is one signed count (+YES / -NO).  Collateral: an
+order reserves the cost of the part that opens a position, a taker fee on its whole
+count and one cent for rounding; closing part of an opposite holding needs none.  Cash
+therefore never goes negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from core.dtypes import (
+    MAKER_FEE_DEN,
+    MAKER_FEE_NUM,
+    PRICE_MAX,
+    SIDE_NO,
+    SIDE_YES,
+    TAKER_FEE_DEN,
+    TAKER_FEE_NUM,
+)
+from core.fills import fee as kalshi_fee
+
+E_PER_MONEY = 10  # exact units ($0.00001 = count unit x tick) per money unit ($0.0001)
+CENT_E = 1000  # one cent in exact units
+MEMBER_CENT = 100  # member precision in money units: $0.01 (non-direct members)
+MEMBER_DIRECT = 1  # $0.0001 (direct members)
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """How the exchange treats accounts.
+
+    Attributes:
+        starting_balance: money units a new account starts with ($10,000 by default).
+        maker_fees: charge makers 0.0175 (series with ``quadratic_with_maker_fees``).
+        member_precision: MEMBER_CENT (default, conservative) or MEMBER_DIRECT.
+    """
+
+    starting_balance: int = 10_000 * 10_000
+    maker_fees: bool = False
+    member_precision: int = MEMBER_CENT
+
+
+def trade_fee(count: int, price: int, is_taker: bool, maker_fees: bool) -> int:
+    """Kalshi's trade fee of one fill in money units (rounded up to $0.0001)."""
+    if is_taker:
+        return int(kalshi_fee(count, price, TAKER_FEE_NUM, TAKER_FEE_DEN, 1))
+    if maker_fees:
+        return int(kalshi_fee(count, price, MAKER_FEE_NUM, MAKER_FEE_DEN, 1))
+    return 0
+
+
+class FillMoney(NamedTuple):
+    """The money side of one fill (money units unless named ``_e``)."""
+
+    cash_change: int  # what the balance moved by (signed)
+    trade_fee: int
+    rounding_fee_e: int  # exact units, before any rebate
+    rebate: int  # whole cents rebated by the order's accumulator (money units)
+    acc_e: int  # the order's accumulator after this fill
+
+
+def fill_money(
+    revenue_e: int,
+    count: int,
+    price: int,
+    *,
+    is_taker: bool,
+    acc_e: int,
+    config: AccountsConfig,
+) -> FillMoney:
+    """Apply Kalshi's fee and rounding rule to one fill.
+
+    Args:
+        revenue_e: signed revenue of the fill in exact units (-cost, + pair redemptions).
+        count, price: the fill (count units; price on the order's side, ticks).
+        is_taker: taker or maker fill.
+        acc_e: the order's rounding accumulator before this fill (exact units).
+        config: fee knobs.
+
+    Returns:
+        FillMoney (the balance change is a multiple of the member precision).
+    """
+    fee = trade_fee(count, price, is_taker, config.maker_fees)
+    change_e = revenue_e - fee * E_PER_MONEY
+    prec_e = config.member_precision * E_PER_MONEY
+    moved_e = (change_e // prec_e) * prec_e  # floor toward -inf
+    rounding_e = change_e - moved_e
+    acc_e += rounding_e
+    rebate_e = (acc_e // CENT_E) * CENT_E
+    acc_e -= rebate_e
+    moved_e += rebate_e
+    return FillMoney(moved_e // E_PER_MONEY, fee, rounding_e, rebate_e // E_PER_MONEY, acc_e)
+
+
+def reserve_for(open_count: int, count: int, price: int) -> int:
+    """Collateral (money) an order holds: cost of ``open_count`` at ``price`` + a taker
+    fee on ``count`` + one cent of rounding (0 when nothing is left)."""
+    if count <= 0:
+        return 0
+    cost = -((-open_count * price) // E_PER_MONEY)
+    return cost + trade_fee(count, price, True, False) + MEMBER_CENT
+
+
+@dataclass
+class Position:
+    """One account's holding in one market (YES-positive signed count)."""
+
+    position: int = 0
+    cost_yes_e: int = 0  # what the YES held cost (exact units)
+    cost_no_e: int = 0
+    realized_e: int = 0
+    fees_paid: int = 0  # money
+    traded_e: int = 0  # sum of count * price over fills
+    volume: int = 0  # count units filled
+    claimed: list[int] = field(default_factory=lambda: [0, 0])  # per book side
+    last_ts_ms: int = 0
+
+    def held(self, side: int) -> int:
+        """Contracts held of ``side`` (YES: position > 0; NO: position < 0)."""
+        return max(self.position, 0) if side == SIDE_YES else max(-self.position, 0)
+
+    def exposure_e(self) -> int:
+        """Cost of the current holding (exact units)."""
+        return self.cost_yes_e + self.cost_no_e
+
+    def apply(self, book_side: int, count: int, price: int) -> int:
+        """Add a fill buying ``count`` of ``book_side`` at ``price``; returns revenue (E).
+
+        Pairs with the opposite holding are redeemed at $1 each; the realized P&L of
+        that close is booked against the held side's average cost.
+        """
+        opp = SIDE_NO if book_side == SIDE_YES else SIDE_YES
+        held = self.held(opp)
+        pairs = min(count, held)
+        if pairs:
+            cost_opp = self.cost_no_e if opp == SIDE_NO else self.cost_yes_e
+            removed = cost_opp * pairs // held
+            if opp == SIDE_NO:
+                self.cost_no_e -= removed
+            else:
+                self.cost_yes_e -= removed
+            self.realized_e += pairs * PRICE_MAX - pairs * price - removed
+        opened = count - pairs
+        if book_side == SIDE_YES:
+            self.cost_yes_e += opened * price
+            self.position += count
+        else:
+            self.cost_no_e += opened * price
+            self.position -= count
+        self.traded_e += count * price
+        self.volume += count
+        return pairs * PRICE_MAX - count * price
+
+
+class Settlement(NamedTuple):
+    """One market settled for one account (Kalshi's ``settlement`` object)."""
+
+    ticker: str
+    result: str  # "yes" | "no"
+    yes_count: int
+    no_count: int
+    yes_cost_e: int
+    no_cost_e: int
+    revenue: int  # money paid out
+    ts_ms: int
+
+
+@dataclass
+class Account:
+    """One trading account (an API key id)."""
+
+    user: str
+    cash: int  # money units; never negative
+    positions: dict[int, Position] = field(default_factory=dict)
+    fills: list[dict[str, object]] = field(default_factory=list)  # REST fill objects
+    settlements: list[Settlement] = field(default_factory=list)
+    reserved: int = 0  # money held by resting orders
+
+    @property
+    def balance(self) -> int:
+        """Available for new orders (money units)."""
+        return self.cash - self.reserved
+
+    def position(self, m: int) -> Position:
+        """The position in market ``m`` (created empty)."""
+        pos = self.positions.get(m)
+        if pos is None:
+            pos = self.positions[m] = Position()
+        return pos
+
+    def settle(self, m: int, ticker: str, result_yes: bool, ts_ms: int) -> Settlement | None:
+        """Pay out the holding in ``m`` at $1 per winning contract; None if flat."""
+        pos = self.positions.get(m)
+        if pos is None or (pos.position == 0 and pos.exposure_e() == 0):
+            return None
+        yes, no = pos.held(SIDE_YES), pos.held(SIDE_NO)
+        won = yes if result_yes else no
+        revenue_e = won * PRICE_MAX
+        revenue = revenue_e // E_PER_MONEY
+        self.cash += revenue
+        s = Settlement(
+            ticker, "yes" if result_yes else "no", yes, no, pos.cost_yes_e, pos.cost_no_e,
+            revenue, ts_ms,
+        )  # fmt: skip
+        pos.realized_e += revenue_e - pos.exposure_e()
+        pos.position = 0
+        pos.cost_yes_e = pos.cost_no_e = 0
+        pos.last_ts_ms = ts_ms
+        self.settlements.append(s)
+        return s
