@@ -20,11 +20,14 @@ from core.dtypes import (
     SIDE_NO,
     SIDE_NONE,
     SIDE_YES,
+    TRADE_DTYPE,
 )
 from core.features import MARKET_FEATURE_NAMES
 from kalshi_rl.errors import ConfigError, DatasetError, StoreError
 from kalshi_rl.store import db
 from kalshi_rl.store import history as h
+from kalshi_rl.store.history import load as hl
+from kalshi_rl.store.history import replay as hr
 
 T0 = 1_700_000_000_000  # ms
 F_MID = MARKET_FEATURE_NAMES.index("mid")
@@ -563,7 +566,7 @@ def test_query_validation() -> None:
     with pytest.raises(ConfigError, match="min_segment"):
         h.HistoryQuery(min_segment=0)
     with pytest.raises(ConfigError, match="no timezone"):
-        h._to_ms(datetime(2026, 1, 1), 0)
+        hl._to_ms(datetime(2026, 1, 1), 0)
     assert h.HistoryQuery().mode == (h.MODE_UPDATES, 1)
     assert h.HistoryQuery(cadence_ms=500).mode == (h.MODE_MS, 500)
 
@@ -832,7 +835,7 @@ def _random_raw(rng: np.random.Generator, n_m: int = 3, n_ev: int = 3000) -> h.R
         delta_session=np.array(delta_sess, np.int64),
         gaps=np.array(gaps, dtype=GAP_DTYPE),
         gap_session=np.array(gap_sess, np.int64),
-        trades=np.zeros(0, h.TRADE_DTYPE),
+        trades=np.zeros(0, TRADE_DTYPE),
         trade_session=np.zeros(0, np.int64),
     )
 
@@ -843,8 +846,8 @@ def test_delta_runs_match_one_at_a_time(seed: int) -> None:
     raw = _random_raw(np.random.default_rng(seed))
     before = raw.deltas.copy()
     for mode, cad in ((h.MODE_NONE, 1), (h.MODE_UPDATES, 1), (h.MODE_UPDATES, 7), (h.MODE_MS, 50)):
-        one = h._run(raw, mode, cad, 5, 16, run_cap=1)
-        runs = h._run(raw, mode, cad, 5, 16)
+        one = hr._run(raw, mode, cad, 5, 16, run_cap=1)
+        runs = hr._run(raw, mode, cad, 5, 16)
         # books, rows [:n_rows], segments [:n_seg], counters
         assert one[7] == runs[7] and one[12] == runs[12]
         for i, n in ((0, None), (1, None), (2, None), (3, 7), (4, 7), (5, 7), (6, 7)):
@@ -895,10 +898,10 @@ async def test_replayable_load_skips_only_unappliable_deltas(pg_dsn: str, monkey
         # out of the window scan instead
         ended = await h.load_raw(conn, lean=True, replayable=True, end=T0 + 10**6)
         await conn.execute("ANALYZE orderbook_deltas")
-        monkeypatch.setattr(h, "_PK_SHARE", 1e-9)
+        monkeypatch.setattr(hl, "_PK_SHARE", 1e-9)
         masked = []
-        cut = h._from_first_snapshots
-        monkeypatch.setattr(h, "_from_first_snapshots", lambda *a: masked.append(1) or cut(*a))
+        cut = hl._from_first_snapshots
+        monkeypatch.setattr(hl, "_from_first_snapshots", lambda *a: masked.append(1) or cut(*a))
         scanned = await h.load_raw(conn, lean=True, replayable=True)
         monkeypatch.undo()
         assert masked == [1]
@@ -909,7 +912,7 @@ async def test_replayable_load_skips_only_unappliable_deltas(pg_dsn: str, monkey
         a, _ = h.build_dataset(full, q)
         b = await h.load_history(conn, q)
         # the same split over two connections, forced at this small size
-        monkeypatch.setattr(h, "_MIN_SPLIT", 0)
+        monkeypatch.setattr(hl, "_MIN_SPLIT", 0)
         two = await h.load_raw(conn, lean=True, replayable=True, helper=helper)
         c = await h.load_history(conn, q, helper=helper)
         assert not helper.is_in_transaction()
@@ -939,16 +942,16 @@ async def test_split_ranges_cut_in_key_order(pg_dsn: str) -> None:
         s = np.array([sessions[1], sessions[2]], np.int64)
         lo = np.array([1, 1], np.int64)
         hi = np.full(2, 2**63 - 1, np.int64)
-        span = await h._session_spans(conn, s, lo)
+        span = await hl._session_spans(conn, s, lo)
     finally:
         await conn.close()
     assert span.tolist() == [101, 201]
-    assert len(h._split_ranges(s, lo, hi, span)) == 1  # 302 keys < _MIN_SPLIT
-    h_min, h._MIN_SPLIT = h._MIN_SPLIT, 0
+    assert len(hl._split_ranges(s, lo, hi, span)) == 1  # 302 keys < _MIN_SPLIT
+    h_min, hl._MIN_SPLIT = hl._MIN_SPLIT, 0
     try:
-        first, second = h._split_ranges(s, lo, hi, span)
+        first, second = hl._split_ranges(s, lo, hi, span)
     finally:
-        h._MIN_SPLIT = h_min
+        hl._MIN_SPLIT = h_min
     # 302 keys, cut after 151: all of session 1 (101) and 50 of session 2 go first
     assert first[0].tolist() == [sessions[1], sessions[2]] and second[0].tolist() == [sessions[2]]
     assert first[2].tolist() == [2**63 - 1, 51] and second[1].tolist() == [51]
