@@ -410,3 +410,6 @@ SIM_MARKET_DTYPE = np.dtype(
 
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
+# The recording ended here (a clean collector stop): not a hole in the data.  One row per
+# market, written before the socket closes; history ends segments "recording ended".
+GAP_REASON_END = 6

@@ -845,9 +845,11 @@ def test_delta_runs_match_one_at_a_time(seed: int) -> None:
     """Applying runs of deltas per kernel call == one call per delta, in every mode."""
     raw = _random_raw(np.random.default_rng(seed))
     before = raw.deltas.copy()
+    # market 0 closes late in the second session: its updates after that are not replayed
+    close = np.array([T0 + 100_000, -1, -1], np.int64)
     for mode, cad in ((h.MODE_NONE, 1), (h.MODE_UPDATES, 1), (h.MODE_UPDATES, 7), (h.MODE_MS, 50)):
-        one = hr._run(raw, mode, cad, 5, 16, run_cap=1)
-        runs = hr._run(raw, mode, cad, 5, 16)
+        one = hr._run(raw, mode, cad, 5, 16, run_cap=1, close_ms=close)
+        runs = hr._run(raw, mode, cad, 5, 16, close_ms=close)
         # books, rows [:n_rows], segments [:n_seg], counters
         assert one[7] == runs[7] and one[12] == runs[12]
         for i, n in ((0, None), (1, None), (2, None), (3, 7), (4, 7), (5, 7), (6, 7)):
