@@ -44,9 +44,11 @@ from kalshi_rl.store.history.decode import CopyDecoder, decode_copy_binary
 from kalshi_rl.store.history.load import RawHistory, load_raw
 from kalshi_rl.store.history.replay import (
     COUNTER_NAMES,
+    END_CLOSE,
     END_DATA,
     END_DESYNC,
     END_GAP,
+    END_RECORDING,
     MODE_MS,
     MODE_NONE,
     MODE_UPDATES,
@@ -56,9 +58,11 @@ from kalshi_rl.store.history.replay import (
 
 __all__ = [
     "COUNTER_NAMES",
+    "END_CLOSE",
     "END_DATA",
     "END_DESYNC",
     "END_GAP",
+    "END_RECORDING",
     "MODE_MS",
     "MODE_NONE",
     "MODE_UPDATES",

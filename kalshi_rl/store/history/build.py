@@ -12,9 +12,17 @@ import numpy as np
 from core.dataset import Dataset
 from core.dtypes import DEFAULT_TOP_K, FEATURE_TOP_LEVELS, NO_TS, RESULT_UNKNOWN
 from core.features import MARKET_FEATURE_NAMES, N_MARKET_FEATURES, market_features_batch, mids_batch
-from kalshi_rl.errors import ConfigError
+from kalshi_rl.errors import ConfigError, DatasetError
 from kalshi_rl.store.history.load import RawHistory, _to_ms, load_raw
-from kalshi_rl.store.history.replay import COUNTER_NAMES, END_DATA, MODE_MS, MODE_UPDATES, _run
+from kalshi_rl.store.history.replay import (
+    COUNTER_NAMES,
+    END_CLOSE,
+    END_DATA,
+    END_RECORDING,
+    MODE_MS,
+    MODE_UPDATES,
+    _run,
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +36,13 @@ class HistoryQuery:
         cadence_ms: or one every T ms of exchange time (exclusive with cadence_updates).
         top_k: depth levels per side kept (>= FEATURE_TOP_LEVELS).
         min_segment: segments with fewer decision points are dropped.
-        close_tolerance_ms: a market's last segment "reaches close" (and gets
-            ``markets.result``) when the window covers ``close_time``, no gap/desync cut
-            it, and its last update is at most this long before ``close_time``.
+        close_tolerance_ms: a segment settles at ``markets.result`` when it ends at the
+            market's close (an update, gap or end marker at/after ``close_time``), or --
+            for recordings without an event at close -- when it is the market's last, the
+            data ended there (no hole), the window covers ``close_time`` and its last
+            update is at most this long before it.
+        max_rows: refuse (DatasetError) a build whose decision points could exceed this
+            many rows (an upper bound computed before allocating anything).
     """
 
     tickers: tuple[str, ...] | None = None
@@ -41,6 +53,7 @@ class HistoryQuery:
     top_k: int = DEFAULT_TOP_K
     min_segment: int = 2
     close_tolerance_ms: int = 60_000
+    max_rows: int = 5_000_000
 
     def __post_init__(self) -> None:
         if self.tickers is not None:
@@ -57,6 +70,8 @@ class HistoryQuery:
             raise ConfigError(f"min_segment must be a positive int, got {self.min_segment!r}")
         if self.close_tolerance_ms < 0:
             raise ConfigError("close_tolerance_ms must be >= 0")
+        if not isinstance(self.max_rows, int) or self.max_rows < 1:
+            raise ConfigError(f"max_rows must be a positive int, got {self.max_rows!r}")
 
     @property
     def mode(self) -> tuple[int, int]:
@@ -97,20 +112,69 @@ def _ttc(ts: np.ndarray, c: np.ndarray, o: np.ndarray) -> np.ndarray:
 def _seg_results(
     raw: RawHistory, seg_market: np.ndarray, last_ts: np.ndarray, reason: np.ndarray, tol: int
 ) -> np.ndarray:
-    """RESULT_* per segment: a market's last segment only, uncut, when the data reaches close."""
+    """RESULT_* per segment: known for the segments whose data reaches the market's close.
+
+    A segment that ended at close (END_CLOSE) reached it; so did a market's last segment
+    when the data ended there without a hole (END_DATA, END_RECORDING), the window covers
+    the close and its last update lies within ``tol`` ms of it.
+    """
     out = np.full(seg_market.shape[0], RESULT_UNKNOWN, dtype=np.int8)
     if seg_market.size == 0:
         return out
+    result = raw.result[seg_market]
+    close = raw.close_ms[seg_market]
+    known = (result != RESULT_UNKNOWN) & (close != NO_TS)
+    at_close = known & (reason == END_CLOSE)
     last_of = np.full(len(raw.tickers), -1, dtype=np.int64)
     last_of[seg_market] = np.arange(seg_market.size)  # later segments overwrite earlier
-    for m, s in enumerate(last_of):
-        close = raw.close_ms[m]
-        if s < 0 or close == NO_TS or raw.result[m] == RESULT_UNKNOWN:
-            continue
-        # The window must cover the close, and the segment must run (uncut) up to it.
-        if raw.end_ms >= close and reason[s] == END_DATA and last_ts[s] >= close - tol:
-            out[s] = raw.result[m]
+    is_last = last_of[seg_market] == np.arange(seg_market.size)
+    ended = (reason == END_DATA) | (reason == END_RECORDING)
+    near = known & is_last & ended & (raw.end_ms >= close) & (last_ts >= close - tol)
+    settled = at_close | near
+    out[settled] = result[settled]
     return out
+
+
+def _max_rows(raw: RawHistory, mode: int, cadence: int) -> int:
+    """An upper bound of the decision points a build emits (before allocating them)."""
+    if mode == MODE_UPDATES:
+        return int(raw.snapshots.shape[0] + raw.deltas.shape[0] // cadence + 1)
+    # MODE_MS: per market, its grid over the span of its updates (cut at close), plus one
+    # extra point per segment (a reopened segment starts a grid of its own).
+    n = len(raw.tickers)
+    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    for recs in (raw.snapshots, raw.deltas):
+        m = recs["market"].astype(np.int64)
+        ok = (m >= 0) & (m < n)
+        np.minimum.at(lo, m[ok], recs["exch_ts"][ok])
+        np.maximum.at(hi, m[ok], recs["exch_ts"][ok])
+    close = raw.close_ms
+    hi = np.where((close != NO_TS) & (hi > close), close, hi)
+    span = np.maximum(hi - lo, 0)[lo <= hi]
+    grid = (span.astype(np.float64) // cadence + 1).sum()
+    return int(min(grid + raw.snapshots.shape[0], 2**62))
+
+
+def _row_bytes(top_k: int) -> int:
+    """Peak bytes per decision point while building (row buffers, grouped copy, features)."""
+    depth = 2 * top_k * (2 + 8)  # px int16 + qty int64 per level and side
+    return 2 * (depth + 16) + 4 * N_MARKET_FEATURES + 8 + 4 + 8
+
+
+def _check_budget(raw: RawHistory, query: HistoryQuery) -> int:
+    """The row-count bound of a build; DatasetError when it exceeds ``query.max_rows``."""
+    mode, cadence = query.mode
+    bound = _max_rows(raw, mode, cadence)
+    if bound > query.max_rows:
+        what = f"--cadence-ms {cadence}" if mode == MODE_MS else f"--cadence-updates {cadence}"
+        gb = bound * _row_bytes(query.top_k) / 1e9
+        raise DatasetError(
+            f"{what} could make up to {bound:,} decision points (about {gb:,.1f} GB), more"
+            f" than the row budget of {query.max_rows:,}: use a coarser cadence, a shorter"
+            " window or fewer markets, or raise the budget (--max-rows)"
+        )
+    return bound
 
 
 def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, SegmentInfo]:
@@ -122,12 +186,18 @@ def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, Segmen
 
     Returns:
         (dataset, per-segment info before dropping).  Rows are grouped by segment in the
-        order segments opened; ``ttc`` uses markets.open_time/close_time, else the
-        segment's own span (open -> first update, close -> last update).
+        order segments opened; none lies at or after its market's close_time.  ``ttc``
+        uses markets.open_time/close_time, else the segment's own span (open -> first
+        update, close -> last update).
+
+    Raises:
+        DatasetError: the build could exceed ``query.max_rows`` decision points.
     """
     mode, cadence = query.mode
     k = query.top_k
-    est = raw.snapshots.shape[0] + raw.deltas.shape[0] // cadence if mode == MODE_UPDATES else 0
+    bound = _check_budget(raw, query)
+    # initial row buffers (they double when full): the bound is tight for update cadences
+    est = bound if mode == MODE_UPDATES else min(bound, 1 << 16)
     (
         _,
         _,
@@ -143,7 +213,7 @@ def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, Segmen
         seg_reason,
         n_seg,
         counters,
-    ) = _run(raw, mode, cadence, k, max(est, 1024))
+    ) = _run(raw, mode, cadence, k, max(est, 1024), close_ms=raw.close_ms)
     seg_market = seg_market[:n_seg]
     seg_first = seg_first[:n_seg]
     seg_last = seg_last[:n_seg]
@@ -205,6 +275,8 @@ def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, Segmen
         seg_result=seg_result[keep_idx],
         markets=raw.tickers,
         meta=meta,
+        seg_close_ts=raw.close_ms[seg_market[keep_idx]].astype(np.int64),
+        seg_end_reason=seg_reason[keep_idx].astype(np.int8),
     )
     info = SegmentInfo(seg_market, seg_first, seg_last, seg_reason, lengths, kept)
     return ds, info

@@ -126,6 +126,22 @@ def _sort_key_order(session: np.ndarray, rec_id: np.ndarray) -> np.ndarray | Non
     return np.lexsort((rec_id, session))
 
 
+def _ms_to_ns(ms: int) -> int:
+    """Unix ms -> ns, clamped to int64 (the unbounded window ends stay unbounded)."""
+    return max(min(ms * 1_000_000, _INT64_MAX), _INT64_MIN)
+
+
+def _snapshot_times(snaps: np.ndarray) -> None:
+    """Give every snapshot row without an exchange time (NO_TS) its receive time, in ms.
+
+    Kalshi's snapshots carry no exchange time; without this the replay would open
+    segments at ts -1 (a cadence grid from 1970, ttc 1.0 on every first row).
+    """
+    missing = snaps["exch_ts"] == NO_TS
+    if missing.any():
+        snaps["exch_ts"][missing] = snaps["recv_ts"][missing] // 1_000_000
+
+
 def _to_ms(t: datetime | int | None, default: int) -> int:
     if t is None:
         return default
@@ -232,14 +248,21 @@ async def _load_raw(
     lut = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int32)
     lut[ids] = np.arange(ids.size, dtype=np.int32)
     win_args = (id_list, lo, hi)
+    # A snapshot without exchange time (Kalshi sends none) takes its receive time: its rows
+    # are selected by either clock and get exch_ts = recv_ts // 1e6 (see _snapshot_times).
+    snap_win = (
+        f"{in_mk} AND ((exch_ts >= $2 AND exch_ts < $3)"
+        f" OR (exch_ts = {NO_TS} AND recv_ts >= $4 AND recv_ts < $5))"
+    )
     snaps, snap_sess = await _copy(
         conn,
-        _select("orderbook_snapshots", _SNAP_COLS, win),
-        args=win_args,
+        _select("orderbook_snapshots", _SNAP_COLS, snap_win),
+        args=(*win_args, _ms_to_ns(lo), _ms_to_ns(hi)),
         cols=_SNAP_COLS,
         dtype=SNAPSHOT_LEVEL_DTYPE,
         lut=lut,
     )
+    _snapshot_times(snaps)
     delta_cols = _DELTA_COLS_LEAN if lean else _DELTA_COLS
     # Per session, its first loaded snapshot row (snapshots are sorted).
     first = np.flatnonzero(np.diff(snap_sess, prepend=snap_sess[:1] - 1))

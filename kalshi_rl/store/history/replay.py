@@ -20,6 +20,11 @@ from core.dtypes import (
     NO_PRICE,
     NO_SEQ,
     NO_TS,
+    SEG_END_CLOSE,
+    SEG_END_DATA,
+    SEG_END_DESYNC,
+    SEG_END_GAP,
+    SEG_END_RECORDING,
     ST_INVALID_BOOK,
     ST_OK,
 )
@@ -31,12 +36,11 @@ MODE_UPDATES = 1
 MODE_MS = 2
 
 # Why a segment ended (the ``end_reason`` of :class:`SegmentInfo`, ``Dataset.seg_end_reason``).
-# A hole (END_GAP, END_DESYNC) is not an end: data of the market goes on after it.
-END_DATA = 0  # the loaded data ends (window end, end of the data, a new feed session)
-END_GAP = 1  # a feed_gaps row: the data has a hole
-END_DESYNC = 2  # the book became inconsistent: a hole
-END_CLOSE = 3  # the market reached its close_time (no decision point after it)
-END_RECORDING = 4  # the recording ended (the collector's end marker, GAP_REASON_END)
+END_DATA = SEG_END_DATA
+END_GAP = SEG_END_GAP
+END_DESYNC = SEG_END_DESYNC
+END_CLOSE = SEG_END_CLOSE
+END_RECORDING = SEG_END_RECORDING
 
 # Replay counters (indices into the kernel's int64 counters array).
 _C_SNAPSHOTS = 0

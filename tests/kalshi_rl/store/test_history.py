@@ -178,8 +178,14 @@ def reference(
     k: int,
     lo: int = -(2**62),
     hi: int = 2**62,
+    close_ms: dict[int, int] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Plain-Python replay: (segments with rows, final books)."""
+    """Plain-Python replay: (segments with rows, final books).
+
+    ``close_ms``: market -> close time; an update at or after it ends the segment
+    (END_CLOSE, grid points before close first) and is not replayed.
+    """
+    closes = close_ms or {}
     books = [{SIDE_YES: {}, SIDE_NO: {}} for _ in range(n_markets)]
     valid = [False] * n_markets
     open_seg: list[dict | None] = [None] * n_markets
@@ -209,10 +215,19 @@ def reference(
             cur = sess
         if kind == "gap":
             valid[m] = False
-            close(m, h.END_GAP)
+            after = m in closes and open_seg[m] is not None and p[0] >= closes[m]
+            close(m, h.END_CLOSE if after else h.END_GAP)
             continue
         ts = p[0]
         seg = open_seg[m]
+        if m in closes and ts >= closes[m]:
+            if mode == "ms" and seg is not None:
+                while grid[m] < closes[m]:
+                    emit(m, grid[m])
+                    grid[m] += cadence
+            valid[m] = False
+            close(m, h.END_CLOSE)
+            continue
         if mode == "ms" and seg is not None:
             while grid[m] < ts:
                 emit(m, grid[m])
@@ -301,6 +316,9 @@ def _check_against_reference(ds, segs: list[dict], min_segment: int, k: int) -> 
 
 
 # --------------------------------------------------------------------------- scenario
+
+
+SCENARIO_CLOSE = {0: T0 + 100_000, 2: T0 + 100_000}  # A and C (market index -> close ms)
 
 
 def _scenario() -> tuple[Recording, dict[str, dict]]:
@@ -425,7 +443,7 @@ async def test_decision_points_match_reference(scenario, mode: str, cadence: int
     q = h.HistoryQuery(top_k=5, min_segment=1, **kw)
     raw = await h.load_raw(conn)
     ds, info = h.build_dataset(raw, q)
-    segs, _ = reference(rec, 3, mode, cadence, 5)
+    segs, _ = reference(rec, 3, mode, cadence, 5, close_ms=SCENARIO_CLOSE)
     _check_against_reference(ds, [s for s in segs if s["rows"]], 1, 5)
     assert ds.markets == ("A", "B", "C")
     # every segment of the reference, incl. empty ones, with its end reason
@@ -438,12 +456,12 @@ async def test_gap_and_desync_cut_segments(scenario) -> None:
     ds, info = h.build_dataset(await h.load_raw(conn), h.HistoryQuery(min_segment=1))
     a = [i for i in range(info.market.size) if info.market[i] == 0]
     # A: session-1 start (gap), after-gap snapshot (recorded desync), re-snapshot (crossed),
-    # session 2 (end of data)
+    # session 2 (its last update is at close: the segment ends there)
     assert [int(info.end_reason[i]) for i in a] == [
         h.END_GAP,
         h.END_DESYNC,
         h.END_DESYNC,
-        h.END_DATA,
+        h.END_CLOSE,
     ]
     gap_ts = T0 + 1000 + 12 * 250 + 1
     first_a = a[0]
@@ -534,12 +552,15 @@ async def test_random_streams_match_reference(pg_dsn: str, seed: int) -> None:
         t += 5000
     conn = await db.connect(pg_dsn)
     try:
-        await _store(conn, rec, await _sessions(conn, 3), {})
+        # M1 closes in the middle of session 2: nothing of it after that is replayed
+        close = sorted(e[4][0] for e in rec.events if e[0] == 2)[200]
+        closes = {"M1": {"close": datetime.fromtimestamp(close / 1000, UTC), "result": "no"}}
+        await _store(conn, rec, await _sessions(conn, 3), closes)
         raw = await h.load_raw(conn)
         for mode, cad in (("updates", 1), ("updates", 4), ("ms", 250)):
             kw = {"cadence_updates": cad} if mode == "updates" else {"cadence_ms": cad}
             ds, _ = h.build_dataset(raw, h.HistoryQuery(top_k=7, min_segment=2, **kw))
-            segs, _ = reference(rec, n_m, mode, cad, 7)
+            segs, _ = reference(rec, n_m, mode, cad, 7, close_ms={1: close})
             _check_against_reference(ds, segs, 2, 7)
         books = h.rebuild_books(raw)
         _, finals = reference(rec, n_m, "none", 1, 1)
