@@ -42,6 +42,22 @@ class CollectorResult:
     books_valid: int  # valid books just before the feed was stopped
 
 
+def stop_report(res: CollectorResult) -> str:
+    """The lines printed when ``collect`` stops: counts, books valid at stop, rejects."""
+    f, w = res.feed, res.writer
+    rejects = ", ".join(f"{k} {v}" for k, v in sorted(f["decode_errors_by_reason"].items()))
+    return (
+        f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
+        f" {f['snapshots']} snapshots, {f['trades']} trades,"
+        f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
+        f"  books valid at stop {res.books_valid}/{len(res.tickers)}"
+        f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
+        f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
+        f" uptime {100 * f['uptime']:.1f}%)\n"
+        f"  rejected frames {f['decode_errors']}" + (f": {rejects}" if rejects else "")
+    )
+
+
 def progress_line(feed: Any, writer: Any, rate: float) -> str:
     """One human line: rate, books, ring, rows, gaps, errors, latency, lag, DB state."""
     st = feed.stats
@@ -51,7 +67,7 @@ def progress_line(feed: Any, writer: Any, rate: float) -> str:
         f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid"
         f" | ring {100 * ring.fill_fraction:5.1f}% (ovf {ring.overflow_pending})"
         f" | rows {w['rows_written_total']}"
-        f" | gaps {st.gap_rows} | decode_err {st.decode_errors}"
+        f" | gaps {st.gaps} | decode_err {st.decode_errors}"
         f" | p99 {st.latency_quantile_ns(0.99) / 1e3:.0f}us"
         f" | lag {durability_lag_ms(feed.rings):.0f}ms"
         f" | db {'up' if w['db_up'] else 'DOWN'}"
@@ -156,10 +172,4 @@ def register(app: typer.Typer) -> None:
         import uvloop
 
         res = uvloop.run(main())
-        typer.echo(
-            f"session {res.session_id}: {res.feed['msgs']} msgs, {res.feed['deltas']} deltas,"
-            f" {res.feed['snapshots']} snapshots, {res.feed['trades']} trades,"
-            f" {res.feed['gap_rows']} gap rows, {res.feed['decode_errors']} decode errors,"
-            f" {res.writer['rows_written_total']} rows written,"
-            f" {res.writer['segments_pending']} segments pending"
-        )
+        typer.echo(stop_report(res))

@@ -275,7 +275,9 @@ class LiveNode:
             if self.lifecycle is not None:
                 await self.lifecycle.flush()
             if self.session_id and self.feed is not None:
-                await close_session(self.pool, self.session_id, self.feed_stats)
+                await close_session(
+                    self.pool, self.session_id, self.feed_stats, self.books_valid_at_stop
+                )
         finally:
             pool, self.pool = self.pool, None
             with contextlib.suppress(Exception):

@@ -44,23 +44,38 @@ async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) 
     )
 
 
-async def close_session(pool: asyncpg.Pool, session_id: int, stats: dict[str, Any]) -> bool:
-    """Set ended_at and the counters of a session row. False if the DB is unreachable."""
+async def close_session(
+    pool: asyncpg.Pool, session_id: int, stats: dict[str, Any], books_valid: int | None = None
+) -> bool:
+    """Set ended_at and the counters of a session row. False if the DB is unreachable.
+
+    ``stats`` is ``FeedStats.as_dict()``: n_gaps = gap events, n_gap_rows = their rows,
+    n_reconnects = reconnections, rejects = decoder rejections by reason (sql/002).
+    """
     for attempt in (1, 2):  # a pooled connection may have died with a server restart
         try:
             async with asyncio.timeout(10):
                 await pool.execute(
                     "UPDATE feed_sessions SET ended_at = now(), n_messages = $2,"
                     " n_deltas = $3, n_snapshots = $4, n_trades = $5, n_gaps = $6,"
-                    " n_decode_errors = $7, n_reconnects = $8 WHERE id = $1",
+                    " n_decode_errors = $7, n_reconnects = $8, n_gap_rows = $9,"
+                    " n_end_rows = $10, n_connect_failures = $11, n_desyncs = $12,"
+                    " rejects = $13, books_valid_at_stop = $14, uptime = $15 WHERE id = $1",
                     session_id,
                     stats["msgs"],
                     stats["deltas"],
                     stats["snapshots"],
                     stats["trades"],
-                    stats["gap_rows"],
+                    stats["gaps"],
                     stats["decode_errors"],
                     stats["reconnects"],
+                    stats["gap_rows"],
+                    stats["end_rows"],
+                    stats["connect_failures"],
+                    stats["desyncs"],
+                    stats["decode_errors_by_reason"],
+                    books_valid,
+                    stats["uptime"],
                 )
             return True
         except DB_ERRORS as exc:

@@ -60,7 +60,6 @@ from core.dtypes import (
     AS_RISK,
     AS_SENT,
     AS_SHADOW,
-    CONSUMED_CAP,
     COUNT_SCALE,
     DEFAULT_TOP_K,
     FILL_DTYPE,
@@ -68,7 +67,6 @@ from core.dtypes import (
     MARK_LIQUIDATION,
     MARK_MID,
     MEMBER_CENT,
-    N_PRICES,
     N_SIDES,
     NO_PRICE,
     NO_TS,
@@ -83,6 +81,7 @@ from core.dtypes import (
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
+from core.liquidity import new_liquidity
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import DS_NAMES, DS_OK, prepare_decision, ttc_fraction
@@ -246,14 +245,14 @@ class Actor:
         self._acct = np.zeros(1, dtype=POSITION_DTYPE)
         self._px = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
-        self._consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
+        # what our own orders took (core.liquidity); the paper client enforces it on fills,
+        # the order rule and the valuation see the displayed book (see docs/actor.md)
+        self._liq = new_liquidity(1)
         self._px_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
-        self._sh_consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
-        self._sh_touched = np.zeros((N_SIDES, CONSUMED_CAP), dtype=np.int16)
-        self._sh_ntouched = np.zeros(N_SIDES, dtype=np.int64)
+        self._sh_liq = new_liquidity(1)
         self._rec = np.zeros(1, dtype=ACTION_DTYPE)
         self.ring = Ring(ACTION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
@@ -473,11 +472,8 @@ class Actor:
         return int(pos[slot]["position"]) if slot < pos.shape[0] else 0
 
     def _consumed_of(self, slot: int) -> np.ndarray:
-        """The paper client's liquidity consumption in market ``slot`` (zeros if none)."""
-        cons = getattr(self.paper, "_consumed", None)
-        if cons is not None and slot < cons.shape[0]:
-            return cons[slot]
-        return self._consumed
+        """Liquidity state the order rule and the valuation use for market ``slot``."""
+        return self._liq
 
     def _fill_acct(self, i: int) -> None:
         """Market ``i``'s sub-account: the paper position record, cash from start_cash."""
@@ -657,7 +653,7 @@ class Actor:
         position = int(self._acct[0]["position"])
         rules = self._rules
         side, act, limit, count, reject = action_to_order(
-            action, position, size, rules.max_position, slip, self._px, self._qty, self._consumed
+            action, position, size, rules.max_position, slip, self._px, self._qty, self._liq
         )
         if reject == REJ_NONE and count > 0:
             limit = self._on_grid(i, side, act, limit)
@@ -753,7 +749,8 @@ class Actor:
         """
         from core.account import position_value
         from core.features import account_features
-        from core.matching import liquidity_clear, taker_match
+        from core.liquidity import liquidity_clear
+        from core.matching import taker_match
         from core.orders import action_to_order
 
         rules = self._shadow_rules or self._rules
@@ -762,7 +759,7 @@ class Actor:
         try:
             obs = self._obs.copy()
             v = position_value(
-                int(acct[0]["position"]), self._px, self._qty, self._sh_consumed, rules.fees,
+                int(acct[0]["position"]), self._px, self._qty, self._sh_liq, rules.fees,
                 rules.mark_mode,
             )  # fmt: skip
             account_features(acct, v, self.start_cash, obs[N_MARKET_FEATURES:])
@@ -776,10 +773,10 @@ class Actor:
             r["action"], r["size_idx"], r["slip_idx"] = action, size_idx, slip_idx
             r["price"], r["side"], r["order_action"] = NO_PRICE, -1, -1
             if action != ACT_HOLD:
-                liquidity_clear(self._sh_consumed, self._sh_touched, self._sh_ntouched)
+                liquidity_clear(self._sh_liq)
                 side, act, limit, count, reject = action_to_order(
                     action, int(acct[0]["position"]), size, rules.max_position, slip, self._px,
-                    self._qty, self._sh_consumed,
+                    self._qty, self._sh_liq,
                 )  # fmt: skip
                 r["side"], r["order_action"], r["price"], r["reject"] = side, act, limit, reject
                 if reject == REJ_NONE and count > 0:
@@ -788,8 +785,8 @@ class Actor:
                     o[0]["side"], o[0]["action"], o[0]["price"] = side, act, limit
                     o[0]["count"] = o[0]["remaining"] = count
                     taker_match(
-                        o, acct, self._px, self._qty, self._sh_consumed, self._sh_touched,
-                        self._sh_ntouched, rules.fees, rules.lot, exch_ts, self._sh_fills,
+                        o, acct, self._px, self._qty, self._sh_liq, rules.fees, rules.lot,
+                        exch_ts, self._sh_fills,
                     )  # fmt: skip
                     r["count"], r["filled"], r["fee"] = count, o[0]["filled"], o[0]["fees"]
             n_probs = min(pol.probs.shape[0], ACTION_PROBS_MAX)
