@@ -76,7 +76,8 @@ async def test_replayed_session_matches_dataset_and_env(pg_dsn: str, tmp_path: P
         )
     finally:
         await conn.close()
-    cfg = EnvConfig()
+    # the env executes at the decision's book, as the paper client does: no latency model
+    cfg = EnvConfig(entry_latency_ms=(0, 0), ack_latency_ms=(0, 0))
     await register(pg_dsn, tmp_path, "par", flip_flop_model(cfg), cfg)
     report = await run_parity(pg_dsn, session, "par", cadence=1)
     print(report.text())
