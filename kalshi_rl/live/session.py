@@ -73,7 +73,7 @@ async def close_session(
                     stats["end_rows"],
                     stats["connect_failures"],
                     stats["desyncs"],
-                    stats["decode_errors_by_reason"],
+                    {str(k): int(v) for k, v in stats["decode_errors_by_reason"].items()},
                     books_valid,
                     stats["uptime"],
                 )
