@@ -2,11 +2,10 @@
 
 ``kalshi_rl.trade.paper.PaperClient`` keeps its state in arrays -- orders as the engine's
 ORDER_DTYPE plus a PAPER_ORDER_EXTRA_DTYPE row each, one POSITION_DTYPE per book slot, the
-engine's liquidity state per slot (``consumed`` [cap, 2, N_PRICES], ``touched``
-[cap, 2, CONSUMED_CAP], ``n_touched`` [cap, 2]) and one FEE_DTYPE per slot -- and moves
-them only through these kernels.  They are orchestration: every rule is the engine's
+engine's liquidity state (one LIQUIDITY_DTYPE record ``liq[m]`` per slot) and one FEE_DTYPE
+per slot -- and moves them only through these kernels.  They are orchestration: every rule is the engine's
 (``core.orders.order_check`` / ``collateral_need``, ``core.matching.taker_match`` /
-``maker_fill`` / ``consume`` / ``liquidity_on_level``, ``core.queue``, ``core.account``),
+``maker_fill``, ``core.liquidity``, ``core.queue``, ``core.account``),
 the same kernels the env uses, so the env and the paper client fill alike.
 
 What is specific to one multi-market account:
@@ -30,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from core.account import book_fill, other_side, settle
+from core.account import book_fill, settle
 from core.book import book_top_k
 from core.dtypes import (
     NO_PRICE,
@@ -44,17 +43,11 @@ from core.dtypes import (
     TIF_FOK,
     TIF_GTC,
 )
-from core.matching import (
-    best_available,
-    consume,
-    ladder_to_order_price,
-    liquidity_on_level,
-    maker_fill,
-    take_ladder,
-    taker_match,
-)
+from core.liquidity import best_available, consume, consumed_at, liquidity_on_level
+from core.matching import ladder_to_order_price, maker_fill, take_ladder, taker_match
 from core.orders import collateral_need, order_check
 from core.queue import queue_join, queue_on_level, queue_on_trade_yes, rest_level, resting_crossed
+from core.records import other_side
 
 # slots of the int64 control array of a paper book
 CTL_N_ACTIVE = 0  # resting orders listed in ``active``
@@ -151,9 +144,7 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     pos: np.ndarray,
     qty: np.ndarray,
     best: np.ndarray,
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
+    liq: np.ndarray,
     fees: np.ndarray,
     start_cash: int,
     min_lp: int,
@@ -174,7 +165,7 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
         orders, extra: ORDER_DTYPE / PAPER_ORDER_EXTRA_DTYPE arrays; ``i`` the new order.
         active, ctl: resting-order list and control array.
         pos: POSITION_DTYPE [cap]; qty, best: the BookSet arrays (read only).
-        consumed, touched, n_touched: the liquidity state per slot; fees: FEE_DTYPE [cap].
+        liq: LIQUIDITY_DTYPE [cap], the liquidity state per slot; fees: FEE_DTYPE [cap].
         start_cash: the account's starting cash, money.
         min_lp: self-trade guard: lowest take-ladder price the walk may reach (-1: none).
         ts_ms: fill timestamp (ms).
@@ -195,7 +186,7 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     eff = effective_position(orders, active, ctl, pos, m, i)
     rej = order_check(
         side, action, int(o["price"]), count, 1, 1, o["post_only"] != 0, o["reduce_only"] != 0,
-        True, eff, free, px, vq, consumed[m], fees[m : m + 1],
+        True, eff, free, px, vq, liq[m : m + 1], fees[m : m + 1],
     )  # fmt: skip
     if rej != REJ_NONE:
         o["status"] = ORD_CANCELED
@@ -215,15 +206,15 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
             price = ladder_to_order_price(side, action, lp)
             if (action == ORDER_BUY and price > walk) or (action != ORDER_BUY and price < walk):
                 break
-            can += max(int(vq[ladder, k]) - int(consumed[m, ladder, lp]), 0)
+            can += max(int(vq[ladder, k]) - consumed_at(liq[m : m + 1], ladder, lp), 0)
         if can < count:
             o["status"] = ORD_CANCELED
             return REJ_NONE, 0
     o["price"] = walk
     saved = _set_free_cash(pos, m, free)
     n = taker_match(
-        orders[i : i + 1], pos[m : m + 1], px, vq, consumed[m], touched[m], n_touched[m],
-        fees[m : m + 1], 1, ts_ms, fills,
+        orders[i : i + 1], pos[m : m + 1], px, vq, liq[m : m + 1], fees[m : m + 1], 1, ts_ms,
+        fills,
     )  # fmt: skip
     _restore_cash(pos, m, free, saved)
     o["price"] = limit
@@ -266,17 +257,15 @@ def _maker(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
 
 
 @njit(cache=True)
-def _forget_emptied(qty, consumed, touched, n_touched, m: int) -> None:
+def _forget_emptied(qty: np.ndarray, liq: np.ndarray, m: int) -> None:
     # the engine's live rule: consumption at a level is forgotten once the level emptied
     for ladder in range(2):
-        k = int(n_touched[m, ladder])
+        k = int(liq[m]["n"][ladder])
         for t in range(k - 1, -1, -1):
-            if t >= n_touched[m, ladder]:
+            if t >= liq[m]["n"][ladder]:
                 continue
-            p = int(touched[m, ladder, t])
-            liquidity_on_level(
-                consumed[m], touched[m], n_touched[m], ladder, p, int(qty[m, ladder, p])
-            )
+            p = int(liq[m]["px"][ladder, t])
+            liquidity_on_level(liq[m : m + 1], ladder, p, int(qty[m, ladder, p]))
 
 
 @njit(cache=True)
@@ -288,9 +277,7 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     pos: np.ndarray,
     qty: np.ndarray,
     best: np.ndarray,
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
+    liq: np.ndarray,
     fees: np.ndarray,
     qm: np.ndarray,
     start_cash: int,
@@ -319,8 +306,8 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         s = slots[k]
         if 0 <= s < dirty.shape[0] and dirty[s] == 0:
             dirty[s] = 1
-            if n_touched[s, 0] + n_touched[s, 1] > 0:
-                _forget_emptied(qty, consumed, touched, n_touched, s)
+            if liq[s]["n"][0] + liq[s]["n"][1] > 0:
+                _forget_emptied(qty, liq, s)
     n = 0
     view_of = -1
     for r in range(ctl[CTL_N_ACTIVE]):
@@ -334,19 +321,19 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
             view_of = m
         ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
         opp = other_side(ladder)
-        want = resting_crossed(orders[j : j + 1], best_available(px, vq, consumed[m], opp))
+        want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
         for k in range(px.shape[1]):
             lp = int(px[opp, k])
             if want <= 0 or lp == NO_PRICE or lp + our < PRICE_MAX or n >= fills.shape[0]:
                 break
-            avail = int(vq[opp, k]) - int(consumed[m, opp, lp])
+            avail = int(vq[opp, k]) - consumed_at(liq[m : m + 1], opp, lp)
             if avail <= 0:
                 continue
             c = _maker(orders, extra, j, active, ctl, pos, fees, start_cash,
                        min(avail, want), ts_ms, fills[n])  # fmt: skip
             if c <= 0:
                 break
-            consume(consumed[m], touched[m], n_touched[m], opp, lp, c)
+            consume(liq[m : m + 1], opp, lp, c)
             want -= c
             n += 1
         if o["status"] == ORD_RESTING:

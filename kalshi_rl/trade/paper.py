@@ -42,10 +42,10 @@ import numpy as np
 from core.book import BookSet
 from core.dtypes import (
     COID_MAX,
-    CONSUMED_CAP,
     COUNT_SCALE,
     FEE_DTYPE,
     FILL_DTYPE,
+    LIQUIDITY_DTYPE,
     MEMBER_CENT,
     MEMBER_DIRECT,
     MONEY_SCALE,
@@ -352,9 +352,7 @@ class PaperClient:
         self._grids: dict[PriceLevelStructure, np.ndarray] = {}
         self._cap_m = 0
         self._pos = np.zeros(0, dtype=POSITION_DTYPE)
-        self._consumed = np.zeros((0, N_SIDES, N_PRICES), dtype=np.int64)
-        self._touched = np.zeros((0, N_SIDES, CONSUMED_CAP), dtype=np.int16)
-        self._n_touched = np.zeros((0, N_SIDES), dtype=np.int64)
+        self._liq = np.zeros(0, dtype=LIQUIDITY_DTYPE)
         self._fees = np.zeros(0, dtype=FEE_DTYPE)
         self._dirty = np.zeros(0, dtype=np.uint8)
         self._qm = queue_model(int(self.config.queue_model), float(self.config.queue_power))
@@ -386,17 +384,12 @@ class PaperClient:
         n = self._cap_m
         pos = np.zeros(cap, dtype=POSITION_DTYPE)
         pos[:n] = self._pos
-        cons = np.zeros((cap, N_SIDES, N_PRICES), dtype=np.int64)
-        cons[:n] = self._consumed
-        touched = np.zeros((cap, N_SIDES, CONSUMED_CAP), dtype=np.int16)
-        touched[:n] = self._touched
-        n_touched = np.zeros((cap, N_SIDES), dtype=np.int64)
-        n_touched[:n] = self._n_touched
+        liq = np.zeros(cap, dtype=LIQUIDITY_DTYPE)
+        liq[:n] = self._liq
         fees = np.zeros(cap, dtype=FEE_DTYPE)
         fees[:n] = self._fees
         fees[n:] = fee_schedule(maker_fees=False, precision=self.config.precision)[0]
-        self._pos, self._consumed, self._fees = pos, cons, fees
-        self._touched, self._n_touched = touched, n_touched
+        self._pos, self._liq, self._fees = pos, liq, fees
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
 
@@ -799,8 +792,8 @@ class PaperClient:
         """Run order ``i`` through ``core.paper_book.paper_submit``."""
         rej, n = paper_submit(
             self._orders, self._extra, i, self._active, self._ctl, self._pos, self.books.qty,
-            self.books.best, self._consumed, self._touched, self._n_touched, self._fees,
-            self.config.start_cash, self._self_trade_guard(i), now // 1_000_000, self._px,
+            self.books.best, self._liq, self._fees, self.config.start_cash,
+            self._self_trade_guard(i), now // 1_000_000, self._px,
             self._vq, self._fill_out,
         )  # fmt: skip
         return int(rej), int(n)
@@ -1268,7 +1261,7 @@ class PaperClient:
         Returns:
             Fills that happened.
         """
-        if self._ctl[CTL_N_ACTIVE] == 0 and not self._n_touched.any():
+        if self._ctl[CTL_N_ACTIVE] == 0 and not self._liq["n"].any():
             return 0
         if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
@@ -1278,8 +1271,8 @@ class PaperClient:
         while True:
             n = paper_on_book(
                 self._orders, self._extra, self._active, self._ctl, self._pos, self.books.qty,
-                self.books.best, self._consumed, self._touched, self._n_touched, self._fees,
-                self._qm, self.config.start_cash, slots, self._dirty, now // 1_000_000,
+                self.books.best, self._liq, self._fees, self._qm, self.config.start_cash,
+                slots, self._dirty, now // 1_000_000,
                 self._px, self._vq, self._fill_out,
             )  # fmt: skip
             if n:
