@@ -288,9 +288,10 @@ class Actor:
         }
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
         self.on_halt: list[Callable[[str], None]] = []
-        # parity checks: (market index, exch_ts, observation, action dims, filled) per
-        # decision when set to a list (None in production: nothing is kept)
-        self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int]] | None = None
+        # parity checks: (market index, exch_ts, observation, action dims, filled, ts from
+        # receipt) per decision when set to a list (None in production: nothing is kept)
+        self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int, bool]] | None = None
+        self.resumed: dict[str, int] = {}
 
     # ================================================================== properties
     @property
@@ -318,6 +319,8 @@ class Actor:
             return
         self._live.episode_id = await self._open(self._live.model, shadow=False)
         self._live.started_value = self.total_value()
+        # what the account held when trading (re)started: a restart resumes from here
+        self.resumed = {t: self.position(t) for t in self.tickers}
         self._stopped = False
         if self.config.tick_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._interval_loop(), name="actor-interval"))
@@ -334,12 +337,13 @@ class Actor:
                 self.last_updates[i] = int(meta[s]["n_updates"])
                 self.decide(i, now)
         log.info(
-            "actor started: %s on %d markets (%s path), episode %d, state %s",
+            "actor started: %s on %d markets (%s path), episode %d, state %s, positions %s",
             self.model.label,
             len(self.tickers),
             "fast" if self.model.fast else "torch",
             self.episode_id,
             self.risk.state.name,
+            {t: p for t, p in self.resumed.items() if p},
         )
 
     async def stop(self, status: str = "stopped") -> None:
@@ -598,6 +602,9 @@ class Actor:
         now = self.clock_ns()
         reset = bool(self.pending_reset[i])
         exch_ts = int(books.meta[slot]["last_exch_ts"])
+        from_receipt = exch_ts == NO_TS
+        if from_receipt:  # a snapshot without exchange time: its receipt, as datasets do
+            exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
         if reset:
             self.seg_first_ms[i] = exch_ts
         o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
@@ -642,7 +649,9 @@ class Actor:
         run.step += 1
         self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
         if self.trace is not None:
-            self.trace.append((i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"])))
+            self.trace.append(
+                (i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"]), from_receipt)
+            )
         return 1
 
     def _execute(  # noqa: PLR0917 -- the decision's context, positionally

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from actor_support import flip_flop_model, register, until
+from actor_support import flip_flop_model, imbalance_model, register, until
 
 from kalshi_rl.commands.collect import run_collector
 from kalshi_rl.config import CollectorConfig, FeedConfig
@@ -78,14 +78,23 @@ async def test_replayed_session_matches_dataset_and_env(pg_dsn: str, tmp_path: P
         await conn.close()
     # the env executes at the decision's book, as the paper client does: no latency model
     cfg = EnvConfig(entry_latency_ms=(0, 0), ack_latency_ms=(0, 0))
-    await register(pg_dsn, tmp_path, "par", flip_flop_model(cfg), cfg)
-    report = await run_parity(pg_dsn, session, "par", cadence=1)
+    await register(pg_dsn, tmp_path, "book", imbalance_model(cfg), cfg)
+    report = await run_parity(pg_dsn, session, "book", cadence=1)
     print(report.text())
     assert report.decision_points > 100
     for m in report.markets:
         assert m.dataset_rows == m.live_decisions == m.compared, m
+        assert m.ttc_from_receipt <= 1  # at most the segment-opening snapshot
     assert report.market_features_identical, report.text()
-    assert report.actions_equal, report.text()
-    # the model trades: the comparison covered fills on both sides
+    assert report.actions_equal, report.text()  # a model of the book alone
+    assert sum(m.paper_fills for m in report.markets) > 0  # it traded on both sides
     assert sum(m.env_trades for m in report.markets) > 0
-    assert sum(m.paper_fills for m in report.markets) > 0
+
+    # a model that reads its own position: its actions follow the fills, and the report
+    # shows where the env's execution and the paper client's part
+    await register(pg_dsn, tmp_path, "pos", flip_flop_model(cfg), cfg)
+    report2 = await run_parity(pg_dsn, session, "pos", cadence=1)
+    print(report2.text())
+    assert report2.market_features_identical, report2.text()
+    assert all(m.dataset_rows == m.live_decisions for m in report2.markets)
+    assert "action env" in report2.text() or report2.actions_equal
