@@ -191,3 +191,27 @@ async def test_live_refused_on_a_node_and_bad_books_skipped_over_websockets(
             assert np.all(np.isfinite(obs))
         assert bad == []  # no decision ever ran on an invalid or malformed book
         assert tr.actor.counts["decisions"] - at_start == len(spy.seen) > 10
+
+
+async def test_interval_ticks_decide_without_book_updates(tmp_path: Path) -> None:
+    cfg = EnvConfig()
+    path = tmp_path / "m.zip"
+    flip_flop_model(cfg).save(path)
+    model = load_model(path, env_config=env_identity(cfg), name="m", version=1)
+    books = BookSet(4)
+    slot = books.slot("A")
+    paper = PaperClient(books, markets=[MarketInfo("A")])
+    actor = Actor(
+        books, paper, model, ["A"],
+        ActorConfig(tick_updates=0, tick_interval_s=0.02, max_staleness_s=0.0,
+                    risk=RiskConfig(kill_file=str(tmp_path / "k"))),
+    )  # fmt: skip
+    snapshot(books, slot, T0)
+    await actor.start()  # the valid book opens its segment at once
+    assert actor.counts["decisions"] == 1
+    await until(lambda: actor.counts["decisions"] >= 5, "interval decisions")
+    await actor.stop()
+    n = actor.counts["decisions"]
+    actor.on_books(np.array([slot], dtype=np.int32))
+    assert actor.counts["decisions"] == n  # stopped: nothing more
+    assert actor.state.name == "STOPPED"
