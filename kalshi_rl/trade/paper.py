@@ -1413,6 +1413,7 @@ class PaperClient:
         if self._n or self._n_fills:
             raise StoreError("restore needs a fresh PaperClient")
         self.account_id = saved.account_id
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
         self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
         slot_of: dict[int, int] = {}
         for mid, ticker in saved.tickers.items():
