@@ -185,6 +185,7 @@ class Engine:
         self._seed = seed
         self._rec = np.zeros(1, dtype=DELTA_DTYPE)
         self._busy_version = 0
+        self._n_resting_total = 0
         self._stp_hit = False
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -232,18 +233,26 @@ class Engine:
         return int(self.mk.books.best[m, side])
 
     # ----------------------------------------------------------------- model events
-    def process(self, ev: np.ndarray) -> None:
-        """Route one batch of model (or replay) events through the exchange and send them.
+    def busy(self) -> bool:
+        """True when some user order rests (model events then need the queues)."""
+        return self._n_resting_total > 0
+
+    def process(self, ev: np.ndarray, flush: bool = True) -> None:
+        """Route model (or replay) events through the exchange and send them.
 
         Markets without resting user orders pass straight through; in the others each
-        event is interpreted against the queues (see the module docstring).
+        event is interpreted against the queues (see the module docstring).  The maker's
+        book (``model.books``) must be the state right after these events: a batch that
+        touches a market with resting orders must be one model step (SimExchange.advance
+        steps the model that way while ``busy()``).
         """
         if ev.shape[0] == 0:
             return
-        if not any(self.n_resting):
+        if not self.busy():
             self._passthrough(ev)
             self._lifecycle_effects(ev)
-            self.fanout.flush_all()
+            if flush:
+                self.fanout.flush_all()
             return
         version = self._busy_version
         hot = self._hot(ev)
@@ -263,7 +272,8 @@ class Engine:
                 # a market gained or lost its last resting order inside the batch
                 version = self._busy_version
                 hot = self._hot(ev)
-        self.fanout.flush_all()
+        if flush:
+            self.fanout.flush_all()
 
     def _hot(self, ev: np.ndarray) -> np.ndarray:
         busy = np.array([n > 0 for n in self.n_resting], dtype=bool)
@@ -482,8 +492,8 @@ class Engine:
                 if maker.remaining == 0:
                     self._unrest(maker)
                     maker.status = EXECUTED
-                    if self.listener is not None:
-                        self.listener.on_order(maker)
+                if self.listener is not None:
+                    self.listener.on_order(maker)
             if taker is not None:
                 self._fill(taker, level_taken, PRICE_MAX - p, True, trade_id, ts)
             taken += level_taken
@@ -554,6 +564,7 @@ class Engine:
         o.resting = True
         o.status = RESTING
         self.n_resting[o.m] += 1
+        self._n_resting_total += 1
         self._busy_version += 1
         acc = self.account(o.user)
         o.claim = min(claim, o.remaining)
@@ -571,6 +582,7 @@ class Engine:
             del self.levels[key]  # maker lots collapse back into the maker's level
         o.resting = False
         self.n_resting[o.m] -= 1
+        self._n_resting_total -= 1
         self._busy_version += 1
         acc = self.account(o.user)
         acc.reserved -= o.reserve
