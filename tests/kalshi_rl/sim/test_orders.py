@@ -181,8 +181,9 @@ async def test_taker_walks_levels_and_pays_kalshi_fees(key_pem: bytes) -> None:
                 acc += bc - moved
                 expect += moved
                 assert next(f.fee for f in fills if f.yes_price == yp) == int(fee * 10_000)
-            rebate = (acc * 100) // 1
-            expect += Fraction(rebate, 100)
+            while acc > Fraction(1, 100):  # a whole cent back each time it exceeds $0.01
+                acc -= Fraction(1, 100)
+                expect += Fraction(1, 100)
             after = (await alice.get_balance()).balance
             assert Fraction(after - before, 10_000) == expect
             pos = await alice.get_positions()
