@@ -17,7 +17,7 @@ therefore never goes negative.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.dtypes import (
     MAKER_FEE_DEN,
@@ -178,7 +178,7 @@ class Account:
     user: str
     cash: int  # money units; never negative
     positions: dict[int, Position] = field(default_factory=dict)
-    fills: list[dict[str, object]] = field(default_factory=list)  # REST fill objects
+    fills: list[tuple[Any, int]] = field(default_factory=list)  # (matching.Fill, position after)
     settlements: list[Settlement] = field(default_factory=list)
     reserved: int = 0  # money held by resting orders
 

@@ -30,13 +30,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from core.book import BookSet
 from core.dtypes import (
     DELTA_DTYPE,
     EV_DELTA,
@@ -46,6 +46,7 @@ from core.dtypes import (
     LC_CLOSED,
     LC_SETTLED,
     MS_OPEN,
+    NO_PRICE,
     PRICE_MAX,
     RESULT_YES,
     SIDE_NO,
@@ -183,7 +184,7 @@ class Engine:
         self.listener: Listener | None = None
         self._ids = itertools.count(1)
         self._seed = seed
-        self._rec = np.zeros(1, dtype=DELTA_DTYPE)
+        self._grids: dict[int, frozenset[int]] = {}
         self._busy_version = 0
         self._n_resting_total = 0
         self._stp_hit = False
@@ -198,33 +199,36 @@ class Engine:
         return acc
 
     def _new_id(self) -> str:
+        """A fresh order/fill id: a UUID-shaped string, deterministic per seed."""
         n = next(self._ids)
-        return str(uuid.UUID(int=((self._seed & 0xFFFF) << 112) | (1 << 100) | n, version=4))
+        return f"{self._seed & 0xFFFFFFFF:08x}-0000-4000-8000-{n:012x}"
 
     # ----------------------------------------------------------------- book plumbing
-    def _apply(  # noqa: PLR0917 -- one delta record's fields
-        self, books: object, m: int, side: int, price: int, d: int, ts: int
-    ) -> None:
-        r = self._rec
-        r["market"] = m
-        r["side"] = side
-        r["price"] = price
-        r["delta"] = d
-        r["exch_ts"] = ts
-        r["recv_ts"] = ts
-        books.apply_deltas(r)  # type: ignore[attr-defined]
+    @staticmethod
+    def _apply(books: BookSet, m: int, side: int, price: int, d: int) -> None:
+        """Add ``d`` to one level of ``books`` and keep its best price (no validation:
+        the engine only makes changes that keep a level >= 0 and the book uncrossed)."""
+        row = books.qty[m, side]
+        new = int(row[price]) + d
+        row[price] = new
+        best = books.best
+        if new > 0:
+            best[m, side] = max(best[m, side], price)
+        elif price == best[m, side]:
+            nz = np.flatnonzero(row[:price])
+            best[m, side] = int(nz[-1]) if nz.shape[0] else NO_PRICE
 
     def _public_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Change the public book and send the delta."""
         if d == 0:
             return
-        self._apply(self.mk.books, m, side, price, d, ts)
+        self._apply(self.mk.books, m, side, price, d)
         self.fanout.send_delta(m, side, price, d, ts)
 
     def _maker_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Correct the model's own book (its liquidity was taken or restored here)."""
         if d != 0:
-            self._apply(self.mk.model.books, m, side, price, d, ts)
+            self._apply(self.mk.model.books, m, side, price, d)
 
     def _maker_qty(self, m: int, side: int, price: int) -> int:
         return int(self.mk.model.books.qty[m, side, price])
@@ -703,8 +707,11 @@ class Engine:
             raise Rejection(400, "market_closed", f"market {self.mk.tickers[m]} is not open")
 
     def _check_price(self, m: int, price: int) -> None:
-        grid = self.mk.model.grid[m, : int(self.mk.model.mk[m]["grid_len"])]
-        if not 0 < price < PRICE_MAX or not bool(np.any(grid == price)):
+        grid = self._grids.get(m)
+        if grid is None:
+            row = self.mk.model.grid[m, : int(self.mk.model.mk[m]["grid_len"])]
+            grid = self._grids[m] = frozenset(int(p) for p in row)
+        if price not in grid:
             raise Rejection(
                 400, "invalid_price", f"price is not on {self.mk.tickers[m]}'s price grid"
             )

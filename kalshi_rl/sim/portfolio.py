@@ -163,12 +163,11 @@ def v2_order_json(o: Order) -> Json:
     }
 
 
-def fill_json(x: Engine, f: Fill) -> Json:
+def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
     """Kalshi's ``fill`` object (REST) / the ``fill`` channel's msg."""
     o = f.order
     side, action = side_action(o)
     yp = f.price if o.side == SIDE_YES else PRICE_MAX - f.price
-    pos = x.account(o.user).position(o.m)
     return {
         "fill_id": f.fill_id,
         "trade_id": f.trade_id,
@@ -185,7 +184,7 @@ def fill_json(x: Engine, f: Fill) -> Json:
         "no_price_dollars": price_dollars(PRICE_MAX - yp),
         "is_taker": f.is_taker,
         "fee_cost": dollars_money(f.fee),
-        "post_position_fp": format_count(pos.position),
+        "post_position_fp": format_count(post_position),
         "created_time": iso(f.ts_ms),
         "ts": f.ts_ms // 1000,
         "ts_ms": f.ts_ms,
@@ -435,13 +434,17 @@ class Portfolio:
         return _page(out, "market_positions", q)
 
     def _fills(self, user: str, q: dict[str, list[str]]) -> Reply:
-        acc = self.x.account(user)
-        items = list(reversed(acc.fills))
+        x = self.x
+        acc = x.account(user)
+        rows = list(reversed(acc.fills))
         if "ticker" in q:
-            items = [f for f in items if f["ticker"] == q["ticker"][0]]
+            rows = [r for r in rows if x.mk.tickers[r[0].order.m] == q["ticker"][0]]
         if "order_id" in q:
-            items = [f for f in items if f["order_id"] == q["order_id"][0]]
-        return _page(items, "fills", q)
+            rows = [r for r in rows if r[0].order.order_id == q["order_id"][0]]
+        limit, start = _limit(q)
+        page = [fill_json(x, f, post) for f, post in rows[start : start + limit]]
+        cursor = str(start + limit) if start + limit < len(rows) else ""
+        return _ok({"fills": page, "cursor": cursor})
 
     def _orders(self, user: str, q: dict[str, list[str]]) -> Reply:
         x = self.x
