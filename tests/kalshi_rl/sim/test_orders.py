@@ -152,6 +152,42 @@ async def test_public_feed_carries_resting_orders(
         await c.close()
 
 
+async def test_model_takers_fill_resting_orders_in_fifo_order(key_pem: bytes) -> None:
+    """The model's own takers (not sim.take) reach alice only after the maker lot ahead of
+    her, and bob (behind alice) only after alice is done."""
+    async with SimExchange(sim_cfg(key_pem, n_markets=1)) as sim:
+        t = sim.tickers[0]
+        x = sim.engine
+        p, maker_q = best_yes(sim, t)
+        async with (
+            TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice,
+            TradingClient(sim.rest_url, creds(key_pem, "bob")) as bob,
+        ):
+            a = await alice.create_order(t, "bid", count=C, price=p)
+            b = await bob.create_order(t, "bid", count=C, price=p)
+            seen: list[tuple[str, int]] = []  # (who filled, queue position just before)
+            qa, qb = maker_q, maker_q + C
+            for _ in range(4000):
+                sim.advance(5)
+                oa, ob = x.orders[a.order_id], x.orders[b.order_id]
+                if oa.filled and not any(w == "alice" for w, _ in seen):
+                    seen.append(("alice", qa))
+                if ob.filled and not any(w == "bob" for w, _ in seen):
+                    seen.append(("bob", qb))
+                    assert oa.remaining == 0, "bob filled while alice still rested ahead"
+                    break
+                if not oa.resting and not oa.filled:
+                    break  # the level was requoted away before a taker came
+                qa, qb = x.queue_position(oa), x.queue_position(ob)
+                assert qa <= maker_q and qb <= maker_q + C  # a queue only moves forward
+            assert [w for w, _ in seen] == ["alice", "bob"]
+            # each was first filled from the front of the queue (nothing left ahead)
+            assert x.check_invariants() == []
+            fills = {f.order_id: f for f in await alice.get_fills()}
+            assert fills[a.order_id].is_taker is False
+        assert x.stats["fills"] >= 2
+
+
 # ----------------------------------------------------------------------------- takers, fees
 
 
@@ -531,7 +567,6 @@ async def test_random_order_stream_against_the_model_keeps_every_invariant(key_p
         sim_cfg(key_pem, n_markets=2), AccountsConfig(starting_balance=200_000)
     ) as sim:
         x = sim.engine
-        arrival: dict[str, int] = {}
         violations: list[str] = []
         orig = x.listener
         assert orig is not None
@@ -540,23 +575,17 @@ async def test_random_order_stream_against_the_model_keeps_every_invariant(key_p
             o = f.order
             if not f.is_taker:
                 q = x.levels.get((o.m, o.side, o.price))
-                # every order ahead of the filled one at its level must already be done
-                if q is not None:
-                    for e in q:
-                        if e is o:
-                            break
-                        if (
-                            hasattr(e, "order_id")
-                            and e.remaining > 0
-                            and arrival[e.order_id] < arrival[o.order_id]
-                        ):
-                            violations.append(f"{o.order_id} filled before {e.order_id}")
+                # everything ahead of a filled maker at its level must already be gone
+                for e in q or ():
+                    if e is o:
+                        break
+                    if e.qty > 0:
+                        violations.append(f"{o.order_id} filled with {e.qty} ahead of it")
             orig.on_fill(f)
 
         x.listener = orig._replace(on_fill=on_fill)
         users = [creds(key_pem, u) for u in ("u1", "u2", "u3")]
         clients = [TradingClient(sim.rest_url, c) for c in users]
-        n = 0
         for step in range(120):
             cl = clients[int(rng.integers(3))]
             m = int(rng.integers(2))
@@ -568,9 +597,7 @@ async def test_random_order_stream_against_the_model_keeps_every_invariant(key_p
             if sim.model.markets[m].structure.value == "linear_cent":
                 price -= price % 10
             try:
-                ack = await cl.create_order(t, side, count=int(rng.integers(1, 8)) * C, price=price)
-                arrival[ack.order_id] = n
-                n += 1
+                await cl.create_order(t, side, count=int(rng.integers(1, 8)) * C, price=price)
             except KalshiApiError as e:
                 assert e.code in ("insufficient_balance", "invalid_price", "order_already_exists")
             if step % 3 == 0:
