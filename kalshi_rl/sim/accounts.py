@@ -10,8 +10,8 @@ member's precision with the per-order rounding accumulator and whole-cent rebate
 Positions net YES against NO: buying YES while holding NO redeems the pairs for $1
 each (and vice versa), so a holding is one signed count (+YES / -NO).  Collateral: an
 order reserves the cost of the part that opens a position, a taker fee on its whole
-count and one cent for rounding; closing part of an opposite holding needs none.  Cash
-therefore never goes negative.
+count and two cents for rounding (``reserve_for``); closing part of an opposite holding
+needs none.  Cash therefore never goes negative.
 """
 
 from __future__ import annotations
@@ -99,12 +99,15 @@ def fill_money(
 
 
 def reserve_for(open_count: int, count: int, price: int) -> int:
-    """Collateral (money) an order holds: cost of ``open_count`` at ``price`` + a taker
-    fee on ``count`` + one cent of rounding (0 when nothing is left)."""
-    if count <= 0:
+    """Collateral (money) an order holds: cost of ``open_count`` at ``price``, a taker fee
+    on ``count``, one cent for the rounding accumulator (it never holds more than a cent)
+    and one cent for per-fill fee round-ups (< $0.0001 per fill, one taker fill per price
+    level crossed).  0 when nothing opens: a closing fill's revenue exceeds its fee, so it
+    never debits the balance."""
+    if count <= 0 or open_count <= 0:
         return 0
     cost = -((-open_count * price) // E_PER_MONEY)
-    return cost + trade_fee(count, price, True, False) + MEMBER_CENT
+    return cost + trade_fee(count, price, True, False) + 2 * MEMBER_CENT
 
 
 @dataclass

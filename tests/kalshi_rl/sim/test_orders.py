@@ -638,3 +638,29 @@ def test_fee_rounding_matches_kalshis_worked_example() -> None:
     d = fill_money(-3 * C * 55, 3 * C, 55, is_taker=True, acc_e=0,
                    config=AccountsConfig(member_precision=1))  # fmt: skip
     assert d.cash_change == -(1650 + 110)
+
+
+async def test_closing_a_position_needs_no_collateral(key_pem: bytes) -> None:
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        t = sim.tickers[0]
+        q1, n1 = best_no(sim, t)
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            buy = await alice.create_order(t, "bid", count=min(n1, 5 * C), price=PRICE_MAX - q1)
+            held = buy.fill_count
+            sim.engine.account("alice").cash = 0  # spent everything else
+            assert (await alice.get_balance()).balance == 0
+            with pytest.raises(KalshiApiError) as e:  # opening more needs cash
+                await alice.create_order(t, "bid", count=C, price=10)
+            assert e.value.code == "insufficient_balance"
+            # selling what she holds (YES ask) needs none; reduce_only beyond it is refused
+            with pytest.raises(KalshiApiError) as e:
+                await alice.create_order(t, "ask", count=held + C, price=990, reduce_only=True)
+            assert e.value.code == "invalid_order"
+            yb, _ = best_yes(sim, t)
+            sell = await alice.create_order(t, "ask", count=held, price=yb, reduce_only=True)
+            assert sell.fill_count > 0
+            acc = sim.engine.account("alice")
+            assert acc.cash > 0 and acc.balance >= 0
+            left = sum(p.position for p in await alice.get_positions())
+            assert left == held - sell.fill_count
+        assert sim.engine.check_invariants() == []
