@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from core.dtypes import COUNT_SCALE, PRICE_MAX, SIDE_NO, SIDE_YES
-from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
+from kalshi_rl.kalshi.protocol import (
+    DecodeError,
+    format_count,
+    format_money,
+    format_price,
+    parse_count,
+    parse_price,
+)
 from kalshi_rl.sim.accounts import E_PER_MONEY, Account, Position, Settlement
 from kalshi_rl.sim.matching import (
     STP_MAKER,
@@ -47,23 +54,15 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def dollars_money(money: int) -> str:
-    """Money units ($0.0001) as a 4-decimal dollar string (sign kept)."""
-    sign = "-" if money < 0 else ""
-    a = abs(money)
-    return f"{sign}{a // 10_000}.{a % 10_000:04d}"
+dollars_money = format_money
+price_dollars = format_price
 
 
 def dollars_e(e: int) -> str:
-    """Exact units ($0.00001) as a dollar string, rounded half away from zero to $0.0001."""
+    """Notional units ($0.00001) as a dollar string, rounded half away from zero."""
     sign = -1 if e < 0 else 1
     money = (abs(e) + E_PER_MONEY // 2) // E_PER_MONEY
-    return dollars_money(sign * money)
-
-
-def price_dollars(ticks: int) -> str:
-    """Ticks as a 4-decimal dollar string."""
-    return f"{ticks // 1000}.{ticks % 1000:03d}0"
+    return format_money(sign * money)
 
 
 def avg_price(cost_e: int, count: int) -> str | None:
