@@ -178,6 +178,7 @@ class Engine:
         self.rng = np.random.default_rng([seed, 0x5EED])
         self.levels: dict[tuple[int, int, int], collections.deque[Entry]] = {}
         self.n_resting = [0] * len(markets)
+        self.busy_markets = np.zeros(max(len(markets), 1), dtype=bool)
         self.orders: dict[str, Order] = {}
         self.client_ids: dict[tuple[str, str], str] = {}
         self.accounts: dict[str, Account] = {}
@@ -280,8 +281,11 @@ class Engine:
             self.fanout.flush_all()
 
     def _hot(self, ev: np.ndarray) -> np.ndarray:
-        busy = np.array([n > 0 for n in self.n_resting], dtype=bool)
-        return busy[ev["market"]]
+        return self.busy_markets[ev["market"]]
+
+    def touches_busy(self, ev: np.ndarray) -> bool:
+        """True when some event of ``ev`` is in a market with a resting order."""
+        return bool(self.busy_markets[ev["market"]].any()) if ev.shape[0] else False
 
     def _passthrough(self, ev: np.ndarray) -> None:
         """Events of markets with no user orders: the public book is the maker's."""
@@ -568,6 +572,7 @@ class Engine:
         o.resting = True
         o.status = RESTING
         self.n_resting[o.m] += 1
+        self.busy_markets[o.m] = True
         self._n_resting_total += 1
         self._busy_version += 1
         acc = self.account(o.user)
@@ -586,6 +591,7 @@ class Engine:
             del self.levels[key]  # maker lots collapse back into the maker's level
         o.resting = False
         self.n_resting[o.m] -= 1
+        self.busy_markets[o.m] = self.n_resting[o.m] > 0
         self._n_resting_total -= 1
         self._busy_version += 1
         acc = self.account(o.user)

@@ -277,16 +277,24 @@ class SimExchange:
             return int(ev.shape[0])
         n = 0
         left = n_steps
+        # events of markets without resting orders wait and go out in one batch after
+        # the loop (per market their order is kept; every sid's seq stays contiguous)
+        later: list[np.ndarray] = []
         while left > 0:
             if not self.engine.busy():
-                ev = source(left)
-                self.engine.process(ev, flush=False)
-                n += int(ev.shape[0])
+                later.append(source(left))
                 break
             ev = source(1)
-            self.engine.process(ev, flush=False)
-            n += int(ev.shape[0])
             left -= 1
+            if self.engine.touches_busy(ev):
+                self.engine.process(ev, flush=False)
+                n += int(ev.shape[0])
+            else:
+                later.append(ev)
+        if later:
+            rest = np.concatenate(later) if len(later) > 1 else later[0]
+            self.engine.process(rest, flush=False)
+            n += int(rest.shape[0])
         self.fanout.flush_all()
         return n
 
