@@ -199,7 +199,7 @@ class Engine:
             acc = self.accounts[user] = Account(user, self.config.starting_balance)
         return acc
 
-    def _new_id(self) -> str:
+    def new_id(self) -> str:
         """A fresh order/fill id: a UUID-shaped string, deterministic per seed."""
         n = next(self._ids)
         return f"{self._seed & 0xFFFFFFFF:08x}-0000-4000-8000-{n:012x}"
@@ -551,7 +551,7 @@ class Engine:
                 reserve_for(o.remaining - o.claim, o.remaining, o.price) if o.remaining else 0
             )
             acc.reserved += o.reserve
-        f = Fill(self._new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
+        f = Fill(self.new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
                  money.cash_change, ts)  # fmt: skip
         self.stats["fills"] += 1
         if self.listener is not None:
@@ -741,7 +741,7 @@ class Engine:
 
     def cancel(self, user: str, order_id: str) -> tuple[Order, int]:
         """Cancel a resting order of ``user``; returns (order, count removed)."""
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         n = self._cancel_resting(o, self.mk.model.now_ms)
         self.fanout.flush_all()
@@ -751,7 +751,7 @@ class Engine:
         self, user: str, order_id: str, reduce_by: int | None, reduce_to: int | None
     ) -> Order:
         """Reduce a resting order's remaining count; it keeps its queue priority."""
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         if (reduce_by is None) == (reduce_to is None):
             raise Rejection(400, "invalid_parameters", "give exactly one of reduce_by, reduce_to")
@@ -796,7 +796,7 @@ class Engine:
         Returns:
             (a copy of the order before, the order after).
         """
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         self._check_price(o.m, price)
         if count <= o.filled:
@@ -825,7 +825,8 @@ class Engine:
         self.fanout.flush_all()
         return old, o
 
-    def _own(self, user: str, order_id: str) -> Order:
+    def order_of(self, user: str, order_id: str) -> Order:
+        """``user``'s order ``order_id``; Rejection 404 if unknown or someone else's."""
         o = self.orders.get(order_id)
         if o is None or o.user != user:
             raise Rejection(404, "not_found", f"order {order_id} not found")

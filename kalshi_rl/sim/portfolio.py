@@ -360,9 +360,9 @@ class Portfolio:
             if parts == ["orders", "queue_positions"]:
                 return self._queue_positions(user, q)
             if len(parts) == 2 and parts[0] == "orders":
-                return _ok({"order": order_json(x, x._own(user, parts[1]))})
+                return _ok({"order": order_json(x, x.order_of(user, parts[1]))})
             if len(parts) == 3 and parts[0] == "orders" and parts[2] == "queue_position":
-                o = x._own(user, parts[1])
+                o = x.order_of(user, parts[1])
                 return _ok({"queue_position_fp": format_count(x.queue_position(o))})
             return error(404, "not_found", f"no route GET /portfolio/{'/'.join(parts)}")
         body = _body(raw)
@@ -499,7 +499,7 @@ class Portfolio:
         price = yp if side == SIDE_YES else PRICE_MAX - yp
         group = body.get("order_group_id")
         return Order(
-            order_id=x._new_id(),
+            order_id=x.new_id(),
             user=user,
             client_order_id=cid,
             m=m,
@@ -556,7 +556,7 @@ class Portfolio:
 
     def _amend(self, user: str, order_id: str, body: Json, v2: bool) -> Reply:
         x = self.x
-        o = x._own(user, order_id)
+        o = x.order_of(user, order_id)
         if v2:
             yp = _price(_field(body, "price"))
             count = _count(_field(body, "count"))

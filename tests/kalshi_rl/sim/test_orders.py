@@ -664,3 +664,18 @@ async def test_closing_a_position_needs_no_collateral(key_pem: bytes) -> None:
             left = sum(p.position for p in await alice.get_positions())
             assert left == held - sell.fill_count
         assert sim.engine.check_invariants() == []
+
+
+async def test_users_with_their_own_keys(key_pem: bytes) -> None:
+    """add_user: a key id checked against its own key, with its own starting balance."""
+    own_pem = auth.generate_private_key_pem()
+    carol = auth.Credentials.from_pem("carol", own_pem)
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        sim.add_user("carol", carol.public_pem(), balance=123_4500)
+        async with TradingClient(sim.rest_url, carol) as c:
+            assert (await c.get_balance()).balance == 123_4500
+        # the sim's default key can no longer sign for carol
+        async with TradingClient(sim.rest_url, creds(key_pem, "carol")) as fake:
+            with pytest.raises(KalshiApiError) as e:
+                await fake.get_balance()
+            assert e.value.status == 401
