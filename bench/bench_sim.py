@@ -19,6 +19,9 @@ Groups pair ours with the baseline:
   BookSet, plus collateral, Kalshi fees and positions per fill) vs a naive price-time
   book (one Python list per side kept sorted by insertion, matched from the front, no
   accounts at all).
+* ``orders-rest``: signed V2 order entry over loopback HTTP (kalshi.trading.TradingClient,
+  keep-alive): create + cancel of a resting order, and an IOC taker that fills; p50/p99
+  round trip in ``extra_info`` (the latency a paper-vs-truth bench pays per order).
 """
 
 from __future__ import annotations
@@ -319,3 +322,46 @@ def test_match(benchmark: Any, n: int, impl: str) -> None:
     assert fills > n // 10
     benchmark.extra_info["fills"] = fills
     benchmark.extra_info["orders_per_s"] = n / benchmark.stats.stats.median
+
+
+# ----------------------------------------------------------------------------- REST orders
+def run_order_roundtrips(n: int) -> dict[str, float]:
+    """p50/p99 ms of n create+cancel pairs and n IOC takers through the signed REST API."""
+    from kalshi_rl.kalshi import auth
+    from kalshi_rl.kalshi.trading import TradingClient
+
+    async def main() -> dict[str, float]:
+        cred = auth.Credentials.from_pem("bench", auth.generate_private_key_pem())
+        pub = cred.public_pem()
+        cfg = SimConfig(n_markets=1, autostart=False, record_limit=0, public_key_pem=pub,
+                        structures=("linear_cent",))  # fmt: skip
+        async with SimExchange(cfg) as sim, TradingClient(sim.rest_url, cred) as tc:
+            t = sim.tickers[0]
+            rest_ms, take_ms = [], []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                ack = await tc.create_order(t, "bid", count=100, price=10)
+                await tc.cancel_order(ack.order_id)
+                rest_ms.append((time.perf_counter() - t0) * 1000)
+                no_best = sim.book(t)["no"][0][0]
+                t0 = time.perf_counter()
+                await tc.create_order(t, "bid", count=100, price=PRICE_MAX - no_best,
+                                      time_in_force="immediate_or_cancel")  # fmt: skip
+                take_ms.append((time.perf_counter() - t0) * 1000)
+                sim.advance(20)  # the maker refills
+        q = np.percentile
+        return {
+            "create_cancel_p50_ms": float(q(rest_ms, 50)),
+            "create_cancel_p99_ms": float(q(rest_ms, 99)),
+            "taker_fill_p50_ms": float(q(take_ms, 50)),
+            "taker_fill_p99_ms": float(q(take_ms, 99)),
+        }
+
+    return asyncio.run(main())
+
+
+def test_orders_rest(benchmark: Any) -> None:
+    benchmark.group = "orders-rest"
+    res = benchmark.pedantic(run_order_roundtrips, args=(300,), rounds=1, iterations=1)
+    benchmark.extra_info.update(res)
+    assert res["taker_fill_p50_ms"] > 0
