@@ -327,12 +327,15 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         m = int(o["market"])
         if dirty[m] == 0 or o["status"] != ORD_RESTING:
             continue
-        if view_of != m:
-            book_top_k(qty, best, m, px.shape[1], px, vq)
-            view_of = m
         ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
         opp = other_side(ladder)
-        want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
+        want = 0
+        top = int(best[m, opp])
+        if top != NO_PRICE and top + our >= PRICE_MAX:  # the book shows a cross: look closer
+            if view_of != m:
+                book_top_k(qty, best, m, px.shape[1], px, vq)
+                view_of = m
+            want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
         for k in range(px.shape[1]):
             lp = int(px[opp, k])
             if want <= 0 or lp == NO_PRICE or lp + our < PRICE_MAX or n >= fills.shape[0]:
