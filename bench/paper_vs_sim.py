@@ -1,6 +1,6 @@
 """Paper fills vs the truth: one order stream to the sim's matching engine and to paper.
 
-    python bench/paper_vs_sim.py [--takers 200] [--resting 60] [--seed 11]
+    python bench/paper_vs_sim.py [--takers 200] [--resting 150] [--rest-steps 60] [--seed 11]
 
 Two local exchanges run the same seeded model in lockstep (``kalshi_rl.trade.truth``):
 the *truth* one takes our orders over REST and matches them with exact price-time
@@ -238,8 +238,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--takers", type=int, default=200)
-    ap.add_argument("--resting", type=int, default=60)
-    ap.add_argument("--rest-steps", type=int, default=400)
+    ap.add_argument("--resting", type=int, default=150)
+    ap.add_argument("--rest-steps", type=int, default=60)
     ap.add_argument("--markets", type=int, default=3)
     ap.add_argument("--seed", type=int, default=11)
     asyncio.run(main(ap.parse_args()))
