@@ -1,6 +1,6 @@
 """Paper fills vs the truth: one order stream to the sim's matching engine and to paper.
 
-    python bench/paper_vs_sim.py [--takers 200] [--resting 60] [--seed 11]
+    python bench/paper_vs_sim.py [--takers 200] [--resting 150] [--rest-steps 60] [--seed 11]
 
 Two local exchanges run the same seeded model in lockstep (``kalshi_rl.trade.truth``):
 the *truth* one takes our orders over REST and matches them with exact price-time
@@ -12,8 +12,9 @@ on the same model state.
 Reported:
 * taker orders (IOC at the touch or a few ticks through it): fill count and average fill
   price, paper vs truth, per order and in total (the floor: within 5 %);
-* resting orders (GTC at the touch or one tick behind, left for ``--rest-steps`` model
-  steps): fill-rate error per queue model (conservative, probabilistic power/log);
+* resting orders (post-only GTC at the touch or 1, 2, 4 grid steps behind it, left for
+  ``--rest-steps`` more model steps): fill-rate error per queue model (conservative,
+  probabilistic power/log);
 * paper latency: order call -> fill event (taker), trade handed to the client -> fill
   event (maker); and the truth's REST order round trip for scale.
 """
@@ -154,7 +155,7 @@ async def resting(ls: Lockstep, n: int, rest_steps: int, rng: random.Random) -> 
     grids = {s.ticker: price_grid(s.structure) for s in ls.watched.model.markets}
     placed: list[tuple[int, str, dict[str, str]]] = []  # (count, truth id, paper ids)
     for k in range(n):
-        ls.advance(rng.randint(5, 20))
+        ls.advance(rng.randint(2, 6))
         await ls.sync()
         t = rng.choice(tickers)
         slot = ls.books.slots[t]
@@ -163,7 +164,7 @@ async def resting(ls: Lockstep, n: int, rest_steps: int, rng: random.Random) -> 
         touch = yb if side == "bid" else ya
         if touch == NO_PRICE:
             continue
-        behind = rng.choice([0, 0, 1])
+        behind = rng.choice([0, 1, 2, 4])
         price = grid_step(grids[t], touch, -behind if side == "bid" else behind)
         count = rng.choice([2, 5, 10, 20]) * 100
         order = {"ticker": t, "client_order_id": f"rs{k}", "side": side,
@@ -237,8 +238,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--takers", type=int, default=200)
-    ap.add_argument("--resting", type=int, default=60)
-    ap.add_argument("--rest-steps", type=int, default=400)
+    ap.add_argument("--resting", type=int, default=150)
+    ap.add_argument("--rest-steps", type=int, default=60)
     ap.add_argument("--markets", type=int, default=3)
     ap.add_argument("--seed", type=int, default=11)
     asyncio.run(main(ap.parse_args()))

@@ -3,8 +3,8 @@
 ``kalshi_rl.trade.paper.PaperClient`` keeps its state in arrays -- orders as the engine's
 ORDER_DTYPE plus a PAPER_ORDER_EXTRA_DTYPE row each, one POSITION_DTYPE per book slot, the
 engine's liquidity state (one LIQUIDITY_DTYPE record ``liq[m]`` per slot) and one FEE_DTYPE
-per slot -- and moves them only through these kernels.  They are orchestration: every rule is the engine's
-(``core.orders.order_check`` / ``collateral_need``, ``core.matching.taker_match`` /
+per slot -- and moves them only through these kernels.  They are orchestration: every rule
+is the engine's (``core.orders.order_check`` / ``collateral_need``, ``core.matching.taker_match`` /
 ``maker_fill``, ``core.liquidity``, ``core.queue``, ``core.account``),
 the same kernels the env uses, so the env and the paper client fill alike.
 
@@ -97,6 +97,17 @@ def effective_position(  # noqa: PLR0917 -- njit kernels take positional arrays/
         elif not buys_yes and p > 0:
             p -= min(rem, p)
     return p
+
+
+@njit(cache=True)
+def needs_book_updates(liq: np.ndarray, ctl: np.ndarray) -> bool:
+    """True when a book change can matter: something rests or something is consumed."""
+    if ctl[CTL_N_ACTIVE] > 0:
+        return True
+    for m in range(liq.shape[0]):  # noqa: SIM110 -- a plain loop compiles in njit
+        if liq[m]["n"][0] + liq[m]["n"][1] > 0:
+            return True
+    return False
 
 
 @njit(cache=True, inline="always")
@@ -316,12 +327,15 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         m = int(o["market"])
         if dirty[m] == 0 or o["status"] != ORD_RESTING:
             continue
-        if view_of != m:
-            book_top_k(qty, best, m, px.shape[1], px, vq)
-            view_of = m
         ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
         opp = other_side(ladder)
-        want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
+        want = 0
+        top = int(best[m, opp])
+        if top != NO_PRICE and top + our >= PRICE_MAX:  # the book shows a cross: look closer
+            if view_of != m:
+                book_top_k(qty, best, m, px.shape[1], px, vq)
+                view_of = m
+            want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
         for k in range(px.shape[1]):
             lp = int(px[opp, k])
             if want <= 0 or lp == NO_PRICE or lp + our < PRICE_MAX or n >= fills.shape[0]:
@@ -481,3 +495,143 @@ def paper_replay_fills(pos: np.ndarray, fills: np.ndarray) -> None:
         c = int(f["count"])
         book_fill(pos[m : m + 1], int(f["side"]), int(f["action"]), c, c * int(f["price"]),
                    int(f["cash"]))  # fmt: skip
+
+
+# =========================================================================== records
+
+
+@njit(cache=True)
+def paper_init_order(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    now_ns: int,
+    market: int,
+    side: int,
+    action: int,
+    price: int,
+    count: int,
+    tif: int,
+    flags: int,
+    group: int,
+) -> None:
+    """Write a new order ``i`` (all fields, one call): ORD_RESTING until the engine says.
+
+    Args:
+        flags: bit 0 post_only, 1 reduce_only, 2 stp maker, 3 cancel_order_on_pause.
+    """
+    o = orders[i]
+    e = extra[i]
+    o["order_id"] = i + 1  # ids are dense from 1 (a rejected order gives its id back)
+    o["ts"] = now_ns // 1_000_000
+    o["count"] = count
+    o["remaining"] = count
+    o["filled"] = 0
+    o["notional"] = 0
+    o["fees"] = 0
+    o["taker_fees"] = 0
+    o["maker_fees"] = 0
+    o["rounding_acc"] = 0
+    o["queue_ahead"] = 0
+    o["level_qty"] = 0
+    o["trade_since"] = 0
+    o["active_ts"] = o["ts"]
+    o["ack_ts"] = o["ts"]
+    o["market"] = market
+    o["price"] = price
+    o["side"] = side
+    o["action"] = action
+    o["tif"] = tif
+    o["status"] = ORD_RESTING
+    o["post_only"] = flags & 1
+    o["reduce_only"] = (flags >> 1) & 1
+    o["reject"] = 0
+    e["group"] = group
+    e["created_ns"] = now_ns
+    e["updated_ns"] = now_ns
+    e["reserve"] = 0
+    e["taker_cost"] = 0
+    e["maker_cost"] = 0
+    e["stp"] = (flags >> 2) & 1
+    e["cancel_on_pause"] = (flags >> 3) & 1
+
+
+@njit(cache=True)
+def paper_record_fills(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    src: np.ndarray, n: int, dst: np.ndarray, off: int, rec0: int, now_ns: int, extra: np.ndarray
+) -> None:
+    """Engine fills ``src[:n]`` (FILL_DTYPE) -> PAPER_FILL_DTYPE ``dst[off:off+n]``.
+
+    rec_ids ``rec0..``, wall-clock ``now_ns``; each order's taker/maker cost (money of its
+    contracts, count * price) grows in ``extra``.
+    """
+    for k in range(n):
+        f = src[k]
+        d = dst[off + k]
+        d["rec_id"] = rec0 + k
+        d["ts"] = now_ns
+        d["order_id"] = f["order_id"]
+        d["count"] = f["count"]
+        d["fee"] = f["fee"]
+        d["trade_fee"] = f["trade_fee"]
+        d["rounding_fee"] = f["rounding_fee"]
+        d["rebate"] = f["rebate"]
+        d["cash"] = f["cash"]
+        d["market"] = f["market"]
+        d["price"] = f["price"]
+        d["side"] = f["side"]
+        d["action"] = f["action"]
+        d["is_taker"] = f["is_taker"]
+        j = int(f["order_id"]) - 1
+        cost = int(f["count"]) * int(f["price"]) // 10
+        if f["is_taker"]:
+            extra[j]["taker_cost"] += cost
+        else:
+            extra[j]["maker_cost"] += cost
+
+
+@njit(cache=True)
+def paper_order_record(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    out: np.ndarray,
+    rec_id: int,
+    now_ns: int,
+    event: int,
+    coid: np.ndarray,
+) -> None:
+    """Order ``i``'s state as a PAPER_ORDER_EVENT_DTYPE record ``out[0]`` (a paper_orders row).
+
+    Args:
+        coid: uint8 bytes of its client_order_id (<= COID_MAX).
+    """
+    o = orders[i]
+    e = extra[i]
+    e["updated_ns"] = now_ns
+    r = out[0]
+    r["rec_id"] = rec_id
+    r["ts"] = now_ns
+    r["order_id"] = o["order_id"]
+    r["group"] = e["group"]
+    r["count"] = o["count"]
+    r["remaining"] = o["remaining"]
+    r["filled"] = o["filled"]
+    r["notional"] = o["notional"]
+    r["fees"] = o["fees"]
+    r["taker_fees"] = o["taker_fees"]
+    r["maker_fees"] = o["maker_fees"]
+    r["rounding_acc"] = o["rounding_acc"]
+    r["market"] = o["market"]
+    r["price"] = o["price"]
+    r["side"] = o["side"]
+    r["action"] = o["action"]
+    r["tif"] = o["tif"]
+    r["status"] = o["status"]
+    r["event"] = event
+    r["flags"] = o["post_only"] | (o["reduce_only"] << 1) | (e["stp"] << 2)
+    r["flags"] |= e["cancel_on_pause"] << 3
+    n = coid.shape[0]
+    r["coid_len"] = n
+    for k in range(n):
+        r["coid"][k] = coid[k]

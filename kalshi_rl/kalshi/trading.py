@@ -34,6 +34,7 @@ from kalshi_rl.kalshi.protocol import (
     parse_count,
     parse_price,
 )
+from kalshi_rl.kalshi.protocol import parse_money as protocol_parse_money
 
 V2_ORDERS = "/portfolio/events/orders"
 TIF_GTC = "good_till_canceled"
@@ -128,14 +129,10 @@ class SettlementRecord(NamedTuple):
 # --------------------------------------------------------------------------- decoding
 def parse_money(s: Any) -> int:
     """A dollar string (<= 4 decimals, sign allowed) -> money units ($0.0001), exactly."""
-    if not isinstance(s, str):
-        raise ProtocolError(f"money {s!r} is not a string")
-    neg = s.startswith("-")
-    whole, _, frac = s.lstrip("+-").partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()) or frac[4:].strip("0"):
-        raise ProtocolError(f"money {s!r} is not a dollar amount with <= 4 decimals")
-    v = int(whole) * 10_000 + int((frac[:4] or "0").ljust(4, "0"))
-    return -v if neg else v
+    try:
+        return protocol_parse_money(s)
+    except DecodeError as exc:
+        raise ProtocolError(str(exc)) from exc
 
 
 def _count(s: Any) -> int:

@@ -1,43 +1,41 @@
 """Trading accounts of the local exchange: cash, positions, fees, fills, settlements.
 
 Units (ARCHITECTURE.md): counts in hundredths, prices in ticks of $0.001, money in
-$0.0001.  A fill's exact value ``count * price`` is in units of $0.00001 ("exact units",
-``E``); ``E_PER_MONEY`` = 10.  Fees follow Kalshi's current rule (kalshi-protocol.md §4):
-
-1. trade fee = rate * C * P * (1 - P) rounded up to $0.0001 (``core.fills.fee``);
-2. balance change = revenue - trade fee (revenue < 0 for a buyer);
-3. the balance moves by the change floored to the member's precision ($0.01 default,
-   $0.0001 for direct members); the rest is the rounding fee;
-4. a per-order accumulator sums that order's rounding fees and rebates a whole cent
-   each time it reaches $0.01.
+$0.0001.  A fill's exact value ``count * price`` is in notional units of $0.00001
+(``_e`` names; ``E_PER_MONEY`` = 10).  Fees are Kalshi's current rule (kalshi-protocol.md
+§4) computed by the same kernels the env and the paper client use (``core.fees``:
+``trade_fee`` rounded up to $0.0001, ``fill_balance`` flooring the balance change to the
+member's precision with the per-order rounding accumulator and whole-cent rebates).
 
 Positions net YES against NO: buying YES while holding NO redeems the pairs for $1
 each (and vice versa), so a holding is one signed count (+YES / -NO).  Collateral: an
 order reserves the cost of the part that opens a position, a taker fee on its whole
-count and one cent for rounding; closing part of an opposite holding needs none.  Cash
-therefore never goes negative.
+count and two cents for rounding (``reserve_for``); closing part of an opposite holding
+needs none.  Cash therefore never goes negative.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.dtypes import (
     MAKER_FEE_DEN,
     MAKER_FEE_NUM,
+    MEMBER_CENT,
+    MEMBER_DIRECT,
+    NOTIONAL_DIVISOR,
     PRICE_MAX,
     SIDE_NO,
     SIDE_YES,
     TAKER_FEE_DEN,
     TAKER_FEE_NUM,
 )
-from core.fills import fee as kalshi_fee
+from core.fees import fill_balance
+from core.fees import trade_fee as core_trade_fee
 
-E_PER_MONEY = 10  # exact units ($0.00001 = count unit x tick) per money unit ($0.0001)
-CENT_E = 1000  # one cent in exact units
-MEMBER_CENT = 100  # member precision in money units: $0.01 (non-direct members)
-MEMBER_DIRECT = 1  # $0.0001 (direct members)
+E_PER_MONEY = NOTIONAL_DIVISOR  # notional units ($0.00001) per money unit ($0.0001)
+__all__ = ["MEMBER_CENT", "MEMBER_DIRECT", "AccountsConfig", "fill_money", "reserve_for"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +56,9 @@ class AccountsConfig:
 def trade_fee(count: int, price: int, is_taker: bool, maker_fees: bool) -> int:
     """Kalshi's trade fee of one fill in money units (rounded up to $0.0001)."""
     if is_taker:
-        return int(kalshi_fee(count, price, TAKER_FEE_NUM, TAKER_FEE_DEN, 1))
+        return int(core_trade_fee(count, price, TAKER_FEE_NUM, TAKER_FEE_DEN))
     if maker_fees:
-        return int(kalshi_fee(count, price, MAKER_FEE_NUM, MAKER_FEE_DEN, 1))
+        return int(core_trade_fee(count, price, MAKER_FEE_NUM, MAKER_FEE_DEN))
     return 0
 
 
@@ -96,24 +94,20 @@ def fill_money(
         FillMoney (the balance change is a multiple of the member precision).
     """
     fee = trade_fee(count, price, is_taker, config.maker_fees)
-    change_e = revenue_e - fee * E_PER_MONEY
-    prec_e = config.member_precision * E_PER_MONEY
-    moved_e = (change_e // prec_e) * prec_e  # floor toward -inf
-    rounding_e = change_e - moved_e
-    acc_e += rounding_e
-    rebate_e = (acc_e // CENT_E) * CENT_E
-    acc_e -= rebate_e
-    moved_e += rebate_e
-    return FillMoney(moved_e // E_PER_MONEY, fee, rounding_e, rebate_e // E_PER_MONEY, acc_e)
+    cash, rounding_e, rebate, acc = fill_balance(revenue_e, fee, config.member_precision, acc_e)
+    return FillMoney(int(cash), fee, int(rounding_e), int(rebate), int(acc))
 
 
 def reserve_for(open_count: int, count: int, price: int) -> int:
-    """Collateral (money) an order holds: cost of ``open_count`` at ``price`` + a taker
-    fee on ``count`` + one cent of rounding (0 when nothing is left)."""
-    if count <= 0:
+    """Collateral (money) an order holds: cost of ``open_count`` at ``price``, a taker fee
+    on ``count``, one cent for the rounding accumulator (it never holds more than a cent)
+    and one cent for per-fill fee round-ups (< $0.0001 per fill, one taker fill per price
+    level crossed).  0 when nothing opens: a closing fill's revenue exceeds its fee, so it
+    never debits the balance."""
+    if count <= 0 or open_count <= 0:
         return 0
     cost = -((-open_count * price) // E_PER_MONEY)
-    return cost + trade_fee(count, price, True, False) + MEMBER_CENT
+    return cost + trade_fee(count, price, True, False) + 2 * MEMBER_CENT
 
 
 @dataclass
@@ -187,7 +181,7 @@ class Account:
     user: str
     cash: int  # money units; never negative
     positions: dict[int, Position] = field(default_factory=dict)
-    fills: list[dict[str, object]] = field(default_factory=list)  # REST fill objects
+    fills: list[tuple[Any, int]] = field(default_factory=list)  # (matching.Fill, position after)
     settlements: list[Settlement] = field(default_factory=list)
     reserved: int = 0  # money held by resting orders
 

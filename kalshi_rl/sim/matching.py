@@ -30,13 +30,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from core.book import BookSet
 from core.dtypes import (
     DELTA_DTYPE,
     EV_DELTA,
@@ -46,6 +46,7 @@ from core.dtypes import (
     LC_CLOSED,
     LC_SETTLED,
     MS_OPEN,
+    NO_PRICE,
     PRICE_MAX,
     RESULT_YES,
     SIDE_NO,
@@ -177,14 +178,16 @@ class Engine:
         self.rng = np.random.default_rng([seed, 0x5EED])
         self.levels: dict[tuple[int, int, int], collections.deque[Entry]] = {}
         self.n_resting = [0] * len(markets)
+        self.busy_markets = np.zeros(max(len(markets), 1), dtype=bool)
         self.orders: dict[str, Order] = {}
         self.client_ids: dict[tuple[str, str], str] = {}
         self.accounts: dict[str, Account] = {}
         self.listener: Listener | None = None
         self._ids = itertools.count(1)
         self._seed = seed
-        self._rec = np.zeros(1, dtype=DELTA_DTYPE)
+        self._grids: dict[int, frozenset[int]] = {}
         self._busy_version = 0
+        self._n_resting_total = 0
         self._stp_hit = False
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -196,34 +199,37 @@ class Engine:
             acc = self.accounts[user] = Account(user, self.config.starting_balance)
         return acc
 
-    def _new_id(self) -> str:
+    def new_id(self) -> str:
+        """A fresh order/fill id: a UUID-shaped string, deterministic per seed."""
         n = next(self._ids)
-        return str(uuid.UUID(int=((self._seed & 0xFFFF) << 112) | (1 << 100) | n, version=4))
+        return f"{self._seed & 0xFFFFFFFF:08x}-0000-4000-8000-{n:012x}"
 
     # ----------------------------------------------------------------- book plumbing
-    def _apply(  # noqa: PLR0917 -- one delta record's fields
-        self, books: object, m: int, side: int, price: int, d: int, ts: int
-    ) -> None:
-        r = self._rec
-        r["market"] = m
-        r["side"] = side
-        r["price"] = price
-        r["delta"] = d
-        r["exch_ts"] = ts
-        r["recv_ts"] = ts
-        books.apply_deltas(r)  # type: ignore[attr-defined]
+    @staticmethod
+    def _apply(books: BookSet, m: int, side: int, price: int, d: int) -> None:
+        """Add ``d`` to one level of ``books`` and keep its best price (no validation:
+        the engine only makes changes that keep a level >= 0 and the book uncrossed)."""
+        row = books.qty[m, side]
+        new = int(row[price]) + d
+        row[price] = new
+        best = books.best
+        if new > 0:
+            best[m, side] = max(best[m, side], price)
+        elif price == best[m, side]:
+            nz = np.flatnonzero(row[:price])
+            best[m, side] = int(nz[-1]) if nz.shape[0] else NO_PRICE
 
     def _public_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Change the public book and send the delta."""
         if d == 0:
             return
-        self._apply(self.mk.books, m, side, price, d, ts)
+        self._apply(self.mk.books, m, side, price, d)
         self.fanout.send_delta(m, side, price, d, ts)
 
     def _maker_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Correct the model's own book (its liquidity was taken or restored here)."""
         if d != 0:
-            self._apply(self.mk.model.books, m, side, price, d, ts)
+            self._apply(self.mk.model.books, m, side, price, d)
 
     def _maker_qty(self, m: int, side: int, price: int) -> int:
         return int(self.mk.model.books.qty[m, side, price])
@@ -232,18 +238,26 @@ class Engine:
         return int(self.mk.books.best[m, side])
 
     # ----------------------------------------------------------------- model events
-    def process(self, ev: np.ndarray) -> None:
-        """Route one batch of model (or replay) events through the exchange and send them.
+    def busy(self) -> bool:
+        """True when some user order rests (model events then need the queues)."""
+        return self._n_resting_total > 0
+
+    def process(self, ev: np.ndarray, flush: bool = True) -> None:
+        """Route model (or replay) events through the exchange and send them.
 
         Markets without resting user orders pass straight through; in the others each
-        event is interpreted against the queues (see the module docstring).
+        event is interpreted against the queues (see the module docstring).  The maker's
+        book (``model.books``) must be the state right after these events: a batch that
+        touches a market with resting orders must be one model step (SimExchange.advance
+        steps the model that way while ``busy()``).
         """
         if ev.shape[0] == 0:
             return
-        if not any(self.n_resting):
+        if not self.busy():
             self._passthrough(ev)
             self._lifecycle_effects(ev)
-            self.fanout.flush_all()
+            if flush:
+                self.fanout.flush_all()
             return
         version = self._busy_version
         hot = self._hot(ev)
@@ -263,11 +277,15 @@ class Engine:
                 # a market gained or lost its last resting order inside the batch
                 version = self._busy_version
                 hot = self._hot(ev)
-        self.fanout.flush_all()
+        if flush:
+            self.fanout.flush_all()
 
     def _hot(self, ev: np.ndarray) -> np.ndarray:
-        busy = np.array([n > 0 for n in self.n_resting], dtype=bool)
-        return busy[ev["market"]]
+        return self.busy_markets[ev["market"]]
+
+    def touches_busy(self, ev: np.ndarray) -> bool:
+        """True when some event of ``ev`` is in a market with a resting order."""
+        return bool(self.busy_markets[ev["market"]].any()) if ev.shape[0] else False
 
     def _passthrough(self, ev: np.ndarray) -> None:
         """Events of markets with no user orders: the public book is the maker's."""
@@ -482,8 +500,8 @@ class Engine:
                 if maker.remaining == 0:
                     self._unrest(maker)
                     maker.status = EXECUTED
-                    if self.listener is not None:
-                        self.listener.on_order(maker)
+                if self.listener is not None:
+                    self.listener.on_order(maker)
             if taker is not None:
                 self._fill(taker, level_taken, PRICE_MAX - p, True, trade_id, ts)
             taken += level_taken
@@ -533,7 +551,7 @@ class Engine:
                 reserve_for(o.remaining - o.claim, o.remaining, o.price) if o.remaining else 0
             )
             acc.reserved += o.reserve
-        f = Fill(self._new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
+        f = Fill(self.new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
                  money.cash_change, ts)  # fmt: skip
         self.stats["fills"] += 1
         if self.listener is not None:
@@ -554,6 +572,8 @@ class Engine:
         o.resting = True
         o.status = RESTING
         self.n_resting[o.m] += 1
+        self.busy_markets[o.m] = True
+        self._n_resting_total += 1
         self._busy_version += 1
         acc = self.account(o.user)
         o.claim = min(claim, o.remaining)
@@ -571,6 +591,8 @@ class Engine:
             del self.levels[key]  # maker lots collapse back into the maker's level
         o.resting = False
         self.n_resting[o.m] -= 1
+        self.busy_markets[o.m] = self.n_resting[o.m] > 0
+        self._n_resting_total -= 1
         self._busy_version += 1
         acc = self.account(o.user)
         acc.reserved -= o.reserve
@@ -691,8 +713,11 @@ class Engine:
             raise Rejection(400, "market_closed", f"market {self.mk.tickers[m]} is not open")
 
     def _check_price(self, m: int, price: int) -> None:
-        grid = self.mk.model.grid[m, : int(self.mk.model.mk[m]["grid_len"])]
-        if not 0 < price < PRICE_MAX or not bool(np.any(grid == price)):
+        grid = self._grids.get(m)
+        if grid is None:
+            row = self.mk.model.grid[m, : int(self.mk.model.mk[m]["grid_len"])]
+            grid = self._grids[m] = frozenset(int(p) for p in row)
+        if price not in grid:
             raise Rejection(
                 400, "invalid_price", f"price is not on {self.mk.tickers[m]}'s price grid"
             )
@@ -716,7 +741,7 @@ class Engine:
 
     def cancel(self, user: str, order_id: str) -> tuple[Order, int]:
         """Cancel a resting order of ``user``; returns (order, count removed)."""
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         n = self._cancel_resting(o, self.mk.model.now_ms)
         self.fanout.flush_all()
@@ -726,7 +751,7 @@ class Engine:
         self, user: str, order_id: str, reduce_by: int | None, reduce_to: int | None
     ) -> Order:
         """Reduce a resting order's remaining count; it keeps its queue priority."""
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         if (reduce_by is None) == (reduce_to is None):
             raise Rejection(400, "invalid_parameters", "give exactly one of reduce_by, reduce_to")
@@ -771,7 +796,7 @@ class Engine:
         Returns:
             (a copy of the order before, the order after).
         """
-        o = self._own(user, order_id)
+        o = self.order_of(user, order_id)
         self._check_active(o)
         self._check_price(o.m, price)
         if count <= o.filled:
@@ -800,7 +825,8 @@ class Engine:
         self.fanout.flush_all()
         return old, o
 
-    def _own(self, user: str, order_id: str) -> Order:
+    def order_of(self, user: str, order_id: str) -> Order:
+        """``user``'s order ``order_id``; Rejection 404 if unknown or someone else's."""
         o = self.orders.get(order_id)
         if o is None or o.user != user:
             raise Rejection(404, "not_found", f"order {order_id} not found")

@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from core.dtypes import COUNT_SCALE, PRICE_MAX, SIDE_NO, SIDE_YES
-from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
+from kalshi_rl.kalshi.protocol import (
+    DecodeError,
+    format_count,
+    format_money,
+    format_price,
+    parse_count,
+    parse_price,
+)
 from kalshi_rl.sim.accounts import E_PER_MONEY, Account, Position, Settlement
 from kalshi_rl.sim.matching import (
     STP_MAKER,
@@ -47,23 +54,15 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def dollars_money(money: int) -> str:
-    """Money units ($0.0001) as a 4-decimal dollar string (sign kept)."""
-    sign = "-" if money < 0 else ""
-    a = abs(money)
-    return f"{sign}{a // 10_000}.{a % 10_000:04d}"
+dollars_money = format_money
+price_dollars = format_price
 
 
 def dollars_e(e: int) -> str:
-    """Exact units ($0.00001) as a dollar string, rounded half away from zero to $0.0001."""
+    """Notional units ($0.00001) as a dollar string, rounded half away from zero."""
     sign = -1 if e < 0 else 1
     money = (abs(e) + E_PER_MONEY // 2) // E_PER_MONEY
-    return dollars_money(sign * money)
-
-
-def price_dollars(ticks: int) -> str:
-    """Ticks as a 4-decimal dollar string."""
-    return f"{ticks // 1000}.{ticks % 1000:03d}0"
+    return format_money(sign * money)
 
 
 def avg_price(cost_e: int, count: int) -> str | None:
@@ -163,12 +162,11 @@ def v2_order_json(o: Order) -> Json:
     }
 
 
-def fill_json(x: Engine, f: Fill) -> Json:
+def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
     """Kalshi's ``fill`` object (REST) / the ``fill`` channel's msg."""
     o = f.order
     side, action = side_action(o)
     yp = f.price if o.side == SIDE_YES else PRICE_MAX - f.price
-    pos = x.account(o.user).position(o.m)
     return {
         "fill_id": f.fill_id,
         "trade_id": f.trade_id,
@@ -185,7 +183,7 @@ def fill_json(x: Engine, f: Fill) -> Json:
         "no_price_dollars": price_dollars(PRICE_MAX - yp),
         "is_taker": f.is_taker,
         "fee_cost": dollars_money(f.fee),
-        "post_position_fp": format_count(pos.position),
+        "post_position_fp": format_count(post_position),
         "created_time": iso(f.ts_ms),
         "ts": f.ts_ms // 1000,
         "ts_ms": f.ts_ms,
@@ -362,9 +360,9 @@ class Portfolio:
             if parts == ["orders", "queue_positions"]:
                 return self._queue_positions(user, q)
             if len(parts) == 2 and parts[0] == "orders":
-                return _ok({"order": order_json(x, x._own(user, parts[1]))})
+                return _ok({"order": order_json(x, x.order_of(user, parts[1]))})
             if len(parts) == 3 and parts[0] == "orders" and parts[2] == "queue_position":
-                o = x._own(user, parts[1])
+                o = x.order_of(user, parts[1])
                 return _ok({"queue_position_fp": format_count(x.queue_position(o))})
             return error(404, "not_found", f"no route GET /portfolio/{'/'.join(parts)}")
         body = _body(raw)
@@ -435,13 +433,17 @@ class Portfolio:
         return _page(out, "market_positions", q)
 
     def _fills(self, user: str, q: dict[str, list[str]]) -> Reply:
-        acc = self.x.account(user)
-        items = list(reversed(acc.fills))
+        x = self.x
+        acc = x.account(user)
+        rows = list(reversed(acc.fills))
         if "ticker" in q:
-            items = [f for f in items if f["ticker"] == q["ticker"][0]]
+            rows = [r for r in rows if x.mk.tickers[r[0].order.m] == q["ticker"][0]]
         if "order_id" in q:
-            items = [f for f in items if f["order_id"] == q["order_id"][0]]
-        return _page(items, "fills", q)
+            rows = [r for r in rows if r[0].order.order_id == q["order_id"][0]]
+        limit, start = _limit(q)
+        page = [fill_json(x, f, post) for f, post in rows[start : start + limit]]
+        cursor = str(start + limit) if start + limit < len(rows) else ""
+        return _ok({"fills": page, "cursor": cursor})
 
     def _orders(self, user: str, q: dict[str, list[str]]) -> Reply:
         x = self.x
@@ -497,7 +499,7 @@ class Portfolio:
         price = yp if side == SIDE_YES else PRICE_MAX - yp
         group = body.get("order_group_id")
         return Order(
-            order_id=x._new_id(),
+            order_id=x.new_id(),
             user=user,
             client_order_id=cid,
             m=m,
@@ -554,7 +556,7 @@ class Portfolio:
 
     def _amend(self, user: str, order_id: str, body: Json, v2: bool) -> Reply:
         x = self.x
-        o = x._own(user, order_id)
+        o = x.order_of(user, order_id)
         if v2:
             yp = _price(_field(body, "price"))
             count = _count(_field(body, "count"))

@@ -47,16 +47,22 @@ class PrivateFeed:
                                   kind, ticker)  # fmt: skip
 
     def on_fill(self, f: Fill) -> None:
-        """Store the fill and send it on ``fill``."""
-        obj = portfolio.fill_json(self.x, f)
-        self.x.account(f.order.user).fills.append(obj)
-        self._push(f.order.user, CH_FILL, MSG_FILL, f.order.m, obj)
+        """Store the fill (with the position after it) and send it on ``fill``."""
+        acc = self.x.account(f.order.user)
+        post = acc.position(f.order.m).position
+        acc.fills.append((f, post))
+        if self.hub.private_subs(f.order.user, CH_FILL):
+            obj = portfolio.fill_json(self.x, f, post)
+            self._push(f.order.user, CH_FILL, MSG_FILL, f.order.m, obj)
 
     def on_order(self, o: Order) -> None:
         """Send the order on ``user_orders``."""
-        self._push(o.user, CH_USER_ORDERS, MSG_USER_ORDER, o.m, portfolio.order_json(self.x, o))
+        if self.hub.private_subs(o.user, CH_USER_ORDERS):
+            obj = portfolio.order_json(self.x, o)
+            self._push(o.user, CH_USER_ORDERS, MSG_USER_ORDER, o.m, obj)
 
     def on_position(self, user: str, m: int) -> None:
         """Send the position on ``market_positions``."""
-        msg = portfolio.position_msg(self.x, self.x.account(user), m)
-        self._push(user, CH_POSITIONS, MSG_POSITION, m, msg)
+        if self.hub.private_subs(user, CH_POSITIONS):
+            msg = portfolio.position_msg(self.x, self.x.account(user), m)
+            self._push(user, CH_POSITIONS, MSG_POSITION, m, msg)

@@ -263,15 +263,40 @@ class SimExchange:
     def advance(self, n_steps: int) -> int:
         """Generate ``n_steps`` model steps (or replay events) and send them now.
 
+        While user orders rest somewhere the model is stepped one step at a time, so the
+        engine sees the maker's book as it was at each event (it corrects that book when a
+        user's order, not the maker, was filled).
+
         Returns:
             Number of events generated.
         """
-        if self._replay is not None:
-            ev = self._replay.next_events(n_steps)
-        else:
-            ev = self.model.step(n_steps)
-        self.dispatch(ev)
-        return int(ev.shape[0])
+        source = self._replay.next_events if self._replay is not None else self.model.step
+        if not self.engine.busy():
+            ev = source(n_steps)
+            self.engine.process(ev)
+            return int(ev.shape[0])
+        n = 0
+        left = n_steps
+        # events of markets without resting orders wait and go out in one batch after
+        # the loop (per market their order is kept; every sid's seq stays contiguous)
+        later: list[np.ndarray] = []
+        while left > 0:
+            if not self.engine.busy():
+                later.append(source(left))
+                break
+            ev = source(1)
+            left -= 1
+            if self.engine.touches_busy(ev):
+                self.engine.process(ev, flush=False)
+                n += int(ev.shape[0])
+            else:
+                later.append(ev)
+        if later:
+            rest = np.concatenate(later) if len(later) > 1 else later[0]
+            self.engine.process(rest, flush=False)
+            n += int(rest.shape[0])
+        self.fanout.flush_all()
+        return n
 
     def dispatch(self, ev: np.ndarray) -> None:
         """Run a batch of model events through the exchange and send the results."""

@@ -96,10 +96,14 @@ from core.paper_book import (
     account_cash,
     account_reserved,
     effective_position,
+    needs_book_updates,
     paper_cancel,
     paper_decrease,
+    paper_init_order,
     paper_on_book,
     paper_on_trades,
+    paper_order_record,
+    paper_record_fills,
     paper_replay_fills,
     paper_settle,
     paper_submit,
@@ -267,13 +271,6 @@ class _Group:
     deleted: bool = False
 
 
-# engine FILL_DTYPE fields copied into PAPER_FILL_DTYPE records
-_FILL_FIELDS = (
-    "order_id", "count", "fee", "trade_fee", "rounding_fee", "rebate", "cash", "market",
-    "price", "side", "action", "is_taker",
-)  # fmt: skip
-
-
 class Subscription:
     """Handle returned by ``subscribe``; ``close()`` unsubscribes."""
 
@@ -343,6 +340,9 @@ class PaperClient:
         self._n = 0
         self._uuid: list[str] = []
         self._coid: list[str] = []
+        self._coid_bytes: list[np.ndarray] = []
+        self._event_out = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
         self._by_uuid: dict[str, int] = {}
         self._by_coid: dict[str, int] = {}
         self._next_rec_id = 1
@@ -365,6 +365,8 @@ class PaperClient:
         self._n_fills = 0
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
+        # False while no order rests and nothing is consumed: book updates are then no-ops
+        self._watch = False
         self._subs: list[Subscription] = []
         self._queues: list[asyncio.Queue[dict[str, Any]]] = []
         # counters (dashboard / tests)
@@ -520,50 +522,26 @@ class PaperClient:
         self._orders, self._extra, self._active = orders, extra, active
 
     def _new_order(self, coid: str) -> int:
+        """Register order index ``self._n`` (ids, client id); fields come from the kernel."""
         if self._n >= self._orders.shape[0]:
             self._grow_orders()
         i = self._n
         self._n += 1
-        oid = i + 1  # order ids are dense from 1 (a rejected order gives its id back)
-        self._orders[i] = np.zeros((), dtype=ORDER_DTYPE)
-        self._extra[i] = np.zeros((), dtype=PAPER_ORDER_EXTRA_DTYPE)
-        self._orders[i]["order_id"] = oid
-        self._extra[i]["group"] = -1
-        u = shapes.paper_uuid("order", self.account_id, oid)
+        u = self._uuid_prefix + f"{i + 1:012x}"  # shapes.paper_uuid("order", account, id)
         self._uuid.append(u)
         self._coid.append(coid)
+        self._coid_bytes.append(np.frombuffer(coid.encode(), dtype=np.uint8))
         self._by_uuid[u] = i
         self._by_coid[coid] = i
         return i
 
-    _EVENT_FIELDS = (
-        "order_id", "count", "remaining", "filled", "notional", "fees", "taker_fees",
-        "maker_fees", "rounding_acc", "market", "price", "side", "action", "tif", "status",
-    )  # fmt: skip
-
     def _order_event(self, i: int, event: int, now: int) -> None:
-        o = self._orders[i]
-        e = self._extra[i]
-        e["updated_ns"] = now
         if self.rings is not None:
-            rec = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
-            r = rec[0]
-            r["rec_id"] = self._rec_id()
-            r["ts"] = now
-            for name in self._EVENT_FIELDS:
-                r[name] = o[name]
-            r["group"] = e["group"]
-            r["event"] = event
-            r["flags"] = (
-                int(o["post_only"])
-                | int(o["reduce_only"]) << 1
-                | (int(e["stp"]) == STP_MAKER) << 2
-                | int(e["cancel_on_pause"]) << 3
-            )
-            raw = self._coid[i].encode()
-            r["coid_len"] = len(raw)
-            r["coid"][: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-            self.rings.orders.push_batch(rec)
+            paper_order_record(self._orders, self._extra, i, self._event_out, self._rec_id(),
+                               now, event, self._coid_bytes[i])  # fmt: skip
+            self.rings.orders.push_batch(self._event_out)
+        else:
+            self._extra[i]["updated_ns"] = now
         if self._subs or self._queues:
             self._publish(shapes.user_order_msg(self._order_json(i)))
 
@@ -810,26 +788,17 @@ class PaperClient:
             )
         self._sync_capacity()
         i = self._new_order(req["coid"])
-        o = self._orders[i]
-        e = self._extra[i]
         now = self._clock()
-        o["ts"] = now // 1_000_000
-        e["created_ns"] = now
-        e["updated_ns"] = now
-        o["market"] = slot
-        o["side"] = req["side"]
-        o["action"] = req["action"]
-        o["price"] = req["price"]
-        o["count"] = req["count"]
-        o["remaining"] = req["count"]
-        o["tif"] = req["tif"]
-        o["post_only"] = req["post_only"]
-        o["reduce_only"] = req["reduce_only"]
-        o["status"] = ORD_RESTING
-        e["stp"] = req["stp"]
-        e["group"] = req["group"]
-        e["cancel_on_pause"] = req["cancel_order_on_pause"]
+        flags = (
+            int(req["post_only"])
+            | int(req["reduce_only"]) << 1
+            | (req["stp"] == STP_MAKER) << 2
+            | int(req["cancel_order_on_pause"]) << 3
+        )
+        paper_init_order(self._orders, self._extra, i, now, slot, req["side"], req["action"],
+                         req["price"], req["count"], req["tif"], flags, req["group"])  # fmt: skip
         rej, n = self._engine_submit(i, now)
+        self._watch = True
         if rej != REJ_NONE:
             self._forget(i)
             self.n_rejected += 1
@@ -844,6 +813,7 @@ class PaperClient:
         assert i == self._n - 1, "only the newest order can be forgotten"
         self._by_uuid.pop(self._uuid.pop())
         self._by_coid.pop(self._coid.pop())
+        self._coid_bytes.pop()
         self._n -= 1
 
     def _free_cash(self) -> int:
@@ -876,6 +846,9 @@ class PaperClient:
 
         ``maker`` STP cancels our crossed resting orders instead (and returns -1).
         """
+        n_active = int(self._ctl[CTL_N_ACTIVE])
+        if n_active == 0 or (n_active == 1 and int(self._active[0]) == i):
+            return -1
         o = self._orders[i]
         m = int(o["market"])
         ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
@@ -979,6 +952,7 @@ class PaperClient:
         o["status"] = ORD_RESTING
         now = self._clock()
         rej, n = self._engine_submit(i, now)
+        self._watch = True
         if rej != REJ_NONE:
             # the amend is refused; the order rests as before (at the back of the list)
             self._orders[i] = saved_o
@@ -1193,43 +1167,37 @@ class PaperClient:
     # ================================================================== fills
     def _after_fills(self, n: int, now: int) -> None:
         """Record the ``n`` engine fills in the scratch buffer: history, ring, events, groups."""
-        src = self._fill_out[:n]
         if self._n_fills + n > self._fills.shape[0]:
             size = max(2 * self._fills.shape[0], self._n_fills + n)
             grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
             grown[: self._n_fills] = self._fills[: self._n_fills]
             self._fills = grown
-        fills = self._fills[self._n_fills : self._n_fills + n]
-        start = self._next_rec_id
-        fills["rec_id"] = np.arange(start, start + n)
-        fills["ts"] = now
-        for name in _FILL_FIELDS:
-            fills[name] = src[name]
+        off = self._n_fills
+        paper_record_fills(self._fill_out, n, self._fills, off, self._next_rec_id, now,
+                           self._extra)  # fmt: skip
         self._next_rec_id += n
         self._n_fills += n
+        fills = self._fills[off : off + n]
         if self.rings is not None:
             self.rings.fills.push_batch(fills)
-        touched: dict[int, None] = {}
-        groups: dict[int, None] = {}
+        ids = fills["order_id"].tolist()
         publish = bool(self._subs or self._queues)
-        for k in range(n):
-            f = fills[k]
-            i = int(f["order_id"]) - 1  # order ids are dense from 1
-            touched[i] = None
-            e = self._extra[i]
-            c = int(f["count"])
-            e["taker_cost" if f["is_taker"] else "maker_cost"] += c * int(f["price"]) // 10
-            g = int(e["group"])
-            if g >= 0:
-                self._groups[g].window.append((now, c))
-                self._groups[g].filled += c
-                groups[g] = None
-            if publish:
-                m = int(f["market"])
-                fj = self._fill_json(self._n_fills - n + k)
+        groups: dict[int, None] = {}
+        if self._groups:
+            counts = fills["count"].tolist()
+            for oid, c in zip(ids, counts, strict=True):
+                g = int(self._extra[oid - 1]["group"])  # order ids are dense from 1
+                if g >= 0:
+                    self._groups[g].window.append((now, c))
+                    self._groups[g].filled += c
+                    groups[g] = None
+        if publish:
+            for k in range(n):
+                m = int(fills[k]["market"])
+                fj = self._fill_json(off + k)
                 self._publish(shapes.fill_msg(fj, int(self._pos[m]["position"])))
-        for i in touched:
-            self._order_event(i, POE_FILLED, now)
+        for oid in dict.fromkeys(ids):
+            self._order_event(oid - 1, POE_FILLED, now)
         if publish:
             for m in {int(x) for x in fills["market"]}:
                 msg = shapes.position_msg(
@@ -1261,7 +1229,7 @@ class PaperClient:
         Returns:
             Fills that happened.
         """
-        if self._ctl[CTL_N_ACTIVE] == 0 and not self._liq["n"].any():
+        if not self._watch:
             return 0
         if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
@@ -1279,6 +1247,7 @@ class PaperClient:
                 self._after_fills(int(n), now)
             total += int(n)
             if n < self._fill_out.shape[0]:
+                self._watch = bool(needs_book_updates(self._liq, self._ctl))
                 return total
 
     def on_trades(self, recs: np.ndarray) -> int:
@@ -1444,6 +1413,7 @@ class PaperClient:
         if self._n or self._n_fills:
             raise StoreError("restore needs a fresh PaperClient")
         self.account_id = saved.account_id
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
         self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
         slot_of: dict[int, int] = {}
         for mid, ticker in saved.tickers.items():
@@ -1477,27 +1447,23 @@ class PaperClient:
                 raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")
             self._restore_order(row, slot_of[int(row["market_id"])], saved, fills)
         self._next_rec_id = saved.max_rec_id + 1
+        self._watch = True
 
     def _restore_order(
         self, row: Mapping[str, Any], slot: int, saved: SavedAccount, fills: np.ndarray
     ) -> None:
         i = self._new_order(str(row["client_order_id"]))
+        created = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
+        flags = int(row["flags"])
+        paper_init_order(self._orders, self._extra, i, created, slot, int(row["side"]),
+                         int(row["action"]), int(row["price"]), int(row["count"]),
+                         int(row["tif"]), flags, -1)  # fmt: skip
         o = self._orders[i]
         e = self._extra[i]
-        for name in ("side", "action", "price", "count", "filled", "remaining", "tif",
-                     "status", "notional", "fees", "taker_fees", "maker_fees",
-                     "rounding_acc"):  # fmt: skip
+        for name in ("filled", "remaining", "status", "notional", "fees", "taker_fees",
+                     "maker_fees", "rounding_acc"):  # fmt: skip
             o[name] = row[name]
-        o["market"] = slot
-        created = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
-        o["ts"] = created // 1_000_000
-        e["created_ns"] = created
         e["updated_ns"] = row["ts"]
-        e["group"] = -1
-        flags = int(row["flags"])
-        o["post_only"], o["reduce_only"] = flags & 1, (flags >> 1) & 1
-        e["stp"] = STP_MAKER if flags & 4 else STP_TAKER_AT_CROSS
-        e["cancel_on_pause"] = (flags >> 3) & 1
         mine = fills[fills["order_id"] == o["order_id"]]
         for taker, key in ((1, "taker_cost"), (0, "maker_cost")):
             f = mine[mine["is_taker"] == taker]

@@ -91,6 +91,5 @@ def test_env_and_paper_fill_alike(
         if b.terminated[0]:
             break
     event(f"fills: {min(int(paper.positions[slot]['n_trades']), 3)}")
-    event(
-        f"multi-level: {bool(np.unique(paper.fills_array()['order_id'], return_counts=True)[1].max(initial=0) > 1)}"
-    )
+    per_order = np.unique(paper.fills_array()["order_id"], return_counts=True)[1]
+    event(f"multi-level: {bool(per_order.max(initial=0) > 1)}")

@@ -103,6 +103,10 @@ async def test_kill_and_rebuild_gives_the_same_account(
         c2.restore(await load_account(conn, acct))
         after = view(c2)
         for key in before:
+            if key == "orders":
+                for a, b in zip(after[key], before[key], strict=True):
+                    diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+                    assert not diff, diff
             assert after[key] == before[key], key
 
         # the rebuilt account trades on: its resting order still fills, ids keep counting
