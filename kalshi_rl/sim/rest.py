@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -22,9 +22,7 @@ from core.dtypes import (
     SIDE_YES,
 )
 from kalshi_rl.sim.grid import DOLLARS, count_fp, price_ranges
-
-if TYPE_CHECKING:
-    from kalshi_rl.sim.server import SimExchange
+from kalshi_rl.sim.markets import SimMarkets
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -55,7 +53,7 @@ def _err(status: int, code: str, message: str) -> tuple[int, bytes]:
     return status, orjson.dumps({"error": {"code": code, "message": message}})
 
 
-def market_json(x: SimExchange, m: int) -> dict[str, Any]:
+def market_json(x: SimMarkets, m: int) -> dict[str, Any]:
     """One market as Kalshi's REST ``market`` object (the fields the sim knows)."""
     spec = x.model.markets[m]
     mk = x.model.mk[m]
@@ -85,7 +83,7 @@ def market_json(x: SimExchange, m: int) -> dict[str, Any]:
     return out
 
 
-def _markets(x: SimExchange, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def _markets(x: SimMarkets, q: dict[str, list[str]]) -> tuple[int, bytes]:
     try:
         limit = int(q.get("limit", [str(DEFAULT_LIMIT)])[0])
         start = int(q.get("cursor", ["0"])[0] or "0")
@@ -115,7 +113,7 @@ def _markets(x: SimExchange, q: dict[str, list[str]]) -> tuple[int, bytes]:
     return 200, orjson.dumps({"markets": [market_json(x, m) for m in page], "cursor": cursor})
 
 
-def _orderbook(x: SimExchange, m: int, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def _orderbook(x: SimMarkets, m: int, q: dict[str, list[str]]) -> tuple[int, bytes]:
     try:
         depth = int(q.get("depth", ["0"])[0])
     except ValueError:
@@ -129,11 +127,11 @@ def _orderbook(x: SimExchange, m: int, q: dict[str, list[str]]) -> tuple[int, by
     return 200, orjson.dumps({"orderbook_fp": out})
 
 
-def handle(x: SimExchange, path: str, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def handle(x: SimMarkets, path: str, q: dict[str, list[str]]) -> tuple[int, bytes]:
     """Answer one GET below /trade-api/v2.
 
     Args:
-        x: the exchange.
+        x: the sim's markets.
         path: e.g. ``/markets`` or ``/markets/T/orderbook``.
         q: parsed query (``urllib.parse.parse_qs``).
 
