@@ -37,7 +37,8 @@ class SeriesSpec:
         every_ms: time between two openings (None = ``lifetime_ms``: the next market opens
             as the previous one closes, like Kalshi's 15-minute series).
         lead_ms: a market is created (REST ``initialized``) this long before it opens.
-        offset_ms: the first market opens this long after the sim starts.
+        offset_ms: markets open at ``start + offset_ms + k * period``; the one open at the
+            start (k = -1) opens then, with what is left of its life.
         bias: planted mispricing knob of the series (0 = efficient; see model.py).
         category: Kalshi-style category label (REST ``category``).
     """
@@ -168,7 +169,11 @@ class ListingSchedule:
             raise ConfigError("series tickers must be unique")
         self.series = series
         self.ts0 = ts0
-        self._next_open = [ts0 + s.offset_ms for s in series]
+        # the market of each series that would be open at ts0 is listed at ts0 (it opens
+        # then, and closes on the series' rhythm), so every series trades from the start
+        self._next_open = [
+            ts0 + s.offset_ms - (s.period_ms if s.offset_ms > 0 else 0) for s in series
+        ]
         self._serial = 0
 
     def slots_needed(self, determine_delay_ms: int, settle_delay_ms: int) -> int:
@@ -195,8 +200,12 @@ class ListingSchedule:
             if create > now:
                 return out
             s = self.series[i]
-            open_ts = self._next_open[i]
-            close_ts = open_ts + s.lifetime_ms
+            nominal_open = self._next_open[i]
+            open_ts = max(self.ts0, nominal_open)
+            close_ts = nominal_open + s.lifetime_ms
+            if close_ts - open_ts < 1000:  # would close (almost) before the sim starts
+                self._next_open[i] = nominal_open + s.period_ms
+                continue
             event = f"{s.ticker}-{_close_code(close_ts)}"
             closes = datetime.fromtimestamp(close_ts / 1000, tz=UTC).strftime("%H:%M:%S")
             out.append(
@@ -214,4 +223,4 @@ class ListingSchedule:
                 )
             )
             self._serial += 1
-            self._next_open[i] = open_ts + s.period_ms
+            self._next_open[i] = nominal_open + s.period_ms

@@ -190,8 +190,8 @@ class MarketSpec:
     serial: int = -1
 
 
-class RetiredMarket(NamedTuple):
-    """A market whose slot was reused: its last state, for REST."""
+class MarketState(NamedTuple):
+    """What REST shows of one market (a live slot's now, or a retired market's last)."""
 
     spec: MarketSpec
     status: int  # MS_*
@@ -977,8 +977,8 @@ class MarketModel:
         self._nrm = np.random.default_rng(nrm_ss)
         self._list_rng = np.random.default_rng(list_ss)
         self.books = BookSet(capacity=nm)
-        for i, spec in enumerate(self.markets):
-            name = spec.ticker if spec is not None else f"slot-{i}"
+        for i, mspec in enumerate(self.markets):
+            name = mspec.ticker if mspec is not None else f"slot-{i}"
             if self.books.slot(name) != i:
                 raise ConfigError("BookSet slots must follow market order")
         grids = [price_grid(s) for s in PriceLevelStructure]
@@ -994,10 +994,11 @@ class MarketModel:
         self.open_idx = np.zeros(nm, dtype=np.int32)
         self._scr = np.zeros(1, dtype=DELTA_DTYPE)
         self.clock = np.array([0, 0, _NEVER, 0], dtype=np.int64)
-        self.retired: OrderedDict[str, RetiredMarket] = OrderedDict()
+        self.retired: OrderedDict[str, MarketState] = OrderedDict()
         self.listed: OrderedDict[int, tuple[int, MarketSpec]] = OrderedDict()
         self._pending: list[Listing] = []
         self.n_listed = 0
+        self._first: np.ndarray | None = None
         self._init_fixed()
         self._init_books()
         self.clock[2] = min(int(_deadline(self.mk, self.lat, m)) for m in range(nm))
@@ -1082,13 +1083,14 @@ class MarketModel:
         free = np.flatnonzero((st == MS_FREE) | (st == MS_SETTLED))
         return int(free[0]) if free.size else None
 
-    def _retire(self, slot: int) -> None:
-        old = self.markets[slot]
-        if old is None:
-            return
+    def state(self, slot: int) -> MarketState | None:
+        """REST view of the market in ``slot`` (None for a free slot)."""
+        spec = self.markets[slot]
+        if spec is None:
+            return None
         r = self.mk[slot]
-        self.retired[old.ticker] = RetiredMarket(
-            old,
+        return MarketState(
+            spec,
             int(r["status"]),
             int(r["result"]),
             int(r["volume"]),
@@ -1096,6 +1098,12 @@ class MarketModel:
             int(self.lat[slot]["open_ts"]),
             int(r["close_ts"]),
         )
+
+    def _retire(self, slot: int) -> None:
+        old = self.state(slot)
+        if old is None:
+            return
+        self.retired[old.spec.ticker] = old
         while len(self.retired) > RETIRED_KEEP:
             self.retired.popitem(last=False)
 
@@ -1222,9 +1230,8 @@ class MarketModel:
         if self.schedule is None:
             return self._run(n_steps)
         parts = []
-        first = getattr(self, "_first", None)
-        if first is not None:
-            parts.append(first)
+        if self._first is not None:
+            parts.append(self._first)
             self._first = None
         left = n_steps
         while left > 0:
@@ -1243,7 +1250,7 @@ class MarketModel:
         n = generate_steps(out, uni, nrm, *self.kernel_state(), *self.kernel_scalars())
         return out[:n].copy()
 
-    def kernel_state(self) -> tuple[np.ndarray, ...]:
+    def kernel_state(self) -> tuple[Any, ...]:
         """The array arguments of ``generate_steps`` after its draws (mutated in place)."""
         b = self.books
         return (
