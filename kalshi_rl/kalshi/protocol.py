@@ -46,6 +46,13 @@ CH_TRADE = "trade"
 CH_TICKER = "ticker"
 CH_LIFECYCLE = "market_lifecycle_v2"
 DEFAULT_CHANNELS: tuple[str, ...] = (CH_ORDERBOOK, CH_TRADE, CH_TICKER, CH_LIFECYCLE)
+# private channels of a trading account (messages: fill, user_order, market_position)
+CH_FILL = "fill"
+CH_USER_ORDERS = "user_orders"
+CH_POSITIONS = "market_positions"
+ACCOUNT_CHANNELS: tuple[str, ...] = (CH_FILL, CH_USER_ORDERS, CH_POSITIONS)
+# update_subscription actions
+UPDATE_ACTIONS: tuple[str, ...] = ("add_markets", "delete_markets", "get_snapshot")
 
 
 class KalshiErrorCode(enum.IntEnum):
@@ -79,6 +86,31 @@ class KalshiErrorCode(enum.IntEnum):
     MARKET_LIMIT = 26
     TOO_MANY_REQUESTS = 27
 
+
+# The ``msg`` text Kalshi sends with each code (what a server writes; clients match codes).
+ERROR_TEXT: dict[int, str] = {
+    KalshiErrorCode.UNABLE_TO_PROCESS: "Unable to process message",
+    KalshiErrorCode.PARAMS_REQUIRED: "Params required",
+    KalshiErrorCode.CHANNELS_REQUIRED: "Channels required",
+    KalshiErrorCode.SIDS_REQUIRED: "Sids required",
+    KalshiErrorCode.UNKNOWN_COMMAND: "Unknown command",
+    KalshiErrorCode.ALREADY_SUBSCRIBED: "Already subscribed",
+    KalshiErrorCode.UNKNOWN_SID: "Unknown subscription ID",
+    KalshiErrorCode.UNKNOWN_CHANNEL: "Unknown channel name",
+    KalshiErrorCode.AUTH_REQUIRED: "Authentication required",
+    KalshiErrorCode.CHANNEL_ERROR: "Channel error",
+    KalshiErrorCode.INVALID_PARAM: "Invalid parameter",
+    KalshiErrorCode.EXACTLY_ONE_SID: "Exactly one subscription ID is required",
+    KalshiErrorCode.UNSUPPORTED_ACTION: "Action not supported",
+    KalshiErrorCode.TICKER_REQUIRED: "Market ticker required",
+    KalshiErrorCode.ACTION_REQUIRED: "Action required",
+    KalshiErrorCode.MARKET_NOT_FOUND: "Market not found",
+    KalshiErrorCode.INTERNAL: "Internal error",
+    KalshiErrorCode.COMMAND_TIMEOUT: "Command timeout",
+    KalshiErrorCode.BUFFER_OVERFLOW: "Subscription buffer overflow",
+    KalshiErrorCode.MARKET_LIMIT: "Subscription market limit reached",
+    KalshiErrorCode.TOO_MANY_REQUESTS: "Too many requests",
+}
 
 # Codes that, on a live sid, mean the subscription is dead: resubscribe.
 RESUBSCRIBE_CODES = frozenset(
@@ -663,7 +695,7 @@ def encode_unsubscribe(cmd_id: int, sids: Sequence[int]) -> bytes:
 
 def encode_update_subscription(cmd_id: int, sid: int, action: str, tickers: Sequence[str]) -> bytes:
     """``update_subscription`` on one sid: action add_markets | delete_markets | get_snapshot."""
-    if action not in ("add_markets", "delete_markets", "get_snapshot"):
+    if action not in UPDATE_ACTIONS:
         raise ValueError(f"update_subscription action {action!r} is not supported")
     return _cmd(
         cmd_id,
