@@ -69,9 +69,9 @@ class FeedConfig:
         stage_capacity: deltas staged before a forced flush into the book (records); the
             staging array is otherwise flushed once per event-loop iteration.
         subscribe_chunk: tickers per subscribe/update_subscription command.
-        backoff_initial_s / backoff_max_s: reconnect delay starts here, doubles per failed
-            attempt up to the max, with +-50% jitter; reset after a connection that lived
-            ``backoff_reset_s``.
+        backoff_initial_s / backoff_max_s: reconnect delay starts here and doubles per
+            attempt, +-50% jitter, the jittered delay capped at the max; it starts over
+            after a connection that subscribed and received data.
         ping_idle_s / ping_reply_s: we ping after this long without data and drop the
             connection if no pong arrives in ``ping_reply_s`` (Kalshi pings us every 10 s;
             replies to its pings are automatic).
@@ -85,7 +85,6 @@ class FeedConfig:
     subscribe_chunk: int = 500
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
-    backoff_reset_s: float = 30.0
     ping_idle_s: float = 20.0
     ping_reply_s: float = 10.0
     handshake_timeout_s: float = 10.0
