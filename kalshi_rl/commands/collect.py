@@ -110,12 +110,15 @@ async def close_session(
 def stop_report(res: CollectorResult) -> str:
     """The lines printed when ``collect`` stops: counts, books valid at stop, rejects."""
     f, w = res.feed, res.writer
+    # markets recorded at stop: with --all the list moved (a result built elsewhere may
+    # not know it: then the markets it started with)
+    n_markets = res.markets_at_stop if res.markets_at_stop or res.follow else len(res.tickers)
     rejects = ", ".join(f"{k} {v}" for k, v in sorted(f["decode_errors_by_reason"].items()))
     return (
         f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
         f" {f['snapshots']} snapshots, {f['trades']} trades,"
         f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
-        f"  books valid at stop {res.books_valid}/{res.markets_at_stop or len(res.tickers)}"
+        f"  books valid at stop {res.books_valid}/{n_markets}"
         f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
         f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
         f" uptime {100 * f['uptime']:.1f}%)\n"
