@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,11 @@ def _ts(v: Any) -> datetime | None:
         return None
 
 
+def _ms_time(ms: int) -> datetime | None:
+    """Unix ms -> aware datetime; None for NO_TS (-1)."""
+    return None if ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _settlement_ticks(m: dict[str, Any]) -> int | None:
     from kalshi_rl.kalshi import protocol
 
@@ -255,7 +260,9 @@ class LifecycleUpdates:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.pending: list[tuple[str, str | None, str | None, int | None]] = []
+        self.pending: list[
+            tuple[str, str | None, str | None, int | None, datetime | None, datetime | None]
+        ] = []
         self.applied = 0
 
     def add(self, ev: Any) -> None:
@@ -263,8 +270,11 @@ class LifecycleUpdates:
         status = _LIFECYCLE_STATUS.get(ev.event_type)
         result = ev.result or None
         value = ev.settlement_value if ev.settlement_value >= 0 else None
-        if status is not None or result is not None or value is not None:
-            self.pending.append((ev.ticker, status, result, value))
+        # created / close_date_updated carry the market's times (close may move earlier)
+        opn = _ms_time(getattr(ev, "open_ts_ms", -1))
+        close = _ms_time(getattr(ev, "close_ts_ms", -1))
+        if any(v is not None for v in (status, result, value, opn, close)):
+            self.pending.append((ev.ticker, status, result, value, opn, close))
 
     async def flush(self) -> None:
         """Apply pending updates in arrival order; on a DB error keep them for later."""
@@ -281,8 +291,9 @@ class LifecycleUpdates:
                 await conn.executemany(
                     "UPDATE markets SET status = coalesce($2, status),"
                     " result = coalesce($3, result),"
-                    " settlement_value = coalesce($4, settlement_value), updated_at = now()"
-                    " WHERE ticker = $1",
+                    " settlement_value = coalesce($4, settlement_value),"
+                    " open_time = coalesce($5, open_time), close_time = coalesce($6, close_time),"
+                    " updated_at = now() WHERE ticker = $1",
                     batch,
                 )
             finally:
