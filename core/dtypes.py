@@ -536,6 +536,24 @@ SIM_MARKET_DTYPE = np.dtype(
     align=True,
 )
 
+# Rolling listings (kalshi_rl.sim.listings): a listed market waits for its open time; a
+# settled market's slot is freed for the next listing of any series.
+MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
+MS_FREE = 5  # slot holds no market
+# Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".
+SIM_LATENT_DTYPE = np.dtype(
+    [
+        ("x", np.float64),  # latent score; YES iff x > 0 at close (Brownian, lifetime units)
+        ("sigma", np.float64),  # std of x per sqrt(ms) (1/sqrt(lifetime)); 0 = logit walk
+        ("true_logit", np.float64),  # log-odds of YES given x and the time left
+        ("bias", np.float64),  # planted mispricing knob of the market's series (0 = efficient)
+        ("open_ts", np.int64),  # ms; MS_INITIALIZED -> MS_OPEN at this time
+        ("last_ts", np.int64),  # ms of the last update of x
+        ("series", np.int32),  # index of the market's series (-1: a fixed market)
+    ],
+    align=True,
+)
+
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
 # The recording ended here (a clean collector stop): not a hole in the data.  One row per

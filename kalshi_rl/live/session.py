@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -150,6 +150,11 @@ def _ts(v: Any) -> datetime | None:
         return None
 
 
+def _ms_time(ms: int) -> datetime | None:
+    """Unix ms -> aware datetime; None for NO_TS (-1)."""
+    return None if ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _settlement_ticks(m: dict[str, Any]) -> int | None:
     from kalshi_rl.kalshi import protocol
 
@@ -212,7 +217,9 @@ class LifecycleUpdates:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.pending: list[tuple[str, str | None, str | None, int | None]] = []
+        self.pending: list[
+            tuple[str, str | None, str | None, int | None, datetime | None, datetime | None]
+        ] = []
         self.applied = 0
         self.listeners: list[Any] = []
 
@@ -221,8 +228,11 @@ class LifecycleUpdates:
         status = _LIFECYCLE_STATUS.get(ev.event_type)
         result = ev.result or None
         value = ev.settlement_value if ev.settlement_value >= 0 else None
-        if status is not None or result is not None or value is not None:
-            self.pending.append((ev.ticker, status, result, value))
+        # created / close_date_updated carry the market's times (close may move earlier)
+        opn = _ms_time(getattr(ev, "open_ts_ms", -1))
+        close = _ms_time(getattr(ev, "close_ts_ms", -1))
+        if any(v is not None for v in (status, result, value, opn, close)):
+            self.pending.append((ev.ticker, status, result, value, opn, close))
         for fn in self.listeners:
             fn(ev)
 
@@ -236,8 +246,9 @@ class LifecycleUpdates:
                 await self.pool.executemany(
                     "UPDATE markets SET status = coalesce($2, status),"
                     " result = coalesce($3, result),"
-                    " settlement_value = coalesce($4, settlement_value), updated_at = now()"
-                    " WHERE ticker = $1",
+                    " settlement_value = coalesce($4, settlement_value),"
+                    " open_time = coalesce($5, open_time), close_time = coalesce($6, close_time),"
+                    " updated_at = now() WHERE ticker = $1",
                     batch,
                 )
         except DB_ERRORS as exc:
@@ -245,3 +256,16 @@ class LifecycleUpdates:
             self.pending = batch + self.pending
             return
         self.applied += len(batch)
+
+
+def meta_sink(pool: asyncpg.Pool) -> Any:
+    """Upsert REST-shaped market objects into ``markets`` over the pool (MarketFollower)."""
+
+    async def sink(batch: list[dict[str, Any]]) -> None:
+        try:
+            async with asyncio.timeout(5), pool.acquire() as conn:
+                await upsert_market_meta(conn, batch)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise OSError(f"database: {exc}") from exc
+
+    return sink
