@@ -25,8 +25,7 @@ liquidation value when the book is not two-sided (never a made-up mid).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from core.dtypes import (
     MARK_MID,
@@ -39,33 +38,8 @@ from core.dtypes import (
     SIDE_YES,
 )
 from core.fees import ceil_div, fill_balance, trade_fee
-
-# =========================================================================== records
-
-
-def first_record(arr: np.ndarray | np.void) -> np.void:
-    """Row 0 of a structured array, or the record itself (resolved at compile time in njit).
-
-    Lets kernels take ``pos`` / ``order`` as a length-1 array slice (``pos[i:i+1]``) or a
-    record (``pos[i]``); both write through to the caller's array.
-    """
-    return arr if isinstance(arr, np.void) else arr[0]
-
-
-@overload(first_record, inline="always")
-def _first_record_ol(arr):
-    if isinstance(arr, types.Array):
-        return lambda arr: arr[0]
-    if isinstance(arr, types.Record):
-        return lambda arr: arr
-    return None
-
-
-@njit(cache=True, inline="always")
-def other_side(side: int) -> int:
-    """SIDE_NO for SIDE_YES and the other way round."""
-    return SIDE_NO if side == SIDE_YES else SIDE_YES
-
+from core.liquidity import consumed_at
+from core.records import first_record, other_side
 
 # =========================================================================== fills
 
@@ -103,7 +77,7 @@ def fill_revenue(outcome_side: int, action: int, count: int, notional: int, clos
     return closed * PRICE_MAX - bought_notional
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def book_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     pos: np.ndarray | np.void, outcome_side: int, action: int, count: int, notional: int, cash: int
 ) -> int:
@@ -206,9 +180,9 @@ def reset_position(pos: np.ndarray | np.void, cash: int) -> None:
 # =========================================================================== valuation
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def liquidation_value(
-    position: int, px: np.ndarray, qty: np.ndarray, consumed: np.ndarray, fees: np.ndarray
+    position: int, px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void, fees: np.ndarray
 ) -> int:
     """What an open position could be sold for now, money (0 when flat or nothing bids).
 
@@ -221,7 +195,7 @@ def liquidation_value(
         position: signed count units (+YES / -NO).
         px: int16 [2, K] best-first bids per side (own scale, NO_PRICE padded).
         qty: int64 [2, K] count units.
-        consumed: int64 [2, N_PRICES] taken by our orders (core.matching), zeros if none.
+        liq: LIQUIDITY_DTYPE record of what our orders took (core.matching).
         fees: FEE_DTYPE [1] (taker rate and member precision are used).
     """
     if position == 0:
@@ -234,7 +208,7 @@ def liquidation_value(
         lp = int(px[side, i])
         if lp == NO_PRICE or left <= 0:
             break
-        avail = int(qty[side, i]) - int(consumed[side, lp])
+        avail = int(qty[side, i]) - consumed_at(liq, side, lp)
         if avail <= 0:
             continue
         take = min(left, avail)
@@ -255,12 +229,12 @@ def two_sided_mid(px: np.ndarray) -> float:
     return (yb + (PRICE_MAX - nb)) / 2.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def position_value(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
+    liq: np.ndarray | np.void,
     fees: np.ndarray,
     mark_mode: int,
 ) -> int:
@@ -276,7 +250,7 @@ def position_value(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
         if not np.isnan(mid):
             mark_px = mid if position > 0 else PRICE_MAX - mid
             return int(np.floor(abs(position) * mark_px / NOTIONAL_DIVISOR))
-    return liquidation_value(position, px, qty, consumed, fees)
+    return liquidation_value(position, px, qty, liq, fees)
 
 
 @njit(cache=True)

@@ -327,6 +327,8 @@ FEE_DTYPE = np.dtype(
         ("maker_num", np.int64),  # 0 where the series charges makers nothing
         ("maker_den", np.int64),
         ("precision", np.int64),  # member balance precision, money (MEMBER_CENT / MEMBER_DIRECT)
+        ("taker_bound", np.int64),  # core.fees.fee_bound of the taker rate (fast checks)
+        ("maker_bound", np.int64),  # ... of the maker rate
     ],
     align=True,
 )
@@ -363,9 +365,17 @@ LATENCY_DTYPE = np.dtype(
 )
 
 # --------------------------------------------------------------------------- liquidity
-# Consumed liquidity per book side (core.matching): a dense [2, N_PRICES] array of what our
-# orders took at each price plus a list of at most CONSUMED_CAP touched prices per side.
+# Consumed liquidity of one account in one market (core.liquidity): per book side, up to
+# CONSUMED_CAP prices with what our orders took there that the book still shows.
 CONSUMED_CAP = 32
+LIQUIDITY_DTYPE = np.dtype(
+    [
+        ("n", np.int64, (2,)),  # entries in use per side
+        ("px", np.int16, (2, CONSUMED_CAP)),  # price on the side's own scale
+        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there
+    ],
+    align=True,
+)
 
 # --------------------------------------------------------------------------- defaults
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
@@ -441,6 +451,7 @@ ENV_STATE_DTYPE = np.dtype(
         ("n_invalid", np.int64),  # masked actions chosen in this episode (run as hold)
         ("value", np.int64),  # money: account value at the current row (reward baseline)
         ("busy_until", np.int64),  # ms: no new order before this (in flight / not acked)
+        ("n_unfilled", np.int64),  # orders sent in this episode that filled nothing
     ],
     align=True,
 )
@@ -460,7 +471,7 @@ EPISODE_DTYPE = np.dtype(
         ("trading", np.int64),  # money: realized P&L of closing trades, before fees
         ("settlement", np.int64),  # money: payouts - cost basis of the settled contracts
         ("mark", np.int64),  # money: end value of the open position - its cost basis
-        ("n_rejected", np.int64),  # orders the engine refused (collateral, liquidity, ...)
+        ("n_unfilled", np.int64),  # orders sent that filled nothing (liquidity gone, cash)
     ],
     align=True,
 )
@@ -525,20 +536,45 @@ SIM_MARKET_DTYPE = np.dtype(
     align=True,
 )
 
+# Rolling listings (kalshi_rl.sim.listings): a listed market waits for its open time; a
+# settled market's slot is freed for the next listing of any series.
+MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
+MS_FREE = 5  # slot holds no market
+# Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".
+SIM_LATENT_DTYPE = np.dtype(
+    [
+        ("x", np.float64),  # latent score; YES iff x > 0 at close (Brownian, lifetime units)
+        ("sigma", np.float64),  # std of x per sqrt(ms) (1/sqrt(lifetime)); 0 = logit walk
+        ("true_logit", np.float64),  # log-odds of YES given x and the time left
+        ("bias", np.float64),  # planted mispricing knob of the market's series (0 = efficient)
+        ("open_ts", np.int64),  # ms; MS_INITIALIZED -> MS_OPEN at this time
+        ("last_ts", np.int64),  # ms of the last update of x
+        ("series", np.int32),  # index of the market's series (-1: a fixed market)
+    ],
+    align=True,
+)
+
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
+# The recording ended here (a clean collector stop): not a hole in the data.  One row per
+# market, written before the socket closes; history ends segments "recording ended".
+GAP_REASON_END = 6
+
+# --------------------------------------------------------------------------- dataset segments
+# Why a segment of a core.dataset.Dataset ended (``seg_end_reason``).  A hole (GAP, DESYNC)
+# is not an end: the market's data goes on after it.
+SEG_END_DATA = 0  # the loaded data ends (window end, end of the data, a new feed session)
+SEG_END_GAP = 1  # a feed_gaps row: the data has a hole
+SEG_END_DESYNC = 2  # the book became inconsistent: a hole
+SEG_END_CLOSE = 3  # the market reached its close_time
+SEG_END_RECORDING = 4  # the recording ended (the collector's end marker, GAP_REASON_END)
 
 # --------------------------------------------------------------------------- paper client
-# kalshi_rl.trade.paper keeps its account in these arrays; core.paper_book's kernels move
-# them.  Orders are on the YES leg as Kalshi's V2 API puts them: side=SIDE_YES, action
-# ORDER_BUY (V2 "bid") / ORDER_SELL (V2 "ask"), price on the YES scale.  Other outcome
-# sides are accepted by the kernels (the env's rule, core.fills' conventions).
+# kalshi_rl.trade.paper keeps its account in core arrays: orders are ORDER_DTYPE (the
+# engine's record, moved by core.matching / core.queue) plus one PAPER_ORDER_EXTRA_DTYPE row
+# per order for what only a Kalshi-shaped client needs; core.paper_book's kernels move both.
 STP_TAKER_AT_CROSS = 0  # self_trade_prevention_type taker_at_cross
 STP_MAKER = 1  # self_trade_prevention_type maker
-
-# queue models of resting paper orders (chosen when the client is built)
-QUEUE_CONSERVATIVE = 0  # only trades at our price shrink the queue ahead
-QUEUE_PROB = 1  # level decreases split ahead/behind us (hftbacktest power model)
 
 # paper order events (why a row of paper_orders was written)
 POE_CREATED = 1
@@ -547,54 +583,35 @@ POE_AMENDED = 3
 POE_DECREASED = 4
 POE_CANCELED = 5
 
-# order rejection reasons of the paper kernels (Python maps them to Kalshi errors)
-REJ_OK = 0
-REJ_INSUFFICIENT_BALANCE = 1
-REJ_POST_ONLY_CROSS = 2
-REJ_REDUCE_ONLY = 3
-REJ_FOK_UNFILLED = 4  # fill_or_kill could not fill completely (nothing happened)
-
 COID_MAX = 64  # bytes of a client_order_id kept in order records
 
-PAPER_ORDER_DTYPE = np.dtype(
+PAPER_ORDER_EXTRA_DTYPE = np.dtype(
     [
-        ("order_id", np.int64),  # account-wide sequence number (1..)
         ("group", np.int64),  # order-group index, -1 none
-        ("ts", np.int64),  # created, ns
-        ("updated_ts", np.int64),  # last change, ns
-        ("count", np.int64),  # initial count units (amend may change it)
-        ("remaining", np.int64),
-        ("filled", np.int64),
-        ("queue_ahead", np.int64),  # count units ahead of us at our level (resting)
-        ("level_seen", np.int64),  # level qty at our price when last looked (queue model)
-        ("notional", np.int64),  # sum of fill count * price, outcome-side scale
-        ("taker_fees", np.int64),  # money
-        ("maker_fees", np.int64),  # money
-        ("taker_cost", np.int64),  # money paid/received as taker (signed: >0 paid)
-        ("maker_cost", np.int64),
+        ("created_ns", np.int64),  # wall clock, ns
+        ("updated_ns", np.int64),
         ("reserve", np.int64),  # money of collateral held for the remaining count
-        ("market", np.int32),
-        ("price", np.int16),  # limit, ticks on ``side``'s scale
-        ("side", np.int8),  # SIDE_YES / SIDE_NO (outcome)
-        ("action", np.int8),  # ORDER_BUY / ORDER_SELL
-        ("tif", np.int8),  # TIF_*
-        ("status", np.int8),  # ORD_*
-        ("post_only", np.uint8),
-        ("reduce_only", np.uint8),
+        ("taker_cost", np.int64),  # money, contracts bought/sold as taker (count * price)
+        ("maker_cost", np.int64),
         ("stp", np.int8),  # STP_*
         ("cancel_on_pause", np.uint8),
     ],
     align=True,
 )
 
-# One fill of a paper order: the ring record and the paper_fills row.
+# One fill of a paper order: the ring record and the paper_fills row (the engine's
+# FILL_DTYPE fields plus rec_id; ts is wall-clock ns).
 PAPER_FILL_DTYPE = np.dtype(
     [
         ("rec_id", np.int64),
         ("ts", np.int64),  # ns
         ("order_id", np.int64),
         ("count", np.int64),
-        ("fee", np.int64),  # money, net fee booked with this fill
+        ("fee", np.int64),  # money, net fee of the fill (trade + rounding - rebate)
+        ("trade_fee", np.int64),  # money
+        ("rounding_fee", np.int64),  # notional units (1e-5 $)
+        ("rebate", np.int64),  # money
+        ("cash", np.int64),  # money, the exact balance change (what a rebuild replays)
         ("market", np.int32),
         ("price", np.int16),  # ticks on ``side``'s scale
         ("side", np.int8),
@@ -616,8 +633,10 @@ PAPER_ORDER_EVENT_DTYPE = np.dtype(
         ("remaining", np.int64),
         ("filled", np.int64),
         ("notional", np.int64),
+        ("fees", np.int64),  # money, net fees
         ("taker_fees", np.int64),
         ("maker_fees", np.int64),
+        ("rounding_acc", np.int64),
         ("market", np.int32),
         ("price", np.int16),
         ("side", np.int8),
@@ -649,14 +668,15 @@ PAPER_SETTLEMENT_DTYPE = np.dtype(
 # COPY layouts of the paper tables (sql/003_paper.sql); text columns give their max bytes.
 PAPER_FILL_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("order_id", 8), ("side", 2),
-    ("action", 2), ("price", 2), ("count", 8), ("fee", 8), ("is_taker", 1), ("ts", 8),
+    ("action", 2), ("price", 2), ("count", 8), ("fee", 8), ("trade_fee", 8),
+    ("rounding_fee", 8), ("rebate", 8), ("cash", 8), ("is_taker", 1), ("ts", 8),
 )  # fmt: skip
 PAPER_ORDER_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("order_id", 8),
     ("client_order_id", COID_MAX), ("order_group", 8), ("event", 2), ("side", 2),
     ("action", 2), ("price", 2), ("count", 8), ("filled", 8), ("remaining", 8), ("tif", 2),
-    ("status", 2), ("flags", 2), ("notional", 8), ("taker_fees", 8), ("maker_fees", 8),
-    ("ts", 8),
+    ("status", 2), ("flags", 2), ("notional", 8), ("fees", 8), ("taker_fees", 8),
+    ("maker_fees", 8), ("rounding_acc", 8), ("ts", 8),
 )  # fmt: skip
 PAPER_SETTLEMENT_COPY_COLUMNS = (
     ("account_id", 8), ("rec_id", 8), ("market_id", 4), ("result", 2), ("position", 8),

@@ -51,7 +51,7 @@ def fee_from_raw(raw: int, num: int, den: int, round_units: int) -> int:
     return units * round_units
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trade_fee(count: int, price: int, num: int, den: int) -> int:
     """Kalshi trade fee of one fill, rounded up to $0.0001.
 
@@ -108,7 +108,7 @@ def order_fee(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     return fee_from_raw(raw, num, den, round_units)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fill_balance(
     revenue: int, fee_money: int, precision: int, acc: int
 ) -> tuple[int, int, int, int]:
@@ -136,7 +136,17 @@ def fill_balance(
     return (floored + rebate) // NOTIONAL_DIVISOR, rounding, rebate // NOTIONAL_DIVISOR, acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def fee_bound(num: int, den: int) -> int:
+    """An upper bound of a trade fee per count unit in notional units, for fast checks.
+
+    rate * P(1-P) <= rate / 4 $/contract = num * 250 / den notional per count unit; the
+    fill's round-up to money adds < 10 notional per fill (>= 1 count unit per fill).
+    """
+    return -((-num * 250) // den) + NOTIONAL_DIVISOR
+
+
+@njit(cache=True, inline="always")
 def max_debit(revenue: int, fee_money: int, precision: int) -> int:
     """Worst-case cash decrease of a fill (no rebate), money; <= 0 when the fill pays out.
 
@@ -176,4 +186,6 @@ def fee_schedule(
     out[0]["taker_num"], out[0]["taker_den"] = taker
     out[0]["maker_num"], out[0]["maker_den"] = maker if maker_fees else (0, 1)
     out[0]["precision"] = precision
+    out[0]["taker_bound"] = fee_bound(*taker)
+    out[0]["maker_bound"] = fee_bound(int(out[0]["maker_num"]), int(out[0]["maker_den"]))
     return out

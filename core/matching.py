@@ -5,18 +5,7 @@ best first on each side's own scale (NO_PRICE padded), ``qty`` int64 [2, K].  Bu
 consumes NO bids at YES price ``1000 - no_bid``; buying NO consumes YES bids; selling YES hits
 YES bids; selling NO hits NO bids.
 
-Liquidity consumption: what our orders take stays taken.  ``consumed`` int64 [2, N_PRICES]
-holds, per side and price, what we took; ``touched`` int16 [2, CONSUMED_CAP] lists the
-prices with something consumed (``n_touched`` int64 [2] per side).  Available at a level is
-``qty - consumed``.  The consumption of a level is forgotten only when the book shows the
-level gone (emptied); increases are new orders arriving behind and become available, but a
-decrease never gives back what we took.  Why: the recorded book does not know our orders,
-so a level we emptied still shows its old quantity; forgetting on any change would let a
-policy take the same contracts twice.  With this rule a policy never fills more at a price
-than the quantity that stood there plus what arrived later (tested).  Env: refresh from
-each decision point's rows (``liquidity_refresh``); paper: per level change
-(``liquidity_on_level``).  When a side's touched list is full, no new price is consumed
-(the walk stops there: fewer fills, never more).
+Liquidity consumption: ``core.liquidity`` (what our orders take stays taken).
 
 Taker orders (``taker_match``): walk the opposite ladder up to the limit, partial fills, one
 fill per level (the recorded book shows levels, not the orders in them), each fill charged
@@ -30,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from core.account import book_fill, closing_count, fill_revenue, first_record, other_side
+from core.account import book_fill, closing_count, fill_revenue
 from core.dtypes import (
     NO_PRICE,
+    NOTIONAL_DIVISOR,
     ORD_EXECUTED,
     ORD_RESTING,
     ORDER_BUY,
@@ -41,8 +31,17 @@ from core.dtypes import (
     TAKER_FEE_NUM,
 )
 from core.fees import fee_from_raw, fill_balance, max_debit, trade_fee
+from core.liquidity import (
+    best_available,
+    consume,
+    consumed_at,
+    liquidity_clear,
+    liquidity_on_level,
+    liquidity_refresh,
+)
+from core.records import first_record, other_side
 
-# =========================================================================== liquidity
+# =========================================================================== ladders
 
 
 @njit(cache=True, inline="always")
@@ -57,114 +56,10 @@ def ladder_to_order_price(outcome_side: int, action: int, ladder_price: int) -> 
     return PRICE_MAX - ladder_price if action == ORDER_BUY else ladder_price
 
 
-@njit(cache=True)
-def best_available(px: np.ndarray, qty: np.ndarray, consumed: np.ndarray, ladder: int) -> int:
-    """Best bid price of ``ladder`` with quantity left after our consumption, or NO_PRICE."""
-    for i in range(px.shape[1]):
-        lp = int(px[ladder, i])
-        if lp == NO_PRICE:
-            return NO_PRICE
-        if int(qty[ladder, i]) - int(consumed[ladder, lp]) > 0:
-            return lp
-    return NO_PRICE
-
-
-@njit(cache=True)
-def consume(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
-    ladder: int,
-    price: int,
-    count: int,
-) -> bool:
-    """Record ``count`` taken at (ladder, price).  False (nothing recorded) if the list is full."""
-    if consumed[ladder, price] == 0:
-        n = n_touched[ladder]
-        if n >= touched.shape[1]:
-            return False
-        touched[ladder, n] = price
-        n_touched[ladder] = n + 1
-    consumed[ladder, price] += count
-    return True
-
-
-@njit(cache=True, inline="always")
-def _forget(consumed, touched, n_touched, ladder, j):
-    # swap-remove touched[ladder, j]
-    p = int(touched[ladder, j])
-    consumed[ladder, p] = 0
-    n = n_touched[ladder] - 1
-    touched[ladder, j] = touched[ladder, n]
-    n_touched[ladder] = n
-
-
-@njit(cache=True)
-def liquidity_refresh(
-    px: np.ndarray,
-    qty: np.ndarray,
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
-) -> None:
-    """Forget consumption at levels the book view shows gone (call once per new book row).
-
-    A touched price absent from the view is gone if the view covers it: the side has fewer
-    than K levels, or the price is better than the worst level shown.  A price beyond the
-    view's depth is unknown and keeps its consumption.
-    """
-    k = px.shape[1]
-    for ladder in range(2):
-        j = 0
-        while j < n_touched[ladder]:
-            p = int(touched[ladder, j])
-            found = False
-            for i in range(k):
-                lp = int(px[ladder, i])
-                if lp == p:
-                    found = int(qty[ladder, i]) > 0
-                    break
-                if lp == NO_PRICE or lp < p:
-                    break
-            worst = int(px[ladder, k - 1])
-            covered = worst == NO_PRICE or p >= worst
-            if not found and covered:
-                _forget(consumed, touched, n_touched, ladder, j)
-            else:
-                j += 1
-
-
-@njit(cache=True)
-def liquidity_on_level(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
-    ladder: int,
-    price: int,
-    new_qty: int,
-) -> None:
-    """A live book level changed to ``new_qty``: forget our consumption there when it emptied."""
-    if new_qty > 0 or consumed[ladder, price] == 0:
-        return
-    for j in range(n_touched[ladder]):
-        if touched[ladder, j] == price:
-            _forget(consumed, touched, n_touched, ladder, j)
-            return
-
-
-@njit(cache=True)
-def liquidity_clear(consumed: np.ndarray, touched: np.ndarray, n_touched: np.ndarray) -> None:
-    """Forget all consumption (new episode / new book)."""
-    for ladder in range(2):
-        for j in range(n_touched[ladder]):
-            consumed[ladder, int(touched[ladder, j])] = 0
-        n_touched[ladder] = 0
-
-
 # =========================================================================== taker orders
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     cash: int,
     position: int,
@@ -174,6 +69,7 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
     count: int,
     fee_num: int,
     fee_den: int,
+    fee_bound_notional: int,
     precision: int,
     lot: int,
 ) -> int:
@@ -181,7 +77,12 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
 
     A fill is covered when its worst-case balance change (trade fee, floor to the member
     precision, no rebate) leaves cash >= 0.  Closing contracts pays out, so those are free.
+    ``fee_bound_notional`` is ``core.fees.fee_bound`` of the rate (FEE_DTYPE carries it).
     """
+    # fast bound: the price plus the largest possible fee and rounding per count unit
+    bound = count * (price + fee_bound_notional) + 2 * precision * NOTIONAL_DIVISOR
+    if cash * NOTIONAL_DIVISOR >= bound:
+        return count
     closed = closing_count(position, outcome_side, action, count)
     rev = fill_revenue(outcome_side, action, count, count * price, closed)
     if max_debit(rev, trade_fee(count, price, fee_num, fee_den), precision) <= cash:
@@ -200,7 +101,7 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
     return lo * lot
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     order: np.ndarray | np.void,
     pos: np.ndarray | np.void,
@@ -260,15 +161,13 @@ def record_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     return cash
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     order: np.ndarray | np.void,
     pos: np.ndarray | np.void,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
-    touched: np.ndarray,
-    n_touched: np.ndarray,
+    liq: np.ndarray | np.void,
     fees: np.ndarray,
     lot: int,
     ts: int,
@@ -280,8 +179,8 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         order: ORDER_DTYPE record/array(row 0): side, action, price (limit, outcome scale),
             remaining > 0 are read; filled/remaining/notional/fees/rounding_acc/status written.
         pos: POSITION_DTYPE record/array(row 0), updated (cash never goes negative).
-        px, qty: int16/int64 [2, K] the book view; consumed, touched, n_touched: liquidity
-            state of this account in this market (module docstring), updated.
+        px, qty: int16/int64 [2, K] the book view; liq: LIQUIDITY_DTYPE record of this
+            account in this market (module docstring), updated.
         fees: FEE_DTYPE [1].
         lot: count granularity (1 = fractional contracts allowed, 100 = whole contracts).
         ts: fill timestamp (ms).
@@ -311,17 +210,17 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         price = ladder_to_order_price(side, action, lp)
         if (buy and price > limit) or (not buy and price < limit):
             break
-        avail = int(qty[ladder, i]) - int(consumed[ladder, lp])
+        avail = int(qty[ladder, i]) - consumed_at(liq, ladder, lp)
         take = (min(left, avail) // lot) * lot
         if take <= 0:
             continue
         take = affordable_count(
             p["cash"], p["position"], side, action, price, take,
-            f["taker_num"], f["taker_den"], f["precision"], lot,
+            f["taker_num"], f["taker_den"], f["taker_bound"], f["precision"], lot,
         )  # fmt: skip
         if take <= 0:
             break
-        if not consume(consumed, touched, n_touched, ladder, lp, take):
+        if not consume(liq, ladder, lp, take):
             break
         record_fill(order, pos, take, price, fees, True, ts, fills[n])
         n += 1
@@ -356,7 +255,7 @@ def maker_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     c = min(count, int(o["remaining"]))
     c = affordable_count(
         p["cash"], p["position"], int(o["side"]), int(o["action"]), int(o["price"]), c,
-        f["maker_num"], f["maker_den"], f["precision"], 1,
+        f["maker_num"], f["maker_den"], f["maker_bound"], f["precision"], 1,
     )  # fmt: skip
     if c <= 0:
         return 0
@@ -460,3 +359,22 @@ def taker_fill_fee(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
         raw += take * price * (PRICE_MAX - price)
         left -= take
     return count - left, notional, fee_from_raw(raw, TAKER_FEE_NUM, TAKER_FEE_DEN, round_units)
+
+
+__all__ = [
+    "affordable_count",
+    "best_available",
+    "consume",
+    "consumed_at",
+    "ladder_to_order_price",
+    "liquidity_clear",
+    "liquidity_on_level",
+    "liquidity_refresh",
+    "maker_fill",
+    "record_fill",
+    "take_ladder",
+    "taker_fill",
+    "taker_fill_fee",
+    "taker_fill_levels",
+    "taker_match",
+]

@@ -28,6 +28,7 @@ from core.dtypes import (
     ACT_SELL_YES,
     N_ACTIONS,
     NO_PRICE,
+    NOTIONAL_DIVISOR,
     ORDER_BUY,
     ORDER_SELL,
     PRICE_MAX,
@@ -51,7 +52,7 @@ from core.matching import best_available, ladder_to_order_price, take_ladder
 from core.queue import rest_level
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     action: int,
     position: int,
@@ -60,7 +61,7 @@ def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/sca
     slip: int,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
+    liq: np.ndarray | np.void,
 ) -> tuple[int, int, int, int, int]:
     """The env/actor rule from an ACT_* action to one IOC taker order.
 
@@ -68,7 +69,7 @@ def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/sca
         action: ACT_*; position: signed count units held; size: wanted count units.
         max_position: largest |position| allowed (count units).
         slip: the limit is the touch moved this many ticks against us.
-        px, qty: int16/int64 [2, K] book view; consumed: int64 [2, N_PRICES] (zeros: none).
+        px, qty: int16/int64 [2, K] book view; liq: LIQUIDITY_DTYPE record (core.liquidity).
 
     Returns:
         (side, order_action, limit price on the side's scale, count, reject).  ``count`` is
@@ -89,7 +90,7 @@ def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/sca
     if count <= 0:
         reason = REJ_POSITION_LIMIT if act == ORDER_BUY else REJ_NOTHING_HELD
         return side, act, NO_PRICE, 0, reason
-    best = best_available(px, qty, consumed, take_ladder(side, act))
+    best = best_available(px, qty, liq, take_ladder(side, act))
     if best == NO_PRICE:
         return side, act, NO_PRICE, 0, REJ_NO_LIQUIDITY
     touch = ladder_to_order_price(side, act, best)
@@ -130,7 +131,7 @@ def order_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     cash: int,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
+    liq: np.ndarray | np.void,
     fees: np.ndarray,
 ) -> int:
     """Validity of a client limit order (paper trading), as Kalshi checks it.
@@ -140,7 +141,7 @@ def order_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         tick: price grid step in ticks (10 = $0.01); lot: count grid (100 = whole contracts).
         post_only, reduce_only: Kalshi's flags; market_open: the market accepts orders.
         position, cash: the account (count units, money).
-        px, qty, consumed: book view and our consumption; fees: FEE_DTYPE [1].
+        px, qty, liq: book view and our consumption; fees: FEE_DTYPE [1].
 
     Returns:
         REJ_NONE or the first failing REJ_* reason, in the order: market closed, price grid,
@@ -158,7 +159,7 @@ def order_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         return REJ_REDUCE_ONLY
     if post_only:
         ladder, our = rest_level(side, action, price)
-        opp = best_available(px, qty, consumed, 1 - ladder)
+        opp = best_available(px, qty, liq, 1 - ladder)
         if opp != NO_PRICE and our + opp >= PRICE_MAX:
             return REJ_POST_ONLY_CROSS
     if collateral_need(position, side, action, price, count, fees) > cash:
@@ -175,7 +176,7 @@ def action_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     max_position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
+    liq: np.ndarray | np.void,
     fees: np.ndarray,
 ) -> int:
     """Why ``action`` of ``size`` cannot be sent now (REJ_NONE: it can).
@@ -190,7 +191,7 @@ def action_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     ):
         return REJ_POSITION_LIMIT
     side, act, touch, count, reason = action_to_order(
-        action, position, size, max_position, 0, px, qty, consumed
+        action, position, size, max_position, 0, px, qty, liq
     )
     if reason != REJ_NONE or count == 0:
         return reason
@@ -199,7 +200,19 @@ def action_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     return REJ_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _buy_affordable(  # noqa: PLR0917 -- njit helper over positional scalars
+    position: int, cash: int, side: int, price: int, count: int, fees: np.ndarray
+) -> bool:
+    # fast bound first: $1 + the largest possible fee and rounding per count unit
+    f = fees[0]
+    bound = count * (PRICE_MAX + f["taker_bound"])
+    if cash * NOTIONAL_DIVISOR >= bound + 2 * f["precision"] * NOTIONAL_DIVISOR:
+        return True
+    return collateral_need(position, side, ORDER_BUY, price, count, fees) <= cash
+
+
+@njit(cache=True, inline="always")
 def write_action_masks(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     position: int,
     cash: int,
@@ -207,18 +220,34 @@ def write_action_masks(  # noqa: PLR0917 -- njit kernels take positional arrays/
     max_position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    consumed: np.ndarray,
+    liq: np.ndarray | np.void,
     fees: np.ndarray,
     busy: bool,
     out: np.ndarray,
 ) -> None:
     """Action mask (bool [N_ACTIONS]): ``action_check(...) == REJ_NONE``; only hold when busy.
 
+    Same rules as ``action_check`` (tested equal), computed with one scan per ladder.
+
     Args:
         busy: an earlier order is in flight or not yet acknowledged (REJ_IN_FLIGHT).
     """
     out[ACT_HOLD] = True
-    for a in range(1, N_ACTIONS):
-        out[a] = (not busy) and action_check(
-            a, position, cash, size, max_position, px, qty, consumed, fees
-        ) == REJ_NONE
+    if busy:
+        for a in range(1, N_ACTIONS):
+            out[a] = False
+        return
+    yb = best_available(px, qty, liq, SIDE_YES)
+    nb = best_available(px, qty, liq, SIDE_NO)
+    out[ACT_BUY_YES] = (
+        position + size <= max_position
+        and nb != NO_PRICE
+        and _buy_affordable(position, cash, SIDE_YES, PRICE_MAX - nb, size, fees)
+    )
+    out[ACT_SELL_YES] = position > 0 and yb != NO_PRICE
+    out[ACT_BUY_NO] = (
+        position - size >= -max_position
+        and yb != NO_PRICE
+        and _buy_affordable(position, cash, SIDE_NO, PRICE_MAX - yb, size, fees)
+    )
+    out[ACT_SELL_NO] = position < 0 and nb != NO_PRICE

@@ -1,32 +1,25 @@
-"""The paper account's matching kernels: orders of one account against the shared live books.
+"""The paper account's batch kernels: one account's orders against the shared live books.
 
-``kalshi_rl.trade.paper.PaperClient`` keeps its whole state in arrays (PAPER_ORDER_DTYPE
-orders, POSITION_DTYPE per market slot, liquidity-consumption ladders) and moves them only
-through these kernels; Python validates requests, formats responses and does the I/O.
-Fees, netting and settlement are ``core.fills``' kernels (the env books fills with the same
-ones), so a fill here and a fill in the env change an account identically.
+``kalshi_rl.trade.paper.PaperClient`` keeps its state in arrays -- orders as the engine's
+ORDER_DTYPE plus a PAPER_ORDER_EXTRA_DTYPE row each, one POSITION_DTYPE per book slot, the
+engine's liquidity state (one LIQUIDITY_DTYPE record ``liq[m]`` per slot) and one FEE_DTYPE
+per slot -- and moves them only through these kernels.  They are orchestration: every rule
+is the engine's (``core.orders.order_check`` / ``collateral_need``, ``core.matching.taker_match`` /
+``maker_fill``, ``core.liquidity``, ``core.queue``, ``core.account``),
+the same kernels the env uses, so the env and the paper client fill alike.
 
-Conventions (core.fills): an order buys or sells ``side`` at ``price`` on ``side``'s scale.
-It is first rewritten as a *buy* of ``bside`` at ``bprice`` (selling s at p == buying the
-other side at 1000 - p).  A buy of ``bside`` takes liquidity from the other ladder
-(``take`` ladder): a level at ladder price ``lp`` crosses when ``lp + bprice >= 1000``.
-A resting order sits on ladder ``bside`` at ``bprice``; our orders are *not* in the books
-we read (they are the exchange's books, not ours).
+What is specific to one multi-market account:
 
-Liquidity consumption: what a paper taker takes from a level is remembered in
-``consumed[m, ladder, p]`` together with the level's quantity at that moment
-(``cons_seen``).  While the book still shows that quantity, only ``qty - consumed`` is
-available; once the level changes, the recorded book has moved on and all of it counts
-again.
-
-Resting orders and queues: ``queue_ahead`` is the quantity ahead of us at our price.
-Trades on our ladder at our price eat the queue first, then us; trades through our price
-fill us (up to the trade's count).  Level decreases not explained by trades are cancels:
-QUEUE_CONSERVATIVE lets them shrink the queue only down to the level
-(``queue_ahead = min(queue_ahead, level)``); QUEUE_PROB splits each decrease ahead/behind
-us with hftbacktest's power model: the share taken from ahead of us is
-``f(front) / (f(back) + f(front))`` with ``f(x) = x**n``.  New liquidity on the opposite
-ladder that crosses our price fills us as maker at our price (someone's order crossed ours).
+* Cash is shared by all markets: ``pos[m]['cash']`` holds market m's cash flow and the
+  account's cash is ``start_cash + sum(pos['cash'])``.  An engine call that checks cash
+  sees the account's *free* cash (cash minus what resting orders hold) in ``pos[m]`` for
+  the duration of the call (``_with_free_cash``).
+* Resting orders hold collateral (``extra['reserve']``, ``collateral_need`` at placement,
+  shrinking with the remaining count), and held contracts already promised to resting
+  closing orders cannot be promised again (``effective_position``).
+* The book view is the live BookSet's top ``px.shape[1]`` levels (``core.book.book_top_k``).
+* Trades through a resting order's price fill it up to the trade's count, and one trade
+  is not handed to two of our orders (placement order).
 
 Kernels never raise; they return REJ_* codes / counts.
 """
@@ -36,73 +29,33 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from core.account import book_fill, settle
+from core.book import book_top_k
 from core.dtypes import (
-    FEE_ROUND_CURRENT,
     NO_PRICE,
-    NOTIONAL_DIVISOR,
     ORD_CANCELED,
     ORD_EXECUTED,
     ORD_RESTING,
     ORDER_BUY,
     PRICE_MAX,
-    QUEUE_PROB,
-    REJ_FOK_UNFILLED,
-    REJ_INSUFFICIENT_BALANCE,
-    REJ_OK,
-    REJ_POST_ONLY_CROSS,
-    REJ_REDUCE_ONLY,
-    SIDE_NO,
+    REJ_NONE,
     SIDE_YES,
     TIF_FOK,
     TIF_GTC,
 )
-from core.fills import apply_fill, maker_fee, settle, taker_fee
+from core.liquidity import best_available, consume, consumed_at, liquidity_on_level
+from core.matching import ladder_to_order_price, maker_fill, take_ladder, taker_match
+from core.orders import collateral_need, order_check
+from core.queue import queue_join, queue_on_level, queue_on_trade_yes, rest_level, resting_crossed
+from core.records import other_side
 
 # slots of the int64 control array of a paper book
 CTL_N_ACTIVE = 0  # resting orders listed in ``active``
 CTL_LEN = 4
+VIEW_LEVELS = 64  # depth per side of the book view a taker walk sees
 
 
-# =========================================================================== helpers
-
-
-@njit(cache=True, inline="always")
-def _other(side: int) -> int:
-    return SIDE_NO if side == SIDE_YES else SIDE_YES
-
-
-@njit(cache=True, inline="always")
-def _as_buy(side: int, action: int, price: int) -> tuple[int, int]:
-    # (bought side, price on its scale)
-    if action == ORDER_BUY:
-        return side, price
-    return _other(side), PRICE_MAX - price
-
-
-@njit(cache=True, inline="always")
-def _ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
-@njit(cache=True, inline="always")
-def _avail(qty: np.ndarray, consumed: np.ndarray, cons_seen: np.ndarray, m: int, s: int, p: int):  # noqa: PLR0917 -- njit helper over positional arrays/scalars
-    # quantity at (m, s, p) not yet taken by our own taker fills (see module docstring)
-    q = qty[m, s, p]
-    if q <= 0:
-        return 0
-    if consumed[m, s, p] > 0 and cons_seen[m, s, p] == q:
-        return q - consumed[m, s, p]
-    return q
-
-
-@njit(cache=True, inline="always")
-def _consume(qty, consumed, cons_seen, m: int, s: int, p: int, n: int) -> None:  # noqa: PLR0917 -- njit helper over positional arrays/scalars
-    q = qty[m, s, p]
-    if consumed[m, s, p] > 0 and cons_seen[m, s, p] == q:
-        consumed[m, s, p] += n
-    else:
-        consumed[m, s, p] = n
-        cons_seen[m, s, p] = q
+# =========================================================================== account
 
 
 @njit(cache=True)
@@ -115,224 +68,71 @@ def account_cash(pos: np.ndarray, start_cash: int) -> int:
 
 
 @njit(cache=True)
-def account_reserved(orders: np.ndarray, active: np.ndarray, ctl: np.ndarray) -> int:
+def account_reserved(extra: np.ndarray, active: np.ndarray, ctl: np.ndarray) -> int:
     """Collateral held by resting orders (money)."""
     total = 0
     for k in range(ctl[CTL_N_ACTIVE]):
-        total += orders[active[k]]["reserve"]
+        total += extra[active[k]]["reserve"]
     return total
 
 
 @njit(cache=True)
-def _committed_closes(orders, active, ctl, m: int, bside: int, skip: int) -> int:  # noqa: PLR0917 -- njit helper over positional arrays/scalars
-    # remaining count of resting orders in market m that buy ``bside`` (they would close
-    # the same held contracts as a new order buying ``bside``)
-    total = 0
+def effective_position(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray, active: np.ndarray, ctl: np.ndarray, pos: np.ndarray, m: int, skip: int
+) -> int:
+    """Market ``m``'s position less what resting orders (but ``skip``) would already close.
+
+    A held YES contract promised to a resting sell cannot also make a second sell free.
+    """
+    p = int(pos[m]["position"])
     for k in range(ctl[CTL_N_ACTIVE]):
         j = active[k]
-        if j == skip:
-            continue
         o = orders[j]
-        if o["market"] != m:
+        if j == skip or o["market"] != m or o["status"] != ORD_RESTING:
             continue
-        bs, _ = _as_buy(int(o["side"]), int(o["action"]), int(o["price"]))
-        if bs == bside:
-            total += o["remaining"]
-    return total
+        rem = int(o["remaining"])
+        buys_yes = (o["side"] == SIDE_YES) == (o["action"] == ORDER_BUY)
+        if buys_yes and p < 0:
+            p += min(rem, -p)
+        elif not buys_yes and p > 0:
+            p -= min(rem, p)
+    return p
 
 
 @njit(cache=True)
-def required_collateral(count: int, bprice: int, closable: int) -> int:
-    """Money an order must be able to pay: the opening part at its limit plus the taker fee.
-
-    Args:
-        count: count units of the order.
-        bprice: its price rewritten as a buy (ticks on the bought side's scale).
-        closable: contracts of the other side it would close (those cost nothing net).
-
-    Returns:
-        money units.
-    """
-    opening = count - min(count, max(closable, 0))
-    return _ceil_div(opening * bprice, NOTIONAL_DIVISOR) + taker_fee(
-        count, bprice, FEE_ROUND_CURRENT
-    )
+def needs_book_updates(liq: np.ndarray, ctl: np.ndarray) -> bool:
+    """True when a book change can matter: something rests or something is consumed."""
+    if ctl[CTL_N_ACTIVE] > 0:
+        return True
+    for m in range(liq.shape[0]):  # noqa: SIM110 -- a plain loop compiles in njit
+        if liq[m]["n"][0] + liq[m]["n"][1] > 0:
+            return True
+    return False
 
 
-@njit(cache=True)
-def _write_fill(out, n_out: int, o, now: int, count: int, price: int, fee: int, taker: bool):  # noqa: PLR0917 -- njit helper over positional arrays/scalars
-    f = out[n_out]
-    f["rec_id"] = 0
-    f["ts"] = now
-    f["order_id"] = o["order_id"]
-    f["count"] = count
-    f["fee"] = fee
-    f["market"] = o["market"]
-    f["price"] = price
-    f["side"] = o["side"]
-    f["action"] = o["action"]
-    f["is_taker"] = 1 if taker else 0
-    return n_out + 1
+@njit(cache=True, inline="always")
+def _set_free_cash(pos: np.ndarray, m: int, free: int) -> int:
+    # let the engine see the account's free cash in pos[m]; returns what to restore
+    saved = pos[m]["cash"]
+    pos[m]["cash"] = free
+    return saved
 
 
-@njit(cache=True)
-def _book_fill(pos, o, count: int, price: int, fee: int, taker: bool) -> None:  # noqa: PLR0917 -- njit helper over positional arrays/scalars
-    # one fill of order ``o`` at ``price`` (its own scale) into its market's position
-    m = o["market"]
-    before = pos[m]["cash"]
-    apply_fill(pos[m : m + 1], int(o["side"]), int(o["action"]), count, count * price, fee)
-    paid = before - pos[m]["cash"] - fee  # money paid (>0) or received (<0) for contracts
-    old_rem = o["remaining"]
-    o["filled"] += count
-    o["remaining"] = old_rem - count
-    o["notional"] += count * price
-    if taker:
-        o["taker_fees"] += fee
-        o["taker_cost"] += paid
+@njit(cache=True, inline="always")
+def _restore_cash(pos: np.ndarray, m: int, free: int, saved: int) -> None:
+    pos[m]["cash"] = saved + (pos[m]["cash"] - free)
+
+
+@njit(cache=True, inline="always")
+def _shrink_reserve(extra: np.ndarray, j: int, old_rem: int, new_rem: int) -> None:
+    if new_rem <= 0 or old_rem <= 0:
+        extra[j]["reserve"] = 0
     else:
-        o["maker_fees"] += fee
-        o["maker_cost"] += paid
-    if old_rem > 0:
-        o["reserve"] = o["reserve"] * o["remaining"] // old_rem
-    if o["remaining"] <= 0:
-        o["status"] = ORD_EXECUTED
-        o["reserve"] = 0
-
-
-# =========================================================================== taker
+        extra[j]["reserve"] = extra[j]["reserve"] * new_rem // old_rem
 
 
 @njit(cache=True)
-def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    orders: np.ndarray,
-    i: int,
-    active: np.ndarray,
-    ctl: np.ndarray,
-    pos: np.ndarray,
-    qty: np.ndarray,
-    best: np.ndarray,
-    consumed: np.ndarray,
-    cons_seen: np.ndarray,
-    start_cash: int,
-    min_lp: int,
-    now: int,
-    out: np.ndarray,
-) -> tuple[int, int]:
-    """Check, match and (GTC) rest order ``i``; its fields are set, status ORD_RESTING.
-
-    Order of checks, as Kalshi applies them: post_only cross, reduce_only, collateral
-    (cash - reserved >= opening cost at the limit + taker fee), fill_or_kill fillable.
-    Then the taker walk over the opposite ladder (best first, down to the limit, skipping
-    liquidity we already consumed), one fill per level; then a GTC remainder rests at the
-    back of the queue, an IOC/FOK remainder is canceled.
-
-    Args:
-        orders: PAPER_ORDER_DTYPE [>i]; ``orders[i]`` is the new order.
-        i: its index.
-        active, ctl: the resting-order list and control array of the book.
-        pos: POSITION_DTYPE [capacity] per market slot.
-        qty, best: the shared BookSet arrays (read only).
-        consumed, cons_seen: int64 [capacity, 2, N_PRICES] consumption ladders.
-        start_cash: the account's starting cash (money).
-        min_lp: self-trade guard: lowest take-ladder price the walk may reach (-1: none);
-            levels below it would trade against our own resting order.
-        now: timestamp (ns) written into fills.
-        out: PAPER_FILL_DTYPE [>= N_PRICES] receives the fills.
-
-    Returns:
-        (REJ_* code, fills written).  On a rejection nothing changed except the order's
-        status (ORD_CANCELED).
-    """
-    o = orders[i]
-    m = int(o["market"])
-    bside, bprice = _as_buy(int(o["side"]), int(o["action"]), int(o["price"]))
-    take = _other(bside)
-    count = int(o["remaining"])
-    top = int(best[m, take])
-    if o["post_only"] != 0 and top != NO_PRICE and top + bprice >= PRICE_MAX:
-        o["status"] = ORD_CANCELED
-        return REJ_POST_ONLY_CROSS, 0
-    position = pos[m]["position"]
-    held_opp = -position if bside == SIDE_YES else position
-    closable = max(held_opp - _committed_closes(orders, active, ctl, m, bside, i), 0)
-    if o["reduce_only"] != 0 and count > closable:
-        o["status"] = ORD_CANCELED
-        return REJ_REDUCE_ONLY, 0
-    need = required_collateral(count, bprice, closable)
-    free = account_cash(pos, start_cash) - account_reserved(orders, active, ctl)
-    if need > free:
-        o["status"] = ORD_CANCELED
-        return REJ_INSUFFICIENT_BALANCE, 0
-    lo = max(PRICE_MAX - bprice, min_lp, 0)
-    if o["tif"] == TIF_FOK:
-        can = 0
-        for lp in range(top, lo - 1, -1):
-            can += _avail(qty, consumed, cons_seen, m, take, lp)
-        if can < count:
-            o["status"] = ORD_CANCELED
-            return REJ_FOK_UNFILLED, 0
-    o["reserve"] = need
-    buy = o["action"] == ORDER_BUY
-    n_out = 0
-    lp = top
-    while lp >= lo and o["remaining"] > 0 and n_out < out.shape[0]:
-        a = _avail(qty, consumed, cons_seen, m, take, lp)
-        if a > 0:
-            n = min(a, int(o["remaining"]))
-            px = PRICE_MAX - lp if buy else lp  # on the order's own scale
-            fee = taker_fee(n, px, FEE_ROUND_CURRENT)
-            _consume(qty, consumed, cons_seen, m, take, lp, n)
-            _book_fill(pos, o, n, px, fee, True)
-            n_out = _write_fill(out, n_out, o, now, n, px, fee, True)
-        lp -= 1
-    if o["remaining"] > 0:
-        if o["tif"] == TIF_GTC and min_lp <= PRICE_MAX - bprice:
-            o["status"] = ORD_RESTING
-            level = int(qty[m, bside, bprice])
-            o["queue_ahead"] = level
-            o["level_seen"] = level
-            active[ctl[CTL_N_ACTIVE]] = i
-            ctl[CTL_N_ACTIVE] += 1
-        else:
-            o["status"] = ORD_CANCELED
-            o["reserve"] = 0
-    return REJ_OK, n_out
-
-
-# =========================================================================== resting
-
-
-@njit(cache=True)
-def _prob_ahead(front: float, back: float, power: float) -> float:
-    # share of a level decrease taken from ahead of us: 1 - f(back) / (f(back) + f(front))
-    # (hftbacktest's power probability queue function)
-    fb = back**power
-    ff = front**power
-    if fb + ff <= 0.0:
-        return 0.5
-    return ff / (fb + ff)
-
-
-@njit(cache=True)
-def _queue_on_level(o, level: int, model: int, power: float) -> None:
-    seen = int(o["level_seen"])
-    if level < seen:
-        if model == QUEUE_PROB:
-            chg = seen - level
-            front = float(o["queue_ahead"])
-            back = float(max(seen - o["queue_ahead"], 0))
-            p = _prob_ahead(front, back, power)
-            est = front - p * chg
-            behind_left = back - (1.0 - p) * chg
-            if behind_left < 0.0:
-                est += behind_left  # more left than stood behind us: the rest was ahead
-            o["queue_ahead"] = max(int(np.floor(est)), 0)
-        o["queue_ahead"] = min(int(o["queue_ahead"]), level)
-    o["level_seen"] = level
-
-
-@njit(cache=True)
-def _compact(orders, active, ctl) -> None:
+def _compact(orders: np.ndarray, active: np.ndarray, ctl: np.ndarray) -> None:
     k = 0
     for r in range(ctl[CTL_N_ACTIVE]):
         j = active[r]
@@ -342,156 +142,296 @@ def _compact(orders, active, ctl) -> None:
     ctl[CTL_N_ACTIVE] = k
 
 
+# =========================================================================== taker
+
+
 @njit(cache=True)
-def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
     active: np.ndarray,
     ctl: np.ndarray,
     pos: np.ndarray,
     qty: np.ndarray,
     best: np.ndarray,
-    consumed: np.ndarray,
-    cons_seen: np.ndarray,
-    slots: np.ndarray,
-    dirty: np.ndarray,
-    maker_fees: np.ndarray,
-    queue_model: int,
-    power: float,
-    now: int,
-    out: np.ndarray,
-) -> int:
-    """Resting orders in the changed markets react to their books (after the feed applied).
+    liq: np.ndarray,
+    fees: np.ndarray,
+    start_cash: int,
+    min_lp: int,
+    ts_ms: int,
+    px: np.ndarray,
+    vq: np.ndarray,
+    fills: np.ndarray,
+) -> tuple[int, int]:
+    """Check, match and (GTC) rest order ``i`` (side/action/price/count/remaining/tif set).
 
-    Per resting order in ``slots``: opposite liquidity crossing our price fills us as maker
-    at our price (and is consumed); then the queue model sees our level's new quantity.
+    ``core.orders.order_check`` (reduce-only, post-only cross, collateral against the free
+    cash; grid and market state are checked by the caller), then fill-or-kill's all-or-
+    nothing test, then ``core.matching.taker_match`` over the book view, then a GTC
+    remainder joins the back of its level (``core.queue.queue_join``) holding its
+    collateral; an IOC/FOK remainder is canceled.
 
     Args:
-        orders, active, ctl, pos, qty, best, consumed, cons_seen: as ``paper_submit``.
-        slots: int [n] book slots whose books changed.
-        dirty: uint8 [capacity] scratch, all 0 (left all 0).
-        maker_fees: uint8 [capacity], 1 where the market charges maker fees.
-        queue_model: QUEUE_CONSERVATIVE / QUEUE_PROB.
-        power: exponent of the QUEUE_PROB power model.
-        now: timestamp (ns) written into fills.
-        out: PAPER_FILL_DTYPE buffer.
+        orders, extra: ORDER_DTYPE / PAPER_ORDER_EXTRA_DTYPE arrays; ``i`` the new order.
+        active, ctl: resting-order list and control array.
+        pos: POSITION_DTYPE [cap]; qty, best: the BookSet arrays (read only).
+        liq: LIQUIDITY_DTYPE [cap], the liquidity state per slot; fees: FEE_DTYPE [cap].
+        start_cash: the account's starting cash, money.
+        min_lp: self-trade guard: lowest take-ladder price the walk may reach (-1: none).
+        ts_ms: fill timestamp (ms).
+        px, vq: int16/int64 [2, K] scratch for the book view.
+        fills: FILL_DTYPE [>= K] receives the fills.
 
     Returns:
-        Fills written to ``out`` (stops early when ``out`` is full; call again).
+        (REJ_* code, fills written).  On a rejection nothing changed but the order's status
+        (ORD_CANCELED).
+    """
+    o = orders[i]
+    m = int(o["market"])
+    side = int(o["side"])
+    action = int(o["action"])
+    count = int(o["remaining"])
+    book_top_k(qty, best, m, px.shape[1], px, vq)
+    free = account_cash(pos, start_cash) - account_reserved(extra, active, ctl)
+    eff = effective_position(orders, active, ctl, pos, m, i)
+    rej = order_check(
+        side, action, int(o["price"]), count, 1, 1, o["post_only"] != 0, o["reduce_only"] != 0,
+        True, eff, free, px, vq, liq[m : m + 1], fees[m : m + 1],
+    )  # fmt: skip
+    if rej != REJ_NONE:
+        o["status"] = ORD_CANCELED
+        return rej, 0
+    limit = int(o["price"])
+    if min_lp >= 0:  # trade only strictly better than our own resting order
+        walk = min(limit, PRICE_MAX - min_lp) if action == ORDER_BUY else max(limit, min_lp)
+    else:
+        walk = limit
+    if o["tif"] == TIF_FOK:
+        ladder = take_ladder(side, action)
+        can = 0
+        for k in range(px.shape[1]):
+            lp = int(px[ladder, k])
+            if lp == NO_PRICE:
+                break
+            price = ladder_to_order_price(side, action, lp)
+            if (action == ORDER_BUY and price > walk) or (action != ORDER_BUY and price < walk):
+                break
+            can += max(int(vq[ladder, k]) - consumed_at(liq[m : m + 1], ladder, lp), 0)
+        if can < count:
+            o["status"] = ORD_CANCELED
+            return REJ_NONE, 0
+    o["price"] = walk
+    saved = _set_free_cash(pos, m, free)
+    n = taker_match(
+        orders[i : i + 1], pos[m : m + 1], px, vq, liq[m : m + 1], fees[m : m + 1], 1, ts_ms,
+        fills,
+    )  # fmt: skip
+    _restore_cash(pos, m, free, saved)
+    o["price"] = limit
+    rem = int(o["remaining"])
+    if rem <= 0:
+        o["status"] = ORD_EXECUTED
+        extra[i]["reserve"] = 0
+    elif o["tif"] == TIF_GTC and walk == limit:
+        ladder, our = rest_level(side, action, limit)
+        queue_join(orders[i : i + 1], int(qty[m, ladder, our]))
+        need = collateral_need(eff, side, action, limit, rem, fees[m : m + 1])
+        extra[i]["reserve"] = max(need, 0)
+        active[ctl[CTL_N_ACTIVE]] = i
+        ctl[CTL_N_ACTIVE] += 1
+    else:
+        o["status"] = ORD_CANCELED
+        extra[i]["reserve"] = 0
+    return REJ_NONE, n
+
+
+# =========================================================================== resting
+
+
+@njit(cache=True)
+def _maker(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
+    orders, extra, j, active, ctl, pos, fees, start_cash, count, ts_ms, fill_out
+) -> int:
+    # fill ``count`` of resting order j (engine's maker_fill) against the account's free cash
+    o = orders[j]
+    m = int(o["market"])
+    old = int(o["remaining"])
+    free = account_cash(pos, start_cash) - account_reserved(extra, active, ctl)
+    free += extra[j]["reserve"]  # this order's own collateral is there to pay for it
+    saved = _set_free_cash(pos, m, free)
+    c = maker_fill(orders[j : j + 1], pos[m : m + 1], count, fees[m : m + 1], ts_ms, fill_out)
+    _restore_cash(pos, m, free, saved)
+    if c > 0:
+        _shrink_reserve(extra, j, old, int(o["remaining"]))
+    return c
+
+
+@njit(cache=True)
+def _forget_emptied(qty: np.ndarray, liq: np.ndarray, m: int) -> None:
+    # the engine's live rule: consumption at a level is forgotten once the level emptied
+    for ladder in range(2):
+        k = int(liq[m]["n"][ladder])
+        for t in range(k - 1, -1, -1):
+            if t >= liq[m]["n"][ladder]:
+                continue
+            p = int(liq[m]["px"][ladder, t])
+            liquidity_on_level(liq[m : m + 1], ladder, p, int(qty[m, ladder, p]))
+
+
+@njit(cache=True)
+def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    active: np.ndarray,
+    ctl: np.ndarray,
+    pos: np.ndarray,
+    qty: np.ndarray,
+    best: np.ndarray,
+    liq: np.ndarray,
+    fees: np.ndarray,
+    qm: np.ndarray,
+    start_cash: int,
+    slots: np.ndarray,
+    dirty: np.ndarray,
+    ts_ms: int,
+    px: np.ndarray,
+    vq: np.ndarray,
+    fills: np.ndarray,
+) -> int:
+    """The books of ``slots`` changed (the feed applied deltas/snapshots): react.
+
+    Per changed market: consumption at emptied levels is forgotten; each resting order
+    first fills as maker against opposite liquidity that now crosses its price
+    (``core.queue.resting_crossed``; the crossing quantity is consumed), then its queue
+    sees its level's new quantity (``core.queue.queue_on_level``).
+
+    Args:
+        as ``paper_submit``; qm: QUEUE_MODEL_DTYPE [1]; slots: int [n] changed book slots
+        (repeats fine); dirty: uint8 [cap] scratch, all 0 (left all 0).
+
+    Returns:
+        Fills written to ``fills`` (stops when it is full; call again).
     """
     for k in range(slots.shape[0]):
         s = slots[k]
-        if 0 <= s < dirty.shape[0]:
+        if 0 <= s < dirty.shape[0] and dirty[s] == 0:
             dirty[s] = 1
-    n_out = 0
+            if liq[s]["n"][0] + liq[s]["n"][1] > 0:
+                _forget_emptied(qty, liq, s)
+    n = 0
+    view_of = -1
     for r in range(ctl[CTL_N_ACTIVE]):
-        o = orders[active[r]]
+        j = active[r]
+        o = orders[j]
         m = int(o["market"])
         if dirty[m] == 0 or o["status"] != ORD_RESTING:
             continue
-        bside, bprice = _as_buy(int(o["side"]), int(o["action"]), int(o["price"]))
-        take = _other(bside)
-        px = int(o["price"])
-        lp = int(best[m, take])
-        while lp >= PRICE_MAX - bprice and o["remaining"] > 0 and n_out < out.shape[0]:
-            a = _avail(qty, consumed, cons_seen, m, take, lp)
-            if a > 0:
-                n = min(a, int(o["remaining"]))
-                fee = maker_fee(n, px, FEE_ROUND_CURRENT) if maker_fees[m] else 0
-                _consume(qty, consumed, cons_seen, m, take, lp, n)
-                _book_fill(pos, o, n, px, fee, False)
-                n_out = _write_fill(out, n_out, o, now, n, px, fee, False)
-            lp -= 1
+        ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
+        opp = other_side(ladder)
+        want = 0
+        top = int(best[m, opp])
+        if top != NO_PRICE and top + our >= PRICE_MAX:  # the book shows a cross: look closer
+            if view_of != m:
+                book_top_k(qty, best, m, px.shape[1], px, vq)
+                view_of = m
+            want = resting_crossed(orders[j : j + 1], best_available(px, vq, liq[m : m + 1], opp))
+        for k in range(px.shape[1]):
+            lp = int(px[opp, k])
+            if want <= 0 or lp == NO_PRICE or lp + our < PRICE_MAX or n >= fills.shape[0]:
+                break
+            avail = int(vq[opp, k]) - consumed_at(liq[m : m + 1], opp, lp)
+            if avail <= 0:
+                continue
+            c = _maker(orders, extra, j, active, ctl, pos, fees, start_cash,
+                       min(avail, want), ts_ms, fills[n])  # fmt: skip
+            if c <= 0:
+                break
+            consume(liq[m : m + 1], opp, lp, c)
+            want -= c
+            n += 1
         if o["status"] == ORD_RESTING:
-            _queue_on_level(o, int(qty[m, bside, bprice]), queue_model, power)
+            queue_on_level(orders[j : j + 1], qm, int(qty[m, ladder, our]))
     for k in range(slots.shape[0]):
         s = slots[k]
         if 0 <= s < dirty.shape[0]:
             dirty[s] = 0
     _compact(orders, active, ctl)
-    return n_out
+    return n
 
 
 @njit(cache=True)
 def paper_on_trades(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     orders: np.ndarray,
+    extra: np.ndarray,
     active: np.ndarray,
     ctl: np.ndarray,
     pos: np.ndarray,
+    fees: np.ndarray,
+    qm: np.ndarray,
+    start_cash: int,
     trades: np.ndarray,
-    maker_fees: np.ndarray,
-    now: int,
-    out: np.ndarray,
+    ts_ms: int,
+    fills: np.ndarray,
 ) -> int:
-    """Public trades hit the ladders our resting orders sit on.
-
-    A taker buying YES consumes NO bids (and the other way round).  On our ladder a trade
-    at our price eats ``queue_ahead`` first, then fills us; a trade through our price fills
-    us up to its count.  What our orders take from one trade is not offered to our later
-    orders (placement order).
+    """Public trades hit the ladders our resting orders sit on (``core.queue``).
 
     Args:
-        orders, active, ctl, pos: as ``paper_submit``.
-        trades: TRADE_DTYPE [n] (``market`` = book slot, ``yes_price``, ``taker_side``).
-        maker_fees: uint8 [capacity], 1 where the market charges maker fees.
-        now: timestamp (ns) written into fills.
-        out: PAPER_FILL_DTYPE buffer.
+        as ``paper_submit``; trades: TRADE_DTYPE [n] (``market`` = book slot).
 
     Returns:
-        Fills written to ``out``.
+        Fills written to ``fills``.
     """
-    n_out = 0
+    n = 0
     for t in range(trades.shape[0]):
         tr = trades[t]
         m = int(tr["market"])
-        ladder = _other(int(tr["taker_side"]))  # the ladder the taker consumed
-        tp = int(tr["yes_price"]) if ladder == SIDE_YES else PRICE_MAX - int(tr["yes_price"])
         left = int(tr["count"])
         for r in range(ctl[CTL_N_ACTIVE]):
-            if left <= 0 or n_out >= out.shape[0]:
+            if left <= 0 or n >= fills.shape[0]:
                 break
-            o = orders[active[r]]
+            j = active[r]
+            o = orders[j]
             if o["market"] != m or o["status"] != ORD_RESTING:
                 continue
-            bside, bprice = _as_buy(int(o["side"]), int(o["action"]), int(o["price"]))
-            if bside != ladder or tp > bprice:
+            want = queue_on_trade_yes(
+                orders[j : j + 1], qm, int(tr["yes_price"]), int(tr["taker_side"]), left
+            )
+            want = min(want, left)  # a trade fills us by at most its own count
+            if want <= 0:
                 continue
-            n = 0
-            if tp < bprice:
-                n = min(left, int(o["remaining"]))
-            else:
-                eaten = min(left, int(o["queue_ahead"]))
-                o["queue_ahead"] -= eaten
-                o["level_seen"] = max(int(o["level_seen"]) - eaten, 0)
-                n = min(left - eaten, int(o["remaining"]))
-            if n > 0:
-                px = int(o["price"])
-                fee = maker_fee(n, px, FEE_ROUND_CURRENT) if maker_fees[m] else 0
-                _book_fill(pos, o, n, px, fee, False)
-                n_out = _write_fill(out, n_out, o, now, n, px, fee, False)
-                left -= n
+            c = _maker(orders, extra, j, active, ctl, pos, fees, start_cash, want, ts_ms,
+                       fills[n])  # fmt: skip
+            if c > 0:
+                left -= c
+                n += 1
     _compact(orders, active, ctl)
-    return n_out
+    return n
 
 
 # =========================================================================== cancel, settle
 
 
 @njit(cache=True)
-def paper_cancel(orders: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarray) -> int:
+def paper_cancel(
+    orders: np.ndarray, extra: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarray
+) -> int:
     """Cancel order ``i`` if it rests; returns the count units canceled (0 if none)."""
     o = orders[i]
     if o["status"] != ORD_RESTING:
         return 0
     n = int(o["remaining"])
     o["status"] = ORD_CANCELED
-    o["reserve"] = 0
+    extra[i]["reserve"] = 0
     _compact(orders, active, ctl)
     return n
 
 
 @njit(cache=True)
-def paper_decrease(orders: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarray, by: int) -> int:
-    """Reduce resting order ``i``'s remaining count by ``by`` (0 < by); its queue place stays.
+def paper_decrease(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray, extra: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarray, by: int
+) -> int:
+    """Reduce resting order ``i``'s remaining count by ``by`` (> 0); its queue place stays.
 
     Returns:
         The new remaining count (0: the order is canceled).
@@ -503,7 +443,7 @@ def paper_decrease(orders: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarr
     new = max(old - by, 0)
     o["count"] -= old - new
     o["remaining"] = new
-    o["reserve"] = o["reserve"] * new // old if old > 0 else 0
+    _shrink_reserve(extra, i, old, new)
     if new == 0:
         o["status"] = ORD_CANCELED
         _compact(orders, active, ctl)
@@ -512,18 +452,24 @@ def paper_decrease(orders: np.ndarray, i: int, active: np.ndarray, ctl: np.ndarr
 
 @njit(cache=True)
 def paper_settle(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    orders: np.ndarray, active: np.ndarray, ctl: np.ndarray, pos: np.ndarray, m: int, yes: bool
+    orders: np.ndarray,
+    extra: np.ndarray,
+    active: np.ndarray,
+    ctl: np.ndarray,
+    pos: np.ndarray,
+    m: int,
+    yes: bool,
 ) -> tuple[int, int, int]:
-    """Determine market ``m``: cancel its resting orders, pay out the position.
+    """Determine market ``m``: cancel its resting orders, pay out (``core.account.settle``).
 
     Returns:
         (position before, cost basis before, payout money).
     """
     for r in range(ctl[CTL_N_ACTIVE]):
-        o = orders[active[r]]
-        if o["market"] == m and o["status"] == ORD_RESTING:
-            o["status"] = ORD_CANCELED
-            o["reserve"] = 0
+        j = active[r]
+        if orders[j]["market"] == m and orders[j]["status"] == ORD_RESTING:
+            orders[j]["status"] = ORD_CANCELED
+            extra[j]["reserve"] = 0
     _compact(orders, active, ctl)
     position = int(pos[m]["position"])
     basis = int(pos[m]["cost_basis"])
@@ -535,16 +481,157 @@ def paper_settle(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
 def paper_replay_fills(pos: np.ndarray, fills: np.ndarray) -> None:
     """Book persisted fills into positions, in order (account rebuild after a restart).
 
-    The same ``apply_fill`` call with the same arguments as the live path, so the rebuilt
-    positions, cash and fees equal the live ones exactly.
+    ``core.account.book_fill`` with the arguments ``core.matching.record_fill`` used live
+    (count, count * price, the exact cash change), so positions, cash and fees come back
+    exactly.
 
     Args:
-        pos: POSITION_DTYPE [capacity], market slots as in ``fills['market']``.
+        pos: POSITION_DTYPE [cap], slots as in ``fills['market']``.
         fills: PAPER_FILL_DTYPE [n].
     """
     for k in range(fills.shape[0]):
         f = fills[k]
         m = f["market"]
-        px = int(f["price"])
-        n = int(f["count"])
-        apply_fill(pos[m : m + 1], int(f["side"]), int(f["action"]), n, n * px, int(f["fee"]))
+        c = int(f["count"])
+        book_fill(pos[m : m + 1], int(f["side"]), int(f["action"]), c, c * int(f["price"]),
+                   int(f["cash"]))  # fmt: skip
+
+
+# =========================================================================== records
+
+
+@njit(cache=True)
+def paper_init_order(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    now_ns: int,
+    market: int,
+    side: int,
+    action: int,
+    price: int,
+    count: int,
+    tif: int,
+    flags: int,
+    group: int,
+) -> None:
+    """Write a new order ``i`` (all fields, one call): ORD_RESTING until the engine says.
+
+    Args:
+        flags: bit 0 post_only, 1 reduce_only, 2 stp maker, 3 cancel_order_on_pause.
+    """
+    o = orders[i]
+    e = extra[i]
+    o["order_id"] = i + 1  # ids are dense from 1 (a rejected order gives its id back)
+    o["ts"] = now_ns // 1_000_000
+    o["count"] = count
+    o["remaining"] = count
+    o["filled"] = 0
+    o["notional"] = 0
+    o["fees"] = 0
+    o["taker_fees"] = 0
+    o["maker_fees"] = 0
+    o["rounding_acc"] = 0
+    o["queue_ahead"] = 0
+    o["level_qty"] = 0
+    o["trade_since"] = 0
+    o["active_ts"] = o["ts"]
+    o["ack_ts"] = o["ts"]
+    o["market"] = market
+    o["price"] = price
+    o["side"] = side
+    o["action"] = action
+    o["tif"] = tif
+    o["status"] = ORD_RESTING
+    o["post_only"] = flags & 1
+    o["reduce_only"] = (flags >> 1) & 1
+    o["reject"] = 0
+    e["group"] = group
+    e["created_ns"] = now_ns
+    e["updated_ns"] = now_ns
+    e["reserve"] = 0
+    e["taker_cost"] = 0
+    e["maker_cost"] = 0
+    e["stp"] = (flags >> 2) & 1
+    e["cancel_on_pause"] = (flags >> 3) & 1
+
+
+@njit(cache=True)
+def paper_record_fills(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    src: np.ndarray, n: int, dst: np.ndarray, off: int, rec0: int, now_ns: int, extra: np.ndarray
+) -> None:
+    """Engine fills ``src[:n]`` (FILL_DTYPE) -> PAPER_FILL_DTYPE ``dst[off:off+n]``.
+
+    rec_ids ``rec0..``, wall-clock ``now_ns``; each order's taker/maker cost (money of its
+    contracts, count * price) grows in ``extra``.
+    """
+    for k in range(n):
+        f = src[k]
+        d = dst[off + k]
+        d["rec_id"] = rec0 + k
+        d["ts"] = now_ns
+        d["order_id"] = f["order_id"]
+        d["count"] = f["count"]
+        d["fee"] = f["fee"]
+        d["trade_fee"] = f["trade_fee"]
+        d["rounding_fee"] = f["rounding_fee"]
+        d["rebate"] = f["rebate"]
+        d["cash"] = f["cash"]
+        d["market"] = f["market"]
+        d["price"] = f["price"]
+        d["side"] = f["side"]
+        d["action"] = f["action"]
+        d["is_taker"] = f["is_taker"]
+        j = int(f["order_id"]) - 1
+        cost = int(f["count"]) * int(f["price"]) // 10
+        if f["is_taker"]:
+            extra[j]["taker_cost"] += cost
+        else:
+            extra[j]["maker_cost"] += cost
+
+
+@njit(cache=True)
+def paper_order_record(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    out: np.ndarray,
+    rec_id: int,
+    now_ns: int,
+    event: int,
+    coid: np.ndarray,
+) -> None:
+    """Order ``i``'s state as a PAPER_ORDER_EVENT_DTYPE record ``out[0]`` (a paper_orders row).
+
+    Args:
+        coid: uint8 bytes of its client_order_id (<= COID_MAX).
+    """
+    o = orders[i]
+    e = extra[i]
+    e["updated_ns"] = now_ns
+    r = out[0]
+    r["rec_id"] = rec_id
+    r["ts"] = now_ns
+    r["order_id"] = o["order_id"]
+    r["group"] = e["group"]
+    r["count"] = o["count"]
+    r["remaining"] = o["remaining"]
+    r["filled"] = o["filled"]
+    r["notional"] = o["notional"]
+    r["fees"] = o["fees"]
+    r["taker_fees"] = o["taker_fees"]
+    r["maker_fees"] = o["maker_fees"]
+    r["rounding_acc"] = o["rounding_acc"]
+    r["market"] = o["market"]
+    r["price"] = o["price"]
+    r["side"] = o["side"]
+    r["action"] = o["action"]
+    r["tif"] = o["tif"]
+    r["status"] = o["status"]
+    r["event"] = event
+    r["flags"] = o["post_only"] | (o["reduce_only"] << 1) | (e["stp"] << 2)
+    r["flags"] |= e["cancel_on_pause"] << 3
+    n = coid.shape[0]
+    r["coid_len"] = n
+    for k in range(n):
+        r["coid"][k] = coid[k]

@@ -494,6 +494,10 @@ def copy_rows_paper_fills(
         pos = _put_field(buf, pos, r.price, 2)
         pos = _put_field(buf, pos, r.count, 8)
         pos = _put_field(buf, pos, r.fee, 8)
+        pos = _put_field(buf, pos, r.trade_fee, 8)
+        pos = _put_field(buf, pos, r.rounding_fee, 8)
+        pos = _put_field(buf, pos, r.rebate, 8)
+        pos = _put_field(buf, pos, r.cash, 8)
         pos = _put_field(buf, pos, r.is_taker, 1)
         pos = _put_field(buf, pos, r.ts, 8)
     return pos
@@ -529,8 +533,10 @@ def copy_rows_paper_orders(
         pos = _put_field(buf, pos, r.status, 2)
         pos = _put_field(buf, pos, r.flags, 2)
         pos = _put_field(buf, pos, r.notional, 8)
+        pos = _put_field(buf, pos, r.fees, 8)
         pos = _put_field(buf, pos, r.taker_fees, 8)
         pos = _put_field(buf, pos, r.maker_fees, 8)
+        pos = _put_field(buf, pos, r.rounding_acc, 8)
         pos = _put_field(buf, pos, r.ts, 8)
     return pos
 

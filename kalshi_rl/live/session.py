@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -44,23 +44,38 @@ async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) 
     )
 
 
-async def close_session(pool: asyncpg.Pool, session_id: int, stats: dict[str, Any]) -> bool:
-    """Set ended_at and the counters of a session row. False if the DB is unreachable."""
+async def close_session(
+    pool: asyncpg.Pool, session_id: int, stats: dict[str, Any], books_valid: int | None = None
+) -> bool:
+    """Set ended_at and the counters of a session row. False if the DB is unreachable.
+
+    ``stats`` is ``FeedStats.as_dict()``: n_gaps = gap events, n_gap_rows = their rows,
+    n_reconnects = reconnections, rejects = decoder rejections by reason (sql/002).
+    """
     for attempt in (1, 2):  # a pooled connection may have died with a server restart
         try:
             async with asyncio.timeout(10):
                 await pool.execute(
                     "UPDATE feed_sessions SET ended_at = now(), n_messages = $2,"
                     " n_deltas = $3, n_snapshots = $4, n_trades = $5, n_gaps = $6,"
-                    " n_decode_errors = $7, n_reconnects = $8 WHERE id = $1",
+                    " n_decode_errors = $7, n_reconnects = $8, n_gap_rows = $9,"
+                    " n_end_rows = $10, n_connect_failures = $11, n_desyncs = $12,"
+                    " rejects = $13, books_valid_at_stop = $14, uptime = $15 WHERE id = $1",
                     session_id,
                     stats["msgs"],
                     stats["deltas"],
                     stats["snapshots"],
                     stats["trades"],
-                    stats["gap_rows"],
+                    stats["gaps"],
                     stats["decode_errors"],
                     stats["reconnects"],
+                    stats["gap_rows"],
+                    stats["end_rows"],
+                    stats["connect_failures"],
+                    stats["desyncs"],
+                    {str(k): int(v) for k, v in stats["decode_errors_by_reason"].items()},
+                    books_valid,
+                    stats["uptime"],
                 )
             return True
         except DB_ERRORS as exc:
@@ -135,6 +150,11 @@ def _ts(v: Any) -> datetime | None:
         return None
 
 
+def _ms_time(ms: int) -> datetime | None:
+    """Unix ms -> aware datetime; None for NO_TS (-1)."""
+    return None if ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _settlement_ticks(m: dict[str, Any]) -> int | None:
     from kalshi_rl.kalshi import protocol
 
@@ -197,7 +217,9 @@ class LifecycleUpdates:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.pending: list[tuple[str, str | None, str | None, int | None]] = []
+        self.pending: list[
+            tuple[str, str | None, str | None, int | None, datetime | None, datetime | None]
+        ] = []
         self.applied = 0
         self.listeners: list[Any] = []
 
@@ -206,8 +228,11 @@ class LifecycleUpdates:
         status = _LIFECYCLE_STATUS.get(ev.event_type)
         result = ev.result or None
         value = ev.settlement_value if ev.settlement_value >= 0 else None
-        if status is not None or result is not None or value is not None:
-            self.pending.append((ev.ticker, status, result, value))
+        # created / close_date_updated carry the market's times (close may move earlier)
+        opn = _ms_time(getattr(ev, "open_ts_ms", -1))
+        close = _ms_time(getattr(ev, "close_ts_ms", -1))
+        if any(v is not None for v in (status, result, value, opn, close)):
+            self.pending.append((ev.ticker, status, result, value, opn, close))
         for fn in self.listeners:
             fn(ev)
 
@@ -221,8 +246,9 @@ class LifecycleUpdates:
                 await self.pool.executemany(
                     "UPDATE markets SET status = coalesce($2, status),"
                     " result = coalesce($3, result),"
-                    " settlement_value = coalesce($4, settlement_value), updated_at = now()"
-                    " WHERE ticker = $1",
+                    " settlement_value = coalesce($4, settlement_value),"
+                    " open_time = coalesce($5, open_time), close_time = coalesce($6, close_time),"
+                    " updated_at = now() WHERE ticker = $1",
                     batch,
                 )
         except DB_ERRORS as exc:
@@ -230,3 +256,16 @@ class LifecycleUpdates:
             self.pending = batch + self.pending
             return
         self.applied += len(batch)
+
+
+def meta_sink(pool: asyncpg.Pool) -> Any:
+    """Upsert REST-shaped market objects into ``markets`` over the pool (MarketFollower)."""
+
+    async def sink(batch: list[dict[str, Any]]) -> None:
+        try:
+            async with asyncio.timeout(5), pool.acquire() as conn:
+                await upsert_market_meta(conn, batch)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise OSError(f"database: {exc}") from exc
+
+    return sink

@@ -143,7 +143,7 @@ class Writer:
         self.db_up = False
         self.outages = 0
         self.batches = 0
-        self.rows_written = dict.fromkeys(COPY_TABLES, 0)
+        self.rows_written = dict.fromkeys(self.rings, 0)  # tables of this writer's rings
         self.last_flush_ms = 0.0
         self.last_flush_rows = 0
         self.rows_spilled = 0
@@ -293,7 +293,7 @@ class Writer:
             return 0
         self.batches += 1
         n = _status_count(status)
-        self.rows_written[table] += n
+        self.rows_written[table] = self.rows_written.get(table, 0) + n
         return n
 
     async def _write_held(self) -> int:
@@ -357,7 +357,7 @@ class Writer:
             )
         self.batches += 1
         n = _status_count(status)
-        self.rows_written[table] += n
+        self.rows_written[table] = self.rows_written.get(table, 0) + n
         return n
 
     async def _replay_segments(self) -> int:

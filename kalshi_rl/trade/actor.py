@@ -60,7 +60,6 @@ from core.dtypes import (
     AS_RISK,
     AS_SENT,
     AS_SHADOW,
-    CONSUMED_CAP,
     COUNT_SCALE,
     DEFAULT_TOP_K,
     FILL_DTYPE,
@@ -68,7 +67,6 @@ from core.dtypes import (
     MARK_LIQUIDATION,
     MARK_MID,
     MEMBER_CENT,
-    N_PRICES,
     N_SIDES,
     NO_PRICE,
     NO_TS,
@@ -83,6 +81,7 @@ from core.dtypes import (
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
+from core.liquidity import new_liquidity
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import DS_NAMES, DS_OK, prepare_decision, ttc_fraction
@@ -246,14 +245,14 @@ class Actor:
         self._acct = np.zeros(1, dtype=POSITION_DTYPE)
         self._px = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
-        self._consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
+        # what our own orders took (core.liquidity); the paper client enforces it on fills,
+        # the order rule and the valuation see the displayed book (see docs/actor.md)
+        self._liq = new_liquidity(1)
         self._px_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
-        self._sh_consumed = np.zeros((N_SIDES, N_PRICES), dtype=np.int64)
-        self._sh_touched = np.zeros((N_SIDES, CONSUMED_CAP), dtype=np.int16)
-        self._sh_ntouched = np.zeros(N_SIDES, dtype=np.int64)
+        self._sh_liq = new_liquidity(1)
         self._rec = np.zeros(1, dtype=ACTION_DTYPE)
         self.ring = Ring(ACTION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
@@ -289,6 +288,10 @@ class Actor:
         }
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
         self.on_halt: list[Callable[[str], None]] = []
+        # parity checks: (market index, exch_ts, observation, action dims, filled, ts from
+        # receipt) per decision when set to a list (None in production: nothing is kept)
+        self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int, bool]] | None = None
+        self.resumed: dict[str, int] = {}
 
     # ================================================================== properties
     @property
@@ -316,19 +319,31 @@ class Actor:
             return
         self._live.episode_id = await self._open(self._live.model, shadow=False)
         self._live.started_value = self.total_value()
+        # what the account held when trading (re)started: a restart resumes from here
+        self.resumed = {t: self.position(t) for t in self.tickers}
         self._stopped = False
         if self.config.tick_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._interval_loop(), name="actor-interval"))
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="actor-watch"))
         if self.risk.state == ActorState.HALTED:
             self._on_halted()
+        # books already valid when the actor starts open their segment now (a listener
+        # registered after their snapshot would otherwise first decide on a later update)
+        meta = self.books.meta
+        now = self.clock_ns()
+        for i, s in enumerate(self.slots.tolist()):
+            if s < meta.shape[0] and meta[s]["valid"] and not self.in_segment[i]:
+                self.in_segment[i] = True
+                self.last_updates[i] = int(meta[s]["n_updates"])
+                self.decide(i, now)
         log.info(
-            "actor started: %s on %d markets (%s path), episode %d, state %s",
+            "actor started: %s on %d markets (%s path), episode %d, state %s, positions %s",
             self.model.label,
             len(self.tickers),
             "fast" if self.model.fast else "torch",
             self.episode_id,
             self.risk.state.name,
+            {t: p for t, p in self.resumed.items() if p},
         )
 
     async def stop(self, status: str = "stopped") -> None:
@@ -461,11 +476,8 @@ class Actor:
         return int(pos[slot]["position"]) if slot < pos.shape[0] else 0
 
     def _consumed_of(self, slot: int) -> np.ndarray:
-        """The paper client's liquidity consumption in market ``slot`` (zeros if none)."""
-        cons = getattr(self.paper, "_consumed", None)
-        if cons is not None and slot < cons.shape[0]:
-            return cons[slot]
-        return self._consumed
+        """Liquidity state the order rule and the valuation use for market ``slot``."""
+        return self._liq
 
     def _fill_acct(self, i: int) -> None:
         """Market ``i``'s sub-account: the paper position record, cash from start_cash."""
@@ -477,14 +489,20 @@ class Actor:
             self._acct[0] = np.zeros((), dtype=POSITION_DTYPE)
         self._acct[0]["cash"] += self.start_cash
 
-    def _value_of(self, acct: np.ndarray, i: int, rules: OrderRules) -> int:
-        """Cash + open position value (the env's valuation) of ``acct`` in market ``i``."""
+    def _value_of(self, acct: np.ndarray, i: int, rules: OrderRules, depth: bool = False) -> int:
+        """Cash + open position value (the env's valuation) of ``acct`` in market ``i``.
+
+        ``depth=True``: value over the depth the current decision already read.
+        """
         from core.account import position_value
         from core.book import book_top_k
 
         slot = int(self.slots[i])
-        px, qty = self._px_v, self._qty_v
-        book_top_k(self.books.qty, self.books.best, slot, px.shape[1], px, qty)
+        if depth:
+            px, qty = self._px, self._qty
+        else:
+            px, qty = self._px_v, self._qty_v
+            book_top_k(self.books.qty, self.books.best, slot, px.shape[1], px, qty)
         v = position_value(
             int(acct[0]["position"]), px, qty, self._consumed_of(slot), rules.fees, rules.mark_mode
         )
@@ -572,7 +590,7 @@ class Actor:
             await asyncio.sleep(0.25)
             before = self.risk.state
             self.risk.poll_kill()
-            self.risk.observe_value(self.total_value() - self._live.started_value + self.start_cash)
+            self.risk.observe_value(self.total_value())
             if self.risk.state == ActorState.HALTED and before != ActorState.HALTED:
                 self._on_halted()
 
@@ -584,6 +602,9 @@ class Actor:
         now = self.clock_ns()
         reset = bool(self.pending_reset[i])
         exch_ts = int(books.meta[slot]["last_exch_ts"])
+        from_receipt = exch_ts == NO_TS
+        if from_receipt:  # a snapshot without exchange time: its receipt, as datasets do
+            exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
         if reset:
             self.seg_first_ms[i] = exch_ts
         o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
@@ -627,6 +648,10 @@ class Actor:
             status = self._execute(i, slot, action, size, slip, rec, now, exch_ts)
         run.step += 1
         self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
+        if self.trace is not None:
+            self.trace.append(
+                (i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"]), from_receipt)
+            )
         return 1
 
     def _execute(  # noqa: PLR0917 -- the decision's context, positionally
@@ -637,7 +662,7 @@ class Actor:
         position = int(self._acct[0]["position"])
         rules = self._rules
         side, act, limit, count, reject = action_to_order(
-            action, position, size, rules.max_position, slip, self._px, self._qty, self._consumed
+            action, position, size, rules.max_position, slip, self._px, self._qty, self._liq
         )
         if reject == REJ_NONE and count > 0:
             limit = self._on_grid(i, side, act, limit)
@@ -650,8 +675,9 @@ class Actor:
         if self.close_ms[i] != NO_TS:
             secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
         cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
+        exposure = self._exposure() if self.config.risk.max_exposure else 0
         allowed, why = self.risk.check(
-            position, side, act, count, self._exposure(), cost, secs_to_close, now / 1e9
+            position, side, act, count, exposure, cost, secs_to_close, now / 1e9
         )
         if allowed <= 0:
             rec["risk"] = why
@@ -705,7 +731,7 @@ class Actor:
         rec["status"] = status
         rec["position"] = self._acct[0]["position"]
         rec["cash"] = self._acct[0]["cash"]
-        rec["value"] = self._value_of(self._acct, i, self._rules)
+        rec["value"] = self._value_of(self._acct, i, self._rules, depth=True)
         done = self.clock_ns()
         rec["latency_ns"] = done - (
             recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
@@ -732,7 +758,8 @@ class Actor:
         """
         from core.account import position_value
         from core.features import account_features
-        from core.matching import liquidity_clear, taker_match
+        from core.liquidity import liquidity_clear
+        from core.matching import taker_match
         from core.orders import action_to_order
 
         rules = self._shadow_rules or self._rules
@@ -741,7 +768,7 @@ class Actor:
         try:
             obs = self._obs.copy()
             v = position_value(
-                int(acct[0]["position"]), self._px, self._qty, self._sh_consumed, rules.fees,
+                int(acct[0]["position"]), self._px, self._qty, self._sh_liq, rules.fees,
                 rules.mark_mode,
             )  # fmt: skip
             account_features(acct, v, self.start_cash, obs[N_MARKET_FEATURES:])
@@ -755,10 +782,10 @@ class Actor:
             r["action"], r["size_idx"], r["slip_idx"] = action, size_idx, slip_idx
             r["price"], r["side"], r["order_action"] = NO_PRICE, -1, -1
             if action != ACT_HOLD:
-                liquidity_clear(self._sh_consumed, self._sh_touched, self._sh_ntouched)
+                liquidity_clear(self._sh_liq)
                 side, act, limit, count, reject = action_to_order(
                     action, int(acct[0]["position"]), size, rules.max_position, slip, self._px,
-                    self._qty, self._sh_consumed,
+                    self._qty, self._sh_liq,
                 )  # fmt: skip
                 r["side"], r["order_action"], r["price"], r["reject"] = side, act, limit, reject
                 if reject == REJ_NONE and count > 0:
@@ -767,8 +794,8 @@ class Actor:
                     o[0]["side"], o[0]["action"], o[0]["price"] = side, act, limit
                     o[0]["count"] = o[0]["remaining"] = count
                     taker_match(
-                        o, acct, self._px, self._qty, self._sh_consumed, self._sh_touched,
-                        self._sh_ntouched, rules.fees, rules.lot, exch_ts, self._sh_fills,
+                        o, acct, self._px, self._qty, self._sh_liq, rules.fees, rules.lot,
+                        exch_ts, self._sh_fills,
                     )  # fmt: skip
                     r["count"], r["filled"], r["fee"] = count, o[0]["filled"], o[0]["fees"]
             n_probs = min(pol.probs.shape[0], ACTION_PROBS_MAX)
@@ -784,7 +811,7 @@ class Actor:
             r["obs_hash"], r["market"], r["model_version"] = h, slot, run.model.version
             r["status"] = AS_SHADOW
             r["position"], r["cash"] = acct[0]["position"], acct[0]["cash"]
-            r["value"] = self._value_of(acct, i, rules)
+            r["value"] = self._value_of(acct, i, rules, depth=True)
         finally:
             acct["cash"] -= self.start_cash
         self.counts["shadow_decisions"] += 1

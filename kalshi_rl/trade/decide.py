@@ -84,7 +84,7 @@ def prepare_decision(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
         ttc: time-to-close fraction of this decision (float32-rounded, as datasets store it).
         pos: POSITION_DTYPE [1] the market's account (the account features' input).
         start_cash: money the market's account started with.
-        consumed: int64 [2, N_PRICES] liquidity our orders took in this market (zeros: none).
+        consumed: LIQUIDITY_DTYPE [1] what our orders took in this market (core.liquidity).
         fees: FEE_DTYPE [1]; mark_mode: MARK_LIQUIDATION / MARK_MID.
         obs: float32 [N_FEATURES] out; depth_px/depth_qty: int16/int64 [2, K] out.
 

@@ -43,6 +43,11 @@ from core.book import BookSet
 from core.dtypes import (
     COID_MAX,
     COUNT_SCALE,
+    FEE_DTYPE,
+    FILL_DTYPE,
+    LIQUIDITY_DTYPE,
+    MEMBER_CENT,
+    MEMBER_DIRECT,
     MONEY_SCALE,
     N_PRICES,
     N_SIDES,
@@ -51,10 +56,11 @@ from core.dtypes import (
     ORD_EXECUTED,
     ORD_RESTING,
     ORDER_BUY,
+    ORDER_DTYPE,
     ORDER_SELL,
     PAPER_FILL_DTYPE,
-    PAPER_ORDER_DTYPE,
     PAPER_ORDER_EVENT_DTYPE,
+    PAPER_ORDER_EXTRA_DTYPE,
     PAPER_SETTLEMENT_DTYPE,
     POE_AMENDED,
     POE_CANCELED,
@@ -64,12 +70,13 @@ from core.dtypes import (
     POSITION_DTYPE,
     PRICE_MAX,
     QUEUE_CONSERVATIVE,
-    QUEUE_PROB,
-    REJ_FOK_UNFILLED,
+    QUEUE_PROB_LOG,
+    QUEUE_PROB_POWER,
     REJ_INSUFFICIENT_BALANCE,
-    REJ_OK,
+    REJ_NONE,
     REJ_POST_ONLY_CROSS,
     REJ_REDUCE_ONLY,
+    REJECT_NAMES,
     RESULT_NO,
     RESULT_YES,
     SIDE_NO,
@@ -79,20 +86,29 @@ from core.dtypes import (
     TIF_GTC,
     TRADE_DTYPE,
 )
+from core.fees import fee_schedule
+from core.latency import latency_model, latency_sample
+from core.orders import collateral_need
 from core.paper_book import (
     CTL_LEN,
     CTL_N_ACTIVE,
+    VIEW_LEVELS,
     account_cash,
     account_reserved,
+    effective_position,
+    needs_book_updates,
     paper_cancel,
     paper_decrease,
+    paper_init_order,
     paper_on_book,
     paper_on_trades,
+    paper_order_record,
+    paper_record_fills,
     paper_replay_fills,
     paper_settle,
     paper_submit,
-    required_collateral,
 )
+from core.queue import queue_join, queue_model, rest_level
 from core.ring import Ring
 from kalshi_rl.errors import KalshiApiError, LiveTradingRefused, StoreError
 from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
@@ -132,7 +148,8 @@ class QueueModel(enum.IntEnum):
     """Queue-position models of resting paper orders (core.paper_book)."""
 
     CONSERVATIVE = QUEUE_CONSERVATIVE
-    PROB = QUEUE_PROB
+    PROB_POWER = QUEUE_PROB_POWER
+    PROB_LOG = QUEUE_PROB_LOG
 
 
 class MarketStatus(enum.StrEnum):
@@ -146,23 +163,25 @@ class MarketStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """Order-entry and acknowledgement delays, constant plus uniform jitter.
+    """Order-entry and acknowledgement delays (``core.latency``: uniform in [min, max] ms).
 
     Attributes:
-        entry_ms: time from the call to the order reaching the exchange.
-        ack_ms: time from the exchange's answer to the call returning.
-        jitter_ms: each delay gets ``uniform(0, jitter_ms)`` added.
-        seed: seed of the jitter generator (reproducible runs).
+        entry_ms: (min, max) ms from the call to the order reaching the exchange.
+        ack_ms: (min, max) ms from the exchange's answer to the call returning.
+        seed: seed of the generator of the uniforms (reproducible runs).
     """
 
-    entry_ms: float = 0.0
-    ack_ms: float = 0.0
-    jitter_ms: float = 0.0
+    entry_ms: tuple[int, int] = (0, 0)
+    ack_ms: tuple[int, int] = (0, 0)
     seed: int = 0
 
+    def record(self) -> np.ndarray:
+        """The LATENCY_DTYPE [1] record (validated by ``core.latency.latency_model``)."""
+        (e0, e1), (a0, a1) = self.entry_ms, self.ack_ms
+        return latency_model((int(e0), int(e1)), (int(a0), int(a1)))
+
     def __post_init__(self) -> None:
-        if min(self.entry_ms, self.ack_ms, self.jitter_ms) < 0:
-            raise ValueError(f"latencies must be >= 0 ms, got {self}")
+        self.record()
 
 
 @dataclass(frozen=True)
@@ -172,8 +191,10 @@ class PaperConfig:
     Attributes:
         start_cash: money units ($0.0001) the account starts with.
         queue_model: how resting orders move up their queue.
-        queue_power: exponent n of QueueModel.PROB's power function.
+        queue_power: exponent n of QueueModel.PROB_POWER's power function.
         latency: entry/ack delays.
+        precision: member balance precision, money (MEMBER_CENT, the default, or
+            MEMBER_DIRECT): every fill's balance change is floored to it (core.fees).
         user_id: ``user_id`` written into order and position messages.
         order_capacity: initial size of the order array (grows by doubling).
     """
@@ -184,12 +205,17 @@ class PaperConfig:
     latency: LatencyModel = field(default_factory=LatencyModel)
     user_id: str = "paper"
     order_capacity: int = 1024
+    precision: int = MEMBER_CENT
 
     def __post_init__(self) -> None:
         if self.start_cash < 0:
             raise ValueError(f"start_cash must be >= 0, got {self.start_cash}")
         if self.queue_power <= 0:
             raise ValueError(f"queue_power must be > 0, got {self.queue_power}")
+        if self.precision not in (MEMBER_CENT, MEMBER_DIRECT):
+            raise ValueError(
+                f"precision must be MEMBER_CENT or MEMBER_DIRECT, got {self.precision}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The config as stored in paper_accounts.config."""
@@ -198,12 +224,12 @@ class PaperConfig:
             "queue_model": self.queue_model.name.lower(),
             "queue_power": self.queue_power,
             "latency": {
-                "entry_ms": self.latency.entry_ms,
-                "ack_ms": self.latency.ack_ms,
-                "jitter_ms": self.latency.jitter_ms,
+                "entry_ms": list(self.latency.entry_ms),
+                "ack_ms": list(self.latency.ack_ms),
                 "seed": self.latency.seed,
             },
             "user_id": self.user_id,
+            "precision": self.precision,
         }
 
 
@@ -307,12 +333,16 @@ class PaperClient:
         self._clock = clock
         self._rng = random.Random(self.config.latency.seed)
         cap = max(int(self.config.order_capacity), 16)
-        self._orders = np.zeros(cap, dtype=PAPER_ORDER_DTYPE)
+        self._orders = np.zeros(cap, dtype=ORDER_DTYPE)
+        self._extra = np.zeros(cap, dtype=PAPER_ORDER_EXTRA_DTYPE)
         self._active = np.zeros(cap, dtype=np.int64)
         self._ctl = np.zeros(CTL_LEN, dtype=np.int64)
         self._n = 0
         self._uuid: list[str] = []
         self._coid: list[str] = []
+        self._coid_bytes: list[np.ndarray] = []
+        self._event_out = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
         self._by_uuid: dict[str, int] = {}
         self._by_coid: dict[str, int] = {}
         self._next_rec_id = 1
@@ -322,14 +352,21 @@ class PaperClient:
         self._grids: dict[PriceLevelStructure, np.ndarray] = {}
         self._cap_m = 0
         self._pos = np.zeros(0, dtype=POSITION_DTYPE)
-        self._consumed = np.zeros((0, N_SIDES, N_PRICES), dtype=np.int64)
-        self._cons_seen = np.zeros((0, N_SIDES, N_PRICES), dtype=np.int64)
+        self._liq = np.zeros(0, dtype=LIQUIDITY_DTYPE)
+        self._fees = np.zeros(0, dtype=FEE_DTYPE)
         self._dirty = np.zeros(0, dtype=np.uint8)
-        self._maker = np.zeros(0, dtype=np.uint8)
-        self._fill_out = np.zeros(N_PRICES, dtype=PAPER_FILL_DTYPE)
+        self._qm = queue_model(int(self.config.queue_model), float(self.config.queue_power))
+        self._lat = self.config.latency.record()
+        self._lat_on = bool(self._lat[0]["entry_max_ms"] or self._lat[0]["ack_max_ms"])
+        self._px = np.zeros((N_SIDES, VIEW_LEVELS), dtype=np.int16)
+        self._vq = np.zeros((N_SIDES, VIEW_LEVELS), dtype=np.int64)
+        self._fill_out = np.zeros(N_PRICES, dtype=FILL_DTYPE)
         self._fills = np.zeros(256, dtype=PAPER_FILL_DTYPE)
         self._n_fills = 0
         self._settlements: list[dict[str, Any]] = []
+        self._settle_recs: list[np.ndarray] = []
+        # False while no order rests and nothing is consumed: book updates are then no-ops
+        self._watch = False
         self._subs: list[Subscription] = []
         self._queues: list[asyncio.Queue[dict[str, Any]]] = []
         # counters (dashboard / tests)
@@ -349,13 +386,12 @@ class PaperClient:
         n = self._cap_m
         pos = np.zeros(cap, dtype=POSITION_DTYPE)
         pos[:n] = self._pos
-        cons = np.zeros((cap, N_SIDES, N_PRICES), dtype=np.int64)
-        cons[:n] = self._consumed
-        seen = np.zeros((cap, N_SIDES, N_PRICES), dtype=np.int64)
-        seen[:n] = self._cons_seen
-        maker = np.zeros(cap, dtype=np.uint8)
-        maker[:n] = self._maker
-        self._pos, self._consumed, self._cons_seen, self._maker = pos, cons, seen, maker
+        liq = np.zeros(cap, dtype=LIQUIDITY_DTYPE)
+        liq[:n] = self._liq
+        fees = np.zeros(cap, dtype=FEE_DTYPE)
+        fees[:n] = self._fees
+        fees[n:] = fee_schedule(maker_fees=False, precision=self.config.precision)[0]
+        self._pos, self._liq, self._fees = pos, liq, fees
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
 
@@ -371,7 +407,9 @@ class PaperClient:
             grid = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
             grid[price_grid(structure)] = True
             self._grids[structure] = grid
-        self._maker[slot] = 1 if info.maker_fees else 0
+        self._fees[slot] = fee_schedule(
+            maker_fees=bool(info.maker_fees), precision=self.config.precision
+        )[0]
         return slot
 
     def set_market_status(self, ticker: str, status: MarketStatus | str) -> None:
@@ -399,7 +437,7 @@ class PaperClient:
         self._markets[slot] = self._markets[slot]._replace(status=MarketStatus.DETERMINED)
         held = int(self._pos[slot]["position"])
         position, basis, payout = paper_settle(
-            self._orders, self._active, self._ctl, self._pos, slot, result == "yes"
+            self._orders, self._extra, self._active, self._ctl, self._pos, slot, result == "yes"
         )
         now = self._clock()
         for i in canceled:
@@ -419,6 +457,7 @@ class PaperClient:
             self.rings.settlements.push_batch(rec)
         out = self._settlement_json(r)
         self._settlements.append(out)
+        self._settle_recs.append(rec)
         self._publish(shapes.position_msg(ticker, self._pos[slot], self.config.user_id))
         return out
 
@@ -474,58 +513,45 @@ class PaperClient:
 
     def _grow_orders(self) -> None:
         cap = self._orders.shape[0] * 2
-        orders = np.zeros(cap, dtype=PAPER_ORDER_DTYPE)
+        orders = np.zeros(cap, dtype=ORDER_DTYPE)
         orders[: self._n] = self._orders[: self._n]
+        extra = np.zeros(cap, dtype=PAPER_ORDER_EXTRA_DTYPE)
+        extra[: self._n] = self._extra[: self._n]
         active = np.zeros(cap, dtype=np.int64)
         active[: self._active.shape[0]] = self._active
-        self._orders, self._active = orders, active
+        self._orders, self._extra, self._active = orders, extra, active
 
     def _new_order(self, coid: str) -> int:
+        """Register order index ``self._n`` (ids, client id); fields come from the kernel."""
         if self._n >= self._orders.shape[0]:
             self._grow_orders()
         i = self._n
         self._n += 1
-        oid = i + 1
-        self._orders[i] = np.zeros((), dtype=PAPER_ORDER_DTYPE)
-        self._orders[i]["order_id"] = oid
-        u = shapes.paper_uuid("order", self.account_id, oid)
+        u = self._uuid_prefix + f"{i + 1:012x}"  # shapes.paper_uuid("order", account, id)
         self._uuid.append(u)
         self._coid.append(coid)
+        self._coid_bytes.append(np.frombuffer(coid.encode(), dtype=np.uint8))
         self._by_uuid[u] = i
         self._by_coid[coid] = i
         return i
 
     def _order_event(self, i: int, event: int, now: int) -> None:
-        o = self._orders[i]
-        o["updated_ts"] = now
         if self.rings is not None:
-            rec = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
-            r = rec[0]
-            r["rec_id"] = self._rec_id()
-            r["ts"] = now
-            for name in ("order_id", "group", "count", "remaining", "filled", "notional",
-                         "taker_fees", "maker_fees", "market", "price", "side", "action",
-                         "tif", "status"):  # fmt: skip
-                r[name] = o[name]
-            r["event"] = event
-            r["flags"] = (
-                int(o["post_only"])
-                | int(o["reduce_only"]) << 1
-                | (int(o["stp"]) == STP_MAKER) << 2
-                | int(o["cancel_on_pause"]) << 3
-            )
-            raw = self._coid[i].encode()
-            r["coid_len"] = len(raw)
-            r["coid"][: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-            self.rings.orders.push_batch(rec)
+            paper_order_record(self._orders, self._extra, i, self._event_out, self._rec_id(),
+                               now, event, self._coid_bytes[i])  # fmt: skip
+            self.rings.orders.push_batch(self._event_out)
+        else:
+            self._extra[i]["updated_ns"] = now
         if self._subs or self._queues:
             self._publish(shapes.user_order_msg(self._order_json(i)))
 
     def _order_json(self, i: int) -> dict[str, Any]:
         o = self._orders[i]
-        g = int(o["group"])
+        e = self._extra[i]
+        g = int(e["group"])
         return shapes.order_json(
             o,
+            e,
             order_id=self._uuid[i],
             client_order_id=self._coid[i],
             ticker=self.books.ticker_of(int(o["market"])),
@@ -655,17 +681,12 @@ class PaperClient:
         return v
 
     # ================================================================== orders
-    async def _entry_delay(self) -> None:
-        lat = self.config.latency
-        d = lat.entry_ms + (self._rng.uniform(0, lat.jitter_ms) if lat.jitter_ms else 0.0)
-        if d > 0:
-            await asyncio.sleep(d / 1000.0)
-
-    async def _ack_delay(self) -> None:
-        lat = self.config.latency
-        d = lat.ack_ms + (self._rng.uniform(0, lat.jitter_ms) if lat.jitter_ms else 0.0)
-        if d > 0:
-            await asyncio.sleep(d / 1000.0)
+    def _delays(self) -> tuple[float, float]:
+        """(entry, ack) seconds drawn from the latency model (``core.latency``)."""
+        if not self._lat_on:
+            return 0.0, 0.0
+        e, a = latency_sample(self._lat, self._rng.random(), self._rng.random())
+        return e / 1000.0, a / 1000.0
 
     async def create_order(self, **fields: Any) -> dict[str, Any]:
         """V2 ``POST /portfolio/events/orders``.
@@ -677,25 +698,27 @@ class PaperClient:
 
         Returns:
             ``{order_id, client_order_id, fill_count, remaining_count,
-            average_fill_price, average_fee_paid, ts_ms}`` (strings, ts_ms int).
+            average_fill_price, average_fee_paid, status, ts_ms}`` (strings, ts_ms int).
 
         Raises:
             KalshiApiError: see ``ErrorCode``.
         """
-        await self._entry_delay()
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
         out = self.create_order_now(fields)
-        await self._ack_delay()
+        if ack:
+            await asyncio.sleep(ack)
         return out
 
     def create_order_now(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """``create_order`` without the latency model (the exchange-side step)."""
+        """``create_order`` at the exchange: no latency, same checks and fills."""
         try:
             req = self._parse_new(fields)
         except KalshiApiError:
             self.n_rejected += 1
             raise
-        i = self._place(req)
-        return self._create_response(i)
+        return self._create_response(self._place(req))
 
     def submit(
         self,
@@ -743,6 +766,16 @@ class PaperClient:
         }  # fmt: skip
         return self._create_response(self._place(req))
 
+    def _engine_submit(self, i: int, now: int) -> tuple[int, int]:
+        """Run order ``i`` through ``core.paper_book.paper_submit``."""
+        rej, n = paper_submit(
+            self._orders, self._extra, i, self._active, self._ctl, self._pos, self.books.qty,
+            self.books.best, self._liq, self._fees, self.config.start_cash,
+            self._self_trade_guard(i), now // 1_000_000, self._px,
+            self._vq, self._fill_out,
+        )  # fmt: skip
+        return int(rej), int(n)
+
     def _place(self, req: dict[str, Any]) -> int:
         """Create order ``req`` and run it through the engine; raises on a rejection."""
         slot = req["slot"]
@@ -755,46 +788,24 @@ class PaperClient:
             )
         self._sync_capacity()
         i = self._new_order(req["coid"])
-        o = self._orders[i]
         now = self._clock()
-        o["ts"] = now
-        o["updated_ts"] = now
-        o["market"] = slot
-        o["side"] = req["side"]
-        o["action"] = req["action"]
-        o["price"] = req["price"]
-        o["count"] = req["count"]
-        o["remaining"] = req["count"]
-        o["tif"] = req["tif"]
-        o["stp"] = req["stp"]
-        o["group"] = req["group"]
-        o["post_only"] = req["post_only"]
-        o["reduce_only"] = req["reduce_only"]
-        o["cancel_on_pause"] = req["cancel_order_on_pause"]
-        o["status"] = ORD_RESTING
-        min_lp = self._self_trade_guard(i)
-        rej, n = paper_submit(
-            self._orders,
-            i,
-            self._active,
-            self._ctl,
-            self._pos,
-            self.books.qty,
-            self.books.best,
-            self._consumed,
-            self._cons_seen,
-            self.config.start_cash,
-            min_lp,
-            now,
-            self._fill_out,
+        flags = (
+            int(req["post_only"])
+            | int(req["reduce_only"]) << 1
+            | (req["stp"] == STP_MAKER) << 2
+            | int(req["cancel_order_on_pause"]) << 3
         )
-        if rej not in (REJ_OK, REJ_FOK_UNFILLED):
+        paper_init_order(self._orders, self._extra, i, now, slot, req["side"], req["action"],
+                         req["price"], req["count"], req["tif"], flags, req["group"])  # fmt: skip
+        rej, n = self._engine_submit(i, now)
+        self._watch = True
+        if rej != REJ_NONE:
             self._forget(i)
             self.n_rejected += 1
             raise self._rejection(rej, slot)
-        self._order_event(i, POE_CREATED, now)
         if n:
             self._after_fills(n, now)
+        self._order_event(i, POE_CREATED, now)
         return i
 
     def _forget(self, i: int) -> None:
@@ -802,19 +813,21 @@ class PaperClient:
         assert i == self._n - 1, "only the newest order can be forgotten"
         self._by_uuid.pop(self._uuid.pop())
         self._by_coid.pop(self._coid.pop())
+        self._coid_bytes.pop()
         self._n -= 1
+
+    def _free_cash(self) -> int:
+        cash = account_cash(self._pos, self.config.start_cash)
+        return int(cash - account_reserved(self._extra, self._active, self._ctl))
 
     def _rejection(self, rej: int, slot: int) -> KalshiApiError:
         ticker = self._markets[slot].ticker
         if rej == REJ_INSUFFICIENT_BALANCE:
-            free = account_cash(self._pos, self.config.start_cash) - account_reserved(
-                self._orders, self._active, self._ctl
-            )
             return _err(
                 400,
                 ErrorCode.INSUFFICIENT_BALANCE,
                 "insufficient balance",
-                f"available {shapes.money_dollars(free)}",
+                f"available {shapes.money_dollars(self._free_cash())}",
             )
         if rej == REJ_POST_ONLY_CROSS:
             return _err(400, ErrorCode.INVALID_ORDER, "invalid order", "post only cross")
@@ -825,30 +838,32 @@ class PaperClient:
                 "invalid order",
                 f"reduce only: the order would increase the position in {ticker}",
             )
-        return _err(400, ErrorCode.INVALID_ORDER, "invalid order", f"engine code {rej}")
+        name = REJECT_NAMES.get(rej, str(rej))
+        return _err(400, ErrorCode.INVALID_ORDER, "invalid order", name)
 
     def _self_trade_guard(self, i: int) -> int:
         """Lowest take-ladder price order ``i`` may trade at without hitting our own orders.
 
         ``maker`` STP cancels our crossed resting orders instead (and returns -1).
         """
+        n_active = int(self._ctl[CTL_N_ACTIVE])
+        if n_active == 0 or (n_active == 1 and int(self._active[0]) == i):
+            return -1
         o = self._orders[i]
         m = int(o["market"])
-        bside = o["side"] if o["action"] == ORDER_BUY else 1 - o["side"]
-        bprice = o["price"] if o["action"] == ORDER_BUY else PRICE_MAX - o["price"]
+        ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
         guard = -1
         now = self._clock()
         for k in range(int(self._ctl[CTL_N_ACTIVE])):
             j = int(self._active[k])
             r = self._orders[j]
-            if r["market"] != m or r["status"] != ORD_RESTING:
+            if j == i or r["market"] != m or r["status"] != ORD_RESTING:
                 continue
-            rb = r["side"] if r["action"] == ORDER_BUY else 1 - r["side"]
-            rp = int(r["price"] if r["action"] == ORDER_BUY else PRICE_MAX - r["price"])
-            if rb == bside or rp + bprice < PRICE_MAX:
-                continue  # same side, or does not cross
-            if o["stp"] == STP_MAKER:
-                paper_cancel(self._orders, j, self._active, self._ctl)
+            rl, rp = rest_level(int(r["side"]), int(r["action"]), int(r["price"]))
+            if rl == ladder or rp + our < PRICE_MAX:
+                continue  # same ladder, or does not cross
+            if self._extra[i]["stp"] == STP_MAKER:
+                paper_cancel(self._orders, self._extra, j, self._active, self._ctl)
                 self._order_event(j, POE_CANCELED, now)
                 return self._self_trade_guard(i)
             guard = max(guard, rp + 1)  # trade only strictly better than our own order
@@ -857,14 +872,15 @@ class PaperClient:
     def _create_response(self, i: int) -> dict[str, Any]:
         o = self._orders[i]
         filled = int(o["filled"])
-        fees = int(o["taker_fees"]) + int(o["maker_fees"])
         yp_notional = (
             int(o["notional"]) if o["side"] == SIDE_YES else PRICE_MAX * filled - int(o["notional"])
         )
         avg_fee = None
         if filled:
             # dollars per contract = fees / 10_000 / (filled / 100), to $0.0001, half up
-            avg_fee = shapes.money_dollars((fees * COUNT_SCALE * 2 + filled) // (2 * filled))
+            avg_fee = shapes.money_dollars(
+                (int(o["fees"]) * COUNT_SCALE * 2 + filled) // (2 * filled)
+            )
         return {
             "order_id": self._uuid[i],
             "client_order_id": self._coid[i],
@@ -872,12 +888,12 @@ class PaperClient:
             "remaining_count": format_count(int(o["remaining"])),
             "average_fill_price": shapes.avg_price_dollars(yp_notional, filled),
             "average_fee_paid": avg_fee,
-            "status": shapes.STATUS_NAMES[int(o["status"])],
-            "ts_ms": int(o["updated_ts"]) // 1_000_000,
+            "status": shapes.STATUS_NAMES.get(int(o["status"]), "canceled"),
+            "ts_ms": int(self._extra[i]["updated_ns"]) // 1_000_000,
         }
 
     async def amend_order(self, order_id: str, **fields: Any) -> dict[str, Any]:
-        """V2 amend: new ``price`` and/or ``count`` (total, >= filled); loses queue priority.
+        """V2 amend: new ``price`` and/or ``count`` (total, > filled); loses queue priority.
 
         Args:
             order_id: the order's id.
@@ -887,9 +903,12 @@ class PaperClient:
         Returns:
             ``{"old_order": {...}, "order": {...}}``.
         """
-        await self._entry_delay()
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
         out = self.amend_order_now(order_id, fields)
-        await self._ack_delay()
+        if ack:
+            await asyncio.sleep(ack)
         return out
 
     def amend_order_now(self, order_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -911,11 +930,10 @@ class PaperClient:
         want_side = shapes.book_side(int(o["side"]), int(o["action"]))
         if fields.get("side", want_side) != want_side:
             raise _err(400, ErrorCode.INVALID_ORDER, f"side does not match the order ({want_side})")
-        yes_scale = int(o["side"]) == SIDE_YES
         price = int(o["price"])
         if "price" in fields:
             yp = self._parse_price(slot, fields["price"])
-            price = yp if yes_scale else PRICE_MAX - yp
+            price = yp if int(o["side"]) == SIDE_YES else PRICE_MAX - yp
         count = int(o["count"])
         if "count" in fields:
             count = self._parse_count(fields["count"])
@@ -925,31 +943,20 @@ class PaperClient:
         if new_coid is not None and (not isinstance(new_coid, str) or new_coid in self._by_coid):
             raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {new_coid!r} exists")
         old = self._order_json(i)
-        saved = self._orders[i].copy()
-        paper_cancel(self._orders, i, self._active, self._ctl)
+        saved_o = self._orders[i].copy()
+        saved_e = self._extra[i].copy()
+        paper_cancel(self._orders, self._extra, i, self._active, self._ctl)
         o["price"] = price
         o["count"] = count
         o["remaining"] = count - int(o["filled"])
-        o["reserve"] = 0
         o["status"] = ORD_RESTING
         now = self._clock()
-        rej, n = paper_submit(
-            self._orders,
-            i,
-            self._active,
-            self._ctl,
-            self._pos,
-            self.books.qty,
-            self.books.best,
-            self._consumed,
-            self._cons_seen,
-            self.config.start_cash,
-            self._self_trade_guard(i),
-            now,
-            self._fill_out,
-        )
-        if rej != REJ_OK:
-            self._orders[i] = saved  # the amend is refused; the order rests as before
+        rej, n = self._engine_submit(i, now)
+        self._watch = True
+        if rej != REJ_NONE:
+            # the amend is refused; the order rests as before (at the back of the list)
+            self._orders[i] = saved_o
+            self._extra[i] = saved_e
             k = int(self._ctl[CTL_N_ACTIVE])
             self._active[k] = i
             self._ctl[CTL_N_ACTIVE] = k + 1
@@ -959,9 +966,9 @@ class PaperClient:
             self._by_coid.pop(self._coid[i])
             self._coid[i] = new_coid
             self._by_coid[new_coid] = i
-        self._order_event(i, POE_AMENDED, now)
         if n:
             self._after_fills(n, now)
+        self._order_event(i, POE_AMENDED, now)
         return {"old_order": old, "order": self._order_json(i)}
 
     async def decrease_order(
@@ -972,9 +979,12 @@ class PaperClient:
         Returns:
             ``{"order": {...}}``; a decrease to zero cancels the order.
         """
-        await self._entry_delay()
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
         out = self.decrease_order_now(order_id, reduce_by=reduce_by, reduce_to=reduce_to)
-        await self._ack_delay()
+        if ack:
+            await asyncio.sleep(ack)
         return out
 
     def decrease_order_now(
@@ -1000,8 +1010,9 @@ class PaperClient:
                     400, ErrorCode.INVALID_COUNT, "reduce_to must be below the remaining count"
                 )
             by = rem - to
-        paper_decrease(self._orders, i, self._active, self._ctl, by)
-        self._order_event(i, POE_DECREASED if o["remaining"] > 0 else POE_CANCELED, self._clock())
+        paper_decrease(self._orders, self._extra, i, self._active, self._ctl, by)
+        event = POE_DECREASED if o["remaining"] > 0 else POE_CANCELED
+        self._order_event(i, event, self._clock())
         return {"order": self._order_json(i)}
 
     async def cancel_order(self, order_id: str) -> dict[str, Any]:
@@ -1010,9 +1021,12 @@ class PaperClient:
         Returns:
             ``{"order": {...}, "reduced_by_fp": "..."}``.
         """
-        await self._entry_delay()
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
         out = self.cancel_order_now(order_id)
-        await self._ack_delay()
+        if ack:
+            await asyncio.sleep(ack)
         return out
 
     def cancel_order_now(self, order_id: str) -> dict[str, Any]:
@@ -1021,9 +1035,9 @@ class PaperClient:
         self._tradable(int(self._orders[i]["market"]), cancel=True)
         if self._orders[i]["status"] != ORD_RESTING:
             raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id} is not resting")
-        n = paper_cancel(self._orders, i, self._active, self._ctl)
+        n = paper_cancel(self._orders, self._extra, i, self._active, self._ctl)
         self._order_event(i, POE_CANCELED, self._clock())
-        return {"order": self._order_json(i), "reduced_by_fp": format_count(n)}
+        return {"order": self._order_json(i), "reduced_by_fp": format_count(int(n))}
 
     async def batch_create_orders(self, orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """V2 batch create: each item succeeds or carries its own ``error``.
@@ -1033,19 +1047,19 @@ class PaperClient:
         """
         if not isinstance(orders, Sequence) or not 1 <= len(orders) <= MAX_BATCH:
             raise _err(400, ErrorCode.INVALID_PARAMETERS, f"a batch holds 1..{MAX_BATCH} orders")
-        await self._entry_delay()
-        out = []
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
+        out: list[dict[str, Any]] = []
         for req in orders:
             coid = req.get("client_order_id") if isinstance(req, Mapping) else None
             try:
-                out.append(
-                    {"client_order_id": coid, "order": self.create_order_now(req), "error": None}
-                )
+                item = {"client_order_id": coid, "order": self.create_order_now(req), "error": None}
             except KalshiApiError as exc:
-                out.append(
-                    {"client_order_id": coid, "order": None, "error": exc.to_json()["error"]}
-                )
-        await self._ack_delay()
+                item = {"client_order_id": coid, "order": None, "error": exc.to_json()["error"]}
+            out.append(item)
+        if ack:
+            await asyncio.sleep(ack)
         return {"orders": out}
 
     async def batch_cancel_orders(self, order_ids: Sequence[str]) -> dict[str, Any]:
@@ -1056,29 +1070,21 @@ class PaperClient:
         """
         if not isinstance(order_ids, Sequence) or not 1 <= len(order_ids) <= MAX_BATCH:
             raise _err(400, ErrorCode.INVALID_PARAMETERS, f"a batch holds 1..{MAX_BATCH} ids")
-        await self._entry_delay()
+        entry, ack = self._delays()
+        if entry:
+            await asyncio.sleep(entry)
         out: list[dict[str, Any]] = []
         for oid in order_ids:
             try:
                 r = self.cancel_order_now(oid)
-                out.append(
-                    {
-                        "order_id": oid,
-                        "order": r["order"],
-                        "reduced_by_fp": r["reduced_by_fp"],
-                        "error": None,
-                    }
-                )
+                item = {"order_id": oid, "order": r["order"], "reduced_by_fp": r["reduced_by_fp"]}
+                item["error"] = None
             except KalshiApiError as exc:
-                out.append(
-                    {
-                        "order_id": oid,
-                        "order": None,
-                        "reduced_by_fp": "0.00",
-                        "error": exc.to_json()["error"],
-                    }
-                )
-        await self._ack_delay()
+                item = {"order_id": oid, "order": None, "reduced_by_fp": "0.00"}
+                item["error"] = exc.to_json()["error"]
+            out.append(item)
+        if ack:
+            await asyncio.sleep(ack)
         return {"orders": out}
 
     # ================================================================== order groups
@@ -1106,7 +1112,7 @@ class PaperClient:
         """``GET /portfolio/order_groups/{id}``."""
         g = self._group_index(gid)
         grp = self._groups[g]
-        ids = [self._uuid[i] for i in range(self._n) if self._orders[i]["group"] == g]
+        ids = [self._uuid[i] for i in range(self._n) if self._extra[i]["group"] == g]
         return {
             "order_group_id": grp.gid,
             "contracts_limit_fp": format_count(grp.limit),
@@ -1146,8 +1152,8 @@ class PaperClient:
         self._groups[g].triggered = True
         for k in range(int(self._ctl[CTL_N_ACTIVE]) - 1, -1, -1):
             j = int(self._active[k])
-            if self._orders[j]["group"] == g and self._orders[j]["status"] == ORD_RESTING:
-                paper_cancel(self._orders, j, self._active, self._ctl)
+            if self._extra[j]["group"] == g and self._orders[j]["status"] == ORD_RESTING:
+                paper_cancel(self._orders, self._extra, j, self._active, self._ctl)
                 self._order_event(j, POE_CANCELED, now)
 
     def _check_group(self, g: int, now: int) -> None:
@@ -1158,56 +1164,52 @@ class PaperClient:
             self._trigger(g, now)
 
     # ================================================================== fills
+    # ================================================================== fills
     def _after_fills(self, n: int, now: int) -> None:
-        """Record the ``n`` fills in the scratch buffer: history, ring, events, groups."""
-        fills = self._fill_out[:n]
+        """Record the ``n`` engine fills in the scratch buffer: history, ring, events, groups."""
         if self._n_fills + n > self._fills.shape[0]:
-            grown = np.zeros(
-                max(2 * self._fills.shape[0], self._n_fills + n), dtype=PAPER_FILL_DTYPE
-            )
+            size = max(2 * self._fills.shape[0], self._n_fills + n)
+            grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
             grown[: self._n_fills] = self._fills[: self._n_fills]
             self._fills = grown
-        start = self._next_rec_id
-        fills["rec_id"] = np.arange(start, start + n)
+        off = self._n_fills
+        paper_record_fills(self._fill_out, n, self._fills, off, self._next_rec_id, now,
+                           self._extra)  # fmt: skip
         self._next_rec_id += n
-        self._fills[self._n_fills : self._n_fills + n] = fills
         self._n_fills += n
+        fills = self._fills[off : off + n]
         if self.rings is not None:
             self.rings.fills.push_batch(fills)
-        touched: dict[int, None] = {}
-        groups: dict[int, None] = {}
+        ids = fills["order_id"].tolist()
         publish = bool(self._subs or self._queues)
-        for k in range(n):
-            f = fills[k]
-            i = self._index_of_order_id(int(f["order_id"]))
-            touched[i] = None
-            g = int(self._orders[i]["group"])
-            if g >= 0:
-                self._groups[g].window.append((now, int(f["count"])))
-                self._groups[g].filled += int(f["count"])
-                groups[g] = None
-            if publish:
-                m = int(f["market"])
-                fj = self._fill_json(self._n_fills - n + k)
+        groups: dict[int, None] = {}
+        if self._groups:
+            counts = fills["count"].tolist()
+            for oid, c in zip(ids, counts, strict=True):
+                g = int(self._extra[oid - 1]["group"])  # order ids are dense from 1
+                if g >= 0:
+                    self._groups[g].window.append((now, c))
+                    self._groups[g].filled += c
+                    groups[g] = None
+        if publish:
+            for k in range(n):
+                m = int(fills[k]["market"])
+                fj = self._fill_json(off + k)
                 self._publish(shapes.fill_msg(fj, int(self._pos[m]["position"])))
-        for i in touched:
-            self._order_event(i, POE_FILLED, now)
+        for oid in dict.fromkeys(ids):
+            self._order_event(oid - 1, POE_FILLED, now)
         if publish:
             for m in {int(x) for x in fills["market"]}:
-                self._publish(
-                    shapes.position_msg(self.books.ticker_of(m), self._pos[m], self.config.user_id)
+                msg = shapes.position_msg(
+                    self.books.ticker_of(m), self._pos[m], self.config.user_id
                 )
+                self._publish(msg)
         for g in groups:
             self._check_group(g, now)
 
-    @staticmethod
-    def _index_of_order_id(oid: int) -> int:
-        # order ids are dense from 1 in creation order (a rejected order gives its id back)
-        return oid - 1
-
     def _fill_json(self, k: int) -> dict[str, Any]:
         f = self._fills[k]
-        i = self._index_of_order_id(int(f["order_id"]))
+        i = int(f["order_id"]) - 1
         return shapes.fill_json(
             f,
             fill_id=shapes.paper_uuid("fill", self.account_id, int(f["rec_id"])),
@@ -1218,16 +1220,16 @@ class PaperClient:
 
     # ================================================================== hot-path hooks
     def on_book_update(self, slots: np.ndarray | Sequence[int]) -> int:
-        """The feed changed the books of ``slots``: resting orders react.
+        """The feed changed the books of ``slots``: consumption and resting orders react.
 
-        Cheap by design: returns at once when nothing rests; one kernel call otherwise.
-        Pass an int64 array (e.g. the ``market`` column of the deltas just applied; repeats
-        are fine) to avoid a conversion.
+        Cheap by design: returns at once when nothing rests and nothing is consumed; one
+        kernel call otherwise.  Pass an int64 array (e.g. the ``market`` column of the
+        deltas just applied; repeats are fine) to avoid a conversion.
 
         Returns:
             Fills that happened.
         """
-        if self._ctl[CTL_N_ACTIVE] == 0:
+        if not self._watch:
             return 0
         if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
@@ -1236,26 +1238,16 @@ class PaperClient:
         total = 0
         while True:
             n = paper_on_book(
-                self._orders,
-                self._active,
-                self._ctl,
-                self._pos,
-                self.books.qty,
-                self.books.best,
-                self._consumed,
-                self._cons_seen,
-                slots,
-                self._dirty,
-                self._maker,
-                int(self.config.queue_model),
-                float(self.config.queue_power),
-                now,
-                self._fill_out,
-            )
+                self._orders, self._extra, self._active, self._ctl, self._pos, self.books.qty,
+                self.books.best, self._liq, self._fees, self._qm, self.config.start_cash,
+                slots, self._dirty, now // 1_000_000,
+                self._px, self._vq, self._fill_out,
+            )  # fmt: skip
             if n:
-                self._after_fills(n, now)
-            total += n
+                self._after_fills(int(n), now)
+            total += int(n)
             if n < self._fill_out.shape[0]:
+                self._watch = bool(needs_book_updates(self._liq, self._ctl))
                 return total
 
     def on_trades(self, recs: np.ndarray) -> int:
@@ -1271,17 +1263,18 @@ class PaperClient:
         self._sync_capacity()
         now = self._clock()
         n = paper_on_trades(
-            self._orders, self._active, self._ctl, self._pos, recs, self._maker, now, self._fill_out
-        )
+            self._orders, self._extra, self._active, self._ctl, self._pos, self._fees, self._qm,
+            self.config.start_cash, recs, now // 1_000_000, self._fill_out,
+        )  # fmt: skip
         if n:
-            self._after_fills(n, now)
+            self._after_fills(int(n), now)
         return int(n)
 
     # ================================================================== reads
     def get_balance(self) -> dict[str, Any]:
         """``GET /portfolio/balance``: balance = cash not held for resting orders."""
         cash = account_cash(self._pos, self.config.start_cash)
-        free = cash - account_reserved(self._orders, self._active, self._ctl)
+        free = cash - account_reserved(self._extra, self._active, self._ctl)
         value = self._positions_value()
         return {
             "balance": shapes.money_cents(free),
@@ -1324,16 +1317,16 @@ class PaperClient:
     def _cancel_where(self, slot: int, *, only_on_pause: bool) -> None:
         now = self._clock()
         for j in self._resting_in(slot):
-            if only_on_pause and not self._orders[j]["cancel_on_pause"]:
+            if only_on_pause and not self._extra[j]["cancel_on_pause"]:
                 continue
-            paper_cancel(self._orders, j, self._active, self._ctl)
+            paper_cancel(self._orders, self._extra, j, self._active, self._ctl)
             self._order_event(j, POE_CANCELED, now)
 
     def get_positions(self, ticker: str | None = None) -> dict[str, Any]:
-        """``GET /portfolio/positions``: markets with a position, volume or P&L."""
+        """``GET /portfolio/positions``: markets with a position, volume or P&L, by ticker."""
         now = self._clock()
         out = []
-        for m in sorted(self._markets):
+        for m in sorted(self._markets, key=lambda m: self._markets[m].ticker):
             p = self._pos[m]
             if ticker is not None and self._markets[m].ticker != ticker:
                 continue
@@ -1392,20 +1385,27 @@ class PaperClient:
         """Every fill so far (PAPER_FILL_DTYPE copy, oldest first)."""
         return self._fills[: self._n_fills].copy()
 
+    def settlements_array(self) -> np.ndarray:
+        """Every settlement so far (PAPER_SETTLEMENT_DTYPE, oldest first)."""
+        if not self._settle_recs:
+            return np.zeros(0, dtype=PAPER_SETTLEMENT_DTYPE)
+        return np.concatenate(self._settle_recs)
+
     def orders_array(self) -> np.ndarray:
-        """Every order so far (PAPER_ORDER_DTYPE copy)."""
+        """Every order so far (ORDER_DTYPE copy, index = order_id - 1)."""
         return self._orders[: self._n].copy()
 
+    # ================================================================== restart
     # ================================================================== restart
     def restore(self, saved: SavedAccount) -> None:
         """Rebuild this (fresh) client's account from its stored logs.
 
         Fills and settlements are replayed in rec_id order through the kernels the live
-        path uses (``paper_replay_fills`` books each fill with the same ``apply_fill``
-        call), so positions, cash and fees come back exactly.  Orders come back in their
-        last stored state; a resting order rejoins the back of its level's queue as the
-        book shows it now (the queue position itself is not persisted) and leaves its
-        order group (groups live in memory only).
+        path uses (``paper_replay_fills`` books each fill with the same
+        ``core.account.book_fill`` call and exact cash change as live), so positions, cash
+        and fees come back exactly.  Orders come back in their last stored state; a resting
+        order rejoins the back of its level's queue as the book shows it now (queue
+        positions are not persisted) and leaves its order group (groups live in memory).
 
         Raises:
             StoreError: the client already holds orders or fills, or the logs have a hole.
@@ -1413,6 +1413,7 @@ class PaperClient:
         if self._n or self._n_fills:
             raise StoreError("restore needs a fresh PaperClient")
         self.account_id = saved.account_id
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
         self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
         slot_of: dict[int, int] = {}
         for mid, ticker in saved.tickers.items():
@@ -1430,9 +1431,13 @@ class PaperClient:
             end = int(np.searchsorted(fills["rec_id"], s["rec_id"]))
             paper_replay_fills(self._pos, fills[start:end])
             start = end
-            paper_settle(self._orders, self._active, self._ctl, self._pos, int(s["market"]),
-                         int(s["result"]) == RESULT_YES)  # fmt: skip
+            yes = int(s["result"]) == RESULT_YES
+            paper_settle(
+                self._orders, self._extra, self._active, self._ctl, self._pos,
+                int(s["market"]), yes,
+            )  # fmt: skip
             self._settlements.append(self._settlement_json(s))
+            self._settle_recs.append(settles[[int(np.flatnonzero(settles == s)[0])]])
         paper_replay_fills(self._pos, fills[start:])
         self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
         self._fills[: fills.shape[0]] = fills
@@ -1442,37 +1447,37 @@ class PaperClient:
                 raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")
             self._restore_order(row, slot_of[int(row["market_id"])], saved, fills)
         self._next_rec_id = saved.max_rec_id + 1
+        self._watch = True
 
     def _restore_order(
         self, row: Mapping[str, Any], slot: int, saved: SavedAccount, fills: np.ndarray
     ) -> None:
         i = self._new_order(str(row["client_order_id"]))
-        o = self._orders[i]
-        for name in ("side", "action", "price", "count", "filled", "remaining", "tif",
-                     "status", "notional", "taker_fees", "maker_fees"):  # fmt: skip
-            o[name] = row[name]
-        o["market"] = slot
-        o["group"] = -1
-        o["ts"] = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
-        o["updated_ts"] = row["ts"]
+        created = saved.created_ts.get(int(row["order_id"]), int(row["ts"]))
         flags = int(row["flags"])
-        o["post_only"], o["reduce_only"] = flags & 1, (flags >> 1) & 1
-        o["stp"] = STP_MAKER if flags & 4 else STP_TAKER_AT_CROSS
-        o["cancel_on_pause"] = (flags >> 3) & 1
+        paper_init_order(self._orders, self._extra, i, created, slot, int(row["side"]),
+                         int(row["action"]), int(row["price"]), int(row["count"]),
+                         int(row["tif"]), flags, -1)  # fmt: skip
+        o = self._orders[i]
+        e = self._extra[i]
+        for name in ("filled", "remaining", "status", "notional", "fees", "taker_fees",
+                     "maker_fees", "rounding_acc"):  # fmt: skip
+            o[name] = row[name]
+        e["updated_ns"] = row["ts"]
         mine = fills[fills["order_id"] == o["order_id"]]
         for taker, key in ((1, "taker_cost"), (0, "maker_cost")):
             f = mine[mine["is_taker"] == taker]
-            o[key] = int((f["count"] * f["price"].astype(np.int64)).sum()) // 10
+            e[key] = int((f["count"] * f["price"].astype(np.int64) // 10).sum())
         if o["status"] != ORD_RESTING:
             return
-        bside = int(o["side"]) if o["action"] == ORDER_BUY else 1 - int(o["side"])
-        bprice = int(o["price"]) if o["action"] == ORDER_BUY else PRICE_MAX - int(o["price"])
-        level = int(self.books.qty[slot, bside, bprice])
-        o["queue_ahead"] = level
-        o["level_seen"] = level
-        position = int(self._pos[slot]["position"])
-        held_opp = -position if bside == SIDE_YES else position
-        o["reserve"] = required_collateral(int(o["remaining"]), bprice, max(held_opp, 0))
+        ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
+        queue_join(self._orders[i : i + 1], int(self.books.qty[slot, ladder, our]))
+        eff = effective_position(self._orders, self._active, self._ctl, self._pos, slot, i)
+        need = collateral_need(
+            eff, int(o["side"]), int(o["action"]), int(o["price"]), int(o["remaining"]),
+            self._fees[slot : slot + 1],
+        )  # fmt: skip
+        e["reserve"] = max(int(need), 0)
         k = int(self._ctl[CTL_N_ACTIVE])
         self._active[k] = i
         self._ctl[CTL_N_ACTIVE] = k + 1

@@ -21,8 +21,8 @@ from kalshi_rl.errors import StoreError
 # the columns of the current state of an order (its row with the highest rec_id)
 _ORDER_COLS = (
     "order_id", "market_id", "client_order_id", "order_group", "side", "action", "price",
-    "count", "filled", "remaining", "tif", "status", "flags", "notional", "taker_fees",
-    "maker_fees", "ts", "rec_id",
+    "count", "filled", "remaining", "tif", "status", "flags", "notional", "fees", "taker_fees",
+    "maker_fees", "rounding_acc", "ts", "rec_id",
 )  # fmt: skip
 
 
@@ -90,7 +90,8 @@ async def load_account(conn: asyncpg.Connection, account_id: int) -> SavedAccoun
         account_id,
     )
     fills = await conn.fetch(
-        "SELECT rec_id, ts, order_id, count, fee, market_id, price, side, action, is_taker"
+        "SELECT rec_id, ts, order_id, count, fee, trade_fee, rounding_fee, rebate, cash,"
+        " market_id, price, side, action, is_taker"
         " FROM paper_fills WHERE account_id = $1 ORDER BY rec_id",
         account_id,
     )
@@ -110,6 +111,8 @@ async def load_account(conn: asyncpg.Connection, account_id: int) -> SavedAccoun
         f = fill_arr[k]
         f["rec_id"], f["ts"], f["order_id"] = r["rec_id"], r["ts"], r["order_id"]
         f["count"], f["fee"], f["market"] = r["count"], r["fee"], r["market_id"]
+        f["trade_fee"], f["rounding_fee"] = r["trade_fee"], r["rounding_fee"]
+        f["rebate"], f["cash"] = r["rebate"], r["cash"]
         f["price"], f["side"], f["action"] = r["price"], r["side"], r["action"]
         f["is_taker"] = 1 if r["is_taker"] else 0
     set_arr = np.zeros(len(settles), dtype=PAPER_SETTLEMENT_DTYPE)

@@ -88,9 +88,21 @@ def book_side(side: int, action: int) -> str:
 
 
 def order_json(
-    o: np.void, *, order_id: str, client_order_id: str, ticker: str, user_id: str, group: str | None
+    o: np.void,
+    e: np.void,
+    *,
+    order_id: str,
+    client_order_id: str,
+    ticker: str,
+    user_id: str,
+    group: str | None,
 ) -> dict[str, Any]:
-    """One PAPER_ORDER_DTYPE record as Kalshi's REST ``order`` object (also ``user_order``)."""
+    """An ORDER_DTYPE record and its PAPER_ORDER_EXTRA_DTYPE row as Kalshi's REST ``order``.
+
+    The same object is the body of the ``user_order`` message.  ``taker_fees_dollars`` /
+    ``maker_fees_dollars`` are trade fees; ``fees_dollars`` is the net fee (trade fees plus
+    Kalshi's rounding fees minus rebates) the balance paid.
+    """
     side = int(o["side"])
     action = int(o["action"])
     yp = yes_price(side, int(o["price"]))
@@ -113,25 +125,26 @@ def order_json(
         "remaining_count_fp": format_count(int(o["remaining"])),
         "taker_fees_dollars": money_dollars(int(o["taker_fees"])),
         "maker_fees_dollars": money_dollars(int(o["maker_fees"])),
-        "taker_fill_cost_dollars": money_dollars(int(o["taker_cost"])),
-        "maker_fill_cost_dollars": money_dollars(int(o["maker_cost"])),
+        "fees_dollars": money_dollars(int(o["fees"])),
+        "taker_fill_cost_dollars": money_dollars(int(e["taker_cost"])),
+        "maker_fill_cost_dollars": money_dollars(int(e["maker_cost"])),
         "average_fill_price": avg_price_dollars(int(o["notional"]), int(o["filled"])),
         "time_in_force": TIF_NAMES[int(o["tif"])],
         "post_only": bool(o["post_only"]),
         "reduce_only": bool(o["reduce_only"]),
-        "self_trade_prevention_type": STP_NAMES.get(int(o["stp"]), "taker_at_cross"),
+        "self_trade_prevention_type": STP_NAMES.get(int(e["stp"]), "taker_at_cross"),
         "order_group_id": group,
-        "cancel_order_on_pause": bool(o["cancel_on_pause"]),
+        "cancel_order_on_pause": bool(e["cancel_on_pause"]),
         "expiration_time": None,
-        "created_time": iso_ns(int(o["ts"])),
-        "last_update_time": iso_ns(int(o["updated_ts"])),
+        "created_time": iso_ns(int(e["created_ns"])),
+        "last_update_time": iso_ns(int(e["updated_ns"])),
     }
 
 
 def fill_json(
     f: np.void, *, fill_id: str, order_id: str, client_order_id: str, ticker: str
 ) -> dict[str, Any]:
-    """One PAPER_FILL_DTYPE record as Kalshi's REST ``fill`` object."""
+    """One PAPER_FILL_DTYPE record as Kalshi's REST ``fill`` object (fee_cost = net fee)."""
     side = int(f["side"])
     action = int(f["action"])
     yp = yes_price(side, int(f["price"]))

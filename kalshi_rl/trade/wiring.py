@@ -78,6 +78,9 @@ async def attach_trading(
     shadow_reload: bool = False,
     poll_s: float = 2.0,
     fast: bool = True,
+    persist: bool = True,
+    market_times: dict[str, tuple[int, int]] | None = None,
+    trace: bool = False,
 ) -> Trading:
     """Build and start the paper client + actor on ``node`` (see the module docstring).
 
@@ -91,6 +94,10 @@ async def attach_trading(
         shadow_reload: deployments become the shadow candidate instead of trading.
         poll_s: the reloader's fallback poll period.
         fast: use the Numba fast path when the network allows it.
+        persist: False keeps everything in memory: no paper account row or writer, no
+            episodes, action records stay in the actor's ring (``kalshi-rl parity``).
+        market_times: ticker -> (open_ms, close_ms); default from the node's REST metadata.
+        trace: keep every decision's observation and action in ``actor.trace`` (parity).
 
     Raises:
         LiveTradingRefused: mode 'live'.  RegistryError / PolicyError: no usable model.
@@ -112,17 +119,19 @@ async def attach_trading(
         mv = await resolve_ref(conn, model_ref)
     loaded = await load_version(mv, fast=fast)
     pcfg = paper_config or PaperConfig()
-    async with node.pool.acquire() as conn:
-        account_id, created = await paper_store.open_account(
-            conn, account, pcfg.start_cash, pcfg.to_json()
-        )
-        saved = None if created else await paper_store.load_account(conn, account_id)
+    account_id, saved = 0, None
+    if persist:
+        async with node.pool.acquire() as conn:
+            account_id, created = await paper_store.open_account(
+                conn, account, pcfg.start_cash, pcfg.to_json()
+            )
+            saved = None if created else await paper_store.load_account(conn, account_id)
 
     def structure(t: str) -> PriceLevelStructure:
         s = node.meta.get(t, {}).get("price_level_structure")
         return parse_structure(s) if s else PriceLevelStructure.LINEAR_CENT
 
-    rings = PaperRings()
+    rings = PaperRings() if persist else None
     paper = create_trading_client(
         config.mode,
         node.books,
@@ -134,29 +143,45 @@ async def attach_trading(
     if saved is not None:
         paper.restore(saved)
         log.info("paper account %r (%d) rebuilt: cash %d", account, account_id, paper.cash)
-    from kalshi_rl.store import db
+    if rings is not None:
+        from kalshi_rl.store import db
 
-    root = Path(node.config.spill_dir) if node.config.spill_dir else db.default_data_dir() / "spill"
-    spill = root / f"paper-{account_id}"
+        root = (
+            Path(node.config.spill_dir)
+            if node.config.spill_dir
+            else db.default_data_dir() / "spill"
+        )
+        spill = root / f"paper-{account_id}"
 
-    def connect() -> Any:
-        return db.connect(node.dsn)
+        def connect() -> Any:
+            return db.connect(node.dsn)
 
-    writer = Writer(connect, rings.by_table(), account_id, node.books.ticker_of, spill_dir=spill)
-    node.writer.writers.append(writer)
-    writer.start()
+        writer = Writer(
+            connect, rings.by_table(), account_id, node.books.ticker_of, spill_dir=spill
+        )
+        node.writer.writers.append(writer)
+        writer.start()
     node.add_book_listener(paper.on_book_update)
     node.add_trade_listener(paper.on_trades)
-    store = EpisodeStore(node.pool, node.session_id, account_id, {"actor": _jsonable(config)})
-    times = {t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()}
+    store = (
+        EpisodeStore(node.pool, node.session_id, account_id, {"actor": _jsonable(config)})
+        if persist
+        else None
+    )
+    times = market_times or {
+        t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()
+    }
     grids = {t: _grid(structure(t)) for t in node.tickers}
     actor = Actor(
         node.books, paper, loaded, node.tickers, config,
         store=store, market_times=times, market_grids=grids,
     )  # fmt: skip
     sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
-    node.add_sink(sink)
+    if persist:
+        node.add_sink(sink)
     node.add_closer(actor.stop)
+    if trace:
+        actor.trace = []
     await actor.start()
     node.add_book_listener(actor.on_books)
     node.actor = actor

@@ -79,8 +79,8 @@ def test_fast_path_equals_sb3_on_recorded_observations(
     assert np.all(status == POLICY_OK)
     np.testing.assert_array_equal(acts, want)
     np.testing.assert_allclose(pr, probs, rtol=1e-5, atol=1e-6)
-    # the model is not trivial: it does not pick one action everywhere
-    assert len({tuple(a) for a in want}) > 1 or kwargs["net_arch"] == []
+    # the comparison is not trivial: the network's output depends on the observation
+    assert np.ptp(probs, axis=0).max() > 1e-3
 
 
 def test_torch_fallback_is_model_predict() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from stable_baselines3 import PPO
 
-from core.dtypes import ACT_BUY_YES, ACT_HOLD, ACT_SELL_NO, ACT_SELL_YES
+from core.dtypes import ACT_BUY_NO, ACT_BUY_YES, ACT_HOLD, ACT_SELL_NO, ACT_SELL_YES
 from core.features import N_MARKET_FEATURES
 from kalshi_rl import registry
 from kalshi_rl.config import CollectorConfig, FeedConfig
@@ -50,6 +50,30 @@ def flip_flop_model(cfg: EnvConfig, buy: int = ACT_BUY_YES, sell: int = ACT_SELL
         net.weight[buy, POS] = -10.0 * sign
         net.bias[sell] = 0.0
         net.weight[sell, POS] = 10.0 * sign
+    return model
+
+
+def imbalance_model(cfg: EnvConfig) -> Any:
+    """A PPO that reads only the book: buy YES on bid imbalance > 0.1, buy NO below -0.1.
+
+    Its actions depend on market features alone, so live and env actions must agree
+    wherever the observations' market part does, whatever the fills did.
+    """
+    from core.features import MARKET_FEATURE_NAMES
+
+    imb = MARKET_FEATURE_NAMES.index("imbalance_l1")
+    venv = KalshiVecEnv(random_walk_dataset(2, 50, seed=1), n_envs=1, config=cfg, seed=1)
+    model = PPO(
+        "MlpPolicy", venv, n_steps=16, batch_size=16, policy_kwargs={"net_arch": []}, device="cpu"
+    )
+    net = model.policy.action_net
+    assert isinstance(net, torch.nn.Linear)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.fill_(-5.0)
+        net.bias[ACT_HOLD] = 1.0
+        net.weight[ACT_BUY_YES, imb] = 10.0
+        net.weight[ACT_BUY_NO, imb] = -10.0
     return model
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from fractions import Fraction
-from math import ceil
+from math import ceil, floor
 from types import ModuleType
 
 import numpy as np
@@ -97,7 +97,73 @@ def order(
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ph() -> ModuleType:
     """This module: the helpers above."""
     return sys.modules[__name__]
+
+
+class RefAccount:
+    """An independent model of a Kalshi account, from fills (Fractions, not the engine).
+
+    Kalshi's rules (kalshi-protocol.md section 4): the trade fee rate * C * P * (1 - P) is
+    rounded up to $0.0001; the balance moves by (revenue - fee) floored to $0.01; the
+    rounding fees of one order accumulate and every whole cent above $0.01 is rebated.
+    A buy of the side opposite to the held one redeems YES+NO pairs for $1 each.
+    """
+
+    def __init__(self, cash_dollars: int, maker_rate: Fraction = Fraction(0)) -> None:
+        self.cash = Fraction(cash_dollars)
+        self.position: dict[int, int] = {}  # market -> count units, +YES / -NO
+        self.fees = Fraction(0)
+        self.acc: dict[int, Fraction] = {}
+        self.maker_rate = maker_rate
+
+    def fill(self, market: int, order_id: int, side: int, action: int, count: int,
+             price: int, is_taker: bool) -> None:  # fmt: skip
+        buy = action == 0
+        bought = side if buy else 1 - side
+        bprice = Fraction(price if buy else 1000 - price, 1000)
+        pos = self.position.get(market, 0)
+        held_opp = -pos if bought == SIDE_YES else pos
+        closed = min(count, max(held_opp, 0))
+        c = Fraction(count, 100)
+        revenue = Fraction(closed, 100) - c * bprice
+        rate = Fraction(7, 100) if is_taker else self.maker_rate
+        p = Fraction(price, 1000)
+        tfee = Fraction(ceil(rate * c * p * (1 - p) * 10_000), 10_000)
+        bc = revenue - tfee
+        floored = Fraction(floor(bc * 100), 100)
+        acc = self.acc.get(order_id, Fraction(0)) + (bc - floored)
+        rebate = Fraction(0)
+        while acc > Fraction(1, 100):
+            rebate += Fraction(1, 100)
+            acc -= Fraction(1, 100)
+        self.acc[order_id] = acc
+        self.cash += floored + rebate
+        # net fee = revenue - balance change; money has $0.0001 units, revenue can be finer
+        # (fractional contracts at sub-penny prices): the engine books the floor of it
+        self.fees += Fraction(floor((revenue - floored - rebate) * 10_000), 10_000)
+        self.position[market] = pos + (count if bought == SIDE_YES else -count)
+
+    def replay(self, fills: np.ndarray) -> RefAccount:
+        for f in fills:
+            self.fill(int(f["market"]), int(f["order_id"]), int(f["side"]), int(f["action"]),
+                      int(f["count"]), int(f["price"]), bool(f["is_taker"]))  # fmt: skip
+        return self
+
+    def settle(self, market: int, yes: bool) -> None:
+        pos = self.position.get(market, 0)
+        if (pos > 0 and yes) or (pos < 0 and not yes):
+            self.cash += Fraction(abs(pos), 100)
+        self.position[market] = 0
+
+    def cash_money(self) -> int:
+        m = self.cash * 10_000
+        assert m.denominator == 1, m
+        return int(m)
+
+    def fees_money(self) -> int:
+        m = self.fees * 10_000
+        assert m.denominator == 1, m
+        return int(m)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,23 +53,31 @@ async def test_actor_trades_and_the_account_equals_its_fills_and_survives_a_rest
             await until(lambda: nd.feed.books_valid() == 2, "books valid")
             await drive(sim, 60)
             await until(lambda: tr.actor.counts["fills"] >= 6, "the actor trades")
-            positions = {t: tr.actor.position(t) for t in sim.tickers}
-            cash, n_fills = tr.paper.cash, len(tr.paper.fills_array())
-            decisions = tr.actor.counts["decisions"]
-            episode, account_id = tr.actor.episode_id, tr.account_id
-            start = tr.paper.config.start_cash
+        # the node is closed: the actor stopped, the paper logs are flushed
+        positions = {t: tr.actor.position(t) for t in sim.tickers}
+        n_fills = len(tr.paper.fills_array())
+        decisions = tr.actor.counts["decisions"]
+        episode, account_id = tr.actor.episode_id, tr.account_id
+        start = tr.paper.config.start_cash
         # a restarted actor on the same account resumes with the same positions and cash
         async with node(sim, pg_dsn, tmp_path) as nd2:
             tr2 = await attach_trading(nd2, "flip", acfg, account="acct")
             assert tr2.account_id == account_id
-            assert {t: tr2.actor.position(t) for t in sim.tickers} == positions
-            assert tr2.paper.cash == cash
+            assert tr2.actor.resumed == positions  # before its first decision
+            rebuilt = tr2.paper.fills_array()[:n_fills]
+            before = tr.paper.fills_array()
+            for name in ("order_id", "count", "price", "side", "action", "cash", "fee"):
+                np.testing.assert_array_equal(rebuilt[name], before[name], err_msg=name)
             assert tr2.actor.episode_id != episode
+        # the account after both runs (the restarted actor trades on from where it was)
+        final = {t: tr2.actor.position(t) for t in sim.tickers}
+        final_cash, final_fills = tr2.paper.cash, len(tr2.paper.fills_array())
 
     rec = await recompute_from_fills(pg_dsn, account_id, start)
-    assert rec.n_fills == n_fills > 0
-    assert {t: p for t, p in rec.position.items() if p} == {t: p for t, p in positions.items() if p}
-    assert rec.cash == cash
+    assert rec.n_fills == final_fills >= n_fills > 0
+    assert {t: p for t, p in rec.position.items() if p} == {t: p for t, p in final.items() if p}
+    assert rec.cash == final_cash
+    assert rec.fees == int(tr2.paper.positions["fees_paid"].sum())
     conn = await db.connect(pg_dsn)
     try:
         n_rows = await conn.fetchval(

@@ -53,57 +53,56 @@ async def test_deploy_swaps_within_a_second_no_tick_lost_incompatible_refused_ro
     cfg = EnvConfig()
     v1 = await register(pg_dsn, tmp_path, "hot", flip_flop_model(cfg), cfg)
     acfg = ActorConfig(risk=RiskConfig(kill_file=str(tmp_path / "kill")))
-    async with SimExchange(SimConfig(n_markets=2, autostart=False, seed=5)) as sim:
-        async with node(sim, pg_dsn, tmp_path) as nd:
-            tr = await attach_trading(nd, "hot", acfg, account="r", poll_s=60.0)
-            actor, reloader = tr.actor, tr.reloader
-            assert reloader is not None and reloader.listening
-            counter = TickCounter(nd.books, {int(s) for s in actor.slots})
-            nd.add_book_listener(counter)
-            driver = asyncio.create_task(keep_driving(sim))
-            try:
-                await until(lambda: actor.counts["decisions"] > 20, "decisions on v1")
-                v2 = await register(
-                    pg_dsn, tmp_path, "hot", flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO), cfg
-                )
-                t0 = time.monotonic()
-                await until(lambda: actor.model.version == 2, "swap to v2", timeout=10)
-                swap_s = time.monotonic() - t0
-                assert swap_s < 1.0, f"swap took {swap_s:.3f} s"  # the issue's bound
-                assert actor.model.model_id == v2.id
-                at_swap = actor.counts["decisions"]
-                await until(lambda: actor.counts["decisions"] > at_swap + 20, "decisions on v2")
+    sim = SimExchange(SimConfig(n_markets=2, autostart=False, seed=5))
+    async with sim, node(sim, pg_dsn, tmp_path) as nd:
+        tr = await attach_trading(nd, "hot", acfg, account="r", poll_s=60.0)
+        actor, reloader = tr.actor, tr.reloader
+        assert reloader is not None and reloader.listening
+        counter = TickCounter(nd.books, {int(s) for s in actor.slots})
+        nd.add_book_listener(counter)
+        at_start = actor.counts["decisions"]  # books already valid at start decide at once
+        driver = asyncio.create_task(keep_driving(sim))
+        try:
+            await until(lambda: actor.counts["decisions"] > 20, "decisions on v1")
+            v2 = await register(
+                pg_dsn, tmp_path, "hot", flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO), cfg
+            )
+            t0 = time.monotonic()
+            await until(lambda: actor.model.version == 2, "swap to v2", timeout=10)
+            swap_s = time.monotonic() - t0
+            assert swap_s < 1.0, f"swap took {swap_s:.3f} s"  # the issue's bound
+            assert actor.model.model_id == v2.id
+            at_swap = actor.counts["decisions"]
+            await until(lambda: actor.counts["decisions"] > at_swap + 20, "decisions on v2")
 
-                # an incompatible version (MultiDiscrete actions) is refused; v2 keeps trading
-                bad, bad_cfg = multi_model()
-                await register(pg_dsn, tmp_path, "hot", bad, bad_cfg)
-                await until(lambda: reloader.refused == 1, "refusal", timeout=10)
-                assert actor.model.version == 2
-                assert (
-                    "action space" in actor.refusals[-1] and "keeps trading" in actor.refusals[-1]
-                )
-                n = actor.counts["decisions"]
-                await until(lambda: actor.counts["decisions"] > n + 10, "trading continues")
+            # an incompatible version (MultiDiscrete actions) is refused; v2 keeps trading
+            bad, bad_cfg = multi_model()
+            await register(pg_dsn, tmp_path, "hot", bad, bad_cfg)
+            await until(lambda: reloader.refused == 1, "refusal", timeout=10)
+            assert actor.model.version == 2
+            assert "action space" in actor.refusals[-1] and "keeps trading" in actor.refusals[-1]
+            n = actor.counts["decisions"]
+            await until(lambda: actor.counts["decisions"] > n + 10, "trading continues")
 
-                # an observation layout that differs is refused too
-                ident = env_identity(cfg)
-                ident["features"] = list(reversed(ident["features"]))
-                await register(pg_dsn, tmp_path, "hot", flip_flop_model(cfg), cfg, identity=ident)
-                await until(lambda: reloader.refused == 2, "obs refusal", timeout=10)
-                assert "observation config hash" in actor.refusals[-1]
+            # an observation layout that differs is refused too
+            ident = env_identity(cfg)
+            ident["features"] = list(reversed(ident["features"]))
+            await register(pg_dsn, tmp_path, "hot", flip_flop_model(cfg), cfg, identity=ident)
+            await until(lambda: reloader.refused == 2, "obs refusal", timeout=10)
+            assert "observation config hash" in actor.refusals[-1]
 
-                assert await actor.rollback() is None
-                assert actor.model.version == 1
-                n = actor.counts["decisions"]
-                await until(lambda: actor.counts["decisions"] > n + 10, "decisions after rollback")
-            finally:
-                driver.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await driver
-            decisions = actor.counts["decisions"]
-            skipped = sum(v for k, v in actor.counts.items() if k.startswith("skip_"))
-            assert skipped == 0
-            assert decisions == counter.due  # no tick lost, across three swaps
+            assert await actor.rollback() is None
+            assert actor.model.version == 1
+            n = actor.counts["decisions"]
+            await until(lambda: actor.counts["decisions"] > n + 10, "decisions after rollback")
+        finally:
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        decisions = actor.counts["decisions"]
+        skipped = sum(v for k, v in actor.counts.items() if k.startswith("skip_"))
+        assert skipped == 0
+        assert decisions == at_start + counter.due  # no tick lost, across three swaps
     conn = await db.connect(pg_dsn)
     try:
         eps = await conn.fetch(
@@ -114,7 +113,7 @@ async def test_deploy_swaps_within_a_second_no_tick_lost_incompatible_refused_ro
     finally:
         await conn.close()
     assert [e["model_version"] for e in eps] == [1, 2, 1]
-    assert sum(e["n"] for e in eps) == decisions
+    assert sum(e["n"] for e in eps) == actor.counts["decisions"]  # incl. the stop's last batch
     assert all(e["n"] == e["top"] == e["n_actions"] for e in eps)  # steps 1..n, none missing
     assert v1.id != v2.id
 
@@ -125,28 +124,28 @@ async def test_shadow_candidate_decides_beside_live_without_trading(
     cfg = EnvConfig()
     await register(pg_dsn, tmp_path, "sh", flip_flop_model(cfg), cfg)
     acfg = ActorConfig(risk=RiskConfig(kill_file=str(tmp_path / "kill")))
-    async with SimExchange(SimConfig(n_markets=2, autostart=False, seed=6)) as sim:
-        async with node(sim, pg_dsn, tmp_path) as nd:
-            tr = await attach_trading(nd, "sh", acfg, account="s", shadow_reload=True)
-            actor = tr.actor
-            driver = asyncio.create_task(keep_driving(sim))
-            try:
-                await until(lambda: actor.counts["decisions"] > 5, "decisions")
-                await register(
-                    pg_dsn, tmp_path, "sh", flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO), cfg
-                )
-                await until(lambda: actor.shadow is not None, "shadow loaded", timeout=10)
-                assert actor.model.version == 1 and actor.shadow is not None
-                assert actor.shadow.version == 2
-                await until(lambda: actor.counts["shadow_decisions"] > 20, "shadow decides")
-            finally:
-                driver.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await driver
-            # the live account holds only YES (v1 buys YES); v2's NO trades stayed virtual
-            pos = tr.paper.positions
-            assert all(int(pos[int(s)]["position"]) >= 0 for s in actor.slots)
-            shadow_positions = actor._shadow_pos["position"]
+    sim = SimExchange(SimConfig(n_markets=2, autostart=False, seed=6))
+    async with sim, node(sim, pg_dsn, tmp_path) as nd:
+        tr = await attach_trading(nd, "sh", acfg, account="s", shadow_reload=True)
+        actor = tr.actor
+        driver = asyncio.create_task(keep_driving(sim))
+        try:
+            await until(lambda: actor.counts["decisions"] > 5, "decisions")
+            await register(
+                pg_dsn, tmp_path, "sh", flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO), cfg
+            )
+            await until(lambda: actor.shadow is not None, "shadow loaded", timeout=10)
+            assert actor.model.version == 1 and actor.shadow is not None
+            assert actor.shadow.version == 2
+            await until(lambda: actor.counts["shadow_decisions"] > 20, "shadow decides")
+        finally:
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        # the live account holds only YES (v1 buys YES); v2's NO trades stayed virtual
+        pos = tr.paper.positions
+        assert all(int(pos[int(s)]["position"]) >= 0 for s in actor.slots)
+        shadow_positions = actor._shadow_pos["position"]
     conn = await db.connect(pg_dsn)
     try:
         rows = await conn.fetch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -44,12 +45,16 @@ async def test_taker_bid_walks_the_no_ladder_with_fees_per_fill(ph: Any) -> None
     assert r["remaining_count"] == "2.00"
     assert r["status"] == "canceled"
     assert r["average_fill_price"] == "0.4650"
-    fees = ph.fee_money(700, 450) + ph.fee_money(300, 500)
-    cost = (700 * 450 + 300 * 500) // 10
-    assert c.cash == 1000 * MONEY_SCALE - cost - fees
+    # Kalshi's worked rule: 7 @ 0.45 pays 3.15 + fee 0.1213 = 3.2713 -> 3.28 (rounding
+    # 0.0087); 3 @ 0.50 pays 1.50 + 0.0525 -> 1.56 (0.0075); the order's accumulator passes
+    # $0.01, so one cent comes back: 4.83 in all.
+    assert ph.fee_money(700, 450) == 1213 and ph.fee_money(300, 500) == 525
+    assert c.cash == 1000 * MONEY_SCALE - 48_300
     pos = c.get_positions()["market_positions"][0]
     assert pos["position_fp"] == "10.00"
-    assert pos["fees_paid_dollars"] == f"0.{fees:04d}"
+    assert pos["fees_paid_dollars"] == "0.1800"  # 4.83 - 4.65 of contracts
+    ref = ph.RefAccount(1000).replay(c.fills_array())
+    assert ref.cash_money() == c.cash and ref.fees_money() == c.positions[0]["fees_paid"]
     fills = c.get_fills()["fills"]
     assert [(f["count_fp"], f["yes_price_dollars"], f["is_taker"]) for f in fills] == [
         ("3.00", "0.5000", True),
@@ -66,25 +71,36 @@ async def test_taker_ask_hits_yes_bids_and_closes_a_long_position(ph: Any) -> No
     assert r["fill_count"] == "5.00" and r["average_fill_price"] == "0.4000"
     pos = c.get_positions()["market_positions"][0]
     assert pos["position_fp"] == "0.00"
-    # closing 5 YES: receive 5 x 0.40, pay the taker fee
-    assert c.cash == cash + 5 * 4000 - ph.fee_money(500, 400)
+    # closing 5 YES: receive 5 x 0.40 = 2.00 less the 0.084 fee -> 1.916, floored to 1.91
+    assert ph.fee_money(500, 400) == 840
+    assert c.cash == cash + 19_100
+    ref = ph.RefAccount(1000).replay(c.fills_array())
+    assert ref.cash_money() == c.cash and ref.position[0] == 0
 
 
-async def test_consumed_liquidity_stays_taken_until_the_level_changes(ph: Any) -> None:
+async def test_consumed_liquidity_stays_taken_until_the_level_empties(ph: Any) -> None:
     c, books, _ = client(ph)
     slot = books.slots["T"]
-    await c.create_order(
-        **ph.order(coid="a", count="7.00", price="0.4500", tif="immediate_or_cancel")
-    )
-    r = await c.create_order(
-        **ph.order(coid="b", count="7.00", price="0.4500", tif="immediate_or_cancel")
-    )
-    assert r["fill_count"] == "0.00"  # the book still shows 7 @ 0.55 NO, but we took them
-    ph.delta(books, slot, SIDE_NO, 550, -200)  # the level changed: 5 left in the recorded book
-    r = await c.create_order(
-        **ph.order(coid="c", count="7.00", price="0.4500", tif="immediate_or_cancel")
-    )
-    assert r["fill_count"] == "5.00"
+
+    async def take(coid: str) -> str:
+        r = await c.create_order(
+            **ph.order(coid=coid, count="7.00", price="0.4500", tif="immediate_or_cancel")
+        )
+        return str(r["fill_count"])
+
+    assert await take("a") == "7.00"
+    assert await take("b") == "0.00"  # the book still shows 7 @ 0.55 NO, but we took them
+    ph.delta(books, slot, SIDE_NO, 550, -200)  # 5 left: still all ours (the book lags us)
+    c.on_book_update([slot])
+    assert await take("c") == "0.00"
+    ph.delta(books, slot, SIDE_NO, 550, 400)  # 4 new contracts arrive behind
+    c.on_book_update([slot])
+    assert await take("d") == "2.00"  # 9 shown - 7 taken
+    ph.delta(books, slot, SIDE_NO, 550, -900)  # the level empties: the book caught up
+    c.on_book_update([slot])
+    ph.delta(books, slot, SIDE_NO, 550, 500)
+    c.on_book_update([slot])
+    assert await take("e") == "5.00"
 
 
 async def test_fill_or_kill_fills_all_or_nothing(ph: Any) -> None:
@@ -127,10 +143,12 @@ async def test_maker_fees_only_where_the_series_charges_them(ph: Any) -> None:
     await c.create_order(**ph.order(count="2.00", price="0.4000"))
     c.on_trades(ph.trade(slot, 390, TAKER_NO, 200))
     f = c.get_fills()["fills"][0]
-    assert (
-        f["fee_cost"]
-        == f"0.{ph.fee_money(200, 400, rate=__import__('fractions').Fraction(7, 400)):04d}"
-    )
+    # maker trade fee 0.0175 x 2 x 0.4 x 0.6 = 0.0084; the balance moves by -0.8084 floored
+    # to -0.81: the net fee is 0.01
+    assert c.fills_array()[0]["trade_fee"] == ph.fee_money(200, 400, rate=Fraction(7, 400)) == 84
+    assert f["fee_cost"] == "0.0100"
+    ref = ph.RefAccount(1000, maker_rate=Fraction(7, 400)).replay(c.fills_array())
+    assert ref.cash_money() == c.cash
 
 
 async def test_cancels_ahead_shrink_the_conservative_queue_only_to_the_level(ph: Any) -> None:
@@ -146,7 +164,7 @@ async def test_cancels_ahead_shrink_the_conservative_queue_only_to_the_level(ph:
 
 async def test_probabilistic_queue_advances_faster_than_conservative(ph: Any) -> None:
     fills = {}
-    for model in (QueueModel.CONSERVATIVE, QueueModel.PROB):
+    for model in (QueueModel.CONSERVATIVE, QueueModel.PROB_POWER):
         c, books, _ = client(ph, queue_model=model)
         slot = books.slots["T"]
         await c.create_order(**ph.order(count="1.00", price="0.4000"))
@@ -156,7 +174,7 @@ async def test_probabilistic_queue_advances_faster_than_conservative(ph: Any) ->
         c.on_book_update([slot])
         fills[model] = c.on_trades(ph.trade(slot, 400, TAKER_NO, 800))
     assert fills[QueueModel.CONSERVATIVE] == 0  # 10 still ahead of us
-    assert fills[QueueModel.PROB] == 1  # some of the cancels were ahead
+    assert fills[QueueModel.PROB_POWER] == 1  # some of the cancels were ahead
 
 
 async def test_crossing_liquidity_fills_a_resting_order_as_maker(ph: Any) -> None:
@@ -477,7 +495,7 @@ def test_create_trading_client_paper_and_live(ph: Any) -> None:
 
 
 async def test_entry_latency_matches_against_the_book_at_arrival(ph: Any) -> None:
-    c, books, _ = client(ph, latency=LatencyModel(entry_ms=50.0))
+    c, books, _ = client(ph, latency=LatencyModel(entry_ms=(50, 50)))
     slot = books.slots["T"]
     task = asyncio.create_task(c.create_order(**ph.order(count="7.00", price="0.4500")))
     await asyncio.sleep(0)  # the order is on its way

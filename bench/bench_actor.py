@@ -1,0 +1,249 @@
+"""Actor decision latency (book update -> order accepted by the paper client) and swap time.
+
+Decision latency: one market on a real BookSet, a real PaperClient and a real Actor whose
+model (flip-flop weights: buy when flat, sell when holding) sends an IOC order on every
+decision.  Each iteration applies one delta to the book (the touch level moves by one
+unit, so the paper client's liquidity memory is refreshed), calls the actor's book
+listener as the live node does, and stops the clock when ``on_books`` returns -- after
+the paper client accepted (and filled) the order.  Fast path (core.policy, Numba) and the
+torch fallback (``model.predict``) side by side, same everything else.
+
+Swap: a real PostgreSQL (embedded, temp dir), the registry's deploy NOTIFY, the
+Reloader; time from the NOTIFY reaching the actor's connection to the swap, and from the
+deploy's commit to the swap.
+
+Run:
+    python bench/bench_actor.py            # table + floors check
+    pytest bench/bench_actor.py -q         # the same floors as a test
+Floors (issue #13, 2 cores): fast p99 <= 200 us and >= 10x faster than model.predict;
+swap within 0.5 s of the deploy NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "kalshi_rl" / "trade"))
+sys.path.insert(0, str(ROOT))
+
+from core.book import BookSet  # noqa: E402
+from core.dtypes import DELTA_DTYPE, SIDE_NO, SIDE_YES, SNAPSHOT_LEVEL_DTYPE  # noqa: E402
+
+P99_FLOOR_US = 200.0
+RATIO_FLOOR = 10.0
+SWAP_FLOOR_S = 0.5
+
+
+def _book() -> tuple[BookSet, int]:
+    books = BookSet(4)
+    slot = books.slot("BENCH")
+    rows = []
+    for i in range(10):
+        rows.append((SIDE_YES, 480 - 10 * i, 10_000_000))
+        rows.append((SIDE_NO, 500 - 10 * i, 10_000_000))
+    lv = np.zeros(len(rows), dtype=SNAPSHOT_LEVEL_DTYPE)
+    lv["market"] = slot
+    lv["side"], lv["price"], lv["qty"] = zip(*rows, strict=True)
+    lv["recv_ts"] = time.time_ns()
+    assert books.apply_snapshot(slot, lv) == 0
+    return books, slot
+
+
+def _actor(fast: bool, tmp: Path) -> tuple[Any, BookSet, int]:
+    from actor_support import flip_flop_model
+
+    from kalshi_rl.env.config import EnvConfig
+    from kalshi_rl.trade.actor import Actor, ActorConfig
+    from kalshi_rl.trade.paper import MarketInfo, PaperClient
+    from kalshi_rl.trade.policy import load_model
+    from kalshi_rl.trade.risk import RiskConfig
+    from kalshi_rl.train.run import env_identity
+
+    cfg = EnvConfig()
+    path = tmp / f"bench-{fast}.zip"
+    flip_flop_model(cfg).save(path)
+    model = load_model(path, env_config=env_identity(cfg), name="bench", version=1, fast=fast)
+    books, slot = _book()
+    paper = PaperClient(books, markets=[MarketInfo("BENCH")])
+    actor = Actor(
+        books, paper, model, ["BENCH"],
+        ActorConfig(risk=RiskConfig(kill_file=str(tmp / "kill"))),
+    )  # fmt: skip
+    actor._stopped = False  # decisions without the async start (no episode store)
+    return actor, books, slot
+
+
+def decision_latency(fast: bool, n: int = 3000, warm: int = 200) -> np.ndarray:
+    """Latencies (us) of ``n`` book update -> order accepted round trips."""
+    with tempfile.TemporaryDirectory() as d:
+        actor, books, slot = _actor(fast, Path(d))
+        rec = np.zeros(1, dtype=DELTA_DTYPE)
+        rec["market"], rec["side"], rec["price"] = slot, SIDE_YES, 480
+        slots = np.array([slot], dtype=np.int32)
+        out = np.empty(n, dtype=np.float64)
+        sent0 = 0
+        for k in range(n + warm):
+            if k == warm:
+                sent0 = actor.counts["orders"]
+            rec["delta"] = 1 if k % 2 == 0 else -1
+            rec["recv_ts"] = time.time_ns()
+            t0 = time.perf_counter_ns()
+            books.apply_deltas(rec)
+            actor.on_books(slots)
+            t1 = time.perf_counter_ns()
+            if k >= warm:
+                out[k - warm] = (t1 - t0) / 1e3
+        sent = actor.counts["orders"] - sent0
+        if sent != n:
+            raise AssertionError(f"only {sent} of {n} decisions sent an order")
+        return out
+
+
+def inference_latency(n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """(fast, predict) latencies (us) of the policy step alone, on recorded observations."""
+    with tempfile.TemporaryDirectory() as d:
+        actor, books, slot = _actor(True, Path(d))
+        obs = []
+        rec = np.zeros(1, dtype=DELTA_DTYPE)
+        rec["market"], rec["side"], rec["price"] = slot, SIDE_YES, 480
+        slots = np.array([slot], dtype=np.int32)
+        for k in range(64):  # observations the actor built (both account states)
+            rec["delta"] = 1 if k % 2 == 0 else -1
+            books.apply_deltas(rec)
+            actor.on_books(slots)
+            obs.append(actor._obs.copy())
+        fast = actor.model.policy
+        sb3 = actor.model.sb3
+        out_f = np.empty(n)
+        out_t = np.empty(n)
+        for k in range(n + 100):
+            o = obs[k % len(obs)]
+            t0 = time.perf_counter_ns()
+            fast.decide(o)
+            t1 = time.perf_counter_ns()
+            sb3.predict(o, deterministic=True)
+            t2 = time.perf_counter_ns()
+            if k >= 100:
+                out_f[k - 100] = (t1 - t0) / 1e3
+                out_t[k - 100] = (t2 - t1) / 1e3
+        return out_f, out_t
+
+
+async def swap_latency(rounds: int = 3) -> tuple[list[float], list[float]]:
+    """(NOTIFY -> swapped, deploy commit -> swapped) seconds, ``rounds`` deployments."""
+    from actor_support import flip_flop_model, register
+
+    from core.dtypes import ACT_BUY_NO, ACT_SELL_NO
+    from kalshi_rl.env.config import EnvConfig
+    from kalshi_rl.store import db
+    from kalshi_rl.trade.reload import Reloader, load_version
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        dsn = db.start_embedded(tmp / "pg")
+        try:
+            conn = await db.connect(dsn)
+            await db.migrate(conn)
+            await conn.close()
+            cfg = EnvConfig()
+            mv = await register(dsn, tmp, "swap", flip_flop_model(cfg), cfg)
+            pool = await db.create_pool(dsn)
+            actor, _books, _slot = _actor(True, tmp)
+            actor._live.model = await load_version(mv)
+            rel = Reloader(actor, pool, poll_s=60.0)
+            await rel.start()
+            from_notify, from_commit = [], []
+            for r in range(rounds):
+                model = flip_flop_model(cfg, *((ACT_BUY_NO, ACT_SELL_NO) if r % 2 == 0 else ()))
+                t0 = time.monotonic()
+                await register(dsn, tmp, "swap", model, cfg)
+                while rel.swaps < r + 1:
+                    await asyncio.sleep(0.001)
+                from_commit.append(time.monotonic() - t0)
+                from_notify.append(float(rel.last_swap_s or 0.0))
+            await rel.close()
+            await pool.close()
+            return from_notify, from_commit
+        finally:
+            db.stop_embedded(tmp / "pg")
+
+
+def report() -> dict[str, float]:
+    fast = decision_latency(True)
+    slow = decision_latency(False, n=600, warm=50)
+    notify, commit = asyncio.run(swap_latency())
+    inf_f, inf_t = inference_latency()
+    res = {
+        "infer_fast_p50_us": float(np.percentile(inf_f, 50)),
+        "infer_fast_p99_us": float(np.percentile(inf_f, 99)),
+        "infer_predict_p50_us": float(np.percentile(inf_t, 50)),
+        "infer_predict_p99_us": float(np.percentile(inf_t, 99)),
+        "fast_p50_us": float(np.percentile(fast, 50)),
+        "fast_p99_us": float(np.percentile(fast, 99)),
+        "torch_p50_us": float(np.percentile(slow, 50)),
+        "torch_p99_us": float(np.percentile(slow, 99)),
+        "swap_from_notify_s": max(notify),
+        "swap_from_commit_s": max(commit),
+    }
+    res["p99_ratio"] = res["torch_p99_us"] / res["fast_p99_us"]
+    res["p50_ratio"] = res["torch_p50_us"] / res["fast_p50_us"]
+    res["infer_p99_ratio"] = res["infer_predict_p99_us"] / res["infer_fast_p99_us"]
+    return res
+
+
+def check(res: dict[str, float]) -> list[str]:
+    bad = []
+    if res["fast_p99_us"] > P99_FLOOR_US:
+        bad.append(f"fast p99 {res['fast_p99_us']:.1f} us > {P99_FLOOR_US} us")
+    if res["infer_p99_ratio"] < RATIO_FLOOR:
+        bad.append(f"fast policy only {res['infer_p99_ratio']:.1f}x faster than predict (p99)")
+    if res["swap_from_notify_s"] > SWAP_FLOOR_S:
+        bad.append(f"swap {res['swap_from_notify_s']:.3f} s after NOTIFY > {SWAP_FLOOR_S} s")
+    return bad
+
+
+def test_actor_floors() -> None:
+    res = report()
+    print(res)
+    assert not check(res), check(res)
+
+
+def main() -> None:
+    res = report()
+    print("decision latency, book update -> order accepted by the paper client (us)")
+    print(
+        f"  fast path (core.policy)  p50 {res['fast_p50_us']:8.1f}  p99 {res['fast_p99_us']:8.1f}"
+    )
+    print(
+        f"  model.predict (torch)    p50 {res['torch_p50_us']:8.1f}  p99 {res['torch_p99_us']:8.1f}"
+    )
+    print(f"  ratio                    p50 {res['p50_ratio']:8.1f}x p99 {res['p99_ratio']:8.1f}x")
+    print("policy step alone (us)")
+    print(
+        f"  fast path                p50 {res['infer_fast_p50_us']:8.1f}"
+        f"  p99 {res['infer_fast_p99_us']:8.1f}"
+    )
+    print(
+        f"  model.predict            p50 {res['infer_predict_p50_us']:8.1f}"
+        f"  p99 {res['infer_predict_p99_us']:8.1f}"
+    )
+    print(f"  ratio                    p99 {res['infer_p99_ratio']:8.1f}x")
+    print(
+        f"swap: NOTIFY -> swapped {res['swap_from_notify_s'] * 1e3:.0f} ms,"
+        f" deploy commit -> swapped {res['swap_from_commit_s'] * 1e3:.0f} ms (worst of 3)"
+    )
+    bad = check(res)
+    print("floors: " + ("OK" if not bad else "; ".join(bad)))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""Train/live parity: what the actor sees and does live equals what the env saw and did.
+
+One recorded feed session is checked end to end:
+
+1. **Dataset** -- ``store.history.load_history`` over the session's markets and exchange
+   time window, ``cadence_updates = N``, every segment kept (``min_segment = 1``): the
+   decision points and market features training would get.
+2. **Live** -- the sim serves the session in replay mode (``kalshi_rl.sim.replay``); a
+   ``LiveNode`` that does not record (``record=False``) feeds its books; the paper client
+   and the actor (``tick_updates = N``, nothing persisted) trade on them.  The replay is
+   stepped one recorded event at a time and each is awaited until the feed applied it,
+   so the actor sees every intermediate book (as the dataset replay does).
+3. **Backtest** -- the env (``KalshiTradingEnv``, the model's own ``EnvConfig``) runs each
+   segment with the same model's deterministic action (``model.predict``).
+
+The report compares, market by market and decision point by decision point: the count
+of decision points, market features (bit-identical: float32 bits), full observations
+(market + account features, bit-identical), actions, fills and P&L (paper vs backtest).
+Account features, fills and P&L can only agree while the paper client's fills equal the
+env's (same book, no latency, same fee rules); the report lists where they part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.dtypes import NO_TS
+from core.features import ACCOUNT_FEATURE_NAMES, MARKET_FEATURE_NAMES, N_MARKET_FEATURES
+from kalshi_rl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FEATURE_NAMES = (*MARKET_FEATURE_NAMES, *ACCOUNT_FEATURE_NAMES)
+F_TTC = MARKET_FEATURE_NAMES.index("ttc")
+MAX_LISTED = 20  # divergences listed per kind (all are counted)
+
+
+@dataclass
+class MarketParity:
+    """Per-market comparison."""
+
+    ticker: str
+    dataset_rows: int = 0
+    live_decisions: int = 0
+    compared: int = 0
+    market_feature_mismatches: int = 0
+    ttc_from_receipt: int = 0  # ttc differs only because the book's time was its receipt
+    observation_mismatches: int = 0
+    action_mismatches: int = 0
+    env_trades: int = 0
+    paper_fills: int = 0
+    env_pnl: int = 0  # money
+    paper_pnl: int = 0  # money
+
+
+@dataclass
+class ParityReport:
+    """The outcome of one parity run (``ok`` when observations and actions all agree)."""
+
+    session_id: int
+    model: str
+    cadence_updates: int
+    markets: list[MarketParity] = field(default_factory=list)
+    divergences: list[str] = field(default_factory=list)
+    events_replayed: int = 0
+
+    @property
+    def decision_points(self) -> int:
+        return sum(m.dataset_rows for m in self.markets)
+
+    @property
+    def market_features_identical(self) -> bool:
+        return all(
+            m.market_feature_mismatches == 0 and m.dataset_rows == m.live_decisions
+            for m in self.markets
+        )
+
+    @property
+    def observations_identical(self) -> bool:
+        return self.market_features_identical and all(
+            m.observation_mismatches == 0 for m in self.markets
+        )
+
+    @property
+    def actions_equal(self) -> bool:
+        return all(m.action_mismatches == 0 for m in self.markets)
+
+    @property
+    def ok(self) -> bool:
+        return self.observations_identical and self.actions_equal
+
+    def note(self, msg: str) -> None:
+        if len(self.divergences) < MAX_LISTED * 4:
+            self.divergences.append(msg)
+
+    def text(self) -> str:
+        """The human report."""
+        lines = [
+            f"parity of session {self.session_id} with {self.model}"
+            f" (cadence {self.cadence_updates} updates, {self.events_replayed} events replayed)",
+            f"{'market':<28} {'rows':>6} {'live':>6} {'mkt!=':>6} {'ttc*':>5} {'obs!=':>6}"
+            f" {'act!=':>6}"
+            f" {'env tr':>6} {'fills':>6} {'env P&L $':>10} {'paper P&L $':>11}",
+        ]
+        for m in self.markets:
+            lines.append(
+                f"{m.ticker:<28} {m.dataset_rows:>6} {m.live_decisions:>6}"
+                f" {m.market_feature_mismatches:>6} {m.ttc_from_receipt:>5}"
+                f" {m.observation_mismatches:>6}"
+                f" {m.action_mismatches:>6} {m.env_trades:>6} {m.paper_fills:>6}"
+                f" {m.env_pnl / 10_000:>10.4f} {m.paper_pnl / 10_000:>11.4f}"
+            )
+        lines.append(
+            f"market features bit-identical: {self.market_features_identical};"
+            f" observations bit-identical: {self.observations_identical};"
+            f" actions equal: {self.actions_equal}"
+        )
+        lines.append(
+            "ttc* = decision points on a snapshot that carried no exchange time: the dataset"
+            " takes the recording's receipt time, the replay its own (only ttc differs)"
+        )
+        if self.divergences:
+            lines.append("divergences (first ones):")
+            lines += [f"  {d}" for d in self.divergences]
+        return "\n".join(lines)
+
+
+def env_config_from_dict(d: dict[str, Any]) -> Any:
+    """An ``EnvConfig`` back from its ``as_dict`` form (enums by name, lists as tuples)."""
+    from kalshi_rl.env.config import EnvConfig
+
+    base = EnvConfig()
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(EnvConfig):
+        if f.name not in d:
+            continue
+        cur = getattr(base, f.name)
+        v = d[f.name]
+        if isinstance(cur, enum.Enum):
+            v = type(cur)[v] if isinstance(v, str) else type(cur)(v)
+        elif isinstance(cur, tuple):
+            v = tuple(v)
+        kw[f.name] = v
+    return EnvConfig(**kw)
+
+
+async def _session_window(conn: Any, session_id: int) -> tuple[list[str], int, int]:
+    row = await conn.fetchrow("SELECT markets FROM feed_sessions WHERE id = $1", session_id)
+    if row is None:
+        raise ConfigError(f"no feed session {session_id}")
+    lo, hi = await conn.fetchrow(
+        "SELECT min(exch_ts), max(exch_ts) FROM ("
+        " SELECT exch_ts FROM orderbook_snapshots WHERE session_id = $1"
+        " UNION ALL SELECT exch_ts FROM orderbook_deltas WHERE session_id = $1) x",
+        session_id,
+    )
+    if lo is None:
+        raise ConfigError(f"feed session {session_id} recorded no book data")
+    return list(row["markets"]), int(lo), int(hi) + 1
+
+
+async def _market_times(conn: Any, tickers: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch(
+        "SELECT ticker, (extract(epoch FROM open_time) * 1000)::bigint AS o,"
+        " (extract(epoch FROM close_time) * 1000)::bigint AS c FROM markets"
+        " WHERE ticker = ANY($1::text[])",
+        tickers,
+    )
+    return {
+        r["ticker"]: (
+            NO_TS if r["o"] is None else int(r["o"]),
+            NO_TS if r["c"] is None else int(r["c"]),
+        )
+        for r in rows
+    }
+
+
+async def build_session_dataset(dsn: str, session_id: int, cadence: int) -> tuple[Any, list[str]]:
+    """The dataset training would build from ``session_id`` (every segment kept)."""
+    from kalshi_rl.store import db
+    from kalshi_rl.store.history import HistoryQuery, load_history
+
+    conn = await db.connect(dsn)
+    try:
+        tickers, lo, hi = await _session_window(conn, session_id)
+        q = HistoryQuery(
+            tickers=tuple(tickers), start=lo, end=hi, cadence_updates=cadence, min_segment=1
+        )
+        ds = await load_history(conn, q)
+    finally:
+        await conn.close()
+    return ds, tickers
+
+
+async def replay_with_actor(
+    dsn: str,
+    session_id: int,
+    model_ref: str,
+    cadence: int,
+    *,
+    tickers: list[str],
+    fast: bool = True,
+    step_timeout_s: float = 10.0,
+) -> tuple[Any, int, dict[str, int], dict[str, int]]:
+    """Replay the session through the sim with the actor attached.
+
+    Returns:
+        (actor, events replayed, ticker -> paper P&L in money, ticker -> paper fills).
+    """
+    from core.dtypes import EV_DELTA, EV_SNAPSHOT, EV_TRADE
+    from kalshi_rl.config import CollectorConfig, FeedConfig
+    from kalshi_rl.live.node import LiveNode
+    from kalshi_rl.sim.config import SimConfig
+    from kalshi_rl.sim.server import SimExchange
+    from kalshi_rl.store import db
+    from kalshi_rl.trade.actor import ActorConfig
+    from kalshi_rl.trade.risk import RiskConfig
+    from kalshi_rl.trade.wiring import attach_trading
+
+    conn = await db.connect(dsn)
+    try:
+        times = await _market_times(conn, tickers)
+    finally:
+        await conn.close()
+    sim = SimExchange(
+        SimConfig(replay_session=session_id, replay_dsn=dsn, autostart=False, record_limit=0)
+    )
+    await sim.start()
+    try:
+        cfg = CollectorConfig(
+            rest_url=sim.rest_url,
+            tickers=tuple(sim.tickers),
+            database_url=dsn,
+            mode="sim",
+            ring_capacity=1 << 16,
+            progress_interval_s=0.0,
+        )
+        acfg = ActorConfig(
+            tick_updates=cadence,
+            max_staleness_s=0.0,  # recorded times: a replayed book is never "stale"
+            risk=RiskConfig(close_guard_s=0.0, kill_file="/nonexistent/parity.kill"),
+        )
+        node = LiveNode(cfg, FeedConfig(ws_url=sim.ws_url), record=False)
+        async with node:
+            trading = await attach_trading(
+                node, model_ref, acfg, reload=False, persist=False, fast=fast,
+                market_times=times, trace=True,
+            )  # fmt: skip
+            actor = trading.actor
+            feed = node.feed
+            n_markets = len(sim.tickers)
+
+            def seen() -> int:
+                st = feed.stats
+                return int(st.deltas + st.snapshots + st.trades)
+
+            await _wait(lambda: feed.stats.snapshots >= n_markets, step_timeout_s, "snapshots")
+            expected = seen()
+            replay = sim._replay
+            events = 0
+            while not replay.done:
+                p0 = replay.pos
+                n = sim.advance(1)
+                chunk = replay.events[p0 : p0 + n]
+                kinds = chunk["kind"]
+                expected += int((kinds == EV_DELTA).sum()) + int((kinds == EV_TRADE).sum())
+                expected += 1 if (kinds == EV_SNAPSHOT).any() else 0
+                events += n
+                await _wait(lambda e=expected: seen() >= e, step_timeout_s, "the feed")
+            pnl = {t: actor.market_value(i) - actor.start_cash for i, t in enumerate(actor.tickers)}
+            fills = trading.paper.fills_array()
+            paper_fills = {t: int((fills["market"] == int(actor.slots[i])).sum())
+                           for i, t in enumerate(actor.tickers)}  # fmt: skip
+            return actor, events, pnl, paper_fills
+    finally:
+        await sim.stop()
+
+
+async def _wait(pred: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise ConfigError(f"parity: timed out waiting for {what}")
+        await asyncio.sleep(0)
+
+
+def run_env(
+    ds: Any, model: Any, env_cfg: Any, notes: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The backtest: each segment once with ``model.predict(obs, deterministic=True)``.
+
+    Returns:
+        per segment: ``obs`` [n, F], ``actions`` [n-1, D], ``trades``, ``pnl`` (money);
+        ``notes`` receives what had to be adapted.
+    """
+    notes = notes if notes is not None else []
+    from kalshi_rl.env.config import SegmentOrder
+    from kalshi_rl.env.trading import INFO_PNL, INFO_TRADES, KalshiTradingEnv
+
+    cfg = env_cfg.replace(segment_order=SegmentOrder.SEQUENTIAL, random_start=False,
+                          max_episode_steps=0)  # fmt: skip
+    out = []
+    for s in range(ds.n_segments):
+        sub = ds.subset(np.array([s]))
+        if sub.n_rows < 2:
+            out.append({"obs": np.zeros((sub.n_rows, 0)), "actions": [], "trades": 0, "pnl": 0})
+            continue
+        if np.any(np.diff(sub.ts) < 0):
+            # a snapshot row may carry its receive time (no exchange time on the wire), later
+            # than the deltas after it; the env's latency model needs time to run forward
+            sub = sub._replace(ts=np.minimum.accumulate(sub.ts[::-1])[::-1].copy())
+            notes.append(f"segment {s}: dataset ts not monotonic; env ran on a monotone copy")
+        env = KalshiTradingEnv(sub, cfg)
+        obs, _ = env.reset(seed=0)
+        all_obs, acts = [obs], []
+        info: dict[str, Any] = {}
+        while True:
+            a, _ = model.predict(obs, deterministic=True)
+            acts.append(np.asarray(a).reshape(-1))
+            obs, _r, term, trunc, info = env.step(a)
+            all_obs.append(obs)
+            if term or trunc:
+                break
+        out.append({
+            "obs": np.asarray(all_obs, dtype=np.float32),
+            "actions": acts,
+            "trades": int(info.get(INFO_TRADES, 0)),
+            "pnl": round(float(info.get(INFO_PNL, 0.0)) * 10_000),
+        })  # fmt: skip
+    return out
+
+
+def compare(  # noqa: PLR0917 -- the report and the five things compared
+    report: ParityReport,
+    ds: Any,
+    actor: Any,
+    env_runs: list[dict[str, Any]],
+    paper_pnl: dict[str, int],
+    paper_fills: dict[str, int],
+) -> ParityReport:
+    """Fill ``report`` from the dataset, the actor's trace and the env runs."""
+    trace = actor.trace or []
+    by_market: dict[int, list[tuple[int, int, np.ndarray, np.ndarray, int, bool]]] = {}
+    for rec in trace:
+        by_market.setdefault(rec[0], []).append(rec)
+    seg_of_market: dict[str, list[int]] = {}
+    for s in range(ds.n_segments):
+        seg_of_market.setdefault(ds.markets[int(ds.seg_market[s])], []).append(s)
+    fills = paper_fills
+    for i, t in enumerate(actor.tickers):
+        mp = MarketParity(t)
+        live = by_market.get(i, [])
+        mp.live_decisions = len(live)
+        segs = seg_of_market.get(t, [])
+        rows = [r for s in segs for r in range(int(ds.seg_start[s]), int(ds.seg_end[s]))]
+        mp.dataset_rows = len(rows)
+        if mp.dataset_rows != mp.live_decisions:
+            report.note(f"{t}: {mp.dataset_rows} dataset decision points, {mp.live_decisions} live")
+        env_obs = [o for s in segs for o in env_runs[s]["obs"]]
+        env_act = [a for s in segs for a in [*env_runs[s]["actions"], None]]
+        mp.env_trades = sum(env_runs[s]["trades"] for s in segs)
+        mp.env_pnl = sum(env_runs[s]["pnl"] for s in segs)
+        mp.paper_fills = int(fills.get(t, 0))
+        mp.paper_pnl = int(paper_pnl.get(t, 0))
+        for k, (row, rec) in enumerate(zip(rows, live, strict=False)):
+            _i, ts, obs, dims, _filled, from_receipt = rec
+            mp.compared += 1
+            want = ds.features[row]
+            got = obs[:N_MARKET_FEATURES]
+            diff = np.flatnonzero(want.view(np.uint32) != got.view(np.uint32))
+            if diff.size and from_receipt and diff.tolist() == [F_TTC]:
+                # a snapshot without exchange time: the recording's receipt vs the replay's
+                mp.ttc_from_receipt += 1
+                report.note(
+                    f"{t} row {k}: ttc from the book's receipt time (dataset {want[F_TTC]!r},"
+                    f" live {got[F_TTC]!r}): the snapshot carried no exchange time"
+                )
+            elif diff.size:
+                mp.market_feature_mismatches += 1
+                j = int(diff[0])
+                report.note(
+                    f"{t} row {k} (ts {ts}): market feature {FEATURE_NAMES[j]} dataset"
+                    f" {want[j]!r} live {got[j]!r}"
+                )
+            if k < len(env_obs):
+                eo = env_obs[k]
+                if not np.array_equal(eo.view(np.uint32), obs.view(np.uint32)):
+                    mp.observation_mismatches += 1
+                    j = int(np.flatnonzero(eo.view(np.uint32) != obs.view(np.uint32))[0])
+                    report.note(
+                        f"{t} row {k}: observation {FEATURE_NAMES[j]} env {eo[j]!r} live {obs[j]!r}"
+                    )
+            ea = env_act[k] if k < len(env_act) else None
+            if ea is not None and not np.array_equal(np.asarray(ea), dims):
+                mp.action_mismatches += 1
+                report.note(f"{t} row {k}: action env {ea.tolist()} live {dims.tolist()}")
+        if mp.env_trades != mp.paper_fills:
+            report.note(f"{t}: env traded {mp.env_trades} times, paper filled {mp.paper_fills}")
+        if mp.env_pnl != mp.paper_pnl:
+            report.note(f"{t}: P&L backtest {mp.env_pnl} vs paper {mp.paper_pnl} (money)")
+        report.markets.append(mp)
+    return report
+
+
+async def run_parity(
+    dsn: str, session_id: int, model_ref: str, *, cadence: int = 1, fast: bool = True
+) -> ParityReport:
+    """Dataset vs live actor vs env for one recorded session (see the module docstring)."""
+    from kalshi_rl.store import db
+    from kalshi_rl.trade.wiring import resolve_ref
+
+    ds, tickers = await build_session_dataset(dsn, session_id, cadence)
+    actor, events, pnl, fills = await replay_with_actor(
+        dsn, session_id, model_ref, cadence, tickers=tickers, fast=fast
+    )
+    conn = await db.connect(dsn)
+    try:
+        mv = await resolve_ref(conn, model_ref)
+    finally:
+        await conn.close()
+    env_cfg = env_config_from_dict(actor.model.env_config.get("env", {}))
+    notes: list[str] = []
+    env_runs = run_env(ds, actor.model.sb3, env_cfg, notes)
+    report = ParityReport(session_id, f"{mv.name}:v{mv.version}", cadence, events_replayed=events)
+    for n in notes:
+        report.note(n)
+    return compare(report, ds, actor, env_runs, pnl, fills)
