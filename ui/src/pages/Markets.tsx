@@ -169,7 +169,11 @@ function LadderView({ title, side, levels, orders, testId }: {
   const max = Math.max(1, ...levels.map((l) => l[1]));
   const mine = new Map<number, Schemas["RestingOrder"][]>();
   for (const o of orders) {
-    if (o.side === side && o.action === "buy") mine.set(o.price, [...(mine.get(o.price) ?? []), o]);
+    // a buy of side s at p rests on ladder s at p; a sell of s at p is a bid on the other
+    // ladder at 1 - p (Kalshi books hold bids only)
+    const ladder = o.action === "buy" ? o.side : o.side === "yes" ? "no" : "yes";
+    const at = o.action === "buy" ? o.price : 1000 - o.price;
+    if (ladder === side) mine.set(at, [...(mine.get(at) ?? []), o]);
   }
   return (
     <div className="ladder" data-testid={testId}>
