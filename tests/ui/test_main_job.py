@@ -20,6 +20,7 @@ from kalshi_rl.store import db
 pytestmark = pytest.mark.slow
 
 BUDGET_S = 300  # the floor: up -> a deployed model trading on paper in < 5 min
+T0 = [0.0]
 
 
 async def _read_until(proc: asyncio.subprocess.Process, pattern: str, out: list[str],
@@ -29,9 +30,14 @@ async def _read_until(proc: asyncio.subprocess.Process, pattern: str, out: list[
     while True:
         left = deadline - time.monotonic()
         assert left > 0, f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:])
-        raw = await asyncio.wait_for(proc.stdout.readline(), left)
+        try:
+            raw = await asyncio.wait_for(proc.stdout.readline(), left)
+        except TimeoutError:
+            raise AssertionError(
+                f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:])
+            ) from None
         assert raw, f"kalshi-rl up exited before {pattern!r}:\n" + "\n".join(out[-60:])
-        line = raw.decode(errors="replace").rstrip()
+        line = f"{time.monotonic() - T0[0]:6.1f}s {raw.decode(errors='replace').rstrip()}"
         out.append(line)
         if m := rx.search(line):
             return m
@@ -44,7 +50,7 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
     env = dict(os.environ, KALSHI_RL_DATA_DIR=str(tmp_path / "data"))
     for k in ("DATABASE_URL", "KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY", "KALSHI_PRIVATE_KEY_PATH"):
         env.pop(k, None)
-    t0 = time.monotonic()
+    t0 = T0[0] = time.monotonic()
     deadline = t0 + BUDGET_S
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kalshi_rl.cli", "up", "--port", "0", "--web-port", "0",
@@ -74,6 +80,9 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
             assert errors == []
         took = time.monotonic() - t0
         assert took < BUDGET_S
+        (artifacts / "up-log.txt").write_text(
+            "\n".join(out) + f"\ntrading visible after {took:.0f} s\n"
+        )
 
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 120)

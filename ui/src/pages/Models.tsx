@@ -84,7 +84,7 @@ function ModelDetail({ id }: { id: number }) {
         <table className="grid small"><tbody>
           {Object.entries(parity).map(([k, v]) => <tr key={k}><td>{k}</td><td className="mono">{typeof v === "object" ? JSON.stringify(v) : String(v)}</td></tr>)}
         </tbody></table>
-      ) : <p className="muted">No parity report for this version (run `kalshi-rl parity {m.id}`).</p>}
+      ) : <p className="muted">No parity report stored for this version (`kalshi-rl parity --session ID --model {m.id}` prints one).</p>}
     </div>
   );
 }
