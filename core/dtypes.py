@@ -53,6 +53,8 @@ EV_DELTA = 2
 EV_TRADE = 3
 EV_GAP = 4  # a sequence gap / disconnect invalidated a book
 EV_LIFECYCLE = 5
+EV_FAIR = 6  # sim calibration only: qty = fair YES probability * FAIR_SCALE after a trade
+FAIR_SCALE = 1_000_000_000
 
 # --------------------------------------------------------------------------- status codes
 # Kernels never raise; they return one of these.  Python turns them into counters/errors.
