@@ -54,7 +54,7 @@ BUCKETS: tuple[tuple[int, int], ...] = (
     (985, 1000),
 )
 ONE_CENT = 10  # ticks
-TTC_EDGES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)  # share of the market's life left
+TTC_EDGES: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)  # share of the market's life left
 
 
 @dataclass(frozen=True)
@@ -188,11 +188,13 @@ def _score(bias: float, n_markets: int, t: Trades) -> Calibration:
     five = t.price == 5 * ONE_CENT
     yes_1c = _ev(fair[cheap_yes], yes_p[cheap_yes], w[cheap_yes])
     no_1c = _ev(1.0 - fair[cheap_no], 1.0 - yes_p[cheap_no], w[cheap_no])
-    brier = []
-    for lo, hi in itertools.pairwise(TTC_EDGES):
-        sel = (t.left >= lo) & (t.left < hi) if hi < 1.0 else (t.left >= lo)
+    brier: list[tuple[float, float, float]] = []
+    for tlo, thi in itertools.pairwise(TTC_EDGES):
+        sel = (t.left >= tlo) & (t.left < thi) if thi < 1.0 else (t.left >= tlo)
         if np.any(sel):
-            brier.append((lo, hi, float(np.average((yes_p[sel] - won[sel]) ** 2, weights=w[sel]))))
+            brier.append(
+                (tlo, thi, float(np.average((yes_p[sel] - won[sel]) ** 2, weights=w[sel])))
+            )
     return Calibration(
         bias=bias,
         markets=n_markets,
@@ -230,8 +232,8 @@ def markdown(results: list[Calibration]) -> str:
     for i, (lo, hi) in enumerate(BUCKETS):
         cells = []
         for c in results:
-            row = next((b for b in c.buckets if b[0] == lo), None)
-            cells.append("-" if row is None else f"{row[2]:.3f} / {row[3]:.3f} / {row[4]:.3f}")
+            hit = next((b for b in c.buckets if b[0] == lo), None)
+            cells.append("-" if hit is None else f"{hit[2]:.3f} / {hit[3]:.3f} / {hit[4]:.3f}")
         lines.append(f"| {lo / 10:g}-{hi / 10:g}c | " + " | ".join(cells) + " |")
         del i
     lines.append("")
