@@ -556,3 +556,15 @@ SIM_LATENT_DTYPE = np.dtype(
 
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
+# The recording ended here (a clean collector stop): not a hole in the data.  One row per
+# market, written before the socket closes; history ends segments "recording ended".
+GAP_REASON_END = 6
+
+# --------------------------------------------------------------------------- dataset segments
+# Why a segment of a core.dataset.Dataset ended (``seg_end_reason``).  A hole (GAP, DESYNC)
+# is not an end: the market's data goes on after it.
+SEG_END_DATA = 0  # the loaded data ends (window end, end of the data, a new feed session)
+SEG_END_GAP = 1  # a feed_gaps row: the data has a hole
+SEG_END_DESYNC = 2  # the book became inconsistent: a hole
+SEG_END_CLOSE = 3  # the market reached its close_time
+SEG_END_RECORDING = 4  # the recording ended (the collector's end marker, GAP_REASON_END)
