@@ -5,7 +5,8 @@ motion in units of its lifetime: ``x`` moves by N(0, dt / lifetime) in ``dt``, p
 jumps of ``jump_scale`` * N(0, time left / lifetime)).  It resolves YES iff ``x > 0`` at
 close, so the fair probability at time ``t`` is ``p = Phi(x / sqrt(time left / lifetime))``:
 informative from the start and ever more accurate as close approaches (``p`` -> 0 or 1).
-A market that never closes (no lifetime) has a logit random walk instead (``vol`` per step).
+Fixed markets (``markets=``, the wave-1 mode) have a logit random walk instead (``vol`` per
+step) and resolve YES with the probability they have at close.
 
 **What the market quotes (the planted bias).**  Makers quote around a *distorted*
 probability ``q``: with ``l = logit(p)`` and the series' bias knob ``b``,
@@ -1069,8 +1070,8 @@ class MarketModel:
             self.lat[i]["bias"] = spec.bias
             self.lat[i]["open_ts"] = self.lat[i]["last_ts"] = self.ts0
             if p.lifetime_ms is not None:
-                self.lat[i]["sigma"] = 1.0 / math.sqrt(p.lifetime_ms)
-                self.lat[i]["x"] = NormalDist().inv_cdf(p0)
+                # fixed markets keep the logit random walk (sigma 0); rolling listings
+                # carry the latent outcome that converges at close
                 close = self.ts0 + p.lifetime_ms
                 self.mk[i]["close_ts"] = close
                 self.mk[i]["determine_ts"] = close + p.determine_delay_ms
@@ -1149,6 +1150,14 @@ class MarketModel:
             int(self.lat[slot]["open_ts"]),
             int(r["close_ts"]),
         )
+
+    def spec_by_ticker(self, ticker: str) -> MarketSpec | None:
+        """The spec of a live or retired market (None if unknown)."""
+        for spec in self.markets:
+            if spec is not None and spec.ticker == ticker:
+                return spec
+        old = self.retired.get(ticker)
+        return None if old is None else old.spec
 
     def _retire(self, slot: int) -> None:
         old = self.state(slot)
