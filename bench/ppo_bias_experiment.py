@@ -83,14 +83,17 @@ async def record(dsn: str, out: Path, markets: int, seed: int, speed: float) -> 
         return int(res.session_id)
 
 
-async def build(dsn: str, out: Path, cadence_ms: int) -> Path:
+async def build(dsn: str, out: Path, cadence_updates: int) -> Path:
     from kalshi_rl.store import db
     from kalshi_rl.store.history import HistoryQuery, load_history
     from kalshi_rl.store.parquet import save_dataset
 
     conn = await db.connect(dsn)
     try:
-        ds = await load_history(conn, HistoryQuery(cadence_ms=cadence_ms, min_segment=20))
+        # every N updates, not a time grid: the fast sim's clock runs ahead of the wall
+        # clock, and a snapshot carries its receive time (docs/sim.md, fast mode)
+        q = HistoryQuery(cadence_updates=cadence_updates, min_segment=20)
+        ds = await load_history(conn, q)
     finally:
         await conn.close()
     settled = int(np.count_nonzero(ds.seg_result >= 0))
@@ -104,7 +107,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--sim-seed", type=int, default=1)
     ap.add_argument("--timesteps", type=int, default=None, help="default: Args default")
-    ap.add_argument("--cadence-ms", type=int, default=1000)
+    ap.add_argument("--cadence-updates", type=int, default=50)
+    ap.add_argument("--no-record", action="store_true", help="build from the recorded DB")
     ap.add_argument("--clock-speed", type=float, default=40.0)
     ap.add_argument("--dataset", type=Path, default=None, help="reuse a built dataset")
     ap.add_argument("--out", type=Path, default=Path("/tmp/ppo-bias"))
@@ -125,8 +129,9 @@ def main() -> None:
             await conn.close()
         if a.dataset is not None:
             return Path(a.dataset)
-        await record(dsn, a.out, a.markets, a.sim_seed, a.clock_speed)
-        return await build(dsn, a.out, a.cadence_ms)
+        if not a.no_record:
+            await record(dsn, a.out, a.markets, a.sim_seed, a.clock_speed)
+        return await build(dsn, a.out, a.cadence_updates)
 
     path = asyncio.run(prepare())
 
@@ -141,7 +146,7 @@ def main() -> None:
         checkpoint_dir=a.out / "models",
         progress_bar=False,
         name=f"ppo-bias-s{a.seed}",
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
     t0 = time.perf_counter()
     res = train(args)
