@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true", help="build from the recorded DB")
     ap.add_argument("--clock-speed", type=float, default=40.0)
     ap.add_argument("--dataset", type=Path, default=None, help="reuse a built dataset")
+    ap.add_argument(
+        "--set", action="append", default=[], help="override an Args field, e.g. gamma=0.999"
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/ppo-bias"))
     a = ap.parse_args()
 
@@ -138,7 +141,10 @@ def main() -> None:
     from kalshi_rl.train.evaluate import markdown_table
     from kalshi_rl.train.run import Args, train
 
-    extra = {} if a.timesteps is None else {"timesteps": a.timesteps}
+    extra: dict[str, object] = {} if a.timesteps is None else {"timesteps": a.timesteps}
+    for kv in a.set:  # exploration only: the documented result uses the shipped defaults
+        k, _, v = kv.partition("=")
+        extra[k] = type(getattr(Args, k))(v) if hasattr(Args, k) else v
     args = Args(
         dataset=str(path),
         seed=a.seed,

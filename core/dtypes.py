@@ -545,7 +545,7 @@ SIM_MARKET_DTYPE = np.dtype(
 # (kalshi_rl.train.baselines.BiasAwarePolicy) need not import the sim.
 SIM_BIAS_LONGSHOT = 0.058
 SIM_BIAS_FAVORITE = 0.2
-SIM_DEFAULT_BIAS = 2.0
+SIM_DEFAULT_BIAS = 3.0
 MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
 MS_FREE = 5  # slot holds no market
 # Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".

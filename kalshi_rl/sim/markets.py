@@ -48,10 +48,18 @@ class SimMarkets:
             schedule=schedule,
             slots=config.slots,
         )
-        self.msgs_per_step = self.model.msgs_per_step() if quote else 1.0
         # rate messages make one sim second (config.ms_per_step); clock_speed paces the wall
         n = len(config.series) if config.series is not None else len(specs)
-        self.model.ms_per_step = config.ms_per_step(self.msgs_per_step, n) if quote else 1.0
+        self.msgs_per_step = 1.0
+        if quote:
+            # rolling markets emit more per step the more sim time a step covers: iterate
+            rounds = 3 if config.series is not None and config.step_ms is None else 1
+            self.model.ms_per_step = config.ms_per_step(4.0, n)
+            for _ in range(rounds):
+                self.msgs_per_step = self.model.msgs_per_step()
+                self.model.ms_per_step = config.ms_per_step(self.msgs_per_step, n)
+        else:
+            self.model.ms_per_step = 1.0
         self.tickers = ["" if m is None else m.ticker for m in self.model.markets]
         self.market_ids = [wire.market_id(t) for t in self.tickers]
         self.slot = {t: i for i, t in enumerate(self.tickers) if t}

@@ -1257,25 +1257,31 @@ class MarketModel:
 
     # ----------------------------------------------------------------- stepping
     def msgs_per_step(self, n_steps: int = 20_000) -> float:
-        """Mean events per step, measured on a twin model (same knobs and seed, markets
-        that never close: one per series in rolling mode).
+        """Mean events per step, measured on a twin model (same knobs and seed; fixed
+        markets that never close, or the same rolling listings).
 
         Used to turn a message rate into a step rate; deterministic for a config.
         """
         if self.schedule is not None:
-            twin_markets: list[MarketSpec | None] = [
-                MarketSpec(s.ticker, s.ticker, s.title, s.structure, bias=s.bias)
-                for s in self.schedule.series
-            ]
+            # rolling markets: the same listings at this model's ms_per_step (how much a
+            # market moves per step, and so how much its maker requotes, depends on it)
+            twin = MarketModel(
+                [],
+                self.params,
+                seed=self.seed,
+                ts0=self.ts0,
+                ms_per_step=self.ms_per_step,
+                schedule=ListingSchedule(self.schedule.series, self.ts0),
+                slots=len(self.markets),
+            )
         else:
-            twin_markets = list(self.markets)
-        twin = MarketModel(
-            twin_markets,
-            replace(self.params, lifetime_ms=None),
-            seed=self.seed,
-            ts0=self.ts0,
-            ms_per_step=1.0,
-        )
+            twin = MarketModel(
+                list(self.markets),
+                replace(self.params, lifetime_ms=None),
+                seed=self.seed,
+                ts0=self.ts0,
+                ms_per_step=1.0,
+            )
         return max(twin.step(n_steps).shape[0] / n_steps, 0.05)
 
     @property

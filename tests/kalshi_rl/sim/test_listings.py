@@ -132,7 +132,8 @@ def _rest(sim: SimExchange, path: str) -> Any:
 
 async def test_lifecycle_messages_rest_status_and_slot_reuse(ws_client: Any) -> None:
     series = default_series(2, lifetime_ms=3000, lead_ms=400)
-    cfg = SimConfig(series=series, model=FAST, rate=2000, **MANUAL)
+    # 2 sim ms per step: each advance(50) is 0.1 s, finer than every lifecycle stage
+    cfg = SimConfig(series=series, model=FAST, rate=2000, step_ms=2.0, **MANUAL)
     async with SimExchange(cfg) as sim:
         n_slots = len(sim.tickers)
         life = await ws_client.open(sim.ws_url)
