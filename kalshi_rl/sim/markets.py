@@ -48,19 +48,27 @@ class SimMarkets:
             schedule=schedule,
             slots=config.slots,
         )
-        self.msgs_per_step = self.model.msgs_per_step() if quote else 1.0
         # rate messages make one sim second (config.ms_per_step); clock_speed paces the wall
         n = len(config.series) if config.series is not None else len(specs)
-        self.model.ms_per_step = config.ms_per_step(self.msgs_per_step, n) if quote else 1.0
+        self.msgs_per_step = 1.0
+        if quote:
+            # rolling markets emit more per step the more sim time a step covers: iterate
+            rounds = 3 if config.series is not None and config.step_ms is None else 1
+            self.model.ms_per_step = config.ms_per_step(4.0, n)
+            for _ in range(rounds):
+                self.msgs_per_step = self.model.msgs_per_step()
+                self.model.ms_per_step = config.ms_per_step(self.msgs_per_step, n)
+        else:
+            self.model.ms_per_step = 1.0
         self.tickers = ["" if m is None else m.ticker for m in self.model.markets]
         self.market_ids = [wire.market_id(t) for t in self.tickers]
         self.slot = {t: i for i, t in enumerate(self.tickers) if t}
         self.open_ts_ms = ts0
         # the public book: the model's maker liquidity plus the users' resting orders
         # (kalshi_rl.sim.matching keeps it); what clients see over WS and REST
-        self.books = BookSet(capacity=max(len(specs), 1))
-        for t in self.tickers:
-            self.books.slot(t)
+        self.books = BookSet(capacity=max(len(self.tickers), 1))
+        for i, t in enumerate(self.tickers):
+            self.books.slot(t or f"slot-{i}")  # rolling slots: names change, slots stay
         self.sync_public()
 
     def sync_public(self) -> None:
