@@ -4,8 +4,9 @@ On a fresh machine with no configuration (one uvloop process for the live node a
 dashboard, separate processes for training, as ARCHITECTURE.md draws it):
 
 1. PostgreSQL: ``DATABASE_URL`` or the embedded server; migrations applied.
-2. The exchange: the local one (``kalshi_rl.sim``, rolling markets, RSA-PSS auth on with a
-   key pair made for it under the data dir), or Kalshi itself when Kalshi credentials are
+2. The exchange: the local one (``kalshi_rl.sim``: ``--markets`` fixed markets, or
+   ``--rolling N`` series of short-lived markets; RSA-PSS auth on with a key pair made for it
+   under the data dir), or Kalshi itself when Kalshi credentials are
    configured (``KALSHI_API_KEY_ID`` + key): its books are recorded instead and the agent
    paper-trades on them.
 3. The live node (``kalshi_rl.live.node.LiveNode``): feed, shared books, rings, writers.
@@ -155,10 +156,15 @@ async def _up(opts: dict[str, Any]) -> None:
         typer.echo(f"[up] Kalshi credentials found: recording {source['ws_url']} (paper trading)")
     else:
         priv, pub = _sim_keys(data_dir)
+        listing: dict[str, Any] = {"n_markets": opts["markets"]}
+        if opts["rolling"] > 0:
+            from kalshi_rl.sim.listings import default_series
+
+            listing = {"series": default_series(opts["rolling"])}
         source = {
             "sim_config": SimConfig(
-                port=opts["port"], n_markets=opts["markets"], rate=opts["rate"],
-                seed=opts["seed"], public_key_pem=pub, record_limit=0,
+                port=opts["port"], rate=opts["rate"], seed=opts["seed"], public_key_pem=pub,
+                record_limit=0, **listing,
             ),
             "credentials": Credentials.from_pem("local-sim", priv), "mode": "sim",
         }  # fmt: skip
@@ -223,6 +229,10 @@ async def _up(opts: dict[str, Any]) -> None:
 
 def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
     markets: Annotated[int, typer.Option(help="Markets the local exchange lists.")] = 8,
+    rolling: Annotated[
+        int,
+        typer.Option(help="Rolling series instead of fixed markets (N series, 0: fixed)."),
+    ] = 0,
     rate: Annotated[float, typer.Option(help="Book messages/s across all markets.")] = 400.0,
     seed: Annotated[int, typer.Option(help="Seed of the exchange and the first run.")] = 1,
     port: Annotated[int, typer.Option(help="Local exchange port on 127.0.0.1 (0: any).")] = 8765,
@@ -258,7 +268,8 @@ def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("picows").setLevel(logging.WARNING)
     opts = dict(
-        markets=markets, rate=rate, seed=seed, port=port, web_port=web_port, host=host,
+        markets=markets, rolling=rolling, rate=rate, seed=seed, port=port, web_port=web_port,
+        host=host,
         train=train, timesteps=timesteps, algo=algo, dataset=dataset, name=name,
         duration=duration, progress=progress, ws_url=ws_url, rest_url=rest_url,
         database_url=database_url,
