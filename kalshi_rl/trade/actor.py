@@ -228,6 +228,8 @@ class Actor:
         n = len(self.tickers)
         self.slots = np.array([books.slot(t) for t in self.tickers], dtype=np.int64)
         self.index_of_slot = {int(s): i for i, s in enumerate(self.slots)}
+        self.index_of_ticker = {t: i for i, t in enumerate(self.tickers)}
+        self.closed = np.zeros(n, dtype=np.bool_)  # no new positions (lifecycle)
         times = market_times or {}
         self.open_ms = np.array([times.get(t, (NO_TS, NO_TS))[0] for t in self.tickers], np.int64)
         self.close_ms = np.array([times.get(t, (NO_TS, NO_TS))[1] for t in self.tickers], np.int64)
@@ -536,6 +538,25 @@ class Actor:
             total += self._value_of(acct, i, rules)
         return total
 
+    def on_lifecycle(self, ev: Any) -> None:
+        """market_lifecycle_v2 (node listener): close times move; closed markets stop opening.
+
+        A ``close_date_updated`` / ``created`` event sets the market's close time (the close
+        guard and time-to-close follow it); ``deactivated``, ``determined`` and ``settled``
+        close the market for new positions (only reducing orders pass the risk gate).
+        """
+        i = self.index_of_ticker.get(ev.ticker)
+        if i is None:
+            return
+        if getattr(ev, "close_ts_ms", NO_TS) > 0:
+            self.close_ms[i] = int(ev.close_ts_ms)
+        if getattr(ev, "open_ts_ms", NO_TS) > 0:
+            self.open_ms[i] = int(ev.open_ts_ms)
+        if ev.event_type in ("deactivated", "determined", "settled"):
+            self.closed[i] = True
+        elif ev.event_type == "activated":
+            self.closed[i] = False
+
     # ================================================================== ticks
     def on_books(self, slots: np.ndarray) -> None:
         """The live node's book listener: decide on every market whose tick is due."""
@@ -672,7 +693,9 @@ class Actor:
             self.counts["masked"] += 1
             return AS_MASKED
         secs_to_close = None
-        if self.close_ms[i] != NO_TS:
+        if self.closed[i]:
+            secs_to_close = 0.0  # the market closed: only reducing orders
+        elif self.close_ms[i] != NO_TS:
             secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
         cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
         exposure = self._exposure() if self.config.risk.max_exposure else 0
