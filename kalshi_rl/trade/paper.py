@@ -413,13 +413,19 @@ class PaperClient:
         return slot
 
     def set_market_status(self, ticker: str, status: MarketStatus | str) -> None:
-        """A lifecycle change: pause cancels cancel_order_on_pause orders, close all."""
+        """A lifecycle change (kalshi-protocol.md section 5).
+
+        Pausing cancels the ``cancel_order_on_pause`` orders; un-pausing cancels every
+        resting order of the market (Kalshi's rule); closing or determining cancels all.
+        """
         slot = self._market_slot(ticker)
         st = MarketStatus(status)
+        was = self._markets[slot].status
         self._markets[slot] = self._markets[slot]._replace(status=st)
+        unpaused = st == MarketStatus.ACTIVE and was == MarketStatus.INACTIVE
         if st == MarketStatus.INACTIVE:
             self._cancel_where(slot, only_on_pause=True)
-        elif st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
+        elif unpaused or st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
             self._cancel_where(slot, only_on_pause=False)
 
     def settle_market(self, ticker: str, result: str) -> dict[str, Any] | None:

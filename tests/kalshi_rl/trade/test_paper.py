@@ -251,6 +251,12 @@ async def test_market_closed_and_paused(ph: Any) -> None:
     assert (e.status, e.code) == (400, "market_inactive")
     assert [o["status"] for o in c.get_orders()["orders"]] == ["canceled", "resting"]
     await c.cancel_order(r["order_id"])  # cancels are allowed while paused
+    c.set_market_status("T", MarketStatus.ACTIVE)
+    again = await c.create_order(**ph.order(coid="late-pause", price="0.3000"))
+    assert again["status"] == "resting"
+    c.set_market_status("T", MarketStatus.INACTIVE)
+    c.set_market_status("T", MarketStatus.ACTIVE)  # un-pausing cancels resting orders
+    assert c.get_order(again["order_id"])["order"]["status"] == "canceled"
     c.set_market_status("T", MarketStatus.CLOSED)
     e = await api_error(c.create_order(**ph.order(coid="y")))
     assert (e.status, e.code) == (400, "market_closed")
