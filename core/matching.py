@@ -30,7 +30,7 @@ from core.dtypes import (
     TAKER_FEE_DEN,
     TAKER_FEE_NUM,
 )
-from core.fees import fee_bound, fee_from_raw, fill_balance, max_debit, trade_fee
+from core.fees import fee_from_raw, fill_balance, max_debit, trade_fee
 from core.liquidity import (
     best_available,
     consume,
@@ -69,6 +69,7 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
     count: int,
     fee_num: int,
     fee_den: int,
+    fee_bound_notional: int,
     precision: int,
     lot: int,
 ) -> int:
@@ -76,9 +77,10 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
 
     A fill is covered when its worst-case balance change (trade fee, floor to the member
     precision, no rebate) leaves cash >= 0.  Closing contracts pays out, so those are free.
+    ``fee_bound_notional`` is ``core.fees.fee_bound`` of the rate (FEE_DTYPE carries it).
     """
     # fast bound: the price plus the largest possible fee and rounding per count unit
-    bound = count * (price + fee_bound(fee_num, fee_den)) + 2 * precision * NOTIONAL_DIVISOR
+    bound = count * (price + fee_bound_notional) + 2 * precision * NOTIONAL_DIVISOR
     if cash * NOTIONAL_DIVISOR >= bound:
         return count
     closed = closing_count(position, outcome_side, action, count)
@@ -214,7 +216,7 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             continue
         take = affordable_count(
             p["cash"], p["position"], side, action, price, take,
-            f["taker_num"], f["taker_den"], f["precision"], lot,
+            f["taker_num"], f["taker_den"], f["taker_bound"], f["precision"], lot,
         )  # fmt: skip
         if take <= 0:
             break
@@ -253,7 +255,7 @@ def maker_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     c = min(count, int(o["remaining"]))
     c = affordable_count(
         p["cash"], p["position"], int(o["side"]), int(o["action"]), int(o["price"]), c,
-        f["maker_num"], f["maker_den"], f["precision"], 1,
+        f["maker_num"], f["maker_den"], f["maker_bound"], f["precision"], 1,
     )  # fmt: skip
     if c <= 0:
         return 0

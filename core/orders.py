@@ -47,7 +47,7 @@ from core.dtypes import (
     SIDE_NO,
     SIDE_YES,
 )
-from core.fees import fee_bound, max_debit, trade_fee
+from core.fees import max_debit, trade_fee
 from core.matching import best_available, ladder_to_order_price, take_ladder
 from core.queue import rest_level
 
@@ -206,7 +206,7 @@ def _buy_affordable(  # noqa: PLR0917 -- njit helper over positional scalars
 ) -> bool:
     # fast bound first: $1 + the largest possible fee and rounding per count unit
     f = fees[0]
-    bound = count * (PRICE_MAX + fee_bound(f["taker_num"], f["taker_den"]))
+    bound = count * (PRICE_MAX + f["taker_bound"])
     if cash * NOTIONAL_DIVISOR >= bound + 2 * f["precision"] * NOTIONAL_DIVISOR:
         return True
     return collateral_need(position, side, ORDER_BUY, price, count, fees) <= cash

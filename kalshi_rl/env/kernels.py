@@ -95,7 +95,7 @@ def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR091
     """
     for j in range(N_MARKET_FEATURES):
         out[j] = features[t, j]
-    account_features(pos[i : i + 1], mark_value, start_cash, out[N_MARKET_FEATURES:])
+    account_features(pos[i], mark_value, start_cash, out[N_MARKET_FEATURES:])
 
 
 @njit(cache=True, inline="always")
@@ -148,7 +148,7 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     state[i]["value"] = start_cash
     state[i]["busy_until"] = 0
     state[i]["n_unfilled"] = 0
-    reset_position(pos[i : i + 1], start_cash)
+    reset_position(pos[i], start_cash)
     orders[i]["status"] = ORD_CANCELED
     orders[i]["order_id"] = 0
     liquidity_clear(liq[i])
@@ -172,7 +172,7 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # the in-flight order of env i reaches the book of row t; IOC: the rest is cancelled;
     # the next order may go once the outcome is acknowledged
     n = taker_match(
-        orders[i : i + 1], pos[i : i + 1], depth_px[t], depth_qty[t],
+        orders[i], pos[i], depth_px[t], depth_qty[t],
         liq[i], fees, lot, ts[t], fills,
     )  # fmt: skip
     if orders[i]["remaining"] > 0:
@@ -407,7 +407,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         seg_last = seg_end[s] - 1
         before = state[i]["value"]
         trades_before = pos[i]["n_trades"]
-        bad = _act(
+        bad = actions[i] != ACT_HOLD and _act(
             actions[i], sizes[i], slips[i], state, pos, orders, liq, i,
             t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills, masks,
             mask_size,
@@ -418,8 +418,11 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
-        if liq[i]["n"][0] + liq[i]["n"][1] > 0:
-            liquidity_refresh(depth_px[t], depth_qty[t], liq[i])
+        px = depth_px[t]  # one view per row: views cost reference counting
+        qty = depth_qty[t]
+        lq = liq[i]
+        if lq["n"][0] + lq["n"][1] > 0:
+            liquidity_refresh(px, qty, lq)
         if _due(orders, i, ts, t, seg_last):
             _execute(
                 state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
@@ -431,9 +434,9 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             if orders[i]["status"] == ORD_PENDING:
                 orders[i]["status"] = ORD_CANCELED  # the data ended before it arrived
             if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
-                settle(pos[i : i + 1], seg_result[s] == RESULT_YES)
+                settle(pos[i], seg_result[s] == RESULT_YES)
                 settled = True
-        after, open_value = _value(pos, i, depth_px[t], depth_qty[t], liq[i], fees, mark_mode)
+        after, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
         state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
         r -= inventory_penalty * abs(pos[i]["position"]) / COUNT_SCALE  # per contract held
@@ -455,11 +458,13 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             )  # fmt: skip
             t = state[i]["t"]
             open_value = 0
+            px = depth_px[t]
+            qty = depth_qty[t]
         busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
         write_obs(features, t, pos, i, open_value, start_cash, obs[i])
         write_action_masks(
-            pos[i]["position"], pos[i]["cash"], mask_size, max_position, depth_px[t],
-            depth_qty[t], liq[i], fees, busy, masks[i],
+            pos[i]["position"], pos[i]["cash"], mask_size, max_position, px, qty, lq, fees,
+            busy, masks[i],
         )  # fmt: skip
     return n_done
 
@@ -469,7 +474,7 @@ def _write_episode(ep, state, pos, i, after, open_value, start_cash, settled):  
     ep["ret"] = state[i]["ep_return"]
     ep["length"] = state[i]["steps"]
     ep["pnl"] = after - start_cash
-    trading, settlement, mark, fees = pnl_components(pos[i : i + 1], open_value)
+    trading, settlement, mark, fees = pnl_components(pos[i], open_value)
     ep["fees"] = fees
     ep["trading"] = trading
     ep["settlement"] = settlement
