@@ -60,8 +60,14 @@ async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) 
     )
 
 
-async def close_session(dsn: str, session_id: int, stats: dict[str, Any]) -> bool:
-    """Set ended_at and the counters of a session row. False if the DB is unreachable."""
+async def close_session(
+    dsn: str, session_id: int, stats: dict[str, Any], books_valid: int | None = None
+) -> bool:
+    """Set ended_at and the counters of a session row. False if the DB is unreachable.
+
+    ``stats`` is ``FeedStats.as_dict()``: n_gaps = gap events, n_gap_rows = their rows,
+    n_reconnects = reconnections, rejects = decoder rejections by reason.
+    """
     import asyncpg
 
     from kalshi_rl.store import db
@@ -75,19 +81,44 @@ async def close_session(dsn: str, session_id: int, stats: dict[str, Any]) -> boo
         await conn.execute(
             "UPDATE feed_sessions SET ended_at = now(), n_messages = $2, n_deltas = $3,"
             " n_snapshots = $4, n_trades = $5, n_gaps = $6, n_decode_errors = $7,"
-            " n_reconnects = $8 WHERE id = $1",
+            " n_reconnects = $8, n_gap_rows = $9, n_end_rows = $10, n_connect_failures = $11,"
+            " n_desyncs = $12, rejects = $13, books_valid_at_stop = $14, uptime = $15"
+            " WHERE id = $1",
             session_id,
             stats["msgs"],
             stats["deltas"],
             stats["snapshots"],
             stats["trades"],
-            stats["gap_rows"],
+            stats["gaps"],
             stats["decode_errors"],
             stats["reconnects"],
+            stats["gap_rows"],
+            stats["end_rows"],
+            stats["connect_failures"],
+            stats["desyncs"],
+            stats["decode_errors_by_reason"],
+            books_valid,
+            stats["uptime"],
         )
     finally:
         await conn.close()
     return True
+
+
+def stop_report(res: CollectorResult) -> str:
+    """The lines printed when ``collect`` stops: counts, books valid at stop, rejects."""
+    f, w = res.feed, res.writer
+    rejects = ", ".join(f"{k} {v}" for k, v in sorted(f["decode_errors_by_reason"].items()))
+    return (
+        f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
+        f" {f['snapshots']} snapshots, {f['trades']} trades,"
+        f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
+        f"  books valid at stop {res.books_valid}/{len(res.tickers)}"
+        f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
+        f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
+        f" uptime {100 * f['uptime']:.1f}%)\n"
+        f"  rejected frames {f['decode_errors']}" + (f": {rejects}" if rejects else "")
+    )
 
 
 class WriterGroup:
@@ -274,7 +305,7 @@ def progress_line(feed: Any, writer: Any, rate: float) -> str:
         f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid"
         f" | ring {100 * ring.fill_fraction:5.1f}% (ovf {ring.overflow_pending})"
         f" | rows {w['rows_written_total']}"
-        f" | gaps {st.gap_rows} | decode_err {st.decode_errors}"
+        f" | gaps {st.gaps} | decode_err {st.decode_errors}"
         f" | p99 {st.latency_quantile_ns(0.99) / 1e3:.0f}us"
         f" | lag {durability_lag_ms(feed.rings):.0f}ms"
         f" | db {'up' if w['db_up'] else 'DOWN'}"
@@ -388,7 +419,7 @@ async def run_collector(
             await writer.close()
     fstats = feed.stats.as_dict()
     await lifecycle.flush()
-    await close_session(dsn, session_id, fstats)
+    await close_session(dsn, session_id, fstats, valid_at_stop)
     return CollectorResult(session_id, tickers, fstats, writer.stats(), valid_at_stop)
 
 
@@ -447,10 +478,4 @@ def register(app: typer.Typer) -> None:
         import uvloop
 
         res = uvloop.run(main())
-        typer.echo(
-            f"session {res.session_id}: {res.feed['msgs']} msgs, {res.feed['deltas']} deltas,"
-            f" {res.feed['snapshots']} snapshots, {res.feed['trades']} trades,"
-            f" {res.feed['gap_rows']} gap rows, {res.feed['decode_errors']} decode errors,"
-            f" {res.writer['rows_written_total']} rows written,"
-            f" {res.writer['segments_pending']} segments pending"
-        )
+        typer.echo(stop_report(res))

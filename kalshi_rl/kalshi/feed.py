@@ -22,7 +22,14 @@ Resync policy (kalshi-protocol.md §1, §6):
   book) invalidates that market (GAP_REASON_DESYNC) and asks for its snapshot;
 * error 10/17/25 on a live sid kills the sid: GAP_REASON_SUB_ERROR rows, resubscribe;
 * a lost socket invalidates every book (GAP_REASON_DISCONNECT), then we reconnect with
-  jittered exponential backoff, re-sign the handshake and resubscribe everything.
+  jittered exponential backoff, re-sign the handshake and resubscribe everything;
+* a clean ``stop()`` is not a loss: it writes one GAP_REASON_END row per market (the
+  recording ended here) so that history can tell the end of a recording from a hole.
+
+Backoff: the delay starts at ``backoff_initial_s`` and doubles per attempt; a connection
+that subscribed and received data resets it (a feed that is dropped every few thousand
+messages must not end up waiting most of the time); the jittered delay is capped at
+``backoff_max_s``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from core.dtypes import (
     GAP_DTYPE,
     GAP_REASON_DESYNC,
     GAP_REASON_DISCONNECT,
+    GAP_REASON_END,
     GAP_REASON_SEQ,
     GAP_REASON_SUB_ERROR,
     GAP_REASON_UNSUBSCRIBED,
@@ -151,18 +159,36 @@ class FeedStats:
     acks: int = 0
     server_errors: int = 0
     gaps: int = 0  # gap events (one per seq jump / disconnect / desync / sub error)
-    gap_rows: int = 0  # GAP rows written (one per affected market)
+    gap_rows: int = 0  # GAP rows written for holes (one per affected market)
+    end_rows: int = 0  # end-of-recording rows written at a clean stop (one per market)
     desyncs: int = 0  # deltas/snapshots that left a book negative or crossed
     resyncs: int = 0  # get_snapshot requests sent
     resubscribes: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections established after the first one
+    connect_attempts: int = 0
+    connect_failures: int = 0  # attempts that never got a socket up
     connected: bool = False
+    connected_s: float = 0.0  # time with the socket up (closed connections)
+    backoff_s: float = 0.0  # time spent waiting to reconnect
+    backoff_planned_s: float = 0.0  # the delays chosen (waits end early on stop)
+    backoff_longest_s: float = 0.0  # the longest delay chosen
     decode: p.DecodeStats = field(default_factory=p.DecodeStats)
     latency_hist: np.ndarray = field(
         default_factory=lambda: np.zeros(len(LATENCY_EDGES_NS) + 1, dtype=np.int64)
     )
     _rate_t: float = field(default_factory=time.monotonic, repr=False)
     _rate_n: int = 0
+    _up_since: float | None = field(default=None, repr=False)
+    _run_since: float | None = field(default=None, repr=False)
+
+    def uptime(self) -> float:
+        """Fraction of the time since ``Feed.run()`` started with the socket up (0..1)."""
+        if self._run_since is None:
+            return 0.0
+        now = time.monotonic()
+        up = self.connected_s + (now - self._up_since if self._up_since is not None else 0.0)
+        total = now - self._run_since
+        return min(1.0, up / total) if total > 0 else 0.0
 
     @property
     def decode_errors(self) -> int:
@@ -200,6 +226,12 @@ class FeedStats:
             "resyncs": self.resyncs,
             "resubscribes": self.resubscribes,
             "reconnects": self.reconnects,
+            "connect_attempts": self.connect_attempts,
+            "connect_failures": self.connect_failures,
+            "end_rows": self.end_rows,
+            "connected_s": round(self.connected_s, 3),
+            "backoff_s": round(self.backoff_s, 3),
+            "uptime": round(self.uptime(), 4),
             "server_errors": self.server_errors,
             "decode_errors": self.decode_errors,
             "decode_errors_by_reason": dict(self.decode.errors),
@@ -285,6 +317,9 @@ class Feed:
         self._cmd_id = 0
         self._transport: WSTransport | None = None
         self._stopping = False
+        self._ended = False  # the end-of-recording rows were written
+        self._healthy = False  # this connection subscribed and received a snapshot
+        self._connections = 0
         self._stop_evt = asyncio.Event()
         self._connected_evt = asyncio.Event()
         # subscription state of the current connection
@@ -336,29 +371,39 @@ class Feed:
     async def run(self) -> None:
         """Connect, subscribe and stream until ``stop()``; reconnect on any loss."""
         self._loop = asyncio.get_running_loop()
+        self.stats._run_since = time.monotonic()
         delay = self.config.backoff_initial_s
         while not self._stopping:
-            started = time.monotonic()
+            self._healthy = False
+            self.stats.connect_attempts += 1
+            n_conn = self._connections
             try:
                 await self._connect_once()
             except asyncio.CancelledError:
                 self._teardown()
+                self._end_recording()
                 raise
             except (TimeoutError, OSError) as exc:
                 log.warning("feed connection to %s failed: %s", self.config.ws_url, exc)
             except Exception as exc:  # picows raises WSError/handshake errors of its own
                 log.warning("feed connection to %s failed: %r", self.config.ws_url, exc)
             self._teardown()
+            if self._connections == n_conn:
+                self.stats.connect_failures += 1
             if self._stopping:
                 break
-            if time.monotonic() - started > self.config.backoff_reset_s:
+            if self._healthy:  # it subscribed and received data: start over
                 delay = self.config.backoff_initial_s
-            sleep = delay * random.uniform(0.5, 1.5)
-            self.stats.reconnects += 1
+            sleep = min(delay * random.uniform(0.5, 1.5), self.config.backoff_max_s)
+            self.stats.backoff_planned_s += sleep
+            self.stats.backoff_longest_s = max(self.stats.backoff_longest_s, sleep)
             log.info("feed reconnecting in %.2fs", sleep)
+            t0 = time.monotonic()
             with contextlib.suppress(TimeoutError):  # stop() cuts the backoff short
                 await asyncio.wait_for(self._stop_evt.wait(), sleep)
+            self.stats.backoff_s += time.monotonic() - t0
             delay = min(delay * 2, self.config.backoff_max_s)
+        self._end_recording()
 
     def stop(self) -> None:
         """Stop streaming: disconnect and let ``run()`` return (flushes staged deltas)."""
@@ -443,6 +488,10 @@ class Feed:
             return
         self._transport = transport
         self.stats.connected = True
+        self.stats._up_since = time.monotonic()
+        if self._connections:
+            self.stats.reconnects += 1
+        self._connections += 1
         log.info(
             "feed connected to %s; subscribing %d markets", self.config.ws_url, len(self.tickers)
         )
@@ -455,14 +504,18 @@ class Feed:
             return
         self._transport = None
         self.stats.connected = False
+        if self.stats._up_since is not None:
+            self.stats.connected_s += time.monotonic() - self.stats._up_since
+            self.stats._up_since = None
         self._connected_evt.clear()
         self._flush()
-        # every book is stale until its fresh snapshot on the next connection
-        n = self.books.n_markets
-        if n:
+        if self._stopping:
+            self._end_recording()  # the recording ends here: not a hole
+        elif self.books.n_markets:
+            # every book is stale until its fresh snapshot on the next connection
             self.stats.gaps += 1
             self._gap_rows(
-                [self.books.ticker_of(s) for s in range(n)],
+                [self.books.ticker_of(s) for s in range(self.books.n_markets)],
                 GAP_REASON_DISCONNECT,
                 NO_SEQ,
                 NO_SEQ,
@@ -479,6 +532,18 @@ class Feed:
             log.info("feed closed %s", self.config.ws_url)
         else:
             log.warning("feed disconnected from %s", self.config.ws_url)
+
+    def _end_recording(self) -> None:
+        """Write the end-of-recording rows (GAP_REASON_END, one per market) once, at stop."""
+        if self._ended or not self._stopping:
+            return
+        self._ended = True
+        self._flush()
+        n = self.books.n_markets
+        if n:
+            tickers = [self.books.ticker_of(s) for s in range(n)]
+            self._gap_rows(tickers, GAP_REASON_END, NO_SEQ, NO_SEQ, -1, count=False)
+            self.stats.end_rows += n
 
     def _teardown(self) -> None:
         if self._transport is not None:
@@ -682,6 +747,7 @@ class Feed:
         st = self.books.apply_snapshot(slot, lv)
         lv["status"] = st
         self.stats.snapshots += 1
+        self._healthy = True  # subscribed, and data arrived
         self.rings.snapshots.push_batch(lv)
         if st != ST_OK:
             self.stats.desyncs += 1
@@ -749,8 +815,12 @@ class Feed:
         sid: int,
         *,
         flush: bool = True,
+        count: bool = True,
     ) -> None:
-        """Invalidate ``tickers``' books and push one GAP row per market (in rec_id order)."""
+        """Invalidate ``tickers``' books and push one GAP row per market (in rec_id order).
+
+        ``count`` = False leaves ``stats.gap_rows`` alone (end-of-recording rows).
+        """
         if flush:
             self._flush()
         if not tickers:
@@ -767,7 +837,8 @@ class Feed:
         rows["reason"] = reason
         for s in slots:
             self.books.invalidate(s)
-        self.stats.gap_rows += len(slots)
+        if count:
+            self.stats.gap_rows += len(slots)
         self.rings.gaps.push_batch(rows)
 
     # ------------------------------------------------------------------ control

@@ -221,10 +221,10 @@ def position_msg(x: Engine, acc: Account, m: int) -> Json:
 
 def settlement_json(x: Engine, s: Settlement) -> Json:
     """Kalshi's ``settlement`` object."""
-    m = x.mk.slot[s.ticker]
+    spec = x.mk.model.spec_by_ticker(s.ticker)  # a rolling market's slot may be reused
     return {
         "ticker": s.ticker,
-        "event_ticker": x.mk.model.markets[m].event_ticker,
+        "event_ticker": spec.event_ticker if spec is not None else "",
         "market_result": s.result,
         "yes_count_fp": format_count(s.yes_count),
         "no_count_fp": format_count(s.no_count),
@@ -425,7 +425,8 @@ class Portfolio:
             pos = acc.positions[m]
             if tickers and x.mk.tickers[m] not in tickers:
                 continue
-            if events and x.mk.model.markets[m].event_ticker not in events:
+            spec = x.mk.model.markets[m]
+            if events and (spec is None or spec.event_ticker not in events):
                 continue
             if pos.position == 0 and pos.volume == 0:
                 continue

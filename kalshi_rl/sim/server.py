@@ -317,7 +317,7 @@ class SimExchange:
             return
         cfg = self.config
         loop = asyncio.get_running_loop()
-        rate = cfg.total_rate(len(self.tickers))
+        rate = cfg.wall_rate(len(self.tickers))
         t0 = loop.time()
         emitted = 0
         while True:
