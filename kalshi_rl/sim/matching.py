@@ -44,6 +44,7 @@ from core.dtypes import (
     EV_SNAPSHOT,
     EV_TRADE,
     LC_CLOSED,
+    LC_CREATED,
     LC_SETTLED,
     MS_OPEN,
     NO_PRICE,
@@ -116,6 +117,7 @@ class Order:
     reserve: int = 0  # money held while resting
     resting: bool = False
     legacy: tuple[str, str] | None = None  # (side, action) when created by the legacy API
+    ticker: str = ""  # set on submit: a rolling market's slot may later hold another ticker
 
     @property
     def qty(self) -> int:
@@ -254,8 +256,7 @@ class Engine:
         if ev.shape[0] == 0:
             return
         if not self.busy():
-            self._passthrough(ev)
-            self._lifecycle_effects(ev)
+            self._passthrough_lc(ev)
             if flush:
                 self.fanout.flush_all()
             return
@@ -268,8 +269,7 @@ class Engine:
                 j = i + 1
                 while j < n and not hot[j]:
                     j += 1
-                self._passthrough(ev[i:j])
-                self._lifecycle_effects(ev[i:j])
+                self._passthrough_lc(ev[i:j])
                 i = j
                 continue
             i = self._event(ev, i)
@@ -286,6 +286,18 @@ class Engine:
     def touches_busy(self, ev: np.ndarray) -> bool:
         """True when some event of ``ev`` is in a market with a resting order."""
         return bool(self.busy_markets[ev["market"]].any()) if ev.shape[0] else False
+
+    def _passthrough_lc(self, ev: np.ndarray) -> None:
+        """Pass events through, applying each lifecycle event's effect right after it is
+        sent (a settlement must book under the ticker the slot had before a reuse)."""
+        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
+        start = 0
+        for k in lc.tolist():
+            self._passthrough(ev[start : k + 1])
+            self._lifecycle_effects(ev[k : k + 1])
+            start = k + 1
+        if start < ev.shape[0]:
+            self._passthrough(ev[start:])
 
     def _passthrough(self, ev: np.ndarray) -> None:
         """Events of markets with no user orders: the public book is the maker's."""
@@ -308,7 +320,10 @@ class Engine:
         lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
         for k in lc.tolist():
             e = ev[k]
-            if int(e["side"]) == LC_CLOSED:
+            if int(e["side"]) == LC_CREATED:  # a rolling listing reuses the slot
+                for acc in self.accounts.values():
+                    acc.retire(int(e["market"]))
+            elif int(e["side"]) == LC_CLOSED:
                 self._close_market(int(e["market"]), int(e["ts"]))
             elif int(e["side"]) == LC_SETTLED:
                 self._settle(int(e["market"]), int(e["price"]) == RESULT_YES, int(e["ts"]))
@@ -523,6 +538,7 @@ class Engine:
     ) -> None:
         acc = self.account(o.user)
         pos = acc.position(o.m)
+        pos.ticker = o.ticker or self.mk.tickers[o.m]
         used = min(count, o.claim)
         o.claim -= used
         pos.claimed[o.side] -= used
@@ -633,6 +649,7 @@ class Engine:
         """
         ts = self.mk.model.now_ms
         o.created_ms = o.updated_ms = ts
+        o.ticker = self.mk.tickers[o.m]
         if o.client_order_id:
             prev = self.client_ids.get((o.user, o.client_order_id))
             if prev is not None and self.orders[prev].resting:

@@ -113,7 +113,7 @@ def order_json(x: Engine, o: Order) -> Json:
         "order_id": o.order_id,
         "user_id": o.user,
         "client_order_id": o.client_order_id,
-        "ticker": x.mk.tickers[o.m],
+        "ticker": o.ticker,
         "side": side,
         "action": action,
         "book_side": "bid" if o.side == SIDE_YES else "ask",
@@ -172,8 +172,8 @@ def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
         "trade_id": f.trade_id,
         "order_id": o.order_id,
         "client_order_id": o.client_order_id,
-        "ticker": x.mk.tickers[o.m],
-        "market_ticker": x.mk.tickers[o.m],
+        "ticker": o.ticker,
+        "market_ticker": o.ticker,
         "side": side,
         "action": action,
         "book_side": "bid" if o.side == SIDE_YES else "ask",
@@ -190,11 +190,13 @@ def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
     }
 
 
-def position_json(x: Engine, acc: Account, m: int, pos: Position) -> Json:
+def position_json(x: Engine, acc: Account, pos: Position) -> Json:
     """Kalshi's ``market_position`` object (REST)."""
-    resting = sum(1 for o in x.orders.values() if o.resting and o.user == acc.user and o.m == m)
+    resting = sum(
+        1 for o in x.orders.values() if o.resting and o.user == acc.user and o.ticker == pos.ticker
+    )
     return {
-        "ticker": x.mk.tickers[m],
+        "ticker": pos.ticker,
         "position_fp": format_count(pos.position),
         "market_exposure_dollars": dollars_e(pos.exposure_e()),
         "realized_pnl_dollars": dollars_e(pos.realized_e),
@@ -421,16 +423,15 @@ class Portfolio:
         tickers = {t for v in q.get("ticker", []) for t in v.split(",") if t}
         events = {t for v in q.get("event_ticker", []) for t in v.split(",") if t}
         out = []
-        for m in sorted(acc.positions):
-            pos = acc.positions[m]
-            if tickers and x.mk.tickers[m] not in tickers:
-                continue
-            spec = x.mk.model.markets[m]
-            if events and (spec is None or spec.event_ticker not in events):
-                continue
+        for pos in [acc.positions[m] for m in sorted(acc.positions)] + acc.retired:
             if pos.position == 0 and pos.volume == 0:
                 continue
-            out.append(position_json(x, acc, m, pos))
+            if tickers and pos.ticker not in tickers:
+                continue
+            spec = x.mk.model.spec_by_ticker(pos.ticker)
+            if events and (spec is None or spec.event_ticker not in events):
+                continue
+            out.append(position_json(x, acc, pos))
         return _page(out, "market_positions", q)
 
     def _fills(self, user: str, q: dict[str, list[str]]) -> Reply:
@@ -438,7 +439,7 @@ class Portfolio:
         acc = x.account(user)
         rows = list(reversed(acc.fills))
         if "ticker" in q:
-            rows = [r for r in rows if x.mk.tickers[r[0].order.m] == q["ticker"][0]]
+            rows = [r for r in rows if r[0].order.ticker == q["ticker"][0]]
         if "order_id" in q:
             rows = [r for r in rows if r[0].order.order_id == q["order_id"][0]]
         limit, start = _limit(q)
@@ -450,7 +451,7 @@ class Portfolio:
         x = self.x
         items = [o for o in x.orders.values() if o.user == user]
         if "ticker" in q:
-            items = [o for o in items if x.mk.tickers[o.m] == q["ticker"][0]]
+            items = [o for o in items if o.ticker == q["ticker"][0]]
         if "status" in q:
             items = [o for o in items if o.status == q["status"][0]]
         items.sort(key=lambda o: o.created_ms, reverse=True)
@@ -462,11 +463,11 @@ class Portfolio:
         out = [
             {
                 "order_id": o.order_id,
-                "market_ticker": x.mk.tickers[o.m],
+                "market_ticker": o.ticker,
                 "queue_position_fp": format_count(x.queue_position(o)),
             }
             for o in x.orders.values()
-            if o.user == user and o.resting and (not tickers or x.mk.tickers[o.m] in tickers)
+            if o.user == user and o.resting and (not tickers or o.ticker in tickers)
         ]
         return _ok({"queue_positions": out})
 

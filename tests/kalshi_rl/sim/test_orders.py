@@ -679,3 +679,41 @@ async def test_users_with_their_own_keys(key_pem: bytes) -> None:
             with pytest.raises(KalshiApiError) as e:
                 await fake.get_balance()
             assert e.value.status == 401
+
+
+async def test_rolling_markets_keep_positions_per_ticker(key_pem: bytes) -> None:
+    """A rolling listing settles and its slot is reused: the old position stays under its
+    ticker (settled, realized), orders and fills keep their ticker, the new market trades."""
+    from kalshi_rl.sim.listings import default_series
+
+    series = default_series(1, lifetime_ms=3000, lead_ms=400)
+    fast = ModelParams(determine_delay_ms=200, settle_delay_ms=300)
+    async with SimExchange(sim_cfg(key_pem, series=series, model=fast, rate=2000.0)) as sim:
+        sim.advance(1)  # lists the first market
+        m = next(i for i, t in enumerate(sim.tickers) if t)
+        first = sim.tickers[m]
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            q1, n1 = best_no(sim, first)
+            buy = await alice.create_order(first, "bid", count=min(n1, 2 * C), price=PRICE_MAX - q1)
+            assert buy.fill_count > 0
+            for _ in range(2000):
+                sim.advance(50)
+                if sim.tickers[m] not in ("", first):
+                    break
+            second = sim.tickers[m]
+            assert second not in ("", first), "the slot was not reused"
+            pos = {p.ticker: p for p in await alice.get_positions()}
+            assert pos[first].position == 0  # settled
+            assert [s.ticker for s in await alice.get_settlements()] == [first]
+            assert [f.ticker for f in await alice.get_fills()] == [first]
+            assert (await alice.get_order(buy.order_id)).ticker == first
+            for _ in range(200):  # the new market opens and gets quotes
+                if sim.book(second)["no"]:
+                    break
+                sim.advance(20)
+            q2, _ = best_no(sim, second)
+            buy2 = await alice.create_order(second, "bid", count=C, price=PRICE_MAX - q2)
+            assert buy2.fill_count == C
+            pos = {p.ticker: p.position for p in await alice.get_positions()}
+            assert pos == {first: 0, second: C}
+        assert sim.engine.check_invariants() == []
