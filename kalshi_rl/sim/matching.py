@@ -221,12 +221,17 @@ class Engine:
             nz = np.flatnonzero(row[:price])
             best[m, side] = int(nz[-1]) if nz.shape[0] else NO_PRICE
 
-    def _public_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
-        """Change the public book and send the delta."""
+    def _public_delta(  # noqa: PLR0917 -- a delta's fields and its cause
+        self, m: int, side: int, price: int, d: int, ts: int, cause: Order | None = None
+    ) -> None:
+        """Change the public book and send the delta (tagged for ``cause``'s owner)."""
         if d == 0:
             return
         self._apply(self.mk.books, m, side, price, d)
-        self.fanout.send_delta(m, side, price, d, ts)
+        if cause is None:
+            self.fanout.send_delta(m, side, price, d, ts)
+        else:
+            self.fanout.send_delta(m, side, price, d, ts, cause.user, cause.client_order_id)
 
     def _maker_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Correct the model's own book (its liquidity was taken or restored here)."""
@@ -502,7 +507,7 @@ class Engine:
                 continue
             if maker_taken:
                 self._maker_delta(m, hit, p, -maker_taken, ts)
-            self._public_delta(m, hit, p, -level_taken, ts)
+            self._public_delta(m, hit, p, -level_taken, ts, taker)
             taker_side = other(hit)
             yes_price = p if hit == SIDE_YES else PRICE_MAX - p
             trade_id = self.fanout.send_trade(m, taker_side, yes_price, level_taken, ts)
@@ -596,7 +601,7 @@ class Engine:
         acc.position(o.m).claimed[o.side] += o.claim
         o.reserve = reserve_for(o.remaining - o.claim, o.remaining, o.price)
         acc.reserved += o.reserve
-        self._public_delta(o.m, o.side, o.price, o.remaining, ts)
+        self._public_delta(o.m, o.side, o.price, o.remaining, ts, o)
 
     def _unrest(self, o: Order) -> None:
         """Take a resting order out of its queue (its public quantity already left)."""
@@ -620,7 +625,7 @@ class Engine:
     def _cancel_resting(self, o: Order, ts: int) -> int:
         """Cancel a resting order; returns the count removed."""
         n = o.remaining
-        self._public_delta(o.m, o.side, o.price, -n, ts)
+        self._public_delta(o.m, o.side, o.price, -n, ts, o)
         self._unrest(o)
         o.remaining = 0
         o.status = CANCELED
@@ -800,7 +805,7 @@ class Engine:
         o.reserve = reserve_for(o.remaining - o.claim, o.remaining, o.price)
         acc.reserved += o.reserve
         o.updated_ms = ts
-        self._public_delta(o.m, o.side, o.price, -d, ts)
+        self._public_delta(o.m, o.side, o.price, -d, ts, o)
 
     def amend(
         self, user: str, order_id: str, price: int, count: int, new_client_id: str | None
@@ -828,7 +833,7 @@ class Engine:
         else:
             o_new_price = dataclasses.replace(o, price=price)
             claim, need = self._admit(o_new_price, target, o.reserve, o.claim)
-            self._public_delta(o.m, o.side, o.price, -o.remaining, ts)
+            self._public_delta(o.m, o.side, o.price, -o.remaining, ts, o)
             self._unrest(o)
             o.price = price
             o.initial = count

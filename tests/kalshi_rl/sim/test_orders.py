@@ -717,3 +717,26 @@ async def test_rolling_markets_keep_positions_per_ticker(key_pem: bytes) -> None
             pos = {p.ticker: p.position for p in await alice.get_positions()}
             assert pos == {first: 0, second: C}
         assert sim.engine.check_invariants() == []
+
+
+async def test_own_deltas_carry_the_client_order_id(key_pem: bytes, ws_client: Any) -> None:
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        t = sim.tickers[0]
+        ca = creds(key_pem, "alice")
+        mine = await ws_signed(sim, ws_client, ca)
+        other = await ws_signed(sim, ws_client, creds(key_pem, "bob"))
+        for c in (mine, other):
+            await c.subscribe(["orderbook_delta"], [t])
+            await c.recv_until(lambda m: m["type"] == "orderbook_snapshot")
+        yb, _ = best_yes(sim, t)
+        async with TradingClient(sim.rest_url, ca) as alice:
+            o = await alice.create_order(t, "bid", count=C, price=yb - 10, client_order_id="me-1")
+            await alice.cancel_order(o.order_id)
+        a = [await mine.recv(), await mine.recv()]
+        b = [await other.recv(), await other.recv()]
+        assert [m["msg"].get("client_order_id") for m in a] == ["me-1", "me-1"]
+        assert [m["msg"]["delta_fp"] for m in a] == ["1.00", "-1.00"]
+        assert all("client_order_id" not in m["msg"] for m in b)
+        assert [m["seq"] for m in a] == [m["seq"] for m in b]  # same stream otherwise
+        await mine.close()
+        await other.close()
