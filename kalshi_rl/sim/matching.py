@@ -128,6 +128,30 @@ class Order:
 Entry = MakerLot | Order
 
 
+GROUP_WINDOW_MS = 15_000  # Kalshi's rolling window of an order group's contracts limit
+
+
+@dataclass(slots=True, eq=False)
+class OrderGroup:
+    """Kalshi's order group: when the contracts filled by its orders over a rolling 15 s
+    exceed ``limit``, it triggers: its resting orders are cancelled and new orders in it
+    are refused until a reset."""
+
+    group_id: str
+    user: str
+    limit: int  # count units
+    window: collections.deque[tuple[int, int]] = dataclasses.field(
+        default_factory=collections.deque
+    )  # (ts_ms, count) of recent fills
+    triggered: bool = False
+
+    def volume(self, now_ms: int) -> int:
+        """Contracts filled in the window ending at ``now_ms``."""
+        while self.window and self.window[0][0] <= now_ms - GROUP_WINDOW_MS:
+            self.window.popleft()
+        return sum(c for _, c in self.window)
+
+
 class Fill(NamedTuple):
     """One fill of one order."""
 
@@ -184,6 +208,8 @@ class Engine:
         self.orders: dict[str, Order] = {}
         self.client_ids: dict[tuple[str, str], str] = {}
         self.accounts: dict[str, Account] = {}
+        self.groups: dict[str, OrderGroup] = {}
+        self._to_trigger: list[OrderGroup] = []
         self.listener: Listener | None = None
         self._ids = itertools.count(1)
         self._seed = seed
@@ -529,7 +555,62 @@ class Engine:
                 break
         if taker is not None and taken < size and self._stp_blocked(taker, m, hit, min_price):
             self._stp_hit = True  # taker_at_cross: the rest is cancelled, never rested
+        self._run_triggers(ts)
         return taken
+
+    # ----------------------------------------------------------------- order groups
+    def create_group(self, user: str, limit: int) -> OrderGroup:
+        """A new order group of ``user`` with a contracts limit (count units)."""
+        if not 0 < limit <= 1_000_000 * 100:
+            raise Rejection(400, "invalid_parameters", "contracts_limit must be 1..1,000,000")
+        g = OrderGroup(self.new_id(), user, limit)
+        self.groups[g.group_id] = g
+        return g
+
+    def group_of(self, user: str, group_id: str) -> OrderGroup:
+        """``user``'s group ``group_id``; Rejection 404 otherwise."""
+        g = self.groups.get(group_id)
+        if g is None or g.user != user:
+            raise Rejection(404, "not_found", f"order group {group_id} not found")
+        return g
+
+    def group_orders(self, g: OrderGroup) -> list[Order]:
+        """The resting orders of a group."""
+        return [o for o in self.orders.values() if o.resting and o.order_group_id == g.group_id]
+
+    def trigger_group(self, g: OrderGroup) -> None:
+        """Trigger ``g`` now: cancel its resting orders, refuse new ones until reset."""
+        g.triggered = True
+        self._to_trigger.append(g)
+        self._run_triggers(self.mk.model.now_ms)
+        self.fanout.flush_all()
+
+    def reset_group(self, g: OrderGroup) -> None:
+        """Back to active with an empty rolling window."""
+        g.triggered = False
+        g.window.clear()
+
+    def set_group_limit(self, g: OrderGroup, limit: int) -> None:
+        """A new limit; one below the current rolling volume triggers the group."""
+        if not 0 < limit <= 1_000_000 * 100:
+            raise Rejection(400, "invalid_parameters", "contracts_limit must be 1..1,000,000")
+        g.limit = limit
+        if not g.triggered and g.volume(self.mk.model.now_ms) > limit:
+            self.trigger_group(g)
+
+    def delete_group(self, g: OrderGroup) -> None:
+        """Cancel the group's resting orders and forget it."""
+        ts = self.mk.model.now_ms
+        for o in self.group_orders(g):
+            self._cancel_resting(o, ts)
+        del self.groups[g.group_id]
+        self.fanout.flush_all()
+
+    def _run_triggers(self, ts: int) -> None:
+        while self._to_trigger:
+            g = self._to_trigger.pop()
+            for o in self.group_orders(g):
+                self._cancel_resting(o, ts)
 
     def _stp_blocked(self, taker: Order, m: int, hit: int, min_price: int) -> bool:
         p = self._best(m, hit)
@@ -572,6 +653,12 @@ class Engine:
                 reserve_for(o.remaining - o.claim, o.remaining, o.price) if o.remaining else 0
             )
             acc.reserved += o.reserve
+        g = self.groups.get(o.order_group_id) if o.order_group_id else None
+        if g is not None and not g.triggered:
+            g.window.append((ts, count))
+            if g.volume(ts) > g.limit:
+                g.triggered = True
+                self._to_trigger.append(g)  # cancelled after the walk, not inside it
         f = Fill(self.new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
                  money.cash_change, ts)  # fmt: skip
         self.stats["fills"] += 1
@@ -665,6 +752,11 @@ class Engine:
                 )
         self._check_market(o.m)
         self._check_price(o.m, o.price)
+        if o.order_group_id:
+            g = self.group_of(o.user, o.order_group_id)
+            if g.triggered:
+                raise Rejection(400, "order_group_triggered",
+                                "the order group is triggered: reset it first")  # fmt: skip
         if o.initial <= 0:
             raise Rejection(400, "invalid_order", "count must be positive")
         acc = self.account(o.user)
@@ -718,7 +810,13 @@ class Engine:
             self._walk(o.m, other(o.side), cross_at, target, o, ts)
         acc.reserved -= o.reserve
         o.reserve = 0
-        keep = o.remaining > 0 and o.tif == TIF_GTC and not self._stp_hit
+        g = self.groups.get(o.order_group_id) if o.order_group_id else None
+        keep = (
+            o.remaining > 0
+            and o.tif == TIF_GTC
+            and not self._stp_hit
+            and not (g is not None and g.triggered)
+        )
         if keep:
             pos.claimed[o.side] -= o.claim  # _rest re-takes the claim of the remainder
             claim_left = o.claim

@@ -36,6 +36,7 @@ from kalshi_rl.sim.matching import (
     Engine,
     Fill,
     Order,
+    OrderGroup,
     Rejection,
 )
 
@@ -187,6 +188,17 @@ def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
         "created_time": iso(f.ts_ms),
         "ts": f.ts_ms // 1000,
         "ts_ms": f.ts_ms,
+    }
+
+
+def group_json(g: OrderGroup) -> Json:
+    """Kalshi's ``order_group`` object."""
+    return {
+        "id": g.group_id,
+        "order_group_id": g.group_id,
+        "contracts_limit_fp": format_count(g.limit),
+        "is_auto_cancel_enabled": True,
+        "status": "triggered" if g.triggered else "active",  # sim: the group's state
     }
 
 
@@ -363,11 +375,20 @@ class Portfolio:
                 return self._queue_positions(user, q)
             if len(parts) == 2 and parts[0] == "orders":
                 return _ok({"order": order_json(x, x.order_of(user, parts[1]))})
+            if parts == ["order_groups"]:
+                return _ok({"order_groups": [group_json(g) for g in x.groups.values()
+                                             if g.user == user]})  # fmt: skip
+            if len(parts) == 2 and parts[0] == "order_groups":
+                g = x.group_of(user, parts[1])
+                ids = [o.order_id for o in x.group_orders(g)]
+                return _ok({**group_json(g), "orders": ids})
             if len(parts) == 3 and parts[0] == "orders" and parts[2] == "queue_position":
                 o = x.order_of(user, parts[1])
                 return _ok({"queue_position_fp": format_count(x.queue_position(o))})
             return error(404, "not_found", f"no route GET /portfolio/{'/'.join(parts)}")
         body = _body(raw)
+        if parts[:1] == ["order_groups"]:
+            return self._groups(user, method, parts[1:], body)
         v2 = parts[:1] == ["events"]
         p = parts[1:] if v2 else parts
         if method == "POST" and p == ["orders"]:
@@ -544,6 +565,29 @@ class Portfolio:
         yp = p if k.startswith("yes") else PRICE_MAX - p
         buys_yes = (side == "yes") == (action == "buy")
         return (SIDE_YES if buys_yes else SIDE_NO), yp, count, (side, action)
+
+    def _groups(self, user: str, method: str, p: list[str], body: Json) -> Reply:
+        """Order groups: create, delete, reset, trigger, limit."""
+        x = self.x
+        if method == "POST" and p in ([], ["create"]):
+            v = body.get("contracts_limit_fp", body.get("contracts_limit"))
+            g = x.create_group(user, _count(v, "contracts_limit") if v is not None else 0)
+            return _ok({"order_group_id": g.group_id}, 201)
+        if not p:
+            return error(404, "not_found", "no such order_groups route")
+        g = x.group_of(user, p[0])
+        if method == "DELETE" and len(p) == 1:
+            x.delete_group(g)
+        elif method == "PUT" and p[1:] == ["reset"]:
+            x.reset_group(g)
+        elif method == "PUT" and p[1:] == ["trigger"]:
+            x.trigger_group(g)
+        elif method == "PUT" and p[1:] == ["limit"]:
+            v = body.get("contracts_limit_fp", body.get("contracts_limit"))
+            x.set_group_limit(g, _count(v, "contracts_limit") if v is not None else 0)
+        else:
+            return error(404, "not_found", f"no route {method} order_groups/{'/'.join(p)}")
+        return _ok({})
 
     def _cancel_json(self, o: Order, n: int, v2: bool) -> Json:
         if v2:

@@ -740,3 +740,45 @@ async def test_own_deltas_carry_the_client_order_id(key_pem: bytes, ws_client: A
         assert [m["seq"] for m in a] == [m["seq"] for m in b]  # same stream otherwise
         await mine.close()
         await other.close()
+
+
+async def test_order_groups_trigger_on_their_rolling_limit(key_pem: bytes) -> None:
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        t = sim.tickers[0]
+        p, maker_q = best_yes(sim, t)
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            d = await alice.request(
+                "POST", "/portfolio/order_groups/create", {"contracts_limit": 3}
+            )
+            gid = d["order_group_id"]
+            a = await alice.create_order(t, "bid", count=2 * C, price=p, order_group_id=gid)
+            b = await alice.create_order(t, "bid", count=3 * C, price=p - 10, order_group_id=gid)
+            g = await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert sorted(g["orders"]) == sorted([a.order_id, b.order_id])
+            assert g["contracts_limit_fp"] == "3.00" and g["status"] == "active"
+            sim.take(t, "no", maker_q + 2 * C)  # fills a: 2 contracts, not over 3
+            assert (await alice.get_order(b.order_id)).status == "resting"
+            sim.take(t, "no", dict(sim.book(t)["yes"])[p - 10] - 3 * C + C)  # 1 more of b: 3
+            assert (await alice.get_order(b.order_id)).status == "resting"  # 3 is not > 3
+            sim.take(t, "no", C)  # 4 > 3: triggered, b's rest is cancelled
+            ob = await alice.get_order(b.order_id)
+            assert (ob.status, ob.fill_count) == ("canceled", 2 * C)
+            g = await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert g["status"] == "triggered" and g["orders"] == []
+            with pytest.raises(KalshiApiError) as e:
+                await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
+            assert e.value.code == "order_group_triggered"
+            await alice.request("PUT", f"/portfolio/order_groups/{gid}/reset")
+            c = await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
+            assert c.status == "resting"
+            await alice.request("PUT", f"/portfolio/order_groups/{gid}/trigger")
+            assert (await alice.get_order(c.order_id)).status == "canceled"
+            await alice.request("DELETE", f"/portfolio/order_groups/{gid}")
+            with pytest.raises(KalshiApiError) as e:
+                await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert e.value.status == 404
+        # the window rolls: fills older than 15 s no longer count
+        grp = sim.engine.create_group("bob", 100)
+        grp.window.append((1_000, 100))
+        assert grp.volume(1_000 + 14_999) == 100 and grp.volume(1_000 + 15_000) == 0
+        assert sim.engine.check_invariants() == []
