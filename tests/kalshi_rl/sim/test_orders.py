@@ -768,12 +768,12 @@ async def test_order_groups_trigger_on_their_rolling_limit(key_pem: bytes) -> No
             with pytest.raises(KalshiApiError) as e:
                 await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
             assert e.value.code == "order_group_triggered"
-            await alice.request("PUT", f"/portfolio/order_groups/{gid}/reset")
+            await alice.reset_order_group(gid)
             c = await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
             assert c.status == "resting"
             await alice.request("PUT", f"/portfolio/order_groups/{gid}/trigger")
             assert (await alice.get_order(c.order_id)).status == "canceled"
-            await alice.request("DELETE", f"/portfolio/order_groups/{gid}")
+            await alice.delete_order_group(gid)
             with pytest.raises(KalshiApiError) as e:
                 await alice.request("GET", f"/portfolio/order_groups/{gid}")
             assert e.value.status == 404
