@@ -209,6 +209,7 @@ class Engine:
         self.client_ids: dict[tuple[str, str], str] = {}
         self.accounts: dict[str, Account] = {}
         self.groups: dict[str, OrderGroup] = {}
+        self._expiring: list[Order] = []  # resting orders with an expiration time
         self._to_trigger: list[OrderGroup] = []
         self.listener: Listener | None = None
         self._ids = itertools.count(1)
@@ -271,6 +272,17 @@ class Engine:
         return int(self.mk.books.best[m, side])
 
     # ----------------------------------------------------------------- model events
+    def expire(self, now_ms: int) -> int:
+        """Cancel resting orders whose expiration time has passed; returns how many."""
+        if not self._expiring:
+            return 0
+        due = [o for o in self._expiring if o.resting and o.expiration_ms is not None
+               and o.expiration_ms <= now_ms]  # fmt: skip
+        for o in due:
+            self._cancel_resting(o, now_ms)
+        self._expiring = [o for o in self._expiring if o.resting]
+        return len(due)
+
     def busy(self) -> bool:
         """True when some user order rests (model events then need the queues)."""
         return self._n_resting_total > 0
@@ -286,6 +298,7 @@ class Engine:
         """
         if ev.shape[0] == 0:
             return
+        self.expire(int(ev["ts"][-1]))
         if not self.busy():
             self._passthrough_lc(ev)
             if flush:
@@ -679,6 +692,8 @@ class Engine:
         q.append(o)
         o.resting = True
         o.status = RESTING
+        if o.expiration_ms is not None and o not in self._expiring:
+            self._expiring.append(o)
         self.n_resting[o.m] += 1
         self.busy_markets[o.m] = True
         self._n_resting_total += 1
@@ -742,6 +757,8 @@ class Engine:
         ts = self.mk.model.now_ms
         o.created_ms = o.updated_ms = ts
         o.ticker = self.mk.tickers[o.m]
+        if o.expiration_ms is not None and o.expiration_ms <= ts:
+            o.tif = TIF_IOC  # an expiry in the past is an immediate-or-cancel (as FIX GTD)
         if o.client_order_id:
             prev = self.client_ids.get((o.user, o.client_order_id))
             if prev is not None and self.orders[prev].resting:

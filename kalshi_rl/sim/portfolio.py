@@ -521,6 +521,9 @@ class Portfolio:
             raise BadRequest("client_order_id must be a string of at most 64 characters")
         price = yp if side == SIDE_YES else PRICE_MAX - yp
         group = body.get("order_group_id")
+        exp = body.get("expiration_time" if v2 else "expiration_ts")
+        if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int) or exp <= 0):
+            raise BadRequest("expiration time must be unix seconds")
         return Order(
             order_id=x.new_id(),
             user=user,
@@ -535,6 +538,7 @@ class Portfolio:
             stp=stp,
             order_group_id=group if isinstance(group, str) else None,
             cancel_on_pause=_bool(body, "cancel_order_on_pause"),
+            expiration_ms=None if exp is None else exp * 1000,
             legacy=legacy,
         )
 

@@ -782,3 +782,21 @@ async def test_order_groups_trigger_on_their_rolling_limit(key_pem: bytes) -> No
         grp.window.append((1_000, 100))
         assert grp.volume(1_000 + 14_999) == 100 and grp.volume(1_000 + 15_000) == 0
         assert sim.engine.check_invariants() == []
+
+
+async def test_orders_expire_on_the_sim_clock(key_pem: bytes) -> None:
+    async with SimExchange(sim_cfg(key_pem, rate=2000.0)) as sim:
+        t = sim.tickers[0]
+        now_s = sim.model.now_ms // 1000
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            o = await alice.create_order(t, "bid", count=C, price=10, expiration_time=now_s + 2)
+            keep = await alice.create_order(t, "bid", count=C, price=10)
+            while sim.model.now_ms < (now_s + 3) * 1000:
+                sim.advance(200)
+            assert (await alice.get_order(o.order_id)).status == "canceled"
+            assert (await alice.get_order(keep.order_id)).status == "resting"
+            past = await alice.create_order(t, "bid", count=C, price=10, expiration_time=now_s)
+            assert past.status == "canceled"  # an expiry in the past never rests
+            with pytest.raises(KalshiApiError):
+                await alice.create_order(t, "bid", count=C, price=10, expiration_time="soon")
+        assert sim.engine.check_invariants() == []
