@@ -23,6 +23,8 @@ so every order's true queue position is known (``queue_position``).  Rules:
 
 Every change of the public book is sent through ``Fanout`` as it happens (deltas, then a
 trade per level), and private events go to the ``Listener``.  Nothing here does I/O.
+The vocabulary (Order, MakerLot, OrderGroup, Fill, Rejection) is kalshi_rl.sim.orders;
+model event batches come in through kalshi_rl.sim.events.
 """
 
 from __future__ import annotations
@@ -30,19 +32,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from core.book import BookSet
 from core.dtypes import (
-    DELTA_DTYPE,
-    EV_DELTA,
     EV_LIFECYCLE,
-    EV_SNAPSHOT,
-    EV_TRADE,
     LC_CLOSED,
     LC_CREATED,
     LC_SETTLED,
@@ -56,132 +51,39 @@ from core.dtypes import (
 from kalshi_rl.sim.accounts import Account, AccountsConfig, fill_money, reserve_for
 from kalshi_rl.sim.fanout import Fanout
 from kalshi_rl.sim.markets import SimMarkets
+from kalshi_rl.sim.orders import (
+    CANCELED,
+    EXECUTED,
+    RESTING,
+    STP_MAKER,
+    STP_TAKER,
+    TIF_FOK,
+    TIF_GTC,
+    TIF_IOC,
+    Entry,
+    Fill,
+    Listener,
+    MakerLot,
+    Order,
+    OrderGroup,
+    Rejection,
+    other,
+)
 
-TIF_GTC = "good_till_canceled"
-TIF_IOC = "immediate_or_cancel"
-TIF_FOK = "fill_or_kill"
-STP_TAKER = "taker_at_cross"
-STP_MAKER = "maker"
-
-RESTING = "resting"
-CANCELED = "canceled"
-EXECUTED = "executed"
-
-
-def other(side: int) -> int:
-    """The other book side."""
-    return SIDE_NO if side == SIDE_YES else SIDE_YES
-
-
-class MakerLot:
-    """Maker quantity that joined a level's queue at one time."""
-
-    __slots__ = ("qty",)
-
-    def __init__(self, qty: int) -> None:
-        self.qty = qty
-
-
-@dataclass(slots=True, eq=False)
-class Order:
-    """One user order.  ``side`` is the book side: SIDE_YES = bid (buy YES), SIDE_NO =
-    ask (buy NO); ``price`` is on that side's scale (a YES ask at p is a NO bid at 1-p)."""
-
-    order_id: str
-    user: str
-    client_order_id: str
-    m: int
-    side: int
-    price: int
-    initial: int
-    tif: str = TIF_GTC
-    post_only: bool = False
-    reduce_only: bool = False
-    stp: str = STP_TAKER
-    created_ms: int = 0
-    order_group_id: str | None = None
-    cancel_on_pause: bool = False
-    expiration_ms: int | None = None
-    remaining: int = 0
-    filled: int = 0
-    status: str = RESTING
-    updated_ms: int = 0
-    taker_fill_count: int = 0
-    maker_fill_count: int = 0
-    taker_cost_e: int = 0
-    maker_cost_e: int = 0
-    taker_fees: int = 0
-    maker_fees: int = 0
-    acc_e: int = 0  # rounding accumulator (exact units)
-    claim: int = 0  # count that closes an opposite holding (needs no collateral)
-    reserve: int = 0  # money held while resting
-    resting: bool = False
-    legacy: tuple[str, str] | None = None  # (side, action) when created by the legacy API
-    ticker: str = ""  # set on submit: a rolling market's slot may later hold another ticker
-
-    @property
-    def qty(self) -> int:
-        """Queue quantity (remaining)."""
-        return self.remaining
-
-
-Entry = MakerLot | Order
-
-
-GROUP_WINDOW_MS = 15_000  # Kalshi's rolling window of an order group's contracts limit
-
-
-@dataclass(slots=True, eq=False)
-class OrderGroup:
-    """Kalshi's order group: when the contracts filled by its orders over a rolling 15 s
-    exceed ``limit``, it triggers: its resting orders are cancelled and new orders in it
-    are refused until a reset."""
-
-    group_id: str
-    user: str
-    limit: int  # count units
-    window: collections.deque[tuple[int, int]] = dataclasses.field(
-        default_factory=collections.deque
-    )  # (ts_ms, count) of recent fills
-    triggered: bool = False
-
-    def volume(self, now_ms: int) -> int:
-        """Contracts filled in the window ending at ``now_ms``."""
-        while self.window and self.window[0][0] <= now_ms - GROUP_WINDOW_MS:
-            self.window.popleft()
-        return sum(c for _, c in self.window)
-
-
-class Fill(NamedTuple):
-    """One fill of one order."""
-
-    fill_id: str
-    trade_id: str
-    order: Order
-    qty: int  # count units
-    price: int  # on the order's side
-    is_taker: bool
-    fee: int  # trade fee, money
-    cash_change: int
-    ts_ms: int
-
-
-class Listener(NamedTuple):
-    """Where private events go (the server turns them into WS messages)."""
-
-    on_order: Callable[[Order], None]
-    on_fill: Callable[[Fill], None]
-    on_position: Callable[[str, int], None]
-
-
-class Rejection(Exception):
-    """An order request the exchange refuses (status, Kalshi error code, message)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = [
+    "STP_MAKER",
+    "STP_TAKER",
+    "TIF_FOK",
+    "TIF_GTC",
+    "TIF_IOC",
+    "Engine",
+    "Fill",
+    "Listener",
+    "MakerLot",
+    "Order",
+    "OrderGroup",
+    "Rejection",
+]
 
 
 class Engine:
@@ -215,7 +117,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._seed = seed
         self._grids: dict[int, frozenset[int]] = {}
-        self._busy_version = 0
+        self.busy_version = 0
         self._n_resting_total = 0
         self._stp_hit = False
         self.stats: collections.Counter[str] = collections.Counter()
@@ -271,144 +173,7 @@ class Engine:
     def _best(self, m: int, side: int) -> int:
         return int(self.mk.books.best[m, side])
 
-    # ----------------------------------------------------------------- model events
-    def expire(self, now_ms: int) -> int:
-        """Cancel resting orders whose expiration time has passed; returns how many."""
-        if not self._expiring:
-            return 0
-        due = [o for o in self._expiring if o.resting and o.expiration_ms is not None
-               and o.expiration_ms <= now_ms]  # fmt: skip
-        for o in due:
-            self._cancel_resting(o, now_ms)
-        self._expiring = [o for o in self._expiring if o.resting]
-        return len(due)
-
-    def busy(self) -> bool:
-        """True when some user order rests (model events then need the queues)."""
-        return self._n_resting_total > 0
-
-    def process(self, ev: np.ndarray, flush: bool = True) -> None:
-        """Route model (or replay) events through the exchange and send them.
-
-        Markets without resting user orders pass straight through; in the others each
-        event is interpreted against the queues (see the module docstring).  The maker's
-        book (``model.books``) must be the state right after these events: a batch that
-        touches a market with resting orders must be one model step (SimExchange.advance
-        steps the model that way while ``busy()``).
-        """
-        if ev.shape[0] == 0:
-            return
-        self.expire(int(ev["ts"][-1]))
-        if not self.busy():
-            self._passthrough_lc(ev)
-            if flush:
-                self.fanout.flush_all()
-            return
-        version = self._busy_version
-        hot = self._hot(ev)
-        i = 0
-        n = ev.shape[0]
-        while i < n:
-            if not hot[i]:
-                j = i + 1
-                while j < n and not hot[j]:
-                    j += 1
-                self._passthrough_lc(ev[i:j])
-                i = j
-                continue
-            i = self._event(ev, i)
-            if version != self._busy_version:
-                # a market gained or lost its last resting order inside the batch
-                version = self._busy_version
-                hot = self._hot(ev)
-        if flush:
-            self.fanout.flush_all()
-
-    def _hot(self, ev: np.ndarray) -> np.ndarray:
-        return self.busy_markets[ev["market"]]
-
-    def touches_busy(self, ev: np.ndarray) -> bool:
-        """True when some event of ``ev`` is in a market with a resting order."""
-        return bool(self.busy_markets[ev["market"]].any()) if ev.shape[0] else False
-
-    def _passthrough_lc(self, ev: np.ndarray) -> None:
-        """Pass events through, applying each lifecycle event's effect right after it is
-        sent (a settlement must book under the ticker the slot had before a reuse)."""
-        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
-        start = 0
-        for k in lc.tolist():
-            self._passthrough(ev[start : k + 1])
-            self._lifecycle_effects(ev[k : k + 1])
-            start = k + 1
-        if start < ev.shape[0]:
-            self._passthrough(ev[start:])
-
-    def _passthrough(self, ev: np.ndarray) -> None:
-        """Events of markets with no user orders: the public book is the maker's."""
-        d = ev[ev["kind"] == EV_DELTA]
-        if d.shape[0]:
-            recs = np.zeros(d.shape[0], dtype=DELTA_DTYPE)
-            recs["market"] = d["market"]
-            recs["side"] = d["side"]
-            recs["price"] = d["price"]
-            recs["delta"] = d["qty"]
-            recs["exch_ts"] = d["ts"]
-            self.mk.books.apply_deltas(recs)
-        snaps = np.flatnonzero(ev["kind"] == EV_SNAPSHOT)
-        for m in set(ev["market"][snaps].tolist()):
-            self.mk.books.qty[m] = self.mk.model.books.qty[m]
-            self.mk.books.best[m] = self.mk.model.books.best[m]
-        self.fanout.dispatch(ev, flush=False)
-
-    def _lifecycle_effects(self, ev: np.ndarray) -> None:
-        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
-        for k in lc.tolist():
-            e = ev[k]
-            if int(e["side"]) == LC_CREATED:  # a rolling listing reuses the slot
-                for acc in self.accounts.values():
-                    acc.retire(int(e["market"]))
-            elif int(e["side"]) == LC_CLOSED:
-                self._close_market(int(e["market"]), int(e["ts"]))
-            elif int(e["side"]) == LC_SETTLED:
-                self._settle(int(e["market"]), int(e["price"]) == RESULT_YES, int(e["ts"]))
-
-    def _event(self, ev: np.ndarray, i: int) -> int:
-        """Handle event i of a market with resting orders; returns the next index."""
-        e = ev[i]
-        kind = int(e["kind"])
-        m, side, price, qty, ts = (
-            int(e["market"]), int(e["side"]), int(e["price"]), int(e["qty"]), int(e["ts"])
-        )  # fmt: skip
-        if kind == EV_DELTA:
-            nxt = ev[i + 1] if i + 1 < ev.shape[0] else None
-            if (
-                nxt is not None
-                and int(nxt["kind"]) == EV_TRADE
-                and int(nxt["market"]) == m
-                and int(nxt["group"]) == int(e["group"])
-                and qty < 0
-            ):
-                self._sim_taker(m, side, price, -qty, ts)
-                return i + 2
-            if qty > 0:
-                self._maker_add(m, side, price, qty, ts)
-            else:
-                self._maker_cancel(m, side, price, -qty, ts)
-            return i + 1
-        if kind == EV_SNAPSHOT:
-            j = i
-            while j + 1 < ev.shape[0] and int(ev[j + 1]["kind"]) == EV_SNAPSHOT:
-                if int(ev[j + 1]["group"]) != int(e["group"]):
-                    break
-                j += 1
-            self._resync_market(m, ts)
-            self.fanout.dispatch(ev[i : j + 1], flush=False)
-            return j + 1
-        self.fanout.dispatch(ev[i : i + 1], flush=False)
-        self._lifecycle_effects(ev[i : i + 1])
-        return i + 1
-
-    def _maker_add(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def maker_add(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
         # the kernel already added qty to the maker's book; a crossing part executes
         taken = self._walk(m, other(side), PRICE_MAX - price, qty, None, ts, users_only=True)
         if taken:
@@ -421,7 +186,7 @@ class Engine:
             q.append(MakerLot(rest))
         self._public_delta(m, side, price, rest, ts)
 
-    def _maker_cancel(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def maker_cancel(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
         q = self.levels.get((m, side, price))
         if q is not None:
             lots = [x for x in q if isinstance(x, MakerLot)]
@@ -447,7 +212,7 @@ class Engine:
                     q.remove(lot)
         self._public_delta(m, side, price, -qty, ts)
 
-    def _sim_taker(self, m: int, hit: int, price: int, size: int, ts: int) -> None:
+    def sim_taker_event(self, m: int, hit: int, price: int, size: int, ts: int) -> None:
         """Re-execute the model's trade: undo its take, then walk the public book."""
         self._maker_delta(m, hit, price, size, ts)
         self._walk(m, hit, price, size, None, ts)
@@ -465,7 +230,7 @@ class Engine:
         self.fanout.flush_all()
         return taken
 
-    def _resync_market(self, m: int, ts: int) -> None:
+    def resync_market(self, m: int, ts: int) -> None:
         """A replayed snapshot replaced the maker's book: rebuild queues and public book."""
         for (mm, side, price), q in self.levels.items():
             if mm != m:
@@ -697,7 +462,7 @@ class Engine:
         self.n_resting[o.m] += 1
         self.busy_markets[o.m] = True
         self._n_resting_total += 1
-        self._busy_version += 1
+        self.busy_version += 1
         acc = self.account(o.user)
         o.claim = min(claim, o.remaining)
         acc.position(o.m).claimed[o.side] += o.claim
@@ -716,7 +481,7 @@ class Engine:
         self.n_resting[o.m] -= 1
         self.busy_markets[o.m] = self.n_resting[o.m] > 0
         self._n_resting_total -= 1
-        self._busy_version += 1
+        self.busy_version += 1
         acc = self.account(o.user)
         acc.reserved -= o.reserve
         o.reserve = 0
@@ -976,6 +741,33 @@ class Engine:
             raise Rejection(400, "invalid_order", f"order {o.order_id} is {o.status}, not resting")
 
     # ----------------------------------------------------------------- lifecycle
+    def expire(self, now_ms: int) -> int:
+        """Cancel resting orders whose expiration time has passed; returns how many."""
+        if not self._expiring:
+            return 0
+        due = [o for o in self._expiring if o.resting and o.expiration_ms is not None
+               and o.expiration_ms <= now_ms]  # fmt: skip
+        for o in due:
+            self._cancel_resting(o, now_ms)
+        self._expiring = [o for o in self._expiring if o.resting]
+        return len(due)
+
+    def busy(self) -> bool:
+        """True when some user order rests (model events then need the queues)."""
+        return self._n_resting_total > 0
+
+    def lifecycle_effects(self, ev: np.ndarray) -> None:
+        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
+        for k in lc.tolist():
+            e = ev[k]
+            if int(e["side"]) == LC_CREATED:  # a rolling listing reuses the slot
+                for acc in self.accounts.values():
+                    acc.retire(int(e["market"]))
+            elif int(e["side"]) == LC_CLOSED:
+                self._close_market(int(e["market"]), int(e["ts"]))
+            elif int(e["side"]) == LC_SETTLED:
+                self._settle(int(e["market"]), int(e["price"]) == RESULT_YES, int(e["ts"]))
+
     def _close_market(self, m: int, ts: int) -> None:
         for o in [o for o in self.orders.values() if o.resting and o.m == m]:
             self._cancel_resting(o, ts)

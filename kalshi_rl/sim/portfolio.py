@@ -27,13 +27,13 @@ from kalshi_rl.kalshi.protocol import (
     parse_price,
 )
 from kalshi_rl.sim.accounts import E_PER_MONEY, Account, Position, Settlement
-from kalshi_rl.sim.matching import (
+from kalshi_rl.sim.matching import Engine
+from kalshi_rl.sim.orders import (
     STP_MAKER,
     STP_TAKER,
     TIF_FOK,
     TIF_GTC,
     TIF_IOC,
-    Engine,
     Fill,
     Order,
     OrderGroup,

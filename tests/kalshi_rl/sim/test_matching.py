@@ -16,7 +16,7 @@ from hypothesis import given
 
 from core.dtypes import PRICE_MAX, SIDE_NO, SIDE_YES
 from kalshi_rl.sim import AccountsConfig, SimConfig, SimExchange
-from kalshi_rl.sim.matching import Order, Rejection
+from kalshi_rl.sim.orders import Order, Rejection
 
 USERS = ("a", "b", "c")
 
