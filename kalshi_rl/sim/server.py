@@ -14,7 +14,8 @@ answers (kalshi_rl.sim.http + kalshi_rl.sim.routing):
 
 This module is the composition root of the sim and its generator loop; the parts live in
 their own modules: ``markets`` (model + names + public book), ``subscriptions`` (sessions,
-sids, seq, commands), ``fanout`` (events -> messages), ``matching`` + ``accounts`` (orders),
+sids, seq, commands), ``fanout`` (events -> messages), ``orders`` + ``matching`` + ``events``
++ ``accounts`` (the exchange),
 ``portfolio`` (REST), ``private`` (private channels), ``faults``, ``blast``, ``control``,
 ``routing``, ``http``.  Outgoing frames are built by ``wire`` (unmasked server frames) and
 written in one ``transport.write`` per client per batch; picows handles reads, pings and
