@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from core.account import account_value, apply_fill, settle
+from core.dataset import Dataset
 from core.dtypes import (
     ACT_BUY_NO,
     ACT_BUY_YES,
@@ -49,7 +50,7 @@ from core.dtypes import (
 from core.features import N_FEATURES, N_MARKET_FEATURES, account_features
 from core.matching import taker_fill_fee
 from kalshi_rl.env.batch import check_dataset
-from kalshi_rl.env.config import ActionMode
+from kalshi_rl.env.config import ActionMode, EnvConfig
 from kalshi_rl.errors import EnvError
 
 # Segment orders (mirrors kalshi_rl.env.config.SegmentOrder; kernels take plain ints).

@@ -329,6 +329,8 @@ FEE_DTYPE = np.dtype(
         ("maker_num", np.int64),  # 0 where the series charges makers nothing
         ("maker_den", np.int64),
         ("precision", np.int64),  # member balance precision, money (MEMBER_CENT / MEMBER_DIRECT)
+        ("taker_bound", np.int64),  # core.fees.fee_bound of the taker rate (fast checks)
+        ("maker_bound", np.int64),  # ... of the maker rate
     ],
     align=True,
 )

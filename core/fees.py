@@ -186,4 +186,6 @@ def fee_schedule(
     out[0]["taker_num"], out[0]["taker_den"] = taker
     out[0]["maker_num"], out[0]["maker_den"] = maker if maker_fees else (0, 1)
     out[0]["precision"] = precision
+    out[0]["taker_bound"] = fee_bound(*taker)
+    out[0]["maker_bound"] = fee_bound(int(out[0]["maker_num"]), int(out[0]["maker_den"]))
     return out

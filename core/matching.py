@@ -30,7 +30,7 @@ from core.dtypes import (
     TAKER_FEE_DEN,
     TAKER_FEE_NUM,
 )
-from core.fees import fee_bound, fee_from_raw, fill_balance, max_debit, trade_fee
+from core.fees import fee_from_raw, fill_balance, max_debit, trade_fee
 from core.liquidity import (
     best_available,
     consume,
@@ -69,6 +69,7 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
     count: int,
     fee_num: int,
     fee_den: int,
+    fee_bound_notional: int,
     precision: int,
     lot: int,
 ) -> int:
@@ -76,9 +77,11 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
 
     A fill is covered when its worst-case balance change (trade fee, floor to the member
     precision, no rebate) leaves cash >= 0.  Closing contracts pays out, so those are free.
+    ``fee_bound_notional`` is ``core.fees.fee_bound`` of the rate (FEE_DTYPE carries it).
     """
     # fast bound: the price plus the largest possible fee and rounding per count unit
-    bound = count * (price + fee_bound(fee_num, fee_den)) + 2 * precision * NOTIONAL_DIVISOR
+    unit = price if action == ORDER_BUY else PRICE_MAX - price  # a sell may open the other side
+    bound = count * (unit + fee_bound_notional) + 2 * precision * NOTIONAL_DIVISOR
     if cash * NOTIONAL_DIVISOR >= bound:
         return count
     closed = closing_count(position, outcome_side, action, count)
@@ -165,7 +168,7 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     pos: np.ndarray | np.void,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
     lot: int,
     ts: int,
@@ -177,8 +180,8 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         order: ORDER_DTYPE record/array(row 0): side, action, price (limit, outcome scale),
             remaining > 0 are read; filled/remaining/notional/fees/rounding_acc/status written.
         pos: POSITION_DTYPE record/array(row 0), updated (cash never goes negative).
-        px, qty: int16/int64 [2, K] the book view; liq: LIQUIDITY_DTYPE record of this
-            account in this market (module docstring), updated.
+        px, qty: int16/int64 [2, K] the book view; liq: LIQUIDITY_DTYPE [1] of this account in
+            this market (core.liquidity), updated.
         fees: FEE_DTYPE [1].
         lot: count granularity (1 = fractional contracts allowed, 100 = whole contracts).
         ts: fill timestamp (ms).
@@ -214,7 +217,7 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             continue
         take = affordable_count(
             p["cash"], p["position"], side, action, price, take,
-            f["taker_num"], f["taker_den"], f["precision"], lot,
+            f["taker_num"], f["taker_den"], f["taker_bound"], f["precision"], lot,
         )  # fmt: skip
         if take <= 0:
             break
@@ -253,7 +256,7 @@ def maker_fill(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     c = min(count, int(o["remaining"]))
     c = affordable_count(
         p["cash"], p["position"], int(o["side"]), int(o["action"]), int(o["price"]), c,
-        f["maker_num"], f["maker_den"], f["precision"], 1,
+        f["maker_num"], f["maker_den"], f["maker_bound"], f["precision"], 1,
     )  # fmt: skip
     if c <= 0:
         return 0

@@ -95,7 +95,7 @@ def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR091
     """
     for j in range(N_MARKET_FEATURES):
         out[j] = features[t, j]
-    account_features(pos[i : i + 1], mark_value, start_cash, out[N_MARKET_FEATURES:])
+    account_features(pos[i], mark_value, start_cash, out[N_MARKET_FEATURES:])
 
 
 @njit(cache=True, inline="always")
@@ -148,10 +148,10 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     state[i]["value"] = start_cash
     state[i]["busy_until"] = 0
     state[i]["n_unfilled"] = 0
-    reset_position(pos[i : i + 1], start_cash)
+    reset_position(pos[i], start_cash)
     orders[i]["status"] = ORD_CANCELED
     orders[i]["order_id"] = 0
-    liquidity_clear(liq[i])
+    liquidity_clear(liq[i : i + 1])
 
 
 @njit(cache=True, inline="always")
@@ -172,8 +172,8 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # the in-flight order of env i reaches the book of row t; IOC: the rest is cancelled;
     # the next order may go once the outcome is acknowledged
     n = taker_match(
-        orders[i : i + 1], pos[i : i + 1], depth_px[t], depth_qty[t],
-        liq[i], fees, lot, ts[t], fills,
+        orders[i], pos[i], depth_px[t], depth_qty[t],
+        liq[i : i + 1], fees, lot, ts[t], fills,
     )  # fmt: skip
     if orders[i]["remaining"] > 0:
         orders[i]["status"] = ORD_CANCELED
@@ -218,7 +218,7 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             return True
         reason = action_check(
             a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
-            depth_qty[t], liq[i], fees,
+            depth_qty[t], liq[i : i + 1], fees,
         )  # fmt: skip
         if reason != REJ_NONE:
             return True
@@ -254,7 +254,14 @@ def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 ):
     # build env i's IOC order for ``action`` at row t and stamp its latency; count 0: nothing
     side, act, limit, count, reason = action_to_order(
-        action, pos[i]["position"], size, max_position, slip, depth_px[t], depth_qty[t], liq[i]
+        action,
+        pos[i]["position"],
+        size,
+        max_position,
+        slip,
+        depth_px[t],
+        depth_qty[t],
+        liq[i : i + 1],
     )
     if reason != REJ_NONE or count <= 0:
         return False
@@ -323,7 +330,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         t = state[i]["t"]
         write_obs(features, t, pos, i, 0, start_cash, obs[i])
         write_action_masks(
-            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i],
+            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i : i + 1],
             fees, False, masks[i],
         )  # fmt: skip
 
@@ -407,7 +414,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         seg_last = seg_end[s] - 1
         before = state[i]["value"]
         trades_before = pos[i]["n_trades"]
-        bad = _act(
+        bad = actions[i] != ACT_HOLD and _act(
             actions[i], sizes[i], slips[i], state, pos, orders, liq, i,
             t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills, masks,
             mask_size,
@@ -418,8 +425,11 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
+        px = depth_px[t]  # one view per row: views cost reference counting
+        qty = depth_qty[t]
+        lq = liq[i : i + 1]  # a slice: the engine writes its nested arrays through
         if liq[i]["n"][0] + liq[i]["n"][1] > 0:
-            liquidity_refresh(depth_px[t], depth_qty[t], liq[i])
+            liquidity_refresh(px, qty, lq)
         if _due(orders, i, ts, t, seg_last):
             _execute(
                 state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
@@ -431,9 +441,9 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             if orders[i]["status"] == ORD_PENDING:
                 orders[i]["status"] = ORD_CANCELED  # the data ended before it arrived
             if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
-                settle(pos[i : i + 1], seg_result[s] == RESULT_YES)
+                settle(pos[i], seg_result[s] == RESULT_YES)
                 settled = True
-        after, open_value = _value(pos, i, depth_px[t], depth_qty[t], liq[i], fees, mark_mode)
+        after, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
         state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
         r -= inventory_penalty * abs(pos[i]["position"]) / COUNT_SCALE  # per contract held
@@ -455,11 +465,13 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             )  # fmt: skip
             t = state[i]["t"]
             open_value = 0
+            px = depth_px[t]
+            qty = depth_qty[t]
         busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
         write_obs(features, t, pos, i, open_value, start_cash, obs[i])
         write_action_masks(
-            pos[i]["position"], pos[i]["cash"], mask_size, max_position, depth_px[t],
-            depth_qty[t], liq[i], fees, busy, masks[i],
+            pos[i]["position"], pos[i]["cash"], mask_size, max_position, px, qty, lq, fees,
+            busy, masks[i],
         )  # fmt: skip
     return n_done
 
@@ -469,7 +481,7 @@ def _write_episode(ep, state, pos, i, after, open_value, start_cash, settled):  
     ep["ret"] = state[i]["ep_return"]
     ep["length"] = state[i]["steps"]
     ep["pnl"] = after - start_cash
-    trading, settlement, mark, fees = pnl_components(pos[i : i + 1], open_value)
+    trading, settlement, mark, fees = pnl_components(pos[i], open_value)
     ep["fees"] = fees
     ep["trading"] = trading
     ep["settlement"] = settlement
