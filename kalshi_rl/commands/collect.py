@@ -13,8 +13,8 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class CollectorResult:
     feed: dict[str, Any]
     writer: dict[str, Any]
     books_valid: int  # valid books just before the feed was stopped
+    markets_at_stop: int = 0  # markets recorded when it stopped (collect --all follows)
+    follow: dict[str, int] | None = None  # MarketFollower stats (collect --all)
 
 
 async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) -> int:
@@ -113,11 +115,18 @@ def stop_report(res: CollectorResult) -> str:
         f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
         f" {f['snapshots']} snapshots, {f['trades']} trades,"
         f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
-        f"  books valid at stop {res.books_valid}/{len(res.tickers)}"
+        f"  books valid at stop {res.books_valid}/{res.markets_at_stop or len(res.tickers)}"
         f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
         f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
         f" uptime {100 * f['uptime']:.1f}%)\n"
-        f"  rejected frames {f['decode_errors']}" + (f": {rejects}" if rejects else "")
+        f"  rejected frames {f['decode_errors']}"
+        + (f": {rejects}" if rejects else "")
+        + (
+            f"\n  markets followed: {res.follow['added']} added, {res.follow['dropped']} dropped,"
+            f" {res.follow['rescans']} re-scans"
+            if res.follow
+            else ""
+        )
     )
 
 
@@ -296,13 +305,18 @@ def durability_lag_ms(rings: Any, now_ns: int | None = None) -> float:
     return max(0.0, (now - min(oldest)) / 1e6) if oldest else 0.0
 
 
-def progress_line(feed: Any, writer: Any, rate: float) -> str:
-    """One human line: rate, books, ring, rows, gaps, errors, latency, lag, DB state."""
+def progress_line(feed: Any, writer: Any, rate: float, follower: Any = None) -> str:
+    """One human line: rate, books, markets followed, ring, rows, gaps, errors, latency,
+    lag, DB state."""
     st = feed.stats
     w = writer.stats()
     ring = feed.rings.deltas
+    fol = ""
+    if follower is not None:
+        fs = follower.stats
+        fol = f" | markets {follower.n_markets} (+{fs.added} -{fs.dropped})"
     return (
-        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid"
+        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid{fol}"
         f" | ring {100 * ring.fill_fraction:5.1f}% (ovf {ring.overflow_pending})"
         f" | rows {w['rows_written_total']}"
         f" | gaps {st.gaps} | decode_err {st.decode_errors}"
@@ -339,24 +353,22 @@ async def run_collector(
     """
     from core.book import BookSet
     from kalshi_rl.kalshi.feed import Feed, FeedRings
+    from kalshi_rl.kalshi.follow import MarketFollower
+    from kalshi_rl.kalshi.protocol import CH_LIFECYCLE
     from kalshi_rl.kalshi.rest import KalshiRest
     from kalshi_rl.store import db
     from kalshi_rl.store.writer import Writer
 
     stop = stop or asyncio.Event()
     dsn = db.resolve_dsn(cfg.database_url)
-    tickers = list(cfg.tickers)
-    meta: list[dict[str, Any]] = []
-    async with KalshiRest(cfg.rest_url, credentials) as rest:
-        if cfg.all_markets:
-            meta = [m async for m in rest.iter_markets()]
-            tickers = [m["ticker"] for m in meta]
-            log.info("discovered %d open markets", len(tickers))
-        else:
-            try:
-                meta = await rest.markets_by_ticker(tickers)
-            except KalshiRLError as exc:  # metadata is a nicety; recording is the job
-                log.warning("could not fetch market metadata: %s", exc)
+    rest = KalshiRest(cfg.rest_url, credentials)
+    try:
+        tickers, meta = await _discover(cfg, rest)
+    except BaseException:
+        await rest.aclose()
+        raise
+    if not cfg.all_markets:
+        await rest.aclose()  # only --all keeps re-scanning the market list
     conn = await db.connect(dsn)
     try:
         await db.migrate(conn)
@@ -385,12 +397,18 @@ async def run_collector(
     ]  # fmt: skip
     writer = WriterGroup(writers)
     lifecycle = LifecycleUpdates(dsn)
-    feed = Feed(
-        feed_cfg, books, rings, tickers, credentials=credentials, on_lifecycle=lifecycle.add
-    )
+    follow_ch = (CH_LIFECYCLE,) if cfg.all_markets else ()
+    feed = Feed(feed_cfg, books, rings, tickers, credentials=credentials,
+                on_lifecycle=lifecycle.add, all_markets_channels=follow_ch)  # fmt: skip
+    follower = None
+    if cfg.all_markets:  # follow the market list: lifecycle events + REST re-scans
+        follower = MarketFollower(feed, rest, _meta_sink(dsn), rescan_s=cfg.rescan_interval_s,
+                                  next_callback=lifecycle.add)  # fmt: skip
+        feed.on_lifecycle = follower.on_lifecycle
     for w in writers:
         w.start()
     feed_task = asyncio.create_task(feed.run(), name="kalshi-feed")
+    follow_task = asyncio.create_task(follower.run(), name="market-follower") if follower else None
     if on_started is not None:
         on_started(feed, writer)
     deadline = time.monotonic() + cfg.duration_s if cfg.duration_s > 0 else None
@@ -403,7 +421,7 @@ async def run_collector(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout)
             if echo is not None and cfg.progress_interval_s > 0:
-                echo(progress_line(feed, writer, feed.stats.rate()))
+                echo(progress_line(feed, writer, feed.stats.rate(), follower))
             await lifecycle.flush()
             if feed_task.done():
                 feed_task.result()  # surface a crash of the feed
@@ -412,15 +430,60 @@ async def run_collector(
                 break
     finally:
         valid_at_stop = feed.books_valid()  # stopping invalidates every book
+        n_at_stop = len(feed.tickers)
+        if follow_task is not None:
+            follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_task
         feed.stop()
         try:
             await asyncio.wait_for(feed_task, 30)
         finally:
             await writer.close()
+            await rest.aclose()
     fstats = feed.stats.as_dict()
     await lifecycle.flush()
+    if follower is not None:
+        await follower.flush_meta()
     await close_session(dsn, session_id, fstats, valid_at_stop)
-    return CollectorResult(session_id, tickers, fstats, writer.stats(), valid_at_stop)
+    return CollectorResult(
+        session_id, tickers, fstats, writer.stats(), valid_at_stop, n_at_stop,
+        None if follower is None else asdict(follower.stats),
+    )  # fmt: skip
+
+
+async def _discover(cfg: CollectorConfig, rest: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """The markets to record at the start and their REST objects (metadata)."""
+    if cfg.all_markets:
+        meta = [m async for m in rest.iter_markets()]
+        log.info("discovered %d open markets", len(meta))
+        return [m["ticker"] for m in meta], meta
+    tickers = list(cfg.tickers)
+    try:
+        return tickers, await rest.markets_by_ticker(tickers)
+    except KalshiRLError as exc:  # metadata is a nicety; recording is the job
+        log.warning("could not fetch market metadata: %s", exc)
+        return tickers, []
+
+
+def _meta_sink(dsn: str) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
+    """Upsert REST-shaped market objects into ``markets`` over a short-lived connection."""
+
+    async def sink(batch: list[dict[str, Any]]) -> None:
+        import asyncpg
+
+        from kalshi_rl.store import db
+
+        try:
+            conn = await asyncio.wait_for(db.connect(dsn), 5)
+            try:
+                await upsert_market_meta(conn, batch)
+            finally:
+                await conn.close()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise OSError(f"database: {exc}") from exc
+
+    return sink
 
 
 def register(app: typer.Typer) -> None:

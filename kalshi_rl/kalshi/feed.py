@@ -234,7 +234,9 @@ class FeedStats:
             "uptime": round(self.uptime(), 4),
             "server_errors": self.server_errors,
             "decode_errors": self.decode_errors,
-            "decode_errors_by_reason": dict(self.decode.errors),
+            "decode_errors_by_reason": {
+                str(getattr(k, "value", k)): v for k, v in self.decode.errors.items()
+            },
             "connected": self.connected,
             "latency_p50_us": self.latency_quantile_ns(0.5) / 1e3,
             "latency_p99_us": self.latency_quantile_ns(0.99) / 1e3,
@@ -292,6 +294,9 @@ class Feed:
         credentials: signs the handshake; None for a local sim without auth.
         on_lifecycle: optional callback for market_lifecycle_v2 records (must not block).
         first_rec_id: the session's first rec_id (default 1).
+        all_markets_channels: channels of ``config.channels`` to subscribe for EVERY
+            market (no ticker list) instead of per ticker: ``("market_lifecycle_v2",)``
+            makes the exchange announce markets we do not record yet (collect --all).
     """
 
     def __init__(
@@ -304,6 +309,7 @@ class Feed:
         credentials: Credentials | None = None,
         on_lifecycle: Callable[[p.LifecycleMsg], None] | None = None,
         first_rec_id: int = 1,
+        all_markets_channels: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.books = books
@@ -312,6 +318,9 @@ class Feed:
         self.on_lifecycle = on_lifecycle
         self.stats = FeedStats()
         self.tickers: dict[str, None] = dict.fromkeys(tickers)  # ordered set
+        self._all_channels = tuple(c for c in config.channels if c in all_markets_channels)
+        self._ticker_channels = tuple(c for c in config.channels if c not in self._all_channels)
+        self._all_sids: set[int] = set()  # sids of the every-market subscriptions
         self._decoder = p.Decoder(self.stats.decode)
         self._rec_id = first_rec_id
         self._cmd_id = 0
@@ -423,10 +432,11 @@ class Feed:
         self.tickers.update(dict.fromkeys(new))
         if not new or self._transport is None:
             return
-        if not self._channel_sid:
-            self._subscribe(new, self.config.channels)
+        per_ticker = {c: sid for c, sid in self._channel_sid.items() if sid not in self._all_sids}
+        if not per_ticker:
+            self._subscribe(new, self._ticker_channels)
             return
-        for channel, sid in list(self._channel_sid.items()):
+        for channel, sid in per_ticker.items():
             for chunk in self._chunks(new):
                 self._command(
                     p.encode_update_subscription(self._next_cmd(), sid, "add_markets", chunk),
@@ -435,18 +445,30 @@ class Feed:
             if channel == p.CH_ORDERBOOK:
                 self._sid_tickers.setdefault(sid, set()).update(new)
 
-    def remove_markets(self, tickers: Sequence[str]) -> None:
-        """Stop recording ``tickers``; their books are invalidated (GAP_REASON_UNSUBSCRIBED)."""
+    def remove_markets(self, tickers: Sequence[str], *, done: bool = False) -> None:
+        """Stop recording ``tickers``; their books are invalidated.
+
+        Args:
+            tickers: markets to drop.
+            done: the markets are finished (determined/settled): their recording ends
+                here (GAP_REASON_END rows, not a hole); else GAP_REASON_UNSUBSCRIBED.
+        """
         gone = [t for t in tickers if t in self.tickers]
         for t in gone:
             del self.tickers[t]
         if not gone:
             return
         self._flush()
-        self._gap_rows(gone, GAP_REASON_UNSUBSCRIBED, NO_SEQ, NO_SEQ, -1)
+        if done:
+            self._gap_rows(gone, GAP_REASON_END, NO_SEQ, NO_SEQ, -1, count=False)
+            self.stats.end_rows += len(gone)
+        else:
+            self._gap_rows(gone, GAP_REASON_UNSUBSCRIBED, NO_SEQ, NO_SEQ, -1)
         if self._transport is None:
             return
         for channel, sid in list(self._channel_sid.items()):
+            if sid in self._all_sids:
+                continue
             for chunk in self._chunks(gone):
                 self._command(
                     p.encode_update_subscription(self._next_cmd(), sid, "delete_markets", chunk),
@@ -495,8 +517,10 @@ class Feed:
         log.info(
             "feed connected to %s; subscribing %d markets", self.config.ws_url, len(self.tickers)
         )
+        if self._all_channels:
+            self._subscribe_all(self._all_channels)
         if self.tickers:
-            self._subscribe(list(self.tickers), self.config.channels)
+            self._subscribe(list(self.tickers), self._ticker_channels)
         self._connected_evt.set()
 
     def _on_disconnected(self) -> None:
@@ -528,6 +552,7 @@ class Feed:
         self._pending.clear()
         self._resync_due.clear()
         self._dead_sids.clear()  # sids are per connection
+        self._all_sids.clear()
         if self._stopping:
             log.info("feed closed %s", self.config.ws_url)
         else:
@@ -539,11 +564,11 @@ class Feed:
             return
         self._ended = True
         self._flush()
-        n = self.books.n_markets
-        if n:
-            tickers = [self.books.ticker_of(s) for s in range(n)]
+        # the markets recorded now (a dropped market's recording ended when it was dropped)
+        tickers = [t for t in self.tickers if t in self.books.slots]
+        if tickers:
             self._gap_rows(tickers, GAP_REASON_END, NO_SEQ, NO_SEQ, -1, count=False)
-            self.stats.end_rows += n
+            self.stats.end_rows += len(tickers)
 
     def _teardown(self) -> None:
         if self._transport is not None:
@@ -574,6 +599,13 @@ class Feed:
                 p.encode_subscribe(cid, chunk, channels),
                 _Pending("subscribe", -1, tuple(chunk), tuple(channels)),
             )
+
+    def _subscribe_all(self, channels: Sequence[str]) -> None:
+        cid = self._next_cmd()
+        self._command(
+            p.encode_subscribe_all(cid, channels),
+            _Pending("subscribe_all", -1, (), tuple(channels)),
+        )
 
     def _request_snapshots(self, sid: int, tickers: Iterable[str]) -> None:
         """Coalesce get_snapshot requests of one loop iteration per sid."""
@@ -606,6 +638,7 @@ class Feed:
 
     def _forget_sid(self, sid: int) -> None:
         self._dead_sids.add(sid)
+        self._all_sids.discard(sid)
         self._seq.pop(sid, None)
         ch = self._sid_channel.pop(sid, None)
         self._sid_tickers.pop(sid, None)
@@ -848,7 +881,9 @@ class Feed:
             pend = self._pending.get(rec.id)
             self._sid_channel[rec.sid] = rec.channel
             self._channel_sid[rec.channel] = rec.sid
-            if pend is not None and rec.channel == p.CH_ORDERBOOK:
+            if pend is not None and pend.kind == "subscribe_all":
+                self._all_sids.add(rec.sid)
+            elif pend is not None and rec.channel == p.CH_ORDERBOOK:
                 self._sid_tickers.setdefault(rec.sid, set()).update(pend.tickers)
         elif isinstance(rec, p.OkMsg):
             self._pending.pop(rec.id, None)
@@ -876,6 +911,11 @@ class Feed:
                 tickers = self._tickers_on_sid(e.sid)
                 self.stats.gaps += 1
                 self._gap_rows(tickers, GAP_REASON_SUB_ERROR, NO_SEQ, NO_SEQ, e.sid)
+            elif e.sid in self._all_sids:
+                self._forget_sid(e.sid)
+                self.stats.resubscribes += 1
+                self._subscribe_all((channel,))
+                return
             else:
                 tickers = list(self.tickers)
             self._resubscribe(e.sid, tickers, (channel,))

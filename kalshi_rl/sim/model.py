@@ -78,6 +78,8 @@ from core.dtypes import (
     RESULT_YES,
     SIDE_NO,
     SIDE_YES,
+    SIM_BIAS_FAVORITE,
+    SIM_BIAS_LONGSHOT,
     SIM_EVENT_DTYPE,
     SIM_LATENT_DTYPE,
     SIM_MARKET_DTYPE,
@@ -144,8 +146,8 @@ class ModelParams:
     lifetime_ms: int | None = None
     determine_delay_ms: int = 1000
     settle_delay_ms: int = 1000
-    bias_longshot: float = 0.058
-    bias_favorite: float = 0.2
+    bias_longshot: float = SIM_BIAS_LONGSHOT
+    bias_favorite: float = SIM_BIAS_FAVORITE
     quote_cap: float = 6.0
     open_spread: float = 0.7
     track: bool = True

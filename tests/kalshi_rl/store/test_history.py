@@ -11,6 +11,7 @@ import pytest
 
 from core.dataset import validate
 from core.dtypes import (
+    GAP_REASON_END,
     HIST_LEN,
     NO_PRICE,
     PRICE_MAX,
@@ -50,21 +51,24 @@ class Recording:
         self.rec[sess] = self.rec.get(sess, 0) + 1
         return self.rec[sess]
 
-    def snap(self, sess: int, m: int, ts: int, yes: list, no: list) -> None:
+    def snap(
+        self, sess: int, m: int, ts: int, yes: list, no: list, *, exch_time: bool = True
+    ) -> None:
+        """A snapshot at ``ts``; ``exch_time=False``: stored like Kalshi's, exch_ts -1."""
         levels = [(SIDE_YES, p, q) for p, q in yes] + [(SIDE_NO, p, q) for p, q in no]
         if not levels:
             levels = [(SIDE_NONE, NO_PRICE, 0)]
-        self.events.append((sess, self._next(sess), "snap", m, (ts, levels)))
+        self.events.append((sess, self._next(sess), "snap", m, (ts, levels, exch_time)))
 
     def delta(
         self, sess: int, m: int, ts: int, side: int, price: int, d: int, status: int = 0
     ) -> None:
         self.events.append((sess, self._next(sess), "delta", m, (ts, side, price, d, status)))
 
-    def gap(self, sess: int, ms: list[int], ts: int) -> None:
+    def gap(self, sess: int, ms: list[int], ts: int, reason: int = 1) -> None:
         rec = self._next(sess)
         for m in ms:
-            self.events.append((sess, rec, "gap", m, (ts,)))
+            self.events.append((sess, rec, "gap", m, (ts, reason)))
 
 
 async def _store(
@@ -84,14 +88,15 @@ async def _store(
         mid = ids[rec.tickers[m]]
         sid = sessions[sess]
         if kind == "snap":
-            ts, levels = p
+            ts, levels, exch_time = p
             for side, price, q in levels:
-                snaps.append((sid, r, mid, 1, r, side, price, q, ts, ts * 10**6 + 5))
+                ex = ts if exch_time else -1
+                snaps.append((sid, r, mid, 1, r, side, price, q, ex, ts * 10**6 + 5))
         elif kind == "delta":
             ts, side, price, d, status = p
             deltas.append((sid, r, mid, 1, r, side, price, d, ts, ts * 10**6 + 5, status))
         else:
-            gaps.append((sid, r, mid, 1, r, r + 3, 1, p[0] * 10**6 + 7))
+            gaps.append((sid, r, mid, 1, r, r + 3, p[1], p[0] * 10**6 + 7))
     # Insert out of key order: the loader must not rely on physical order.
     await conn.copy_records_to_table(
         "orderbook_snapshots",
@@ -216,7 +221,8 @@ def reference(
         if kind == "gap":
             valid[m] = False
             after = m in closes and open_seg[m] is not None and p[0] >= closes[m]
-            close(m, h.END_CLOSE if after else h.END_GAP)
+            end = h.END_RECORDING if p[1] == GAP_REASON_END else h.END_GAP
+            close(m, h.END_CLOSE if after else end)
             continue
         ts = p[0]
         seg = open_seg[m]
@@ -777,6 +783,23 @@ def test_cli_build_and_info(scenario_dsn: str, tmp_path) -> None:
         ],
     )
     assert res.exit_code == 1 and "not both" in res.output
+    # a grid that would not fit the row budget is refused before anything is allocated
+    res = runner.invoke(
+        app,
+        ["build", "--out", str(tmp_path / "x"), "--cadence-ms", "1", "--max-rows", "10000",
+         "--database-url", scenario_dsn],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "row budget of 10,000" in res.output, res.output
+    assert not (tmp_path / "x").exists()
+    # A's last segment reached its close: 1 settled
+    res = runner.invoke(
+        app,
+        ["build", "--out", str(tmp_path / "y"), "--min-segment", "1", "--database-url",
+         scenario_dsn],
+    )  # fmt: skip
+    assert res.exit_code == 0 and "(1 settled)" in res.output, res.output
+    res = runner.invoke(app, ["info", str(tmp_path / "y")])
+    assert "segments_settled       1" in res.output and "segments_closed        1" in res.output
 
 
 async def test_lean_load_skips_only_unused_columns(scenario) -> None:
@@ -978,3 +1001,81 @@ async def test_split_ranges_cut_in_key_order(pg_dsn: str) -> None:
     # 302 keys, cut after 151: all of session 1 (101) and 50 of session 2 go first
     assert first[0].tolist() == [sessions[1], sessions[2]] and second[0].tolist() == [sessions[2]]
     assert first[2].tolist() == [2**63 - 1, 51] and second[1].tolist() == [51]
+
+
+# --------------------------------------------------------------------------- time, ends
+
+
+async def test_snapshot_without_exchange_time_takes_receive_time(pg_dsn: str) -> None:
+    rec = Recording(["A"])
+    rec.snap(1, 0, T0 + 1000, [(400, 10)], [(500, 10)], exch_time=False)
+    for i in range(1, 30):
+        rec.delta(1, 0, T0 + 1000 + 100 * i, SIDE_YES, 400, 1)
+    conn = await db.connect(pg_dsn)
+    try:
+        await _store(conn, rec, await _sessions(conn, 1), {})
+        # the window bound selects the snapshot by its receive time (exch_ts is -1)
+        raw = await h.load_raw(conn, start=T0 + 500, end=T0 + 10_000)
+        upd = await h.load_history(conn, h.HistoryQuery(min_segment=1, start=T0 + 500))
+        grid = await h.load_history(conn, h.HistoryQuery(min_segment=1, cadence_ms=1000))
+        empty = await h.load_history(conn, h.HistoryQuery(min_segment=1, start=T0 + 1001))
+    finally:
+        await conn.close()
+    assert raw.snapshots["exch_ts"].tolist() == [T0 + 1000, T0 + 1000]  # recv_ts // 1e6
+    assert upd.n_segments == 1 and int(upd.ts[0]) == T0 + 1000 and upd.ts.min() > 0
+    assert float(upd.ttc[0]) == 1.0 and float(upd.ttc[-1]) == 0.0  # the segment's own span
+    # the grid starts at the snapshot, not in 1970
+    assert grid.ts.tolist() == [T0 + 1000, T0 + 2000, T0 + 3000]
+    assert empty.n_rows == 0  # no snapshot in that window: nothing replayable
+
+
+async def test_end_of_recording_is_not_a_hole(pg_dsn: str) -> None:
+    """The same data, ended by the collector's end marker or by a disconnect gap: only the
+    first reaches close (within the tolerance) and settles."""
+    out = {}
+    for reason in (GAP_REASON_END, 2):
+        rec = Recording(["A"])
+        rec.snap(1, 0, T0, [(400, 10)], [(500, 10)])
+        for i in range(1, 50):
+            rec.delta(1, 0, T0 + 1000 * i, SIDE_YES, 400, 1)
+        rec.gap(1, [0], T0 + 49_500, reason=reason)
+        markets = {
+            "A": {
+                "open": datetime.fromtimestamp(T0 / 1000, UTC),
+                "close": datetime.fromtimestamp((T0 + 60_000) / 1000, UTC),
+                "result": "no",
+            }
+        }
+        conn = await db.connect(pg_dsn)
+        try:
+            await conn.execute("TRUNCATE orderbook_snapshots, orderbook_deltas, feed_gaps")
+            await _store(conn, rec, await _sessions(conn, 1), markets)
+            out[reason] = h.build_dataset(
+                await h.load_raw(conn), h.HistoryQuery(min_segment=1, end=T0 + 120_000)
+            )
+        finally:
+            await conn.close()
+    (ended, ended_info), (holed, holed_info) = out[GAP_REASON_END], out[2]
+    assert ended_info.end_reason.tolist() == [h.END_RECORDING]
+    assert holed_info.end_reason.tolist() == [h.END_GAP]
+    assert ended.seg_result.tolist() == [RESULT_NO] and holed.seg_result.tolist() == [-1]
+    assert ended.ts.tobytes() == holed.ts.tobytes()  # same rows, only the end differs
+    assert ended.seg_end_reason is not None and ended.seg_end_reason.tolist() == [4]
+
+
+def test_parquet_without_close_columns_loads_as_unknown(tmp_path) -> None:
+    """Files written before seg_close_ts/seg_end_reason existed load with None there."""
+    from kalshi_rl.env.synthetic import random_walk_dataset
+    from kalshi_rl.store.parquet import dataset_info, load_dataset, save_dataset
+
+    ds = random_walk_dataset(n_segments=3, seg_len=20, seed=1)
+    assert ds.seg_close_ts is None
+    for name in ("old", "old.parquet"):
+        back = load_dataset(save_dataset(ds, tmp_path / name))
+        assert back.seg_close_ts is None and back.seg_end_reason is None
+        assert dataset_info(back)["segments_closed"] is None
+    with_close = ds._replace(
+        seg_close_ts=np.full(3, -1, np.int64), seg_end_reason=np.zeros(3, np.int8)
+    )
+    back = load_dataset(save_dataset(with_close, tmp_path / "new.parquet"))
+    assert back.seg_close_ts.tolist() == [-1] * 3 and back.seg_end_reason.tolist() == [0] * 3
