@@ -40,8 +40,8 @@ import pytest
 from core.dtypes import EV_DELTA, PRICE_MAX, SIDE_NO, SIDE_YES, SIM_EVENT_DTYPE
 from kalshi_rl.sim import ModelParams, SimConfig, SimExchange, wire
 from kalshi_rl.sim.accounts import AccountsConfig
-from kalshi_rl.sim.matching import Order
 from kalshi_rl.sim.model import N_DRAWS, N_NORMALS, MarketModel, default_markets, generate_steps
+from kalshi_rl.sim.orders import Order
 
 STRUCTS = ("linear_cent", "tapered_deci_cent", "deci_cent")
 
@@ -53,22 +53,15 @@ def fresh_model() -> MarketModel:
 def kernel_args(m: MarketModel, n: int) -> tuple[Any, ...]:
     """Arguments of one generate_steps call on a private copy of the model state."""
     p = m.params
-    b = m.books
     out = np.empty(n * m.max_events_per_step + 20 * (2 * p.levels + 4), dtype=SIM_EVENT_DTYPE)
     uni = np.random.default_rng(2).random((n, N_DRAWS))
     nrm = np.random.default_rng(3).standard_normal((n, N_NORMALS))
+    state = tuple(a.view(np.ndarray).copy() for a in m.kernel_state())
     return (
         out,
         uni,
         nrm,
-        b.qty.copy(),
-        b.best.view(np.ndarray).copy(),
-        b.meta.copy(),
-        m._scr.copy(),
-        m.grid,
-        m.anchor.copy(),
-        m.mk.copy(),
-        m.clock.copy(),
+        *state,
         *m.kernel_scalars(),
     )
 

@@ -125,6 +125,8 @@ class CollectorConfig:
         spill_dir: where the writer spills segment files while PostgreSQL is down.
         writer_shards: parallel COPY writers for orderbook_deltas (1 is plenty for live
             Kalshi rates; more helps only when PostgreSQL ingest is the bottleneck).
+        rescan_interval_s: with ``all_markets``, the REST re-scan of the market list that
+            backs up the lifecycle events (kalshi_rl.kalshi.follow); <= 0 = events only.
     """
 
     rest_url: str = PROD_REST_URL
@@ -137,6 +139,7 @@ class CollectorConfig:
     progress_interval_s: float = 1.0
     spill_dir: str = ""
     writer_shards: int = 1
+    rescan_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.writer_shards < 1:

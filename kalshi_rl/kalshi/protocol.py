@@ -183,7 +183,9 @@ class TickerMsg(NamedTuple):
 class LifecycleMsg(NamedTuple):
     """``market_lifecycle_v2`` (and its ``event_lifecycle`` sibling): a status change.
 
-    ``result`` is 'yes'/'no'/'scalar' or '' ; ``settlement_value`` ticks or NO_PRICE."""
+    ``result`` is 'yes'/'no'/'scalar' or '' ; ``settlement_value`` ticks or NO_PRICE;
+    ``open_ts_ms``/``close_ts_ms``: the market's open/close time (``created``,
+    ``close_date_updated``: Kalshi sends unix seconds) in unix ms, NO_TS when absent."""
 
     sid: int
     ticker: str
@@ -191,6 +193,8 @@ class LifecycleMsg(NamedTuple):
     result: str
     settlement_value: int
     ts_ms: int
+    open_ts_ms: int = NO_TS
+    close_ts_ms: int = NO_TS
 
 
 class SubscribedMsg(NamedTuple):
@@ -638,6 +642,7 @@ class Decoder:
         elif type(sv) is int and 0 <= sv <= 100:  # legacy cents integer
             value = sv * (PRICE_SCALE // 100)
         ts = m.get("ts_ms")
+        opn, close = m.get("open_ts"), m.get("close_ts")
         return LifecycleMsg(
             _int(d.get("sid", 0), "sid"),
             m.get("market_ticker") or m.get("event_ticker") or "",
@@ -645,6 +650,8 @@ class Decoder:
             str(m.get("result") or ""),
             value,
             NO_TS if ts is None else _int(ts, "ts_ms"),
+            NO_TS if opn is None else _int(opn, "open_ts") * 1000,
+            NO_TS if close is None else _int(close, "close_ts") * 1000,
         )
 
     def _subscribed(self, d: dict[str, Any]) -> SubscribedMsg:
@@ -709,6 +716,12 @@ def encode_subscribe(
         "subscribe",
         {"channels": list(channels), "market_tickers": list(tickers), "use_yes_price": False},
     )
+
+
+def encode_subscribe_all(cmd_id: int, channels: Iterable[str]) -> bytes:
+    """``subscribe`` to ``channels`` for every market (no ticker list): e.g.
+    ``market_lifecycle_v2``, whose events announce markets we do not know yet."""
+    return _cmd(cmd_id, "subscribe", {"channels": list(channels)})
 
 
 def encode_unsubscribe(cmd_id: int, sids: Sequence[int]) -> bytes:

@@ -13,20 +13,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from core.dtypes import (
-    EV_DELTA,
-    EV_LIFECYCLE,
-    EV_SNAPSHOT,
-    EV_TRADE,
-    LC_DETERMINED,
-    LC_SETTLED,
-    PRICE_MAX,
-    RESULT_YES,
-    SIDE_NO,
-)
+from core.dtypes import EV_DELTA, EV_LIFECYCLE, EV_SNAPSHOT, EV_TRADE, LC_CREATED, SIDE_NO
 from kalshi_rl.kalshi.protocol import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CH_TRADE
 from kalshi_rl.sim import wire
-from kalshi_rl.sim.grid import DOLLARS
+from kalshi_rl.sim.lifecycle import event_created_body, lifecycle_body, reuse_slot
 from kalshi_rl.sim.subscriptions import Subscriptions
 
 
@@ -75,7 +65,7 @@ class Fanout:
             elif k == EV_TRADE:
                 self._trade(m, sides[i], prices[i], qtys[i], tss[i])
             elif k == EV_LIFECYCLE:
-                self._lifecycle(m, sides[i], prices[i], tss[i])
+                self._lifecycle(m, sides[i], prices[i], qtys[i], tss[i])
             elif k == EV_SNAPSHOT:
                 j = i
                 while j + 1 < n and kinds[j + 1] == EV_SNAPSHOT and groups[j + 1] == groups[i]:
@@ -87,11 +77,24 @@ class Fanout:
         if flush:
             self.flush_all()
 
-    def send_delta(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
-        """Queue one orderbook_delta of market ``m`` (not flushed)."""
+    def send_delta(  # noqa: PLR0917 -- a delta's fields and who caused it
+        self,
+        m: int,
+        side: int,
+        price: int,
+        qty: int,
+        ts: int,
+        owner: str | None = None,
+        client_order_id: str = "",
+    ) -> None:
+        """Queue one orderbook_delta of market ``m`` (not flushed).  ``owner``'s own
+        sessions get ``client_order_id`` in it, as Kalshi does for the order that caused
+        a change."""
         self.stats["deltas"] += 1
         if self.hub.index[CH_ORDERBOOK][m]:
-            self._delta(m, side, price, qty, ts)
+            self._delta(
+                m, side, price, qty, ts, owner if client_order_id else None, client_order_id
+            )
 
     def send_trade(self, m: int, taker: int, yes_price: int, count: int, ts: int) -> str:
         """Queue one trade (and ticker refreshes); returns its trade_id."""
@@ -104,18 +107,28 @@ class Fanout:
             if s.backlog() > self.slow_reader_bytes:
                 self.hub.overflow(s)
 
-    def _delta(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def _delta(  # noqa: PLR0917 -- hot path: positional fields
+        self,
+        m: int,
+        side: int,
+        price: int,
+        qty: int,
+        ts: int,
+        owner: str | None = None,
+        cid: str = "",
+    ) -> None:
         hub = self.hub
         t = hub.markets.tickers[m]
         mid = hub.markets.market_ids[m]
         gap_every = self.gap_every
-        body_by_scale: dict[bool, str] = {}
+        body_by_scale: dict[tuple[bool, bool], str] = {}
         for sub in hub.index[CH_ORDERBOOK][m]:
             uyp = sub.use_yes_price and side == SIDE_NO
-            body = body_by_scale.get(uyp)
+            own = owner is not None and sub.session.user == owner
+            body = body_by_scale.get((uyp, own))
             if body is None:
-                body = wire.delta_body(t, mid, side, price, qty, ts, uyp)
-                body_by_scale[uyp] = body
+                body = wire.delta_body(t, mid, side, price, qty, ts, uyp, cid if own else "")
+                body_by_scale[(uyp, own)] = body
             sub.seq += 1
             if gap_every and sub.seq % gap_every == 0:
                 hub.drop(sub, "orderbook_delta", t)
@@ -145,31 +158,21 @@ class Fanout:
             hub.send_ticker(sub, m, ts)
         return tid
 
-    def _lifecycle(self, m: int, event: int, result: int, ts: int) -> None:
+    def _lifecycle(self, m: int, event: int, result: int, serial: int, ts: int) -> None:
         self.stats[f"lifecycle_{event}"] += 1
+        hub = self.hub
+        if event == LC_CREATED:  # a rolling listing took slot m (kalshi_rl.sim.lifecycle)
+            spec = reuse_slot(hub, m, serial)
+            self._send_lifecycle(m, "event_lifecycle", event_created_body(spec))
+        msg = lifecycle_body(hub.markets.model, hub.markets.tickers[m], m, event, result, ts)
+        if msg is not None:
+            self._send_lifecycle(m, CH_LIFECYCLE, msg)
+
+    def _send_lifecycle(self, m: int, kind: str, msg: dict[str, Any]) -> None:
         subs = self.hub.index[CH_LIFECYCLE][m]
         if not subs:
             return
         t = self.hub.markets.tickers[m]
-        if event == LC_DETERMINED:
-            res = "yes" if result == RESULT_YES else "no"
-            msg: dict[str, Any] = {
-                "market_ticker": t,
-                "event_type": "determined",
-                "result": res,
-                "determination_ts": ts // 1000,
-                "settlement_value": DOLLARS[PRICE_MAX if result == RESULT_YES else 0],
-            }
-        elif event == LC_SETTLED:
-            msg = {"market_ticker": t, "event_type": "settled", "settled_ts": ts // 1000}
-        else:
-            return  # close_time passing has no WS event of its own
         body = orjson.dumps(msg).decode()
         for sub in subs:
-            sub.session.queue(
-                wire.unsequenced_message(CH_LIFECYCLE, sub.sid, body),
-                sub.sid,
-                None,
-                CH_LIFECYCLE,
-                t,
-            )
+            sub.session.queue(wire.unsequenced_message(kind, sub.sid, body), sub.sid, None, kind, t)

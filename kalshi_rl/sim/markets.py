@@ -16,36 +16,51 @@ from core.dtypes import SIDE_NO, SIDE_YES
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.sim import wire
 from kalshi_rl.sim.config import SimConfig
+from kalshi_rl.sim.listings import ListingSchedule
 from kalshi_rl.sim.model import MarketModel, MarketSpec
 
 
 class SimMarkets:
     """The model, the public book and the per-market names of one run (slot i = ``specs[i]``).
 
+    With ``config.series`` the markets are rolling listings: slots start empty (ticker
+    ``""``) and are renamed as listings take them (kalshi_rl.sim.lifecycle.reuse_slot).
+
     Args:
-        specs: the market specs.
+        specs: the fixed market specs (ignored with ``config.series``).
         config: the SimConfig (seed, clock start, rate, model knobs).
         quote: start with the model's maker ladders (False: empty books, for replay).
     """
 
     def __init__(self, specs: list[MarketSpec], config: SimConfig, quote: bool = True) -> None:
         ts0 = config.start_ts_ms if config.start_ts_ms is not None else int(time.time() * 1000)
-        rate = config.total_rate(len(specs))
+        schedule = None
+        if config.series is not None:
+            schedule = ListingSchedule(config.series, ts0)
+            specs = []
         self.model = MarketModel(
-            specs, config.model, seed=config.seed, ts0=ts0, ms_per_step=1.0, initial_quotes=quote
+            list(specs),
+            config.model,
+            seed=config.seed,
+            ts0=ts0,
+            ms_per_step=1.0,
+            initial_quotes=quote,
+            schedule=schedule,
+            slots=config.slots,
         )
         self.msgs_per_step = self.model.msgs_per_step() if quote else 1.0
-        # the sim clock follows the wall clock at the configured rate (1 ms/step if unlimited)
-        self.model.ms_per_step = 1000.0 * self.msgs_per_step / rate if rate > 0 else 1.0
-        self.tickers = [m.ticker for m in specs]
+        # rate messages make one sim second (config.ms_per_step); clock_speed paces the wall
+        n = len(config.series) if config.series is not None else len(specs)
+        self.model.ms_per_step = config.ms_per_step(self.msgs_per_step, n) if quote else 1.0
+        self.tickers = ["" if m is None else m.ticker for m in self.model.markets]
         self.market_ids = [wire.market_id(t) for t in self.tickers]
-        self.slot = {t: i for i, t in enumerate(self.tickers)}
+        self.slot = {t: i for i, t in enumerate(self.tickers) if t}
         self.open_ts_ms = ts0
         # the public book: the model's maker liquidity plus the users' resting orders
         # (kalshi_rl.sim.matching keeps it); what clients see over WS and REST
-        self.books = BookSet(capacity=max(len(specs), 1))
-        for t in self.tickers:
-            self.books.slot(t)
+        self.books = BookSet(capacity=max(len(self.tickers), 1))
+        for i, t in enumerate(self.tickers):
+            self.books.slot(t or f"slot-{i}")  # rolling slots: names change, slots stay
         self.sync_public()
 
     def sync_public(self) -> None:
@@ -54,6 +69,15 @@ class SimMarkets:
         np.copyto(self.books.qty, src.qty)
         np.copyto(self.books.best, src.best)
         np.copyto(self.books.meta, src.meta)
+
+    def rename(self, m: int, ticker: str) -> None:
+        """Slot ``m`` now holds ``ticker`` (a rolling listing reused it)."""
+        old = self.tickers[m]
+        if old and self.slot.get(old) == m:
+            del self.slot[old]
+        self.tickers[m] = ticker
+        self.market_ids[m] = wire.market_id(ticker)
+        self.slot[ticker] = m
 
     def __len__(self) -> int:
         return len(self.tickers)
