@@ -53,6 +53,8 @@ EV_DELTA = 2
 EV_TRADE = 3
 EV_GAP = 4  # a sequence gap / disconnect invalidated a book
 EV_LIFECYCLE = 5
+EV_FAIR = 6  # sim calibration only: qty = fair YES probability * FAIR_SCALE after a trade
+FAIR_SCALE = 1_000_000_000
 
 # --------------------------------------------------------------------------- status codes
 # Kernels never raise; they return one of these.  Python turns them into counters/errors.
@@ -538,6 +540,14 @@ SIM_MARKET_DTYPE = np.dtype(
 
 # Rolling listings (kalshi_rl.sim.listings): a listed market waits for its open time; a
 # settled market's slot is freed for the next listing of any series.
+# The planted mispricing of the sim (kalshi_rl.sim.model.quote_logit; docs/sim.md): per
+# unit of a series' bias knob, fair log-odds l < 0 are quoted at l * (1 - LONGSHOT * b),
+# l > 0 at l * (1 + FAVORITE * b).  b = 1 is calibrated to Kalshi's published figures; the
+# default sim plants SIM_DEFAULT_BIAS.  Shared here so rules that know the bias
+# (kalshi_rl.train.baselines.BiasAwarePolicy) need not import the sim.
+SIM_BIAS_LONGSHOT = 0.058
+SIM_BIAS_FAVORITE = 0.2
+SIM_DEFAULT_BIAS = 2.0
 MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
 MS_FREE = 5  # slot holds no market
 # Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".
@@ -691,13 +701,12 @@ POLICY_OK = 0
 POLICY_BAD_OBS = -1  # a non-finite observation value: nothing is decided
 # Version of the observation kernel (core.features). Bump on any change of what a feature
 # means or how it is computed: a model trained under another version is refused live.
-FEATURE_KERNEL_VERSION = (
-    2  # 2: honest mids (no made-up mid), two_sided, liquidation-valued account features
-)
+# 2: honest mids (no made-up mid), two_sided, liquidation-valued account features.
+FEATURE_KERNEL_VERSION = 2
 
 # --------------------------------------------------------------------------- actor (trade.actor)
 ACTION_PROBS_MAX = 16  # action probabilities kept per record (sum of the action dims)
-# What became of one decision (ACTION_DTYPE.status).
+# What became of one decision (DECISION_DTYPE.status).
 AS_HOLD = 0  # the policy held (or the action mapped to no order)
 AS_SENT = 1  # an order went to the paper client (see filled / reject)
 AS_MASKED = 2  # the action was not valid here (env rule): held instead
@@ -706,7 +715,7 @@ AS_REJECTED = 4  # the paper client rejected the order (see reject)
 AS_SHADOW = 5  # a shadow candidate's decision (never sent)
 ACTION_STATUS_NAMES = ("hold", "sent", "masked", "risk", "rejected", "shadow")
 # One actor decision: pushed to the action ring, written to trading_actions.
-ACTION_DTYPE = np.dtype(
+DECISION_DTYPE = np.dtype(
     [
         ("episode_id", np.int64),
         ("step", np.int64),  # per episode, from 1

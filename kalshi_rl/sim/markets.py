@@ -58,9 +58,9 @@ class SimMarkets:
         self.open_ts_ms = ts0
         # the public book: the model's maker liquidity plus the users' resting orders
         # (kalshi_rl.sim.matching keeps it); what clients see over WS and REST
-        self.books = BookSet(capacity=max(len(specs), 1))
-        for t in self.tickers:
-            self.books.slot(t)
+        self.books = BookSet(capacity=max(len(self.tickers), 1))
+        for i, t in enumerate(self.tickers):
+            self.books.slot(t or f"slot-{i}")  # rolling slots: names change, slots stay
         self.sync_public()
 
     def sync_public(self) -> None:

@@ -140,7 +140,7 @@ def _markets(x: SimMarkets, q: dict[str, list[str]]) -> tuple[int, bytes]:
     page = rows[start : start + limit]
     cursor = str(start + limit) if start + limit < len(rows) else ""
     body = [
-        state_json(st, x.model.books.best(m) if m >= 0 and st.status == MS_OPEN else None)
+        state_json(st, x.books.best(m) if m >= 0 and st.status == MS_OPEN else None)
         for st, m in page
     ]
     return 200, orjson.dumps({"markets": body, "cursor": cursor})

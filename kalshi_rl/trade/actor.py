@@ -6,7 +6,7 @@ book's top levels and the market's rolling mid history, then account features of
 market's sub-account), asks the policy (``core.policy`` fast path, or torch), maps the
 action to an order with the core engine's rule (``core.orders.action_to_order``, the
 env's rule), passes the order through the risk gate and sends it to the paper client.
-Every decision becomes an ``ACTION_DTYPE`` record pushed to a ring; a sink task (not the
+Every decision becomes an ``DECISION_DTYPE`` record pushed to a ring; a sink task (not the
 actor) writes the ring to ``trading_actions``.  Nothing here awaits the database or feeds
 anything back to training.
 
@@ -52,7 +52,6 @@ import numpy as np
 from core.book import BookSet
 from core.dtypes import (
     ACT_HOLD,
-    ACTION_DTYPE,
     ACTION_PROBS_MAX,
     AS_HOLD,
     AS_MASKED,
@@ -61,6 +60,7 @@ from core.dtypes import (
     AS_SENT,
     AS_SHADOW,
     COUNT_SCALE,
+    DECISION_DTYPE,
     DEFAULT_TOP_K,
     FILL_DTYPE,
     HIST_LEN,
@@ -255,8 +255,8 @@ class Actor:
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
         self._sh_liq = new_liquidity(1)
-        self._rec = np.zeros(1, dtype=ACTION_DTYPE)
-        self.ring = Ring(ACTION_DTYPE, self.config.ring_capacity)
+        self._rec = np.zeros(1, dtype=DECISION_DTYPE)
+        self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
         self.kill_switch: KillSwitch = self.risk.kill
         self._live = _Run(model, 0)
@@ -798,7 +798,7 @@ class Actor:
             pol = run.model.policy
             if pol.decide(obs) != POLICY_OK:
                 return
-            rec = np.zeros(1, dtype=ACTION_DTYPE)
+            rec = np.zeros(1, dtype=DECISION_DTYPE)
             r = rec[0]
             action = int(pol.actions[0])
             size, slip, size_idx, slip_idx = rules.size_slip(pol.actions)
