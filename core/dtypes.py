@@ -185,48 +185,102 @@ TIF_FOK = 2  # fill_or_kill
 ORD_RESTING = 0
 ORD_CANCELED = 1
 ORD_EXECUTED = 2
+ORD_PENDING = 3  # sent, not yet at the exchange (entry latency)
+ORD_REJECTED = 4  # refused; ``reject`` says why (REJ_*)
+
+# Why an order or action is refused (core.orders).  Kernels return these; Python maps them to
+# Kalshi's error objects (kalshi_rl.trade) or to masks and counters (kalshi_rl.env).
+REJ_NONE = 0
+REJ_INSUFFICIENT_BALANCE = 1  # cash does not cover cost plus fees
+REJ_REDUCE_ONLY = 2  # reduce_only, but the order would not reduce the position
+REJ_POST_ONLY_CROSS = 3  # post_only, but the order would take liquidity
+REJ_BAD_PRICE = 4  # price off the market's tick grid or outside (0, PRICE_MAX)
+REJ_BAD_COUNT = 5  # count <= 0 or off the count grid
+REJ_MARKET_CLOSED = 6  # market not open for trading
+REJ_NO_LIQUIDITY = 7  # a taker order with nothing to take within its limit
+REJ_POSITION_LIMIT = 8  # the order would exceed the configured max |position|
+REJ_IN_FLIGHT = 9  # an earlier order is still unacknowledged (latency)
+REJ_NOTHING_HELD = 10  # a sell of a side not held where sells are reduce-only (env)
+REJ_BAD_ACTION = 11  # an ACT_* code out of range
+REJECT_NAMES = {
+    REJ_NONE: "ok",
+    REJ_INSUFFICIENT_BALANCE: "insufficient_balance",
+    REJ_REDUCE_ONLY: "reduce_only_violated",
+    REJ_POST_ONLY_CROSS: "post_only_cross",
+    REJ_BAD_PRICE: "invalid_price",
+    REJ_BAD_COUNT: "invalid_count",
+    REJ_MARKET_CLOSED: "market_closed",
+    REJ_NO_LIQUIDITY: "no_liquidity",
+    REJ_POSITION_LIMIT: "position_limit",
+    REJ_IN_FLIGHT: "order_in_flight",
+    REJ_NOTHING_HELD: "nothing_held",
+    REJ_BAD_ACTION: "bad_action",
+}
 
 # Account state of one agent in one market.  ``position`` is signed: +YES / -NO contracts
 # (count units), as Kalshi's ``position_fp``.  ``cost_basis`` is the money paid for the
 # open position (on its own side's price scale); avg cost = cost_basis / |position|.
+# Invariant (core.account): cash - start_cash == realized_pnl - cost_basis.
 POSITION_DTYPE = np.dtype(
     [
         ("position", np.int64),  # count units, +YES / -NO
         ("cost_basis", np.int64),  # money
-        ("cash", np.int64),  # money
-        ("realized_pnl", np.int64),  # money, net of fees
-        ("fees_paid", np.int64),  # money
-        ("n_trades", np.int64),
+        ("cash", np.int64),  # money (never negative under the engine's collateral rule)
+        ("realized_pnl", np.int64),  # money, net of fees, settlement included
+        ("fees_paid", np.int64),  # money: trade fees + rounding fees - rebates
+        ("n_trades", np.int64),  # fills booked
         ("volume", np.int64),  # count units traded
+        ("settlement_pnl", np.int64),  # money: payouts - cost basis of settled contracts
     ],
     align=True,
 )
 
+# One order (env scratch order or a paper order).  Prices are on ``side``'s scale.  A buy of
+# side s at p rests on ladder s at p; a sell of side s at p rests on the other ladder at
+# PRICE_MAX - p (core.queue).  Latency timestamps are exchange-clock ms (NO_TS = unset).
 ORDER_DTYPE = np.dtype(
     [
         ("order_id", np.int64),
-        ("ts", np.int64),  # ns
+        ("ts", np.int64),  # ms: created (sent) by the client
         ("count", np.int64),  # initial count units
         ("remaining", np.int64),
         ("filled", np.int64),
-        ("queue_ahead", np.int64),  # count units ahead of us at our level (resting model)
-        ("fees", np.int64),  # money
+        ("notional", np.int64),  # sum of fill count * price (side's scale) so far
+        ("fees", np.int64),  # money, net fees of the fills so far (trade + rounding - rebate)
+        ("taker_fees", np.int64),  # money, trade fees of taker fills
+        ("maker_fees", np.int64),  # money, trade fees of maker fills
+        ("rounding_acc", np.int64),  # notional units (1e-5 $): Kalshi's per-order accumulator
+        ("queue_ahead", np.int64),  # count units estimated ahead of us at our level
+        ("level_qty", np.int64),  # others' quantity at our level when last seen
+        ("trade_since", np.int64),  # traded at our level since the last level update
+        ("active_ts", np.int64),  # ms: reaches the exchange (ts + entry latency)
+        ("ack_ts", np.int64),  # ms: the client learns the outcome (active_ts + ack latency)
         ("market", np.int32),
         ("price", np.int16),  # ticks on ``side``'s scale (limit)
         ("side", np.int8),  # SIDE_YES / SIDE_NO (the outcome bought/sold)
         ("action", np.int8),  # ORDER_BUY / ORDER_SELL
-        ("tif", np.int8),
+        ("tif", np.int8),  # TIF_*
         ("status", np.int8),  # ORD_*
+        ("post_only", np.uint8),
+        ("reduce_only", np.uint8),
+        ("reject", np.int8),  # REJ_* when status == ORD_REJECTED
     ],
     align=True,
 )
 
+# One fill of one order.  ``cash`` is the exact balance change (Kalshi's floored
+# balance_change plus any rebate); ``fee`` = trade_fee + rounding - rebate (money, signed on a
+# rebate fill, never negative summed over an order).
 FILL_DTYPE = np.dtype(
     [
         ("order_id", np.int64),
-        ("ts", np.int64),  # ns
+        ("ts", np.int64),  # ms
         ("count", np.int64),
-        ("fee", np.int64),  # money
+        ("fee", np.int64),  # money, net fee of this fill (see above)
+        ("trade_fee", np.int64),  # money, fee model value rounded up to $0.0001
+        ("rounding_fee", np.int64),  # notional units (1e-5 $)
+        ("rebate", np.int64),  # money, whole cents
+        ("cash", np.int64),  # money, balance change
         ("market", np.int32),
         ("price", np.int16),  # ticks on ``side``'s scale
         ("side", np.int8),
@@ -251,13 +305,77 @@ ACTION_DTYPE = np.dtype(
 )
 
 # --------------------------------------------------------------------------- fees
-# Kalshi: fee = round_up(rate * C * P * (1 - P)) dollars.  As an exact integer ratio:
+# Kalshi: trade fee = round_up(rate * C * P * (1 - P)) dollars.  As an exact integer ratio:
 TAKER_FEE_NUM, TAKER_FEE_DEN = 7, 100  # 0.07
 MAKER_FEE_NUM, MAKER_FEE_DEN = 7, 400  # 0.0175
 FEE_ROUND_CURRENT = 1  # round the trade fee up to $0.0001 (current Kalshi rule)
 FEE_ROUND_CENT = 100  # classic rule: round up to the next cent per order
-# exact fee money = num * count * p * (1000 - p) / (den * FEE_DIVISOR)  (core.fills)
+# exact fee money = num * count * p * (1000 - p) / (den * FEE_DIVISOR)  (core.fees)
 FEE_DIVISOR = COUNT_SCALE * PRICE_MAX * PRICE_MAX // MONEY_SCALE  # == 10_000
+# Balance precision of a member (kalshi-protocol.md section 4), in money units: every fill's
+# balance change is floored to it; the difference is the rounding fee.
+MEMBER_CENT = 100  # non-direct members: $0.01 (the default, the conservative choice)
+MEMBER_DIRECT = 1  # direct members: $0.0001
+# A notional unit is count unit x tick = $0.00001; money = notional / NOTIONAL_DIVISOR.
+REBATE_NOTIONAL = PAIR_MONEY_PER_COUNT * NOTIONAL_DIVISOR  # $0.01 in notional units (1000)
+
+# The fee schedule of one market (one record, built once by the caller; core.fees).
+FEE_DTYPE = np.dtype(
+    [
+        ("taker_num", np.int64),
+        ("taker_den", np.int64),
+        ("maker_num", np.int64),  # 0 where the series charges makers nothing
+        ("maker_den", np.int64),
+        ("precision", np.int64),  # member balance precision, money (MEMBER_CENT / MEMBER_DIRECT)
+        ("taker_bound", np.int64),  # core.fees.fee_bound of the taker rate (fast checks)
+        ("maker_bound", np.int64),  # ... of the maker rate
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- valuation
+MARK_LIQUIDATION = 0  # value = what the position could be sold for now (walk the bids)
+MARK_MID = 1  # value at the two-sided mid; liquidation value when the book is not two-sided
+
+# --------------------------------------------------------------------------- queue models
+# How a resting order's place in its level's queue evolves (core.queue).  Chosen once per
+# paper client / env, stored in a QUEUE_MODEL_DTYPE record; never a string inside a kernel.
+QUEUE_CONSERVATIVE = 0  # the queue ahead shrinks only by trades at our price
+QUEUE_PROB_POWER = 1  # level decreases split ahead/behind with f(x) = x ** power
+QUEUE_PROB_LOG = 2  # ... with f(x) = log(1 + x)
+QUEUE_FIFO_EXACT = 3  # the exchange tells the position (queue_set_ahead); trades only
+QUEUE_MODEL_DTYPE = np.dtype(
+    [
+        ("kind", np.int64),  # QUEUE_*
+        ("power", np.float64),  # exponent of QUEUE_PROB_POWER
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- latency
+# Order-entry and acknowledgement delays, uniform in [min, max] ms (min == max: constant).
+LATENCY_DTYPE = np.dtype(
+    [
+        ("entry_min_ms", np.int64),
+        ("entry_max_ms", np.int64),
+        ("ack_min_ms", np.int64),
+        ("ack_max_ms", np.int64),
+    ],
+    align=True,
+)
+
+# --------------------------------------------------------------------------- liquidity
+# Consumed liquidity of one account in one market (core.liquidity): per book side, up to
+# CONSUMED_CAP prices with what our orders took there that the book still shows.
+CONSUMED_CAP = 32
+LIQUIDITY_DTYPE = np.dtype(
+    [
+        ("n", np.int64, (2,)),  # entries in use per side
+        ("px", np.int16, (2, CONSUMED_CAP)),  # price on the side's own scale
+        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there
+    ],
+    align=True,
+)
 
 # --------------------------------------------------------------------------- defaults
 DEFAULT_TOP_K = 10  # depth levels per side kept for fills in datasets
@@ -274,10 +392,12 @@ RET_SCALE_TICKS = 100.0  # mid changes in $0.10 units
 VOL_SCALE_TICKS = 10.0  # std of one-step mid changes in $0.01 units
 POS_LOG_SCALE = 5.0  # sign * log1p(contracts) / 5: 100 contracts -> 0.92
 RET_LAGS = (1, 5, 20)  # decision points back of the ret_1 / ret_5 / ret_20 features
-MID_EMPTY = PRICE_MAX / 2.0  # YES-scale mid (ticks) of a book with no bids at all
+NO_MID = float("nan")  # mid of a book that is not two-sided: there is none (never 500)
 
 # --------------------------------------------------------------------------- datasets
-DATASET_VERSION = 1  # layout version written into stored datasets; readers check it
+# layout version written into stored datasets; readers check it.  v2: honest mids (NaN
+# unless the book is two-sided) and the two_sided feature.
+DATASET_VERSION = 2
 
 # --------------------------------------------------------------------------- binary COPY
 # PostgreSQL binary COPY framing: core.ring encodes it, kalshi_rl.store.history decodes it.
@@ -329,21 +449,29 @@ ENV_STATE_DTYPE = np.dtype(
         ("rng", np.uint64),  # xorshift64* state (seeded from the env's np_random)
         ("ep_return", np.float64),  # sum of rewards in this episode
         ("n_invalid", np.int64),  # masked actions chosen in this episode (run as hold)
+        ("value", np.int64),  # money: account value at the current row (reward baseline)
+        ("busy_until", np.int64),  # ms: no new order before this (in flight / not acked)
+        ("n_unfilled", np.int64),  # orders sent in this episode that filled nothing
     ],
     align=True,
 )
 
 # Summary of a finished episode, written by the step kernel at the step that ends it.
+# pnl == trading + settlement + mark - fees exactly (money).
 EPISODE_DTYPE = np.dtype(
     [
         ("ret", np.float64),  # sum of rewards
         ("length", np.int64),  # steps
         ("pnl", np.int64),  # money: final account value - start cash (net of fees)
-        ("fees", np.int64),  # money
-        ("trades", np.int64),
+        ("fees", np.int64),  # money, net fees paid
+        ("trades", np.int64),  # fills
         ("n_invalid", np.int64),
         ("seg", np.int64),
         ("settled", np.int8),  # 1 if the segment's result was known and paid out
+        ("trading", np.int64),  # money: realized P&L of closing trades, before fees
+        ("settlement", np.int64),  # money: payouts - cost basis of the settled contracts
+        ("mark", np.int64),  # money: end value of the open position - its cost basis
+        ("n_unfilled", np.int64),  # orders sent that filled nothing (liquidity gone, cash)
     ],
     align=True,
 )

@@ -16,50 +16,56 @@ History: ``hist`` float64 [HIST_LEN] holds YES-scale mids (ticks) of past decisi
 (``mid_from_levels`` / ``book_mid``), then ``market_features_*``.  So ``hist[0]`` is the
 current mid and ``hist[k]`` the mid ``k`` decision points back.
 
-Mid fallback (``mid_from_levels``): both sides quoted -> (yes_bid + (1000 - no_bid)) / 2;
-only YES bids -> yes_bid; only NO bids -> 1000 - no_bid (the YES ask); empty -> 500.
+Mid (``mid_from_levels``): only a two-sided book has one, (yes_bid + (1000 - no_bid)) / 2;
+otherwise it is NaN (NO_MID) -- never a made-up price.  ``hist_push`` of a NaN mid carries
+the last real mid forward (or records nothing before the first one), so returns and
+volatility only ever see real mids.  Features never carry NaN: a value that does not exist
+is 0 and a flag (has_yes_bid, has_no_bid, two_sided) says so.
 
 Market features (float32 [N_MARKET_FEATURES]; ``yb``/``nb`` best YES/NO bid in ticks, an
-empty side counts as a bid of 0; ``qy_i``/``qn_i`` level-i quantity in contracts;
+``qy_i``/``qn_i`` level-i quantity in contracts;
 ``D(x) = log1p(x) / 10``):
 
 ==  ==================  ==============================================================
  #  name                value
 ==  ==================  ==============================================================
- 0  yes_bid             yb / 1000                       (0 when no YES bids)
- 1  yes_ask             (1000 - nb) / 1000              (1 when no NO bids)
+ 0  yes_bid             yb / 1000                       (0 when no YES bids: has_yes_bid = 0)
+ 1  yes_ask             (1000 - nb) / 1000              (0 when no NO bids: has_no_bid = 0)
  2  no_bid              nb / 1000                       (0 when no NO bids)
- 3  no_ask              (1000 - yb) / 1000              (1 when no YES bids)
- 4  spread              yes_ask - yes_bid  (== the NO spread), in [0, 1]
- 5  mid                 mid / 1000 (fallback above)
- 6  microprice          (yb*qn_1 + (1000-nb)*qy_1) / (qy_1+qn_1) / 1000; mid if a side empty
+ 3  no_ask              (1000 - yb) / 1000              (0 when no YES bids)
+ 4  spread              yes_ask - yes_bid  (== the NO spread); 0 unless two_sided
+ 5  mid                 mid / 1000; 0 unless two_sided
+ 6  microprice          (yb*qn_1 + (1000-nb)*qy_1) / (qy_1+qn_1) / 1000; 0 unless two_sided
  7  has_yes_bid         1 if the YES ladder has a level else 0
  8  has_no_bid          1 if the NO ladder has a level else 0
- 9  yes_depth_1..5      D(qy_i) for the 5 best YES bids (0 when missing)
-14  no_depth_1..5       D(qn_i) for the 5 best NO bids
-19  yes_depth_total     D(sum of qy_1..5)
-20  no_depth_total      D(sum of qn_1..5)
-21  imbalance_l1        (qy_1 - qn_1) / (qy_1 + qn_1), 0 when both empty; in [-1, 1]
-22  imbalance_top5      same over the sums of the top 5 levels
-23  ret_1               (hist[0] - hist[1]) / 100   (mid change in $0.10 units; 0 if short)
-24  ret_5               (hist[0] - hist[5]) / 100
-25  ret_20              (hist[0] - hist[20]) / 100
-26  volatility          population std of the hist_n-1 one-step mid changes / 10
+ 9  two_sided           1 if both ladders have a level (a mid exists) else 0
+10  yes_depth_1..5      D(qy_i) for the 5 best YES bids (0 when missing)
+15  no_depth_1..5       D(qn_i) for the 5 best NO bids
+20  yes_depth_total     D(sum of qy_1..5)
+21  no_depth_total      D(sum of qn_1..5)
+22  imbalance_l1        (qy_1 - qn_1) / (qy_1 + qn_1), 0 when both empty; in [-1, 1]
+23  imbalance_top5      same over the sums of the top 5 levels
+24  ret_1               (hist[0] - hist[1]) / 100   (mid change in $0.10 units; 0 if short)
+25  ret_5               (hist[0] - hist[5]) / 100
+26  ret_20              (hist[0] - hist[20]) / 100
+27  volatility          population std of the hist_n-1 one-step mid changes / 10
                         ($0.01 units; 0 with fewer than 2 changes)
-27  hist_fill           hist_n / HIST_LEN (how much history backs 23..26)
-28  ttc                 time-to-close fraction, clipped to [0, 1] (1 open, 0 closing)
+28  hist_fill           hist_n / HIST_LEN (how much history backs 24..27)
+29  ttc                 time-to-close fraction, clipped to [0, 1] (1 open, 0 closing)
 ==  ==================  ==============================================================
 
 Account features (float32 [N_ACCOUNT_FEATURES]; ``S`` = start_cash money, ``p`` = position
-in contracts, mark price = yes_mid for YES, 1000 - yes_mid for NO):
+in contracts, ``V`` = the open position's value in money as the engine computes it
+(``core.account.position_value``: what it could be sold for now by default, 0 when nothing
+bids), so the observation never shows a made-up mark):
 
 ==  ==================  ==============================================================
  0  position            sign(p) * log1p(abs(p)) / 5   (+YES / -NO)
  1  avg_cost            cost_basis / abs(p) in dollars per contract (own side), 0 if flat
- 2  upnl_per_contract   mark/1000 - avg_cost, in [-1, 1], 0 if flat
- 3  upnl                (mark value - cost_basis) / S
+ 2  upnl_per_contract   V / abs(p) in dollars - avg_cost, in [-1, 1], 0 if flat
+ 3  upnl                (V - cost_basis) / S
  4  cash                cash / S - 1   (``pos.cash`` is the balance, starting at S)
- 5  value               account_value / S - 1  (total return so far)
+ 5  value               (cash + V) / S - 1  (total return so far)
  6  fees                fees_paid / S
 ==  ==================  ==============================================================
 """
@@ -69,22 +75,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from core.account import first_record
 from core.book import book_top_k
 from core.dtypes import (
     COUNT_SCALE,
     DEPTH_LOG_SCALE,
     FEATURE_TOP_LEVELS,
     HIST_LEN,
-    MID_EMPTY,
+    MONEY_SCALE,
+    NO_MID,
     NO_PRICE,
-    NOTIONAL_DIVISOR,
     POS_LOG_SCALE,
     PRICE_MAX,
     RET_LAGS,
     RET_SCALE_TICKS,
     VOL_SCALE_TICKS,
 )
-from core.fills import first_record
 
 MARKET_FEATURE_NAMES: tuple[str, ...] = (
     "yes_bid",
@@ -96,6 +102,7 @@ MARKET_FEATURE_NAMES: tuple[str, ...] = (
     "microprice",
     "has_yes_bid",
     "has_no_bid",
+    "two_sided",
     *(f"yes_depth_{i + 1}" for i in range(FEATURE_TOP_LEVELS)),
     *(f"no_depth_{i + 1}" for i in range(FEATURE_TOP_LEVELS)),
     "yes_depth_total",
@@ -118,11 +125,13 @@ ACCOUNT_FEATURE_NAMES: tuple[str, ...] = (
     "value",
     "fees",
 )
-N_MARKET_FEATURES = len(MARKET_FEATURE_NAMES)  # 29
+N_MARKET_FEATURES = len(MARKET_FEATURE_NAMES)  # 30
 N_ACCOUNT_FEATURES = len(ACCOUNT_FEATURE_NAMES)  # 7
 N_FEATURES = N_MARKET_FEATURES + N_ACCOUNT_FEATURES
 
 # Feature indices the kernels write (kept next to the names so the table cannot drift).
+F_YES_BID = MARKET_FEATURE_NAMES.index("yes_bid")
+F_TWO_SIDED = MARKET_FEATURE_NAMES.index("two_sided")
 F_YES_DEPTH = MARKET_FEATURE_NAMES.index("yes_depth_1")
 F_NO_DEPTH = MARKET_FEATURE_NAMES.index("no_depth_1")
 F_RET = MARKET_FEATURE_NAMES.index("ret_1")
@@ -141,11 +150,7 @@ def _mid(yes_bid: int, no_bid: int) -> float:
     # One formula for both the levels path and the live best-price path: bit-identical mids.
     if NO_PRICE not in (yes_bid, no_bid):
         return (yes_bid + (PRICE_MAX - no_bid)) / 2.0
-    if yes_bid != NO_PRICE:
-        return float(yes_bid)
-    if no_bid != NO_PRICE:
-        return float(PRICE_MAX - no_bid)
-    return MID_EMPTY
+    return NO_MID
 
 
 @njit(cache=True)
@@ -157,8 +162,7 @@ def mid_from_levels(px: np.ndarray, qty: np.ndarray) -> float:
         qty: int64 [2, K] matching quantities (unused; kept for a uniform signature).
 
     Returns:
-        float64 mid in ticks; one-sided books fall back to the quoted side's YES price,
-        an empty book gives 500.
+        float64 mid in ticks of a two-sided book; NaN (NO_MID) when a side is empty.
     """
     return _mid(int(px[0, 0]), int(px[1, 0]))
 
@@ -178,12 +182,12 @@ def book_mid(best: np.ndarray, m: int) -> float:
 
 
 @njit(cache=True)
-def mids_batch(px: np.ndarray, qty: np.ndarray, out: np.ndarray) -> None:
+def mids_batch_kernel(px: np.ndarray, qty: np.ndarray, out: np.ndarray) -> None:
     """Mid per decision point.
 
     Args:
         px: int16 [T, 2, K]; qty: int64 [T, 2, K].
-        out: float64 [T] filled with ``mid_from_levels`` of each row.
+        out: float64 [T] filled with ``mid_from_levels`` of each row (NaN: not two-sided).
     """
     for t in range(px.shape[0]):
         out[t] = _mid(int(px[t, 0, 0]), int(px[t, 1, 0]))
@@ -196,11 +200,16 @@ def hist_push(hist: np.ndarray, n: int, mid: float) -> int:
     Args:
         hist: float64 [HIST_LEN] mids of past decision points, newest first.
         n: number of valid entries.
-        mid: current YES-scale mid in ticks.
+        mid: current YES-scale mid in ticks; NaN (no two-sided book) repeats the last real
+            mid, or records nothing while there has been none.
 
     Returns:
-        new count ``min(n + 1, HIST_LEN)``.
+        new count ``min(n + 1, HIST_LEN)`` (``n`` when nothing was recorded).
     """
+    if np.isnan(mid):
+        if n == 0:
+            return 0
+        mid = hist[0]
     for i in range(hist.shape[0] - 1, 0, -1):
         hist[i] = hist[i - 1]
     hist[0] = mid
@@ -243,27 +252,30 @@ def market_features_from_levels(  # noqa: PLR0917 -- njit kernels take positiona
     nb = int(px[1, 0])
     has_y = yb != NO_PRICE
     has_n = nb != NO_PRICE
+    two = has_y and has_n
     yb_t = float(yb) if has_y else 0.0
     nb_t = float(nb) if has_n else 0.0
-    ya_t = PRICE_MAX - nb_t
-    mid = _mid(yb, nb)
     qy1 = float(qty[0, 0]) if has_y else 0.0
     qn1 = float(qty[1, 0]) if has_n else 0.0
-    if has_y and has_n and qy1 + qn1 > 0.0:
-        # Microprice leans toward the thinner side: heavy bids push it toward the ask.
-        micro = (yb_t * qn1 + ya_t * qy1) / (qy1 + qn1)
-    else:
+    mid = 0.0
+    micro = 0.0
+    if two:
+        mid = _mid(yb, nb)
         micro = mid
+        if qy1 + qn1 > 0.0:
+            # Microprice leans toward the thinner side: heavy bids push it toward the ask.
+            micro = (yb_t * qn1 + (PRICE_MAX - nb_t) * qy1) / (qy1 + qn1)
 
-    out[0] = yb_t / PRICE_MAX
-    out[1] = ya_t / PRICE_MAX
-    out[2] = nb_t / PRICE_MAX
-    out[3] = (PRICE_MAX - yb_t) / PRICE_MAX
-    out[4] = (ya_t - yb_t) / PRICE_MAX
-    out[5] = mid / PRICE_MAX
-    out[6] = micro / PRICE_MAX
-    out[7] = 1.0 if has_y else 0.0
-    out[8] = 1.0 if has_n else 0.0
+    out[F_YES_BID] = yb_t / PRICE_MAX
+    out[F_YES_BID + 1] = (PRICE_MAX - nb_t) / PRICE_MAX if has_n else 0.0
+    out[F_YES_BID + 2] = nb_t / PRICE_MAX
+    out[F_YES_BID + 3] = (PRICE_MAX - yb_t) / PRICE_MAX if has_y else 0.0
+    out[F_YES_BID + 4] = (PRICE_MAX - nb_t - yb_t) / PRICE_MAX if two else 0.0
+    out[F_YES_BID + 5] = mid / PRICE_MAX
+    out[F_YES_BID + 6] = micro / PRICE_MAX
+    out[F_YES_BID + 7] = 1.0 if has_y else 0.0
+    out[F_YES_BID + 8] = 1.0 if has_n else 0.0
+    out[F_TWO_SIDED] = 1.0 if two else 0.0
 
     tot_y = 0.0
     tot_n = 0.0
@@ -327,7 +339,7 @@ def market_features_live(  # noqa: PLR0917 -- njit kernels take positional array
 
 
 @njit(cache=True)
-def market_features_batch(
+def market_features_batch_kernel(
     px: np.ndarray,
     qty: np.ndarray,
     ttc: np.ndarray,
@@ -356,29 +368,25 @@ def market_features_batch(
 
 @njit(cache=True)
 def account_features(
-    pos: np.ndarray | np.void, yes_mid: float, start_cash: int, out: np.ndarray
+    pos: np.ndarray | np.void, mark_value: int, start_cash: int, out: np.ndarray
 ) -> None:
-    """Account features of one position marked at ``yes_mid``.
+    """Account features of one position whose open contracts are worth ``mark_value``.
 
     Args:
         pos: POSITION_DTYPE record, or array whose row 0 is used.
-        yes_mid: YES-scale mid in ticks (NO is marked at 1000 - yes_mid).
+        mark_value: money value of the open position (``core.account.position_value``).
         start_cash: money the episode started with (denominator of the relative features).
         out: float32 [N_ACCOUNT_FEATURES] (see the module table).
     """
     p = first_record(pos)
     s = float(max(start_cash, 1))
     position = p["position"]
-    n_abs = float(abs(position))
-    contracts = n_abs / COUNT_SCALE
-    mark_px = yes_mid if position >= 0 else PRICE_MAX - yes_mid
-    mark_value = n_abs * mark_px / NOTIONAL_DIVISOR
+    contracts = float(abs(position)) / COUNT_SCALE
     out[0] = np.sign(position) * np.log1p(contracts) / POS_LOG_SCALE
     if position != 0:
-        # cost_basis money / (count/100) contracts / 10_000 money per dollar.
-        avg_cost = p["cost_basis"] / contracts / (PRICE_MAX * NOTIONAL_DIVISOR)
+        avg_cost = p["cost_basis"] / contracts / MONEY_SCALE
         out[1] = avg_cost
-        out[2] = mark_px / PRICE_MAX - avg_cost
+        out[2] = mark_value / contracts / MONEY_SCALE - avg_cost
     else:
         out[1] = 0.0
         out[2] = 0.0
@@ -396,6 +404,7 @@ def observation_from_levels(  # noqa: PLR0917 -- njit kernels take positional ar
     hist_n: int,
     ttc_frac: float,
     pos: np.ndarray | np.void,
+    mark_value: int,
     start_cash: int,
     out: np.ndarray,
 ) -> None:
@@ -403,12 +412,12 @@ def observation_from_levels(  # noqa: PLR0917 -- njit kernels take positional ar
 
     Args:
         px, qty, hist, hist_n, ttc_frac: as ``market_features_from_levels``.
-        pos: POSITION_DTYPE record or array (row 0); start_cash: money.
+        pos: POSITION_DTYPE record or array (row 0); mark_value: money value of its open
+            position (``core.account.position_value``); start_cash: money.
         out: float32 [N_FEATURES].
     """
     market_features_from_levels(px, qty, hist, hist_n, ttc_frac, out[:N_MARKET_FEATURES])
-    mid = _mid(int(px[0, 0]), int(px[1, 0]))
-    account_features(pos, mid, start_cash, out[N_MARKET_FEATURES:])
+    account_features(pos, mark_value, start_cash, out[N_MARKET_FEATURES:])
 
 
 @njit(cache=True)
@@ -420,6 +429,7 @@ def build_observation(  # noqa: PLR0917 -- njit kernels take positional arrays/s
     hist_n: int,
     ttc_frac: float,
     pos: np.ndarray | np.void,
+    mark_value: int,
     start_cash: int,
     out: np.ndarray,
 ) -> None:
@@ -428,16 +438,67 @@ def build_observation(  # noqa: PLR0917 -- njit kernels take positional arrays/s
     Args:
         qty, best, m: live book arrays (core.book) and slot.
         hist, hist_n, ttc_frac: as ``market_features_live``.
-        pos: POSITION_DTYPE record or array (row 0); start_cash: money.
+        pos: POSITION_DTYPE record or array (row 0); mark_value: money value of its open
+            position (``core.account.position_value`` over the same book); start_cash: money.
         out: float32 [N_FEATURES].
     """
     lpx = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int16)
     lqty = np.empty((2, FEATURE_TOP_LEVELS), dtype=np.int64)
     book_top_k(qty, best, m, FEATURE_TOP_LEVELS, lpx, lqty)
-    observation_from_levels(lpx, lqty, hist, hist_n, ttc_frac, pos, start_cash, out)
+    observation_from_levels(lpx, lqty, hist, hist_n, ttc_frac, pos, mark_value, start_cash, out)
 
 
 # =========================================================================== facade
+
+
+def check_levels(px: np.ndarray, qty: np.ndarray) -> int:
+    """Validate a [T, 2, K] depth pair for the feature kernels; return T.
+
+    Raises:
+        ValueError: naming the wrong dtype or shape (K must be >= FEATURE_TOP_LEVELS).
+    """
+    if not isinstance(px, np.ndarray) or px.dtype != np.int16 or px.ndim != 3:
+        raise ValueError(f"px must be an int16 [T, 2, K] array, got {getattr(px, 'dtype', px)}")
+    if px.shape[1] != 2 or px.shape[2] < FEATURE_TOP_LEVELS:
+        raise ValueError(f"px must be [T, 2, K>={FEATURE_TOP_LEVELS}], got shape {px.shape}")
+    if not isinstance(qty, np.ndarray) or qty.dtype != np.int64 or qty.shape != px.shape:
+        raise ValueError(
+            f"qty must be int64 with px's shape {px.shape}, got "
+            f"{getattr(qty, 'dtype', qty)} {getattr(qty, 'shape', None)}"
+        )
+    return int(px.shape[0])
+
+
+def market_features_batch(
+    px: np.ndarray, qty: np.ndarray, ttc: np.ndarray, reset: np.ndarray, out: np.ndarray
+) -> None:
+    """Validating edge of ``market_features_batch_kernel`` (same arguments, same result).
+
+    Raises:
+        ValueError: a wrong dtype or shape (e.g. fewer than FEATURE_TOP_LEVELS depth levels,
+            which the kernel would read past).
+    """
+    t_len = check_levels(px, qty)
+    if ttc.shape != (t_len,) or reset.shape != (t_len,):
+        raise ValueError(f"ttc and reset must be [T={t_len}], got {ttc.shape}, {reset.shape}")
+    if out.dtype != np.float32 or out.shape != (t_len, N_MARKET_FEATURES):
+        raise ValueError(
+            f"out must be float32 [{t_len}, {N_MARKET_FEATURES}], got {out.dtype} {out.shape}"
+        )
+    market_features_batch_kernel(px, qty, ttc, reset, out)
+
+
+def mids_batch(px: np.ndarray, qty: np.ndarray, out: np.ndarray) -> None:
+    """Validating edge of ``mids_batch_kernel`` (NaN where the book is not two-sided).
+
+    Raises:
+        ValueError: a wrong dtype or shape.
+    """
+    if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[1] != 2 or px.shape[2] < 1:
+        raise ValueError(f"px must be [T, 2, K>=1], got {getattr(px, 'shape', px)}")
+    if out.dtype != np.float64 or out.shape != (px.shape[0],):
+        raise ValueError(f"out must be float64 [{px.shape[0]}], got {out.dtype} {out.shape}")
+    mids_batch_kernel(px, qty, out)
 
 
 def features_for_levels(
@@ -455,13 +516,7 @@ def features_for_levels(
     Raises:
         ValueError: on a wrong dtype or shape (named in the message).
     """
-    if not isinstance(px, np.ndarray) or px.dtype != np.int16 or px.ndim != 3:
-        raise ValueError(f"px must be an int16 [T, 2, K] array, got {getattr(px, 'dtype', px)}")
-    t_len = px.shape[0]
-    if px.shape[1] != 2 or px.shape[2] < FEATURE_TOP_LEVELS:
-        raise ValueError(f"px must be [T, 2, K>={FEATURE_TOP_LEVELS}], got shape {px.shape}")
-    if not isinstance(qty, np.ndarray) or qty.dtype != np.int64 or qty.shape != px.shape:
-        raise ValueError(f"qty must be int64 with px's shape {px.shape}")
+    t_len = check_levels(px, qty)
     ttc = np.ascontiguousarray(ttc, dtype=np.float32)
     reset = np.ascontiguousarray(reset, dtype=np.uint8).copy()
     if ttc.shape != (t_len,) or reset.shape != (t_len,):
@@ -470,6 +525,6 @@ def features_for_levels(
         reset[0] = 1
     out = np.empty((t_len, N_MARKET_FEATURES), dtype=np.float32)
     mid = np.empty(t_len, dtype=np.float64)
-    market_features_batch(px, qty, ttc, reset, out)
-    mids_batch(px, qty, mid)
+    market_features_batch_kernel(px, qty, ttc, reset, out)
+    mids_batch_kernel(px, qty, mid)
     return out, mid

@@ -10,8 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from core.dataset import Dataset, validate
-from core.dtypes import ENV_STATE_DTYPE, EPISODE_DTYPE, N_ACTIONS, POSITION_DTYPE
+from core.dtypes import (
+    ENV_STATE_DTYPE,
+    EPISODE_DTYPE,
+    FILL_DTYPE,
+    N_ACTIONS,
+    ORDER_DTYPE,
+    POSITION_DTYPE,
+)
 from core.features import N_FEATURES, N_MARKET_FEATURES
+from core.fees import fee_schedule
+from core.latency import latency_model
+from core.liquidity import new_liquidity
 from kalshi_rl.env import kernels
 from kalshi_rl.env.config import ActionMode, EnvConfig
 from kalshi_rl.errors import EnvError
@@ -32,6 +42,10 @@ def check_dataset(ds: Dataset) -> np.ndarray:
         )
     if ds.top_k < 1:
         raise EnvError("dataset depth has no levels (K = 0)")
+    if ds.ts.ndim != 1 or ds.ts.shape[0] != ds.n_rows:
+        raise EnvError(f"dataset ts must be [T={ds.n_rows}], got {ds.ts.shape}")
+    if ds.n_rows > 1 and np.any(np.diff(ds.ts) < 0):
+        raise EnvError("dataset ts must be non-decreasing (latency runs on it)")
     eligible = np.flatnonzero(ds.seg_end - ds.seg_start >= 2).astype(np.int64)
     if eligible.size == 0:
         raise EnvError(f"dataset has no segment with >= 2 rows ({ds.n_segments} segments)")
@@ -56,12 +70,17 @@ class EnvBatch:
         self.features = np.ascontiguousarray(dataset.features, dtype=np.float32)
         self.depth_px = np.ascontiguousarray(dataset.depth_px, dtype=np.int16)
         self.depth_qty = np.ascontiguousarray(dataset.depth_qty, dtype=np.int64)
-        self.mid = np.ascontiguousarray(dataset.mid, dtype=np.float64)
+        self.ts = np.ascontiguousarray(dataset.ts, dtype=np.int64)
         self.seg_start = np.ascontiguousarray(dataset.seg_start, dtype=np.int64)
         self.seg_end = np.ascontiguousarray(dataset.seg_end, dtype=np.int64)
         self.seg_result = np.ascontiguousarray(dataset.seg_result, dtype=np.int8)
         self.state = np.zeros(n, dtype=ENV_STATE_DTYPE)
         self.pos = np.zeros(n, dtype=POSITION_DTYPE)
+        self.orders = np.zeros(n, dtype=ORDER_DTYPE)
+        self.liq = new_liquidity(n)
+        self.fees = fee_schedule(maker_fees=True, precision=config.member_precision)
+        self.latency = latency_model(config.entry_latency_ms, config.ack_latency_ms)
+        self._fills = np.zeros(max(self.depth_px.shape[2], 1), dtype=FILL_DTYPE)
         self.cursor = np.zeros(1, dtype=np.int64)
         self.obs = np.zeros((n, N_FEATURES), dtype=np.float32)
         self.term_obs = np.zeros((n, N_FEATURES), dtype=np.float32)
@@ -79,12 +98,20 @@ class EnvBatch:
         self._size_choices = np.asarray(config.size_choices, dtype=np.int64)
         self.mask_size = int(self._size_choices.min()) if multi else config.order_size
         self._ready = False
+        self._seeded = False  # seed() ran at least once
+        self._started = False  # the kernel auto-started an episode nobody has reset into
 
-    def seed(self, seeds: np.ndarray) -> None:
-        """Seed every env's generator (uint64 [n], zeros are replaced: xorshift needs != 0)."""
+    def seed(self, seeds: np.ndarray, *, rewind: bool = True) -> None:
+        """Seed every env's generator (uint64 [n], zeros are replaced: xorshift needs != 0).
+
+        Args:
+            rewind: also restart SEQUENTIAL order at the first segment (a new run); False
+                keeps walking the segments where the last episode left off.
+        """
         seeds = np.asarray(seeds, dtype=np.uint64).reshape(self.n)
         self.state["rng"] = np.where(seeds == 0, np.uint64(0x9E3779B97F4A7C15), seeds)
-        self.cursor[0] = 0
+        if rewind:
+            self.cursor[0] = 0
 
     def reset(self) -> np.ndarray:
         """Start a new episode in every env. Returns the observations [n, N_FEATURES]."""
@@ -92,6 +119,8 @@ class EnvBatch:
         kernels.reset_envs(
             self.state,
             self.pos,
+            self.orders,
+            self.liq,
             self.eligible,
             self.seg_start,
             self.seg_end,
@@ -101,8 +130,9 @@ class EnvBatch:
             c.start_fraction,
             c.start_cash,
             self.features,
-            self.mid,
             self.depth_px,
+            self.depth_qty,
+            self.fees,
             self.mask_size,
             c.max_position,
             self.obs,
@@ -154,12 +184,14 @@ class EnvBatch:
             self._slips,
             self.state,
             self.pos,
+            self.orders,
+            self.liq,
             self.eligible,
             self.cursor,
             self.features,
             self.depth_px,
             self.depth_qty,
-            self.mid,
+            self.ts,
             self.seg_start,
             self.seg_end,
             self.seg_result,
@@ -168,7 +200,10 @@ class EnvBatch:
             c.start_fraction,
             c.start_cash,
             c.max_position,
-            c.fee_round_units,
+            self.fees,
+            self.latency,
+            c.count_lot,
+            int(c.mark_mode),
             c.reward_scale,
             c.inventory_penalty,
             c.trade_penalty,
@@ -182,6 +217,7 @@ class EnvBatch:
             self.episodes,
             self.masks,
             self.invalid,
+            self._fills,
         )
         if n_done < 0:
             raise EnvError(f"actions must be in 0..{N_ACTIONS - 1}, got {self._actions}")

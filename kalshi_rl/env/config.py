@@ -11,7 +11,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
-from core.dtypes import COUNT_SCALE, FEE_ROUND_CURRENT, MONEY_SCALE
+from core.dtypes import COUNT_SCALE, MARK_LIQUIDATION, MARK_MID, MEMBER_CENT, MONEY_SCALE
 from kalshi_rl.errors import EnvError
 
 
@@ -20,6 +20,13 @@ class SegmentOrder(enum.IntEnum):
 
     RANDOM = 0  # uniform over segments, from the env's seeded RNG
     SEQUENTIAL = 1  # segments in order, shared cursor over all envs (evaluation)
+
+
+class MarkMode(enum.IntEnum):
+    """How an open position is valued (reward, observation, end-of-episode mark)."""
+
+    LIQUIDATION = MARK_LIQUIDATION  # what it could be sold for now: walk the held side's bids
+    MID = MARK_MID  # the two-sided mid; liquidation value when the book is not two-sided
 
 
 class ActionMode(enum.IntEnum):
@@ -39,7 +46,13 @@ class EnvConfig:
             fill walks the opposite ladder up to that limit (partial fills allowed).
         max_position: largest |position| allowed, count units; buys beyond it are masked.
         start_cash: account cash at episode start, money units.
-        fee_round_units: fee rounding in money units (FEE_ROUND_CURRENT = $0.0001, 100 = cent).
+        member_precision: balance precision of the account in money (100 = $0.01 for
+            non-direct members, the default; 1 = $0.0001 direct): Kalshi floors every fill's
+            balance change to it (rounding fee, rebated per order by its accumulator).
+        entry_latency_ms: (min, max) order-entry delay, uniform; min == max is constant.
+        ack_latency_ms: (min, max) acknowledgement delay; no new order before the ack.
+        mark_mode: LIQUIDATION (default) or MID, see MarkMode.
+        count_lot: fill granularity in count units (1 = fractional contracts, 100 = whole).
         reward_scale: reward = change of account value in dollars times this.
         inventory_penalty: shaping, dollars per contract held per step (times reward_scale).
         trade_penalty: shaping, dollars per executed trade (times reward_scale).
@@ -57,7 +70,11 @@ class EnvConfig:
     slippage_ticks: int = 20
     max_position: int = 10 * COUNT_SCALE
     start_cash: int = 1_000 * MONEY_SCALE
-    fee_round_units: int = FEE_ROUND_CURRENT
+    member_precision: int = MEMBER_CENT
+    entry_latency_ms: tuple[int, int] = (50, 50)
+    ack_latency_ms: tuple[int, int] = (50, 50)
+    mark_mode: MarkMode = MarkMode.LIQUIDATION
+    count_lot: int = 1
     reward_scale: float = 1.0
     inventory_penalty: float = 0.0
     trade_penalty: float = 0.0
@@ -75,7 +92,13 @@ class EnvConfig:
             (self.slippage_ticks >= 0, f"slippage_ticks must be >= 0, got {self.slippage_ticks}"),
             (self.max_position > 0, f"max_position must be > 0, got {self.max_position}"),
             (self.start_cash > 0, f"start_cash must be > 0 money units, got {self.start_cash}"),
-            (self.fee_round_units > 0, f"fee_round_units must be > 0, got {self.fee_round_units}"),
+            (
+                self.member_precision in (1, 10, 100),
+                f"member_precision must be 1, 10 or 100 money, got {self.member_precision}",
+            ),
+            (_ms_range_ok(self.entry_latency_ms), "entry_latency_ms must be 0 <= min <= max"),
+            (_ms_range_ok(self.ack_latency_ms), "ack_latency_ms must be 0 <= min <= max"),
+            (self.count_lot > 0, f"count_lot must be > 0, got {self.count_lot}"),
             (self.max_episode_steps >= 0, "max_episode_steps must be >= 0"),
             (0.0 < self.start_fraction <= 1.0, "start_fraction must be in (0, 1]"),
             (len(self.slippage_choices) > 0, "slippage_choices must not be empty"),
@@ -88,7 +111,7 @@ class EnvConfig:
                 raise EnvError(msg)
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-able form (enums by name), for config hashes and the registry."""
+        """JSON-able form (enums by name, tuples as lists), for config hashes and the registry."""
         out: dict[str, object] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -98,3 +121,7 @@ class EnvConfig:
     def replace(self, **changes: object) -> EnvConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _ms_range_ok(r: tuple[int, int]) -> bool:
+    return len(r) == 2 and 0 <= r[0] <= r[1]

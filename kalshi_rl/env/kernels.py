@@ -1,15 +1,26 @@
 """THE step kernel of the trading envs: N envs stepped in one Numba call.
 
 ``KalshiVecEnv`` calls it with all its envs; ``KalshiTradingEnv`` is the n=1 case of the
-same call.  It reads only preloaded dataset arrays (no I/O) and the per-env state arrays,
-and uses ``core.fills`` for fills, fees, netting, marking and settlement and
-``core.features.account_features`` for the account half of the observation, so the env
-sees exactly what the live actor sees.
+same call.  It reads only preloaded dataset arrays (no I/O) and the per-env state arrays.
+Every order, fill, fee, position and valuation rule is the core engine's (docs/engine.md):
+``core.orders`` (action -> order, masks), ``core.matching`` (taker walk with liquidity
+consumption and collateral), ``core.fees`` (Kalshi's fees and balance rounding),
+``core.account`` (netting, settlement, liquidation value), ``core.latency``; the
+observation is ``core.features``.  So the env trades exactly as the paper client does.
 
 Time convention: an episode covers rows ``t0 .. seg_end-1`` of one segment.  The agent
-acts at rows ``t0 .. seg_end-2`` against the depth of that row; after the step at
-``seg_end-2`` the env stands on the segment's last row, which ends the episode:
-settlement at ``seg_result`` if known, else mark-to-market at that row's mid.
+acts at rows ``t0 .. seg_end-2``; after the step at ``seg_end-2`` the env stands on the
+segment's last row, which ends the episode: settlement at ``seg_result`` if known, else
+the open position is valued at the last row (liquidation value by default).
+
+Latency, in decision-point time over the dataset's ``ts`` (ms): an order sent at row t
+reaches the exchange at ``ts[t] + entry`` and executes against the last row whose ts is
+not later (the book as it stood then); until then it is in flight.  The agent can send the
+next order only once the outcome is acknowledged (``+ ack``): until then masks allow only
+hold.  With a cadence coarser than the latency the order executes at row t.
+
+Liquidity consumption: per env, what its orders took stays taken until the recorded book
+shows the level gone (``core.matching``); it is forgotten at a new episode.
 """
 
 from __future__ import annotations
@@ -17,33 +28,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from core.account import pnl_components, position_value, reset_position, settle
 from core.dtypes import (
-    ACT_BUY_NO,
-    ACT_BUY_YES,
     ACT_HOLD,
-    ACT_SELL_NO,
-    ACT_SELL_YES,
     COUNT_SCALE,
     MONEY_SCALE,
     N_ACTIONS,
-    NO_PRICE,
-    ORDER_BUY,
-    ORDER_SELL,
-    PRICE_MAX,
-    PRICE_MIN,
+    ORD_CANCELED,
+    ORD_PENDING,
+    REJ_NONE,
     RESULT_NO,
     RESULT_YES,
-    SIDE_NO,
-    SIDE_YES,
+    TIF_IOC,
 )
 from core.features import N_MARKET_FEATURES, account_features
-from core.fills import account_value, apply_fill, settle, taker_fill_fee
+from core.latency import latency_sample
+from core.liquidity import liquidity_clear, liquidity_refresh
+from core.matching import taker_match
+from core.orders import action_check, action_to_order, write_action_masks
 
 # Segment orders (mirrors kalshi_rl.env.config.SegmentOrder; kernels take plain ints).
 ORDER_RANDOM = 0
 ORDER_SEQUENTIAL = 1
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_NEVER = np.iinfo(np.int64).max
 
 
 @njit(cache=True)
@@ -62,113 +70,49 @@ def rng_next(state: np.ndarray, i: int) -> np.uint64:
 
 
 @njit(cache=True)
-def rng_below(state: np.ndarray, i: int, n: int) -> int:
-    """Uniform integer in [0, n) from env ``i``'s generator (n >= 1)."""
-    # the top 53 bits as a float in [0, 1): bias is negligible for n << 2**53
-    u = (rng_next(state, i) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    k = int(u * n)
-    return k if k < n else n - 1
+def rng_uniform(state: np.ndarray, i: int) -> float:
+    """Uniform float in [0, 1) from env ``i``'s generator (top 53 bits)."""
+    return (rng_next(state, i) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
 @njit(cache=True)
-def write_obs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    features, mid, t, pos, i, start_cash, out
-):
+def rng_below(state: np.ndarray, i: int, n: int) -> int:
+    """Uniform integer in [0, n) from env ``i``'s generator (n >= 1)."""
+    # bias is negligible for n << 2**53
+    k = int(rng_uniform(state, i) * n)
+    return k if k < n else n - 1
+
+
+@njit(cache=True, inline="always")
+def write_obs(features, t, pos, i, mark_value, start_cash, out):  # noqa: PLR0917
     """Observation of env ``i`` at row ``t``: dataset features[t] ++ account features.
 
     Args:
         features: float32 [T, N_MARKET_FEATURES].
-        mid: float64 [T] YES-scale mid ticks.
         pos: POSITION_DTYPE [N]; env ``i``'s record is used.
+        mark_value: money value of env ``i``'s open position at row ``t``.
         out: float32 [N_FEATURES] row to fill.
     """
     for j in range(N_MARKET_FEATURES):
         out[j] = features[t, j]
-    account_features(pos[i : i + 1], mid[t], start_cash, out[N_MARKET_FEATURES:])
+    account_features(pos[i], mark_value, start_cash, out[N_MARKET_FEATURES:])
 
 
-@njit(cache=True)
-def action_ok(px, position, action, size, max_position):
-    """Whether ``action`` of ``size`` count units is allowed at a book with bids ``px``.
-
-    Sells are reduce-only (sell YES needs a YES position, sell NO a NO position); buys must
-    stay within ``max_position`` and need a level on the ladder they consume (buying YES
-    takes NO bids, buying NO takes YES bids).
-
-    Returns:
-        True if the action can be sent.
-    """
-    if action == ACT_HOLD:
-        return True
-    if action == ACT_BUY_YES:
-        return position + size <= max_position and px[SIDE_NO, 0] != NO_PRICE
-    if action == ACT_SELL_YES:
-        return position > 0 and px[SIDE_YES, 0] != NO_PRICE
-    if action == ACT_BUY_NO:
-        return position - size >= -max_position and px[SIDE_YES, 0] != NO_PRICE
-    if action == ACT_SELL_NO:
-        return position < 0 and px[SIDE_NO, 0] != NO_PRICE
-    return False
-
-
-@njit(cache=True)
-def write_masks(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    depth_px, t, pos, i, size, max_position, out
-):
-    """Action mask row of env ``i`` at row ``t`` (out: bool [N_ACTIONS])."""
-    px = depth_px[t]
-    position = pos[i]["position"]
-    for a in range(N_ACTIONS):
-        out[a] = action_ok(px, position, a, size, max_position)
-
-
-@njit(cache=True)
-def execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    depth_px, depth_qty, t, pos, i, action, size, slip, max_position, fee_round
-):
-    """Send env ``i``'s taker order for ``action`` against the depth at row ``t``.
-
-    The limit is the touch price moved ``slip`` ticks against us; the fill walks the
-    opposite ladder up to it and the taker fee is rounded once over the order's levels
-    (``core.fills.taker_fill_fee``); netting is ``core.fills.apply_fill``.
-
-    Returns:
-        (filled count units, fee money); (0, 0) for hold or an empty fill.
-    """
-    px = depth_px[t]
-    qty = depth_qty[t]
-    position = pos[i]["position"]
-    if action == ACT_BUY_YES:
-        side, order = SIDE_YES, ORDER_BUY
-        count = min(size, max_position - position)
-        limit = min(PRICE_MAX - px[SIDE_NO, 0] + slip, PRICE_MAX)
-    elif action == ACT_SELL_YES:
-        side, order = SIDE_YES, ORDER_SELL
-        count = min(size, position)
-        limit = max(px[SIDE_YES, 0] - slip, PRICE_MIN)
-    elif action == ACT_BUY_NO:
-        side, order = SIDE_NO, ORDER_BUY
-        count = min(size, max_position + position)
-        limit = min(PRICE_MAX - px[SIDE_YES, 0] + slip, PRICE_MAX)
-    elif action == ACT_SELL_NO:
-        side, order = SIDE_NO, ORDER_SELL
-        count = min(size, -position)
-        limit = max(px[SIDE_NO, 0] - slip, PRICE_MIN)
-    else:
-        return 0, 0
-    if count <= 0:
-        return 0, 0
-    filled, notional, fee = taker_fill_fee(px, qty, side, order, count, limit, fee_round)
-    if filled <= 0:
-        return 0, 0
-    apply_fill(pos[i : i + 1], side, order, filled, notional, fee)
-    return filled, fee
+@njit(cache=True, inline="always")
+def _value(pos, i, px, qty, liq, fees, mark_mode):  # noqa: PLR0917
+    # (account value, open position value) of env i against one book row, money
+    if pos[i]["position"] == 0:
+        return pos[i]["cash"], 0
+    v = position_value(pos[i]["position"], px, qty, liq, fees, mark_mode)
+    return pos[i]["cash"] + v, v
 
 
 @njit(cache=True)
 def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     pos,
+    orders,
+    liq,
     i,
     eligible,
     seg_start,
@@ -179,7 +123,7 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     start_frac,
     start_cash,
 ):
-    """Put env ``i`` at the start of a new episode: pick a segment, flat account.
+    """Put env ``i`` at the start of a new episode: pick a segment, flat account, no orders.
 
     Args:
         eligible: int64 [E] segments with at least 2 rows.
@@ -201,20 +145,158 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     state[i]["steps"] = 0
     state[i]["ep_return"] = 0.0
     state[i]["n_invalid"] = 0
-    p = pos[i]
-    p["position"] = 0
-    p["cost_basis"] = 0
-    p["cash"] = start_cash
-    p["realized_pnl"] = 0
-    p["fees_paid"] = 0
-    p["n_trades"] = 0
-    p["volume"] = 0
+    state[i]["value"] = start_cash
+    state[i]["busy_until"] = 0
+    state[i]["n_unfilled"] = 0
+    reset_position(pos[i], start_cash)
+    orders[i]["status"] = ORD_CANCELED
+    orders[i]["order_id"] = 0
+    liquidity_clear(liq[i])
+
+
+@njit(cache=True, inline="always")
+def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state,
+    orders,
+    pos,
+    i,
+    depth_px,
+    depth_qty,
+    ts,
+    t,
+    liq,
+    fees,
+    lot,
+    fills,
+):
+    # the in-flight order of env i reaches the book of row t; IOC: the rest is cancelled;
+    # the next order may go once the outcome is acknowledged
+    n = taker_match(
+        orders[i], pos[i], depth_px[t], depth_qty[t],
+        liq[i], fees, lot, ts[t], fills,
+    )  # fmt: skip
+    if orders[i]["remaining"] > 0:
+        orders[i]["status"] = ORD_CANCELED
+    state[i]["busy_until"] = orders[i]["ack_ts"]
+    if orders[i]["filled"] == 0:
+        state[i]["n_unfilled"] += 1
+    return n
+
+
+@njit(cache=True, inline="always")
+def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    a,
+    size,
+    slip,
+    state,
+    pos,
+    orders,
+    liq,
+    i,
+    t,
+    seg_last,
+    depth_px,
+    depth_qty,
+    ts,
+    max_position,
+    fees,
+    lat,
+    lot,
+    fills,
+    masks,
+    mask_size,
+):
+    # env i acts at row t; returns True when the action was not allowed (it runs as hold)
+    if a == ACT_HOLD:
+        return False
+    if size == mask_size:
+        if not masks[i, a]:  # the mask of this state, computed with the same rules
+            return True
+    else:
+        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+        if busy:
+            return True
+        reason = action_check(
+            a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
+            depth_qty[t], liq[i], fees,
+        )  # fmt: skip
+        if reason != REJ_NONE:
+            return True
+    sent = _send(
+        state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, liq, ts,
+        lat,
+    )  # fmt: skip
+    state[i]["busy_until"] = _NEVER if sent else 0
+    if sent and _due(orders, i, ts, t, seg_last):
+        _execute(
+            state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees,
+            lot, fills,
+        )  # fmt: skip
+    return False
+
+
+@njit(cache=True, inline="always")
+def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state,
+    orders,
+    pos,
+    i,
+    t,
+    action,
+    size,
+    slip,
+    max_position,
+    depth_px,
+    depth_qty,
+    liq,
+    ts,
+    lat,
+):
+    # build env i's IOC order for ``action`` at row t and stamp its latency; count 0: nothing
+    side, act, limit, count, reason = action_to_order(
+        action, pos[i]["position"], size, max_position, slip, depth_px[t], depth_qty[t], liq[i]
+    )
+    if reason != REJ_NONE or count <= 0:
+        return False
+    o = orders[i]
+    o["order_id"] += 1
+    o["side"] = side
+    o["action"] = act
+    o["price"] = limit
+    o["count"] = count
+    o["remaining"] = count
+    o["filled"] = 0
+    o["notional"] = 0
+    o["fees"] = 0
+    o["taker_fees"] = 0
+    o["maker_fees"] = 0
+    o["rounding_acc"] = 0
+    o["tif"] = TIF_IOC
+    r = lat[0]
+    u_e = rng_uniform(state, i) if r["entry_max_ms"] > r["entry_min_ms"] else 0.0
+    u_a = rng_uniform(state, i) if r["ack_max_ms"] > r["ack_min_ms"] else 0.0
+    entry, ack = latency_sample(lat, u_e, u_a)
+    o["ts"] = ts[t]
+    o["active_ts"] = ts[t] + entry
+    o["ack_ts"] = ts[t] + entry + ack
+    o["status"] = ORD_PENDING
+    return True
+
+
+@njit(cache=True, inline="always")
+def _due(orders, i, ts, t, seg_last):
+    # the in-flight order executes at row t when t is the last row not after its arrival
+    return orders[i]["status"] == ORD_PENDING and (
+        t >= seg_last or ts[t + 1] > orders[i]["active_ts"]
+    )
 
 
 @njit(cache=True)
 def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     pos,
+    orders,
+    liq,
     eligible,
     seg_start,
     seg_end,
@@ -224,8 +306,9 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     start_frac,
     start_cash,
     features,
-    mid,
     depth_px,
+    depth_qty,
+    fees,
     mask_size,
     max_position,
     obs,
@@ -234,36 +317,32 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     """Start a new episode in every env and write first observations and masks."""
     for i in range(state.shape[0]):
         start_episode(
-            state,
-            pos,
-            i,
-            eligible,
-            seg_start,
-            seg_end,
-            cursor,
-            seg_order,
-            random_start,
-            start_frac,
-            start_cash,
-        )
+            state, pos, orders, liq, i, eligible, seg_start, seg_end,
+            cursor, seg_order, random_start, start_frac, start_cash,
+        )  # fmt: skip
         t = state[i]["t"]
-        write_obs(features, mid, t, pos, i, start_cash, obs[i])
-        write_masks(depth_px, t, pos, i, mask_size, max_position, masks[i])
+        write_obs(features, t, pos, i, 0, start_cash, obs[i])
+        write_action_masks(
+            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i],
+            fees, False, masks[i],
+        )  # fmt: skip
 
 
 @njit(cache=True)
-def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
     actions,
     sizes,
     slips,
     state,
     pos,
+    orders,
+    liq,
     eligible,
     cursor,
     features,
     depth_px,
     depth_qty,
-    mid,
+    ts,
     seg_start,
     seg_end,
     seg_result,
@@ -272,7 +351,10 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     start_frac,
     start_cash,
     max_position,
-    fee_round,
+    fees,
+    lat,
+    lot,
+    mark_mode,
     reward_scale,
     inventory_penalty,
     trade_penalty,
@@ -286,6 +368,7 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     episodes,
     masks,
     invalid,
+    fills,
 ):
     """Step every env once; auto-reset the envs whose episode ended.
 
@@ -293,9 +376,13 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         actions: int64 [N] ACT_* per env.
         sizes: int64 [N] order size per env (count units).
         slips: int64 [N] limit slippage per env (ticks).
-        state: ENV_STATE_DTYPE [N]; pos: POSITION_DTYPE [N] (updated in place).
+        state: ENV_STATE_DTYPE [N]; pos: POSITION_DTYPE [N]; orders: ORDER_DTYPE [N] (each
+            env's last / in-flight order); liq: LIQUIDITY_DTYPE [N] liquidity consumption
+            (core.liquidity, updated).
         eligible, cursor: see ``start_episode``.
-        features, depth_px, depth_qty, mid, seg_start, seg_end, seg_result: the Dataset.
+        features, depth_px, depth_qty, ts, seg_start, seg_end, seg_result: the Dataset.
+        fees: FEE_DTYPE [1]; lat: LATENCY_DTYPE [1]; lot: count granularity of fills;
+            mark_mode: MARK_LIQUIDATION / MARK_MID (core.account.position_value).
         reward_scale, inventory_penalty, trade_penalty: see EnvConfig.
         max_steps: truncate after this many steps (0 = never).
         mask_size: order size the returned masks are computed for.
@@ -304,6 +391,7 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         rewards: float32 [N] out; terminated, truncated, invalid: uint8 [N] out.
         episodes: EPISODE_DTYPE [N] out, valid where terminated or truncated.
         masks: bool [N, N_ACTIONS] out, for the returned observation.
+        fills: FILL_DTYPE [K] scratch.
 
     Returns:
         number of episodes that ended in this step, or -1 (nothing stepped) when an
@@ -315,32 +403,44 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     n_done = 0
     for i in range(actions.shape[0]):
         t = state[i]["t"]
-        yes_mid = mid[t]
-        before = account_value(pos[i : i + 1], yes_mid)
-        a = actions[i]
-        size = sizes[i]
-        bad = not action_ok(depth_px[t], pos[i]["position"], a, size, max_position)
+        s = state[i]["seg"]
+        seg_last = seg_end[s] - 1
+        before = state[i]["value"]
+        trades_before = pos[i]["n_trades"]
+        bad = actions[i] != ACT_HOLD and _act(
+            actions[i], sizes[i], slips[i], state, pos, orders, liq, i,
+            t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills, masks,
+            mask_size,
+        )  # fmt: skip
         invalid[i] = bad
-        filled = 0
         if bad:
             state[i]["n_invalid"] += 1
-        elif a != ACT_HOLD:
-            filled, _fee = execute(
-                depth_px, depth_qty, t, pos, i, a, size, slips[i], max_position, fee_round
-            )
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
-        s = state[i]["seg"]
-        is_term = t >= seg_end[s] - 1
+        px = depth_px[t]  # one view per row: views cost reference counting
+        qty = depth_qty[t]
+        lq = liq[i]
+        if lq["n"][0] + lq["n"][1] > 0:
+            liquidity_refresh(px, qty, lq)
+        if _due(orders, i, ts, t, seg_last):
+            _execute(
+                state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
+                fees, lot, fills,
+            )  # fmt: skip
+        is_term = t >= seg_last
         settled = False
-        if is_term and seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
-            settle(pos[i : i + 1], seg_result[s] == RESULT_YES)
-            settled = True
-        after = account_value(pos[i : i + 1], mid[t])
+        if is_term:
+            if orders[i]["status"] == ORD_PENDING:
+                orders[i]["status"] = ORD_CANCELED  # the data ended before it arrived
+            if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
+                settle(pos[i], seg_result[s] == RESULT_YES)
+                settled = True
+        after, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
+        state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
         r -= inventory_penalty * abs(pos[i]["position"]) / COUNT_SCALE  # per contract held
-        if filled > 0:
+        if pos[i]["n_trades"] > trades_before:
             r -= trade_penalty
         r *= reward_scale
         rewards[i] = r
@@ -350,30 +450,37 @@ def step_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         truncated[i] = is_trunc
         if is_term or is_trunc:
             n_done += 1
-            write_obs(features, mid, t, pos, i, start_cash, term_obs[i])
-            ep = episodes[i]
-            ep["ret"] = state[i]["ep_return"]
-            ep["length"] = state[i]["steps"]
-            ep["pnl"] = after - start_cash
-            ep["fees"] = pos[i]["fees_paid"]
-            ep["trades"] = pos[i]["n_trades"]
-            ep["n_invalid"] = state[i]["n_invalid"]
-            ep["seg"] = s
-            ep["settled"] = settled
+            write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
+            _write_episode(episodes[i], state, pos, i, after, open_value, start_cash, settled)
             start_episode(
-                state,
-                pos,
-                i,
-                eligible,
-                seg_start,
-                seg_end,
-                cursor,
-                seg_order,
-                random_start,
-                start_frac,
-                start_cash,
-            )
+                state, pos, orders, liq, i, eligible, seg_start,
+                seg_end, cursor, seg_order, random_start, start_frac, start_cash,
+            )  # fmt: skip
             t = state[i]["t"]
-        write_obs(features, mid, t, pos, i, start_cash, obs[i])
-        write_masks(depth_px, t, pos, i, mask_size, max_position, masks[i])
+            open_value = 0
+            px = depth_px[t]
+            qty = depth_qty[t]
+        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+        write_obs(features, t, pos, i, open_value, start_cash, obs[i])
+        write_action_masks(
+            pos[i]["position"], pos[i]["cash"], mask_size, max_position, px, qty, lq, fees,
+            busy, masks[i],
+        )  # fmt: skip
     return n_done
+
+
+@njit(cache=True, inline="always")
+def _write_episode(ep, state, pos, i, after, open_value, start_cash, settled):  # noqa: PLR0917
+    ep["ret"] = state[i]["ep_return"]
+    ep["length"] = state[i]["steps"]
+    ep["pnl"] = after - start_cash
+    trading, settlement, mark, fees = pnl_components(pos[i], open_value)
+    ep["fees"] = fees
+    ep["trading"] = trading
+    ep["settlement"] = settlement
+    ep["mark"] = mark
+    ep["trades"] = pos[i]["n_trades"]
+    ep["n_invalid"] = state[i]["n_invalid"]
+    ep["n_unfilled"] = state[i]["n_unfilled"]
+    ep["seg"] = state[i]["seg"]
+    ep["settled"] = settled

@@ -26,6 +26,11 @@ INFO_FEES = "fees"  # dollars, at episode end
 INFO_TRADES = "trades"  # at episode end
 INFO_SETTLED = "settled"  # at episode end
 INFO_N_INVALID = "n_invalid"  # at episode end
+# P&L split at episode end, dollars: pnl == pnl_trading + pnl_settlement + pnl_mark - fees
+INFO_PNL_TRADING = "pnl_trading"  # realized P&L of closing trades, before fees
+INFO_PNL_SETTLEMENT = "pnl_settlement"  # payouts - cost basis of settled contracts
+INFO_PNL_MARK = "pnl_mark"  # end value of the open position - its cost basis
+INFO_N_UNFILLED = "n_unfilled"  # orders sent that filled nothing
 
 OBS_BOUND = 1e6
 
@@ -54,6 +59,10 @@ def episode_info(ep: np.void) -> dict[str, Any]:
         INFO_TRADES: int(ep["trades"]),
         INFO_SETTLED: bool(ep["settled"]),
         INFO_N_INVALID: int(ep["n_invalid"]),
+        INFO_PNL_TRADING: float(ep["trading"]) / MONEY_SCALE,
+        INFO_PNL_SETTLEMENT: float(ep["settlement"]) / MONEY_SCALE,
+        INFO_PNL_MARK: float(ep["mark"]) / MONEY_SCALE,
+        INFO_N_UNFILLED: int(ep["n_unfilled"]),
     }
 
 
@@ -63,11 +72,15 @@ class KalshiTradingEnv(gym.Env[np.ndarray, Any]):
     ## Action Space
     ``Discrete(5)`` (core.dtypes ACT_*): 0 hold, 1 buy YES, 2 sell YES, 3 buy NO, 4 sell NO,
     each an immediate-or-cancel taker order of ``config.order_size`` count units whose limit
-    is the touch price moved ``config.slippage_ticks`` against us; the order walks the
-    opposite ladder of the dataset's top-K depth up to that limit (partial fills).  Sells
-    are reduce-only, buys stay within ``config.max_position``.  ``action_masks()`` tells which
-    actions are valid now; an invalid chosen action runs as hold and is counted
-    (``info["invalid_action"]``, ``info["n_invalid"]`` at episode end).
+    is the best price still available moved ``config.slippage_ticks`` against us; the order
+    walks the opposite ladder of the dataset's top-K depth up to that limit (partial fills)
+    through the core engine (docs/engine.md): what it takes stays taken until the recorded
+    book shows the level gone, fees and balance rounding are Kalshi's, cash covers cost plus
+    fees (never negative), the order arrives after ``config.entry_latency_ms`` and the next
+    one can go only after the acknowledgement.  Sells are reduce-only, buys stay within
+    ``config.max_position``.  ``action_masks()`` tells which actions are valid now; an
+    invalid chosen action runs as hold and is counted (``info["invalid_action"]``,
+    ``info["n_invalid"]`` at episode end).
     With ``config.action_mode = ActionMode.MULTI`` the space is
     ``MultiDiscrete([5, len(slippage_choices), len(size_choices)])``: action kind, index of
     the limit offset in ticks, index of the size (count units).  Masks are then computed
@@ -79,11 +92,13 @@ class KalshiTradingEnv(gym.Env[np.ndarray, Any]):
     kernel as the live actor's ``build_observation``).
 
     ## Rewards
-    Change of account value (cash + position marked at the mid, ``core.fills.account_value``)
-    in dollars over the step, net of fees, times ``config.reward_scale``; optional shaping:
-    minus ``inventory_penalty`` per contract held and ``trade_penalty`` per executed trade.
-    At the episode's end the position is settled at the segment's result when known, else
-    marked to market.
+    Change of account value (cash + the open position valued by ``config.mark_mode``:
+    by default what it could be sold for now, walking the held side's bids; nothing bidding
+    is worth nothing) in dollars over the step, net of fees, times ``config.reward_scale``;
+    optional shaping: minus ``inventory_penalty`` per contract held and ``trade_penalty``
+    per step with a fill.  At the episode's end the position is settled at the segment's
+    result when known, else valued at the last row; ``info`` splits the P&L into
+    ``pnl_trading + pnl_settlement + pnl_mark - fees``.
 
     ## Episode End
     ``terminated`` at the end of the segment; ``truncated`` after ``config.max_episode_steps``
@@ -107,9 +122,21 @@ class KalshiTradingEnv(gym.Env[np.ndarray, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._batch.seed(self.np_random.integers(1, 2**63, size=1, dtype=np.uint64))
-        obs = self._batch.reset()
-        return obs[0].copy(), {INFO_ACTION_MASK: self._batch.masks[0].copy()}
+        b = self._batch
+        if seed is None and b._started:
+            # the kernel already started the next episode when the last one ended: use it,
+            # so SEQUENTIAL order does not skip a segment and RANDOM stays one stream
+            b._started = False
+            b._ready = True
+            return b.obs[0].copy(), {INFO_ACTION_MASK: b.masks[0].copy()}
+        b.seed(
+            self.np_random.integers(1, 2**63, size=1, dtype=np.uint64),
+            rewind=seed is not None or not b._seeded,
+        )
+        b._seeded = True
+        b._started = False
+        obs = b.reset()
+        return obs[0].copy(), {INFO_ACTION_MASK: b.masks[0].copy()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         assert self._batch._ready, "step() called before reset(): call reset() first"
@@ -123,6 +150,7 @@ class KalshiTradingEnv(gym.Env[np.ndarray, Any]):
             obs = b.term_obs[0].copy()
             info.update(episode_info(b.episodes[0]))
             b._ready = False
+            b._started = True
         else:
             obs = b.obs[0].copy()
             info[INFO_ACTION_MASK] = b.masks[0].copy()

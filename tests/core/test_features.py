@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.account import liquidation_value
 from core.book import BookSet
 from core.dtypes import (
     HIST_LEN,
@@ -37,6 +38,8 @@ from core.features import (
     mids_batch,
     observation_from_levels,
 )
+from core.fees import fee_schedule
+from core.liquidity import new_liquidity
 
 K = 10
 
@@ -117,30 +120,40 @@ def test_only_top_five_levels_count():
 
 
 @pytest.mark.parametrize(
-    ("yes", "no", "mid", "expect"),
+    ("yes", "no", "expect"),
     [
         (
             [],
             [],
-            500.0,
-            {"yes_bid": 0.0, "yes_ask": 1.0, "spread": 1.0, "has_yes_bid": 0.0, "imbalance_l1": 0},
+            {"yes_bid": 0.0, "yes_ask": 0.0, "no_ask": 0.0, "spread": 0.0, "has_yes_bid": 0.0},
         ),
-        ([(300, 100)], [], 300.0, {"yes_ask": 1.0, "no_ask": 0.7, "imbalance_l1": 1.0}),
-        ([], [(600, 100)], 400.0, {"yes_bid": 0.0, "yes_ask": 0.4, "imbalance_top5": -1.0}),
+        ([(300, 100)], [], {"yes_ask": 0.0, "no_ask": 0.7, "has_no_bid": 0.0}),
+        ([], [(600, 100)], {"yes_bid": 0.0, "yes_ask": 0.4, "imbalance_top5": -1.0}),
     ],
 )
-def test_empty_and_one_sided_books(yes, no, mid, expect):
+def test_empty_and_one_sided_books_say_so_instead_of_inventing_a_price(yes, no, expect):
+    """No made-up mid (no 500 for an empty book, no YES ask as mid): 0 plus a flag."""
     px, qty = levels(yes, no)
-    assert mid_from_levels(px, qty) == mid
+    assert math.isnan(mid_from_levels(px, qty))
     h = np.zeros(HIST_LEN)
-    n = hist_push(h, 0, mid)
+    n = hist_push(h, 0, mid_from_levels(px, qty))
+    assert n == 0  # nothing real to remember yet
     f, out = feats(px, qty, h, n, ttc=1.5)
     assert np.all(np.isfinite(out))
-    assert f["mid"] == pytest.approx(mid / 1000)
-    assert f["microprice"] == f["mid"]
+    assert f["mid"] == 0.0 and f["microprice"] == 0.0 and f["spread"] == 0.0
+    assert f["two_sided"] == 0.0
     assert f["ttc"] == 1.0  # clipped
     for name, v in expect.items():
         assert f[name] == pytest.approx(v), name
+
+
+def test_history_carries_the_last_real_mid_over_one_sided_rows():
+    h = np.zeros(HIST_LEN)
+    n = hist_push(h, 0, 450.0)
+    n = hist_push(h, n, float("nan"))  # book went one-sided: no new price, time goes on
+    assert n == 2 and h[0] == 450.0 and h[1] == 450.0
+    n = hist_push(h, n, 470.0)
+    assert h[0] == 470.0 and n == 3
 
 
 def test_hist_push_shifts_and_caps():
@@ -180,7 +193,7 @@ def test_account_features_hand_ledger():
     pos["cash"] = 958_320
     pos["fees_paid"] = 1_680
     out = np.zeros(N_ACCOUNT_FEATURES, dtype=np.float32)
-    account_features(pos, 450.0, 1_000_000, out)
+    account_features(pos, 45_000, 1_000_000, out)  # worth $4.50 now
     f = dict(zip(ACCOUNT_FEATURE_NAMES, out.tolist(), strict=True))
     assert f["position"] == pytest.approx(math.log1p(10) / 5)
     assert f["avg_cost"] == pytest.approx(0.40)
@@ -190,16 +203,16 @@ def test_account_features_hand_ledger():
     assert f["value"] == pytest.approx((958_320 + 45_000) / 1e6 - 1)
     assert f["fees"] == pytest.approx(0.00168)
 
-    pos["position"] = -1000  # 10 NO at $0.55, marked at 1000 - 450
+    pos["position"] = -1000  # 10 NO at $0.55, worth $5.50 now
     pos["cost_basis"] = 55_000
-    account_features(pos, 450.0, 1_000_000, out)
+    account_features(pos, 55_000, 1_000_000, out)
     f = dict(zip(ACCOUNT_FEATURE_NAMES, out.tolist(), strict=True))
     assert f["position"] == pytest.approx(-math.log1p(10) / 5)
     assert f["avg_cost"] == pytest.approx(0.55)
     assert f["upnl_per_contract"] == pytest.approx(0.0, abs=1e-7)
 
     flat = np.zeros(1, dtype=POSITION_DTYPE)
-    account_features(flat, 500.0, 0, out)  # start_cash 0 must not divide by zero
+    account_features(flat, 0, 0, out)  # start_cash 0 must not divide by zero
     assert np.all(np.isfinite(out))
 
 
@@ -210,10 +223,11 @@ def test_observation_from_levels_concatenates():
     pos = np.zeros(1, dtype=POSITION_DTYPE)
     pos["cash"] = 500_000
     obs = np.zeros(N_FEATURES, dtype=np.float32)
-    observation_from_levels(px, qty, h, n, 0.5, pos, 500_000, obs)
+    pos["position"] = 200
+    observation_from_levels(px, qty, h, n, 0.5, pos, 8_700, 500_000, obs)
     _, mkt = feats(px, qty, h, n)
     acc = np.zeros(N_ACCOUNT_FEATURES, dtype=np.float32)
-    account_features(pos, 465.0, 500_000, acc)
+    account_features(pos, 8_700, 500_000, acc)
     assert obs.tobytes() == np.concatenate([mkt, acc]).tobytes()
 
 
@@ -259,6 +273,8 @@ def test_batched_bit_identical_to_live(steps):
     pos["cash"] = 90_000
     hist = np.zeros(HIST_LEN)
     n = 0
+    fees = fee_schedule()
+    no_consumption = new_liquidity(1)
     for t, (yes, no, _, _) in enumerate(steps):
         books.apply_snapshot(slot, snapshot_rows(slot, yes, no))
         px[t], qty[t] = books.top_k(slot, K)
@@ -267,10 +283,14 @@ def test_batched_bit_identical_to_live(steps):
         # live order: push the current mid, then compute
         n = hist_push(hist, n, book_mid(books.best, slot))
         market_features_live(books.qty, books.best, slot, hist, n, float(ttc[t]), live[t])
+        value = liquidation_value(-700, px[t], qty[t], no_consumption, fees)
         build_observation(
-            books.qty, books.best, slot, hist, n, float(ttc[t]), pos, 100_000, obs_live[t]
+            books.qty, books.best, slot, hist, n, float(ttc[t]), pos, value, 100_000,
+            obs_live[t],
+        )  # fmt: skip
+        observation_from_levels(
+            px[t], qty[t], hist, n, float(ttc[t]), pos, value, 100_000, obs_lv[t]
         )
-        observation_from_levels(px[t], qty[t], hist, n, float(ttc[t]), pos, 100_000, obs_lv[t])
 
     out = np.empty((t_len, N_MARKET_FEATURES), dtype=np.float32)
     market_features_batch(px, qty, ttc, reset, out)
@@ -281,7 +301,8 @@ def test_batched_bit_identical_to_live(steps):
 
     mids = np.empty(t_len)
     mids_batch(px, qty, mids)
-    assert [mid_from_levels(px[t], qty[t]) for t in range(t_len)] == mids.tolist()
+    live_mids = np.array([mid_from_levels(px[t], qty[t]) for t in range(t_len)])
+    assert live_mids.tobytes() == mids.tobytes()  # NaN where not two-sided, bit for bit
 
 
 def test_batch_reset_clears_history():

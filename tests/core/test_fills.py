@@ -1,4 +1,4 @@
-"""core.fills: fees vs a Decimal reference, taker walks, netting ledger, resting queue."""
+"""core.fills (wave-1 names): fees vs a Decimal reference, taker walks, netting ledger."""
 
 from __future__ import annotations
 
@@ -15,18 +15,13 @@ from core.dtypes import (
     MAKER_FEE_DEN,
     MAKER_FEE_NUM,
     NO_PRICE,
-    ORD_EXECUTED,
-    ORD_RESTING,
     ORDER_BUY,
-    ORDER_DTYPE,
     ORDER_SELL,
     POSITION_DTYPE,
     SIDE_NO,
     SIDE_YES,
     TAKER_FEE_DEN,
     TAKER_FEE_NUM,
-    TAKER_NO,
-    TAKER_YES,
 )
 from core.fills import (
     account_value,
@@ -34,11 +29,6 @@ from core.fills import (
     fee,
     maker_fee,
     order_fee,
-    resting_crossed,
-    resting_on_level,
-    resting_on_trade,
-    resting_on_trade_yes,
-    resting_place,
     settle,
     taker_fee,
     taker_fill,
@@ -193,6 +183,7 @@ def test_netting_ledger_buy_yes_buy_no_settle():
         "fees_paid": 1680,
         "n_trades": 1,
         "volume": 1000,
+        "settlement_pnl": 0,
     }
     assert account_value(pos, 450.0) == 958_320 + 45_000
 
@@ -209,6 +200,7 @@ def test_netting_ledger_buy_yes_buy_no_settle():
         "fees_paid": 1680 + 2599,
         "n_trades": 2,
         "volume": 2500,
+        "settlement_pnl": 0,
     }
     # 5 NO marked at 1000 - 450 = 550
     assert account_value(pos, 450.0) == 973_221 + 27_500
@@ -287,70 +279,6 @@ def test_settled_pnl_equals_cash_change(fills, result_yes):
     assert r["realized_pnl"] == r["cash"]
 
 
-# ----------------------------------------------------------------- resting orders
-
-
-def order(side: int, action: int, price: int, count: int) -> np.ndarray:
-    o = np.zeros(1, dtype=ORDER_DTYPE)
-    o["side"] = side
-    o["action"] = action
-    o["price"] = price
-    o["count"] = count
-    return o
-
-
-def test_resting_queue_then_fill():
-    o = order(SIDE_YES, ORDER_BUY, 400, 300)
-    resting_place(o, 500)
-    assert int(o[0]["queue_ahead"]) == 500 and int(o[0]["status"]) == ORD_RESTING
-    assert resting_on_trade(o, 400, 200) == 0  # queue 500 -> 300
-    resting_on_level(o, 100)  # cancels: only 100 left at our price
-    assert int(o[0]["queue_ahead"]) == 100
-    resting_on_level(o, 5_000)  # additions join behind us
-    assert int(o[0]["queue_ahead"]) == 100
-    assert resting_on_trade(o, 410, 1_000) == 0  # another price level
-    assert resting_on_trade(o, 400, 250) == 150
-    assert int(o[0]["remaining"]) == 150 and int(o[0]["filled"]) == 150
-    assert int(o[0]["fees"]) == maker_fee(150, 400)
-    # a trade through our price fills the rest at our price
-    assert resting_on_trade(o, 390, 1) == 150
-    assert int(o[0]["status"]) == ORD_EXECUTED
-    assert int(o[0]["fees"]) == 2 * maker_fee(150, 400)
-    assert resting_on_trade(o, 390, 100) == 0  # executed orders do not fill again
-
-
-def test_resting_sell_through_and_cross():
-    o = order(SIDE_YES, ORDER_SELL, 600, 200)  # rests as a NO bid at 400
-    resting_place(o, 0)
-    assert resting_on_trade(o, 590, 50) == 0  # below our ask
-    assert resting_on_trade(o, 600, 50) == 50  # no queue ahead
-    assert resting_crossed(o, 599) == 0  # YES bid 599 < our ask 600
-    assert resting_crossed(o, NO_PRICE) == 0
-    assert resting_crossed(o, 600) == 150  # YES bid reached our ask
-    assert int(o[0]["status"]) == ORD_EXECUTED
-
-
-def test_resting_buy_no_crossed_by_yes_bids():
-    o = order(SIDE_NO, ORDER_BUY, 300, 100)  # NO bid 300 == YES ask 700
-    resting_place(o, 0)
-    assert resting_crossed(o, 699) == 0
-    assert resting_crossed(o, 700) == 100
-
-
-def test_resting_on_trade_yes_messages():
-    # buy YES @ 400 rests on the YES ladder; takers buying NO sell into it.
-    o = order(SIDE_YES, ORDER_BUY, 400, 100)
-    resting_place(o, 30)
-    assert resting_on_trade_yes(o, 400, TAKER_YES, 500) == 0  # consumed NO bids
-    assert resting_on_trade_yes(o, 400, TAKER_NO, 50) == 20
-    # sell YES @ 600 rests as a NO bid at 400; takers buying YES hit it at yes_price 600
-    s = order(SIDE_YES, ORDER_SELL, 600, 100)
-    resting_place(s, 0)
-    assert resting_on_trade_yes(s, 600, TAKER_NO, 50) == 0
-    assert resting_on_trade_yes(s, 600, TAKER_YES, 40) == 40
-    assert resting_on_trade_yes(s, 620, TAKER_YES, 1) == 60  # through our ask
-
-
 def test_kernels_accept_records_and_write_through():
     many = np.zeros(3, dtype=POSITION_DTYPE)
     apply_fill(many[1], SIDE_YES, ORDER_BUY, 100, 100 * 400, 7)  # a record
@@ -361,11 +289,3 @@ def test_kernels_accept_records_and_write_through():
     assert account_value(many[1], 500.0) == -4_007 + 5_000
     assert settle(many[1], True) == 10_000
     assert int(many[1]["position"]) == 0 and int(many[2]["position"]) == 100
-
-    orders = np.zeros(2, dtype=ORDER_DTYPE)
-    orders["count"] = 100
-    orders["price"] = 400
-    resting_place(orders[1], 50)
-    assert int(orders[1]["queue_ahead"]) == 50 and int(orders[0]["queue_ahead"]) == 0
-    assert resting_on_trade(orders[1], 400, 120) == 70
-    assert int(orders[1]["filled"]) == 70

@@ -2,14 +2,17 @@
 
 Env path: dataset features (``market_features_batch`` over recorded levels) ++
 ``account_features``.  Live path: the same levels loaded into a ``core.book.BookSet`` and
-``core.features.build_observation`` on it.  Also checks the kernel's RNG helpers.
+``core.features.build_observation`` on it, the position valued by the engine
+(``core.account.position_value``) over the live book's top levels.  Also checks the
+kernel's RNG helpers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.book import BookSet
+from core.account import position_value
+from core.book import BookSet, book_top_k
 from core.dtypes import ENV_STATE_DTYPE, HIST_LEN, NO_PRICE, SNAPSHOT_LEVEL_DTYPE
 from core.features import N_FEATURES, book_mid, build_observation, hist_push
 from kalshi_rl.env import kernels
@@ -50,9 +53,17 @@ def test_env_observation_is_bit_identical_to_live_build_observation() -> None:
         books.apply_snapshot(slot, _snapshot_levels(ds.depth_px[t], ds.depth_qty[t], slot))
         hist_n = hist_push(hist, hist_n, book_mid(books.best, slot))
         pos = env._batch.pos[0:1].copy()
+        lpx = np.empty((2, ds.top_k), dtype=np.int16)
+        lqty = np.empty((2, ds.top_k), dtype=np.int64)
+        book_top_k(books.qty, books.best, slot, ds.top_k, lpx, lqty)
+        value = position_value(
+            int(pos[0]["position"]), lpx, lqty, env._batch.liq[0:1], env._batch.fees,
+            int(cfg.mark_mode),
+        )  # fmt: skip
         build_observation(
-            books.qty, books.best, slot, hist, hist_n, float(ds.ttc[t]), pos, cfg.start_cash, live
-        )
+            books.qty, books.best, slot, hist, hist_n, float(ds.ttc[t]), pos, value,
+            cfg.start_cash, live,
+        )  # fmt: skip
         assert np.array_equal(obs.view(np.uint32), live.view(np.uint32)), f"row {t}"
         compared += 1
         trading += pos[0]["position"] != 0

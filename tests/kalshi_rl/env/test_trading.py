@@ -22,35 +22,33 @@ from core.dtypes import (
     RESULT_UNKNOWN,
     RESULT_YES,
 )
-from core.features import N_FEATURES, N_MARKET_FEATURES, market_features_batch, mids_batch
-from core.fills import taker_fee
+from core.features import N_FEATURES, N_MARKET_FEATURES, features_for_levels
 from kalshi_rl.env.config import ActionMode, EnvConfig, SegmentOrder
 from kalshi_rl.env.synthetic import random_walk_dataset
 from kalshi_rl.env.trading import KalshiTradingEnv
 from kalshi_rl.errors import EnvError
 
 
-def flat_book_dataset(n_rows: int = 4, result: int = RESULT_YES) -> Dataset:
-    """One segment of a constant book: YES bid 40c x 5, NO bid 55c x 3 (YES ask 45c)."""
-    px = np.full((n_rows, 2, 3), NO_PRICE, dtype=np.int16)
-    qty = np.zeros((n_rows, 2, 3), dtype=np.int64)
+def flat_book_dataset(n_rows: int = 4, result: int = RESULT_YES, k: int = 5) -> Dataset:
+    """One segment of a constant book: YES bid 40c x 5, NO bid 55c x 3 (YES ask 45c).
+
+    Built through the validating facade (``features_for_levels``); rows 1 s apart.
+    """
+    px = np.full((n_rows, 2, k), NO_PRICE, dtype=np.int16)
+    qty = np.zeros((n_rows, 2, k), dtype=np.int64)
     px[:, 0, 0], qty[:, 0, 0] = 400, 500
     px[:, 0, 1], qty[:, 0, 1] = 390, 1000
     px[:, 1, 0], qty[:, 1, 0] = 550, 300
     px[:, 1, 1], qty[:, 1, 1] = 540, 1000
     ttc = np.linspace(1, 0, n_rows).astype(np.float32)
     reset = np.zeros(n_rows, dtype=np.uint8)
-    reset[0] = 1
-    feats = np.zeros((n_rows, N_MARKET_FEATURES), dtype=np.float32)
-    market_features_batch(px, qty, ttc, reset, feats)
-    mid = np.zeros(n_rows)
-    mids_batch(px, qty, mid)
+    feats, mid = features_for_levels(px, qty, ttc, reset)
     return Dataset(
         features=feats,
         depth_px=px,
         depth_qty=qty,
         mid=mid,
-        ts=np.arange(n_rows, dtype=np.int64),
+        ts=1_700_000_000_000 + np.arange(n_rows, dtype=np.int64) * 1000,
         ttc=ttc,
         seg_start=np.array([0]),
         seg_end=np.array([n_rows]),
@@ -95,37 +93,47 @@ def test_action_out_of_range_raises(ds: Dataset) -> None:
 
 
 def test_buy_yes_then_settle_yes_matches_ledger() -> None:
-    """Buy 1 YES at the 45c ask, hold to the end, market settles YES: +$1 - 45c - fee."""
+    """Buy 1 YES at the 45c ask, hold to the end, market settles YES: +$1 - 45c - fees.
+
+    Money as Kalshi books it (Decimal reference): trade fee 0.07*0.45*0.55 = $0.017325 ->
+    $0.0174, balance change -$0.4674 floored to -$0.47.  The reward marks the YES contract
+    at what it could be sold for: 1 @ 40c bid, fee $0.0168, $0.3832 -> $0.38.
+    """
     env = KalshiTradingEnv(flat_book_dataset(4, RESULT_YES), EnvConfig(slippage_ticks=0))
     _obs, info = env.reset(seed=0)
     assert info["action_mask"].tolist() == [True, True, False, True, False]
     total = 0.0
     _, r, term, trunc, info = env.step(ACT_BUY_YES)
-    fee = taker_fee(100, 450, 1)
-    # marked at mid 42.5c right after paying 45c + fee
-    assert r == pytest.approx((-(450 - 425) * 100 / 10 - fee) / MONEY_SCALE, abs=1e-6)
+    paid = -4700  # -$0.45 - $0.0174 = -$0.4674 -> floored to the cent: -$0.47
+    sell_now = 3800  # $0.40 - $0.0168 = $0.3832 -> $0.38
+    assert r == pytest.approx((paid + sell_now) / MONEY_SCALE, abs=1e-6)
     total += r
     assert env.action_masks().tolist() == [True, True, True, True, False]
     for _ in range(2):
         _, r, term, trunc, info = env.step(ACT_HOLD)
         total += r
     assert term and not trunc
-    expected_pnl = (MONEY_SCALE - 450 * 100 // 10 - fee) / MONEY_SCALE
+    expected_pnl = (MONEY_SCALE + paid) / MONEY_SCALE
     assert info["pnl"] == pytest.approx(expected_pnl)
     assert info["settled"] and info["trades"] == 1
-    assert info["fees"] == pytest.approx(fee / MONEY_SCALE)
+    assert info["fees"] == pytest.approx((4700 - 4500) / MONEY_SCALE)  # 174 trade + 26 rounding
+    assert info["pnl_settlement"] == pytest.approx((MONEY_SCALE - 4500) / MONEY_SCALE)
+    assert info["pnl_trading"] == 0.0 and info["pnl_mark"] == 0.0
     assert total == pytest.approx(expected_pnl, abs=1e-5)
 
 
-def test_buy_no_unknown_result_marks_to_market() -> None:
+def test_buy_no_unknown_result_is_valued_at_its_sale_price() -> None:
     env = KalshiTradingEnv(flat_book_dataset(3, RESULT_UNKNOWN), EnvConfig(slippage_ticks=0))
     env.reset(seed=0)
     env.step(ACT_BUY_NO)  # NO ask = 1000 - 400 = 60c
     _, _, term, _, info = env.step(ACT_HOLD)
     assert term and not info["settled"]
-    fee = taker_fee(100, 600, 1)
-    # NO marked at 1000 - 425 = 57.5c
-    assert info["pnl"] == pytest.approx((575 * 100 / 10 - 600 * 100 / 10 - fee) / MONEY_SCALE)
+    paid = -6200  # fee 0.07*0.6*0.4 = $0.0168: -$0.6168 -> -$0.62
+    sale = 5300  # into the 55c NO bid, fee $0.017325 -> $0.0174: $0.5326 -> $0.53
+    assert info["pnl"] == pytest.approx((paid + sale) / MONEY_SCALE)
+    parts = info["pnl_trading"] + info["pnl_settlement"] + info["pnl_mark"] - info["fees"]
+    assert parts == pytest.approx(info["pnl"], abs=1e-9)
+    assert info["pnl_mark"] == pytest.approx((5300 - 6000) / MONEY_SCALE)
 
 
 def test_sell_is_reduce_only_and_invalid_runs_as_hold() -> None:
