@@ -236,6 +236,8 @@ class Actor:
         grids = market_grids or {}
         self.grids: list[np.ndarray | None] = [grids.get(t) for t in self.tickers]
         self.seg_first_ms = np.full(n, NO_TS, dtype=np.int64)
+        self.seg_ts_max = np.full(n, NO_TS, dtype=np.int64)  # running max of book times
+        self.seg_ts_receipt = np.zeros(n, dtype=np.bool_)  # ... which is a receipt time
         self.hist = np.zeros((n, HIST_LEN), dtype=np.float64)
         self.hist_n = np.zeros(n, dtype=np.int64)
         self.last_updates = np.zeros(n, dtype=np.int64)
@@ -623,9 +625,16 @@ class Actor:
         now = self.clock_ns()
         reset = bool(self.pending_reset[i])
         exch_ts = int(books.meta[slot]["last_exch_ts"])
-        from_receipt = exch_ts == NO_TS
-        if from_receipt:  # a snapshot without exchange time: its receipt, as datasets do
+        receipt = exch_ts == NO_TS
+        if receipt:  # a snapshot without exchange time: its receipt, as datasets do
             exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
+        # a book is known no earlier than the one before it: time runs forward within a
+        # segment (datasets take the running maximum the same way)
+        if reset or exch_ts > self.seg_ts_max[i]:
+            self.seg_ts_max[i] = exch_ts
+            self.seg_ts_receipt[i] = receipt
+        exch_ts = int(self.seg_ts_max[i])
+        from_receipt = bool(self.seg_ts_receipt[i])
         if reset:
             self.seg_first_ms[i] = exch_ts
         o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
