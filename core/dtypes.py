@@ -53,6 +53,8 @@ EV_DELTA = 2
 EV_TRADE = 3
 EV_GAP = 4  # a sequence gap / disconnect invalidated a book
 EV_LIFECYCLE = 5
+EV_FAIR = 6  # sim calibration only: qty = fair YES probability * FAIR_SCALE after a trade
+FAIR_SCALE = 1_000_000_000
 
 # --------------------------------------------------------------------------- status codes
 # Kernels never raise; they return one of these.  Python turns them into counters/errors.
@@ -538,6 +540,14 @@ SIM_MARKET_DTYPE = np.dtype(
 
 # Rolling listings (kalshi_rl.sim.listings): a listed market waits for its open time; a
 # settled market's slot is freed for the next listing of any series.
+# The planted mispricing of the sim (kalshi_rl.sim.model.quote_logit; docs/sim.md): per
+# unit of a series' bias knob, fair log-odds l < 0 are quoted at l * (1 - LONGSHOT * b),
+# l > 0 at l * (1 + FAVORITE * b).  b = 1 is calibrated to Kalshi's published figures; the
+# default sim plants SIM_DEFAULT_BIAS.  Shared here so rules that know the bias
+# (kalshi_rl.train.baselines.BiasAwarePolicy) need not import the sim.
+SIM_BIAS_LONGSHOT = 0.058
+SIM_BIAS_FAVORITE = 0.2
+SIM_DEFAULT_BIAS = 2.0
 MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
 MS_FREE = 5  # slot holds no market
 # Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".

@@ -351,6 +351,29 @@ def format_count(n: int) -> str:
     return f"{sign}{a // COUNT_SCALE}.{a % COUNT_SCALE:02d}"
 
 
+def format_money(money: int) -> str:
+    """Money units ($0.0001) -> Kalshi's 4-decimal ``*_dollars`` string (sign kept)."""
+    sign = "-" if money < 0 else ""
+    a = abs(money)
+    return f"{sign}{a // 10_000}.{a % 10_000:04d}"
+
+
+def parse_money(s: str) -> int:
+    """A ``*_dollars`` amount string (<= 4 decimals, sign allowed) -> money units, exactly.
+
+    Raises:
+        DecodeError: BAD_FIELD when it is not such a string.
+    """
+    if not isinstance(s, str):
+        raise DecodeError(Reason.BAD_FIELD, f"money {s!r} is not a string")
+    body = s[1:] if s[:1] in ("-", "+") else s
+    whole, dot, frac = body.partition(".")
+    if not _digits(whole) or (dot and not _digits(frac)) or frac[4:].strip("0"):
+        raise DecodeError(Reason.BAD_FIELD, f"money {s!r} is not dollars with <= 4 decimals")
+    v = int(whole) * 10_000 + (int(frac[:4].ljust(4, "0")) if frac else 0)
+    return -v if s[0] == "-" else v
+
+
 def uuid_halves(s: str) -> tuple[int, int]:
     """A UUID string -> (hi, lo) unsigned 64-bit halves, big-endian as TRADE_DTYPE stores."""
     try:

@@ -50,7 +50,7 @@ class Blast:
         (whole model batches, so the sim's book ends where the client's will); from now
         on orderbook subscriptions are served by blasting."""
         mk = self.hub.markets
-        b = mk.model.books
+        b = mk.books
         frames = []
         seq = 0
         for m, t in enumerate(mk.tickers):

@@ -40,8 +40,8 @@ class Fanout:
         self.slow_reader_bytes = slow_reader_bytes
         self.n_trades = 0
 
-    def dispatch(self, ev: np.ndarray) -> None:
-        """Send a batch of events to every subscription that wants them."""
+    def dispatch(self, ev: np.ndarray, flush: bool = True) -> None:
+        """Send a batch of events to every subscription that wants them (and flush)."""
         if ev.shape[0] == 0:
             return
         hub = self.hub
@@ -74,7 +74,18 @@ class Fanout:
                     hub.send_snapshot(sub, m)
                 i = j
             i += 1
-        self.flush_all()
+        if flush:
+            self.flush_all()
+
+    def send_delta(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+        """Queue one orderbook_delta of market ``m`` (not flushed)."""
+        self.stats["deltas"] += 1
+        if self.hub.index[CH_ORDERBOOK][m]:
+            self._delta(m, side, price, qty, ts)
+
+    def send_trade(self, m: int, taker: int, yes_price: int, count: int, ts: int) -> str:
+        """Queue one trade (and ticker refreshes); returns its trade_id."""
+        return self._trade(m, taker, yes_price, count, ts)
 
     def flush_all(self) -> None:
         """Flush every session; a slow reader loses its subscriptions (error 25)."""
@@ -107,22 +118,22 @@ class Fanout:
                 t,
             )
 
-    def _trade(self, m: int, taker: int, yes_price: int, count: int, ts: int) -> None:
+    def _trade(self, m: int, taker: int, yes_price: int, count: int, ts: int) -> str:
         self.n_trades += 1
         self.stats["trades"] += 1
         hub = self.hub
         t = hub.markets.tickers[m]
         subs = hub.index[CH_TRADE][m]
+        tid = wire.trade_id(self.seed, self.n_trades)
         if subs:
-            body = wire.trade_body(
-                t, wire.trade_id(self.seed, self.n_trades), yes_price, count, taker, ts
-            )
+            body = wire.trade_body(t, tid, yes_price, count, taker, ts)
             for sub in subs:
                 sub.session.queue(
                     wire.unsequenced_message(CH_TRADE, sub.sid, body), sub.sid, None, CH_TRADE, t
                 )
         for sub in hub.index[CH_TICKER][m]:
             hub.send_ticker(sub, m, ts)
+        return tid
 
     def _lifecycle(self, m: int, event: int, result: int, serial: int, ts: int) -> None:
         self.stats[f"lifecycle_{event}"] += 1

@@ -89,6 +89,11 @@ def reuse_slot(hub: Subscriptions, m: int, serial: int) -> MarketSpec:
     _slot, spec = hub.markets.model.listing(serial)
     old = hub.markets.tickers[m]
     hub.markets.rename(m, spec.ticker)
+    # the public book starts as the model's: empty until the market opens
+    pub = hub.markets.books
+    pub.qty[m] = hub.markets.model.books.qty[m]
+    pub.best[m] = hub.markets.model.books.best[m]
+    pub.meta[m] = hub.markets.model.books.meta[m]
     if old:
         for idx in hub.index.values():
             for sub in list(idx[m]):

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from core.dtypes import SIM_DEFAULT_BIAS
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure
 
 # The default planted bias of every default series (1.0 = Kalshi-wide calibration).
-DEFAULT_BIAS = 2.0
+DEFAULT_BIAS = SIM_DEFAULT_BIAS
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from core.book import BookSet
 from core.dtypes import SIDE_NO, SIDE_YES
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.sim import wire
@@ -18,7 +21,7 @@ from kalshi_rl.sim.model import MarketModel, MarketSpec
 
 
 class SimMarkets:
-    """The model and the per-market names of one sim run (slot i = ``specs[i]``).
+    """The model, the public book and the per-market names of one run (slot i = ``specs[i]``).
 
     With ``config.series`` the markets are rolling listings: slots start empty (ticker
     ``""``) and are renamed as listings take them (kalshi_rl.sim.lifecycle.reuse_slot).
@@ -53,6 +56,19 @@ class SimMarkets:
         self.market_ids = [wire.market_id(t) for t in self.tickers]
         self.slot = {t: i for i, t in enumerate(self.tickers) if t}
         self.open_ts_ms = ts0
+        # the public book: the model's maker liquidity plus the users' resting orders
+        # (kalshi_rl.sim.matching keeps it); what clients see over WS and REST
+        self.books = BookSet(capacity=max(len(self.tickers), 1))
+        for i, t in enumerate(self.tickers):
+            self.books.slot(t or f"slot-{i}")  # rolling slots: names change, slots stay
+        self.sync_public()
+
+    def sync_public(self) -> None:
+        """Make the public book equal the model's (no user orders rest anywhere)."""
+        src = self.model.books
+        np.copyto(self.books.qty, src.qty)
+        np.copyto(self.books.best, src.best)
+        np.copyto(self.books.meta, src.meta)
 
     def rename(self, m: int, ticker: str) -> None:
         """Slot ``m`` now holds ``ticker`` (a rolling listing reused it)."""
@@ -77,5 +93,5 @@ class SimMarkets:
         """The sim's own book: ``{"yes": [(price, qty)...], "no": [...]}``, best first,
         each side on its own scale (ticks, count units)."""
         m = self.market(ticker)
-        b = self.model.books
+        b = self.books
         return {"yes": b.levels(m, SIDE_YES), "no": b.levels(m, SIDE_NO)}

@@ -5,11 +5,13 @@ motion in units of its lifetime: ``x`` moves by N(0, dt / lifetime) in ``dt``, p
 jumps of ``jump_scale`` * N(0, time left / lifetime)).  It resolves YES iff ``x > 0`` at
 close, so the fair probability at time ``t`` is ``p = Phi(x / sqrt(time left / lifetime))``:
 informative from the start and ever more accurate as close approaches (``p`` -> 0 or 1).
-A market that never closes (no lifetime) has a logit random walk instead (``vol`` per step).
+Fixed markets (``markets=``, the wave-1 mode) have a logit random walk instead (``vol`` per
+step) and resolve YES with the probability they have at close.
 
 **What the market quotes (the planted bias).**  Makers quote around a *distorted*
 probability ``q``: with ``l = logit(p)`` and the series' bias knob ``b``,
-``logit(q) = (1 - bias_compress * b) * l + bias_tilt * b * |l|``.  ``b = 0`` is an efficient
+``logit(q) = l * (1 - bias_longshot * b)`` for ``l < 0`` and ``l * (1 + bias_favorite * b)``
+for ``l > 0``, and noise takers lean to YES (``taker_tilt * b``).  ``b = 0`` is an efficient
 market (``q = p``).  ``b > 0`` plants Kalshi's published pattern: YES is overpriced, most
 at the extremes -- YES longshots win less often than their price says (favourite-longshot
 bias), NO longshots more often.  ``b = 1`` is calibrated to the public figures (docs/sim.md
@@ -54,8 +56,10 @@ from core.book import BookSet, book_apply_deltas
 from core.dtypes import (
     DELTA_DTYPE,
     EV_DELTA,
+    EV_FAIR,
     EV_LIFECYCLE,
     EV_TRADE,
+    FAIR_SCALE,
     LC_ACTIVATED,
     LC_CLOSED,
     LC_CREATED,
@@ -74,6 +78,8 @@ from core.dtypes import (
     RESULT_YES,
     SIDE_NO,
     SIDE_YES,
+    SIM_BIAS_FAVORITE,
+    SIM_BIAS_LONGSHOT,
     SIM_EVENT_DTYPE,
     SIM_LATENT_DTYPE,
     SIM_MARKET_DTYPE,
@@ -103,7 +109,8 @@ class ModelParams:
         p_trade: probability a step is a trade.
         p_requote: probability a step is a requote (else a size refresh).
         informed_frac: share of takers that trade toward the fair probability ``p``.
-        yes_taker_frac: probability a noise taker buys YES (else NO).
+        yes_taker_frac: probability a noise taker buys YES (else NO) in an efficient market.
+        taker_tilt: added to ``yes_taker_frac`` per unit of the market's bias (max 0.95).
         mean_size: mean taker size in contracts (geometric-like).
         max_quote: maximum maker level size in contracts.
         p_pull: probability a refresh pulls the level (size 0).
@@ -111,11 +118,15 @@ class ModelParams:
         lifetime_ms: sim ms from start to close of fixed markets (None: never close).
         determine_delay_ms: close -> determined.
         settle_delay_ms: determined -> settled.
-        bias_compress, bias_tilt: the planted mispricing per unit of a market's bias knob
+        bias_longshot, bias_favorite: the planted mispricing per unit of a market's bias knob
             (see the module docstring; calibrated in docs/sim.md).
         quote_cap: largest |logit| the makers quote (0.25% .. 99.75% at 6.0).
         open_spread: std of a listed market's latent score at open (its fair
             probability at open is Phi(N(0, open_spread))).
+        track: the maker requotes to ``q`` on every step of its market (False: only on
+            requote steps, so takers can pick off stale quotes).
+        emit_fair: after each trade emit an EV_FAIR event with the fair probability
+            (calibration only; the server sends nothing for it).
     """
 
     levels: int = 8
@@ -125,8 +136,9 @@ class ModelParams:
     jump_scale: float = 1.0
     p_trade: float = 0.2
     p_requote: float = 0.3
-    informed_frac: float = 0.3
+    informed_frac: float = 0.1
     yes_taker_frac: float = 0.5
+    taker_tilt: float = 0.15
     mean_size: float = 10.0
     max_quote: int = 500
     p_pull: float = 0.1
@@ -134,10 +146,12 @@ class ModelParams:
     lifetime_ms: int | None = None
     determine_delay_ms: int = 1000
     settle_delay_ms: int = 1000
-    bias_compress: float = 0.028
-    bias_tilt: float = 0.076
+    bias_longshot: float = SIM_BIAS_LONGSHOT
+    bias_favorite: float = SIM_BIAS_FAVORITE
     quote_cap: float = 6.0
     open_spread: float = 0.7
+    track: bool = True
+    emit_fair: bool = False
 
     def check(self) -> None:
         """Raise ConfigError naming the first bad knob."""
@@ -161,7 +175,7 @@ class ModelParams:
 
 def check_bias(bias: float, params: ModelParams) -> None:
     """Raise ConfigError when a bias knob would flip the price order (slope <= 0)."""
-    if bias < 0 or 1.0 - (params.bias_compress + params.bias_tilt) * bias <= 0.05:
+    if bias < 0 or 1.0 - params.bias_longshot * bias <= 0.05:
         raise ConfigError(f"bias must be >= 0 and keep prices monotone, got {bias}")
 
 
@@ -493,12 +507,17 @@ def _fair_logit(x: float, sigma: float, tau: float) -> float:
 
 
 @njit(cache=True)
-def quote_logit(fair: float, bias: float, compress: float, tilt: float, cap: float) -> float:
+def quote_logit(fair: float, bias: float, longshot: float, favorite: float, cap: float) -> float:
     """The makers' log-odds for fair log-odds ``fair`` under the planted ``bias``.
 
-    ``(1 - compress * bias) * fair + tilt * bias * |fair|``, clipped to +/- ``cap``.
+    ``fair * (1 - longshot * bias)`` below 50% (YES longshots quoted too high) and
+    ``fair * (1 + favorite * bias)`` above (YES favourites quoted too high, i.e. NO
+    longshots too cheap), clipped to +/- ``cap``.
     """
-    q = (1.0 - compress * bias) * fair + tilt * bias * abs(fair)
+    if fair < 0.0:
+        q = fair * (1.0 - longshot * bias)
+    else:
+        q = fair * (1.0 + favorite * bias)
     return min(cap, max(-cap, q))
 
 
@@ -532,8 +551,10 @@ def _trade(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     u: np.ndarray,
     informed_frac: float,
     yes_taker_frac: float,
+    taker_tilt: float,
     mean_size: float,
     frac_prob: float,
+    emit_fair: bool,
 ) -> int:
     yb = _top_level(qty, grid, anchor, m, SIDE_YES, levels)
     nb = _top_level(qty, grid, anchor, m, SIDE_NO, levels)
@@ -545,7 +566,10 @@ def _trade(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         elif yb >= 0 and p < yb:
             taker = SIDE_NO
     if taker < 0:
-        taker = SIDE_YES if u[4] < yes_taker_frac else SIDE_NO
+        # noise takers lean to YES the more the market overprices it (the "optimism" the
+        # published maker/taker returns show): they pay the planted bias
+        yes_frac = min(0.95, yes_taker_frac + taker_tilt * lat[m]["bias"])
+        taker = SIDE_YES if u[4] < yes_frac else SIDE_NO
     # a YES taker lifts the YES ask = takes the best NO bid, and vice versa
     hit = SIDE_NO if taker == SIDE_YES else SIDE_YES
     price = nb if hit == SIDE_NO else yb
@@ -560,7 +584,11 @@ def _trade(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     yes_price = price if hit == SIDE_YES else PRICE_MAX - price
     mk[m]["volume"] += take
     mk[m]["last_price"] = yes_price
-    return _emit(out, n, ts, step, m, EV_TRADE, taker, yes_price, take)
+    n = _emit(out, n, ts, step, m, EV_TRADE, taker, yes_price, take)
+    if emit_fair:
+        fair = 1.0 / (1.0 + math.exp(-lat[m]["true_logit"]))
+        n = _emit(out, n, ts, step, m, EV_FAIR, 0, 0, int(fair * FAIR_SCALE))
+    return n
 
 
 @njit(cache=True)
@@ -664,8 +692,8 @@ def _lifecycle(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     levels: int,
     half_spread: int,
     max_quote: int,
-    compress: float,
-    tilt: float,
+    longshot: float,
+    favorite: float,
     cap: float,
 ) -> int:
     """Advance every market whose deadline passed; sets clock[2] (next deadline) and the
@@ -679,7 +707,9 @@ def _lifecycle(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             if lat[m]["sigma"] > 0.0:
                 tau = float(mk[m]["close_ts"] - ts)
                 lat[m]["true_logit"] = _fair_logit(lat[m]["x"], lat[m]["sigma"], tau)
-            mk[m]["logit"] = quote_logit(lat[m]["true_logit"], lat[m]["bias"], compress, tilt, cap)
+            mk[m]["logit"] = quote_logit(
+                lat[m]["true_logit"], lat[m]["bias"], longshot, favorite, cap
+            )
             n = _requote(
                 out,
                 n,
@@ -728,8 +758,8 @@ def _move_latent(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     jump: bool,
     vol: float,
     jump_scale: float,
-    compress: float,
-    tilt: float,
+    longshot: float,
+    favorite: float,
     cap: float,
 ) -> None:
     """Move market ``m``'s latent state to ``ts`` and re-derive the quoted log-odds."""
@@ -751,7 +781,7 @@ def _move_latent(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
             lg += jump_scale * z1
         lg = min(4.5, max(-4.5, lg))
     lat[m]["true_logit"] = lg
-    mk[m]["logit"] = quote_logit(lg, lat[m]["bias"], compress, tilt, cap)
+    mk[m]["logit"] = quote_logit(lg, lat[m]["bias"], longshot, favorite, cap)
 
 
 @njit(cache=True)
@@ -780,13 +810,16 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
     p_requote: float,
     informed_frac: float,
     yes_taker_frac: float,
+    taker_tilt: float,
     mean_size: float,
     max_quote: int,
     p_pull: float,
     frac_prob: float,
-    compress: float,
-    tilt: float,
+    longshot: float,
+    favorite: float,
     cap: float,
+    track: bool,
+    emit_fair: bool,
 ) -> int:
     """Run ``uni.shape[0]`` model steps, appending events to ``out``.
 
@@ -801,8 +834,8 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
         clock: int64 [4] = (steps done, messages emitted, next lifecycle deadline, open
             markets).
         ts0, ms_per_step: events of step i carry ts = ts0 + i * ms_per_step.
-        the rest: ModelParams fields (compress, tilt, cap = bias_compress, bias_tilt,
-            quote_cap).
+        the rest: ModelParams fields (longshot, favorite, cap, track = bias_longshot,
+            bias_favorite, quote_cap, track).
 
     Returns:
         Number of events written.
@@ -830,8 +863,8 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
                 levels,
                 half_spread,
                 max_quote,
-                compress,
-                tilt,
+                longshot,
+                favorite,
                 cap,
             )
         clock[0] = step + 1
@@ -850,10 +883,29 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
             u[1] < jump_prob,
             vol,
             jump_scale,
-            compress,
-            tilt,
+            longshot,
+            favorite,
             cap,
         )
+        if track:  # the maker follows q at once: no stale quote to pick off
+            n = _requote(
+                out,
+                n,
+                qty,
+                best,
+                meta,
+                scr,
+                grid,
+                anchor,
+                mk,
+                ts,
+                step,
+                m,
+                levels,
+                half_spread,
+                u[8],
+                max_quote,
+            )
         if u[2] < p_trade:
             n = _trade(
                 out,
@@ -873,8 +925,10 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
                 u,
                 informed_frac,
                 yes_taker_frac,
+                taker_tilt,
                 mean_size,
                 frac_prob,
+                emit_fair,
             )
         elif u[2] < p_trade + p_requote:
             n = _requote(
@@ -1018,14 +1072,14 @@ class MarketModel:
             self.lat[i]["bias"] = spec.bias
             self.lat[i]["open_ts"] = self.lat[i]["last_ts"] = self.ts0
             if p.lifetime_ms is not None:
-                self.lat[i]["sigma"] = 1.0 / math.sqrt(p.lifetime_ms)
-                self.lat[i]["x"] = NormalDist().inv_cdf(p0)
+                # fixed markets keep the logit random walk (sigma 0); rolling listings
+                # carry the latent outcome that converges at close
                 close = self.ts0 + p.lifetime_ms
                 self.mk[i]["close_ts"] = close
                 self.mk[i]["determine_ts"] = close + p.determine_delay_ms
                 self.mk[i]["settle_ts"] = close + p.determine_delay_ms + p.settle_delay_ms
             self.mk[i]["logit"] = quote_logit(
-                lg, spec.bias, p.bias_compress, p.bias_tilt, p.quote_cap
+                lg, spec.bias, p.bias_longshot, p.bias_favorite, p.quote_cap
             )
             self.mk[i]["status"] = MS_OPEN
         n_fixed = sum(1 for m in self.markets if m is not None)
@@ -1099,6 +1153,14 @@ class MarketModel:
             int(r["close_ts"]),
         )
 
+    def spec_by_ticker(self, ticker: str) -> MarketSpec | None:
+        """The spec of a live or retired market (None if unknown)."""
+        for spec in self.markets:
+            if spec is not None and spec.ticker == ticker:
+                return spec
+        old = self.retired.get(ticker)
+        return None if old is None else old.spec
+
     def _retire(self, slot: int) -> None:
         old = self.state(slot)
         if old is None:
@@ -1147,7 +1209,7 @@ class MarketModel:
         la["open_ts"] = la["last_ts"] = listing.open_ts
         la["series"] = listing.series
         r["logit"] = quote_logit(
-            float(la["true_logit"]), listing.bias, p.bias_compress, p.bias_tilt, p.quote_cap
+            float(la["true_logit"]), listing.bias, p.bias_longshot, p.bias_favorite, p.quote_cap
         )
         self.books.clear(slot)
         self._empty_book(slot)
@@ -1219,7 +1281,7 @@ class MarketModel:
     @property
     def max_events_per_step(self) -> int:
         """Upper bound of events one step can emit (plus a lifecycle sweep)."""
-        return 4 * self.params.levels + 2
+        return 8 * self.params.levels + 3
 
     def step(self, n_steps: int) -> np.ndarray:
         """Run ``n_steps`` steps; returns their events (SIM_EVENT_DTYPE, a new array).
@@ -1281,13 +1343,16 @@ class MarketModel:
             p.p_requote,
             p.informed_frac,
             p.yes_taker_frac,
+            p.taker_tilt,
             p.mean_size,
             p.max_quote,
             p.p_pull,
             p.frac_prob,
-            p.bias_compress,
-            p.bias_tilt,
+            p.bias_longshot,
+            p.bias_favorite,
             p.quote_cap,
+            p.track,
+            p.emit_fair,
         )
 
     @property

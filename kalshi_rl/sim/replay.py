@@ -138,7 +138,7 @@ class ReplaySource:
     async def load(cls, x: ReplayHost, dsn: str, session_id: int) -> ReplaySource:
         """Load a session and switch the exchange's markets to the recorded ones."""
         specs, ev = await load_session(dsn, session_id)
-        x.use_markets(specs)
+        x.use_markets(specs, quote=False)  # the book is the recorded one, no maker ladders
         return cls(x, ev, x.config.replay_speed)
 
     def _take_initial_snapshots(self, ev: np.ndarray) -> np.ndarray:

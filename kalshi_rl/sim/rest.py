@@ -61,7 +61,7 @@ def market_json(x: SimMarkets, m: int) -> dict[str, Any]:
     st = x.model.state(m)
     if st is None:
         raise KeyError(f"slot {m} holds no market")
-    return state_json(st, x.model.books.best(m) if st.status == MS_OPEN else None)
+    return state_json(st, x.books.best(m) if st.status == MS_OPEN else None)
 
 
 def state_json(st: MarketState, best: tuple[int, int, int, int] | None) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def _markets(x: SimMarkets, q: dict[str, list[str]]) -> tuple[int, bytes]:
     page = rows[start : start + limit]
     cursor = str(start + limit) if start + limit < len(rows) else ""
     body = [
-        state_json(st, x.model.books.best(m) if m >= 0 and st.status == MS_OPEN else None)
+        state_json(st, x.books.best(m) if m >= 0 and st.status == MS_OPEN else None)
         for st, m in page
     ]
     return 200, orjson.dumps({"markets": body, "cursor": cursor})
@@ -152,7 +152,7 @@ def _orderbook(x: SimMarkets, m: int, q: dict[str, list[str]]) -> tuple[int, byt
         return _err(400, "invalid_parameters", "depth must be an integer")
     out = {}
     for side, key in ((SIDE_YES, "yes_dollars"), (SIDE_NO, "no_dollars")):
-        lv = x.model.books.levels(m, side)  # best first
+        lv = x.books.levels(m, side)  # best first
         if depth > 0:
             lv = lv[:depth]
         out[key] = [[DOLLARS[p], count_fp(c)] for p, c in reversed(lv)]  # ascending

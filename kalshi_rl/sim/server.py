@@ -1,18 +1,24 @@
-"""The local exchange: Kalshi WS v2 + REST on one picows port, fed by the model or a replay.
+"""The local exchange: Kalshi WS v2 + REST on one port, fed by the model or a replay.
 
 ``async with SimExchange(SimConfig(...)) as sim:`` starts it on 127.0.0.1 (port 0 = a free
-port) and exposes ``sim.ws_url``, ``sim.rest_url``, the sim's own books (``sim.book``),
-fault knobs and the ``sent_messages`` log.  One port answers (kalshi_rl.sim.routing):
+port) and exposes ``sim.ws_url``, ``sim.rest_url``, the sim's public books (``sim.book``),
+the matching engine (``sim.engine``), fault knobs and the ``sent_messages`` log.  One port
+answers (kalshi_rl.sim.http + kalshi_rl.sim.routing):
 
-* ``GET /trade-api/ws/v2`` -> WebSocket (auth headers checked when a public key is set)
-* ``GET /trade-api/v2/...`` -> REST (see kalshi_rl.sim.rest)
-* ``GET /sim/control/<fault>`` -> fault triggers for other processes (see docs/sim.md)
+* ``GET /trade-api/ws/v2`` -> WebSocket (auth headers checked when a public key is set);
+  public channels plus the private ``fill`` / ``user_orders`` / ``market_positions``
+* ``GET /trade-api/v2/...`` -> market REST (see kalshi_rl.sim.rest)
+* ``/trade-api/v2/portfolio/...`` -> orders, balance, positions, fills, settlements
+  (kalshi_rl.sim.portfolio), matched with exact price-time priority (kalshi_rl.sim.matching)
+* ``GET /sim/control/<name>`` -> fault triggers for other processes (see docs/sim.md)
 
 This module is the composition root of the sim and its generator loop; the parts live in
-their own modules: ``markets`` (model + names), ``subscriptions`` (sessions, sids, seq,
-commands), ``fanout`` (events -> messages), ``faults``, ``blast``, ``control``, ``routing``.
-Outgoing frames are built by ``wire`` (unmasked server frames) and written in one
-``transport.write`` per client per batch; picows handles reads, pings and closes.
+their own modules: ``markets`` (model + names + public book), ``subscriptions`` (sessions,
+sids, seq, commands), ``fanout`` (events -> messages), ``matching`` + ``accounts`` (orders),
+``portfolio`` (REST), ``private`` (private channels), ``faults``, ``blast``, ``control``,
+``routing``, ``http``.  Outgoing frames are built by ``wire`` (unmasked server frames) and
+written in one ``transport.write`` per client per batch; picows handles reads, pings and
+closes of upgraded connections.
 """
 
 from __future__ import annotations
@@ -24,18 +30,22 @@ import logging
 from typing import Any
 
 import numpy as np
-from picows import WSAutoPingStrategy, ws_create_server
 
+from core.dtypes import SIDE_NO, SIDE_YES
 from kalshi_rl.errors import ConfigError
 from kalshi_rl.kalshi.protocol import KalshiErrorCode
-from kalshi_rl.sim import rest
+from kalshi_rl.sim import http, rest
+from kalshi_rl.sim.accounts import AccountsConfig
 from kalshi_rl.sim.blast import Blast, BlastResult
 from kalshi_rl.sim.config import CONTROL_PREFIX, REST_PREFIX, WS_PATH, SimConfig
 from kalshi_rl.sim.control import Control
 from kalshi_rl.sim.fanout import Fanout
 from kalshi_rl.sim.faults import GARBAGE_KINDS, Faults
 from kalshi_rl.sim.markets import SimMarkets
+from kalshi_rl.sim.matching import Engine
 from kalshi_rl.sim.model import MarketModel, MarketSpec, default_markets
+from kalshi_rl.sim.portfolio import Portfolio
+from kalshi_rl.sim.private import PrivateFeed
 from kalshi_rl.sim.routing import Authenticator, Router
 from kalshi_rl.sim.subscriptions import CHANNELS, SentMessage, Subscriptions
 
@@ -49,11 +59,15 @@ class SimExchange:
 
     Args:
         config: the SimConfig.
+        accounts: trading-account knobs (starting balance, fees, member precision).
     """
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, accounts: AccountsConfig | None = None
+    ) -> None:
         self.config = cfg = config or SimConfig()
         cfg.check()
+        self.accounts_config = accounts or AccountsConfig()
         self.stats: collections.Counter[str] = collections.Counter()
         specs = list(cfg.markets) if cfg.markets else default_markets(cfg.n_markets, cfg.structures)
         self._markets = SimMarkets(specs, cfg, quote=cfg.replay_session is None)
@@ -63,6 +77,8 @@ class SimExchange:
         self.faults = Faults(self.hub)
         self.blast = Blast(self.hub)
         self.control = Control(self.faults, self._status)
+        self.control.register("take", self._control_take)
+        self._build_engine()
         self.auth = Authenticator(cfg.public_key_pem)
         self.router = Router(
             self.auth,
@@ -70,6 +86,7 @@ class SimExchange:
             new_session=self.hub.new_session,
             rest=lambda path, q: rest.handle(self._markets, path, q),
             control=self.control.handle,
+            portfolio=self._portfolio,
             stats=self.stats,
         )
         self._server: asyncio.AbstractServer | None = None
@@ -88,6 +105,25 @@ class SimExchange:
             raise ConfigError("markets can only change before clients connect")
         self._markets = SimMarkets(markets, self.config, quote)
         self.hub.use_markets(self._markets)
+        self._build_engine()
+
+    def _build_engine(self) -> None:
+        self.engine = Engine(self._markets, self.fanout, self.accounts_config, self.config.seed)
+        self.portfolio = Portfolio(self.engine)
+        self.private = PrivateFeed(self.engine, self.hub)
+
+    def _portfolio(
+        self, user: str, method: str, path: str, q: dict[str, list[str]], body: bytes
+    ) -> tuple[int, bytes]:
+        return self.portfolio.handle(user, method, path, q, body)
+
+    def add_user(self, key_id: str, public_key_pem: bytes, balance: int | None = None) -> None:
+        """Register a trading account signing with its own key (``balance`` in money
+        units; default the starting balance)."""
+        self.auth.add_key(key_id, public_key_pem)
+        acc = self.engine.account(key_id)
+        if balance is not None:
+            acc.cash = balance
 
     # ----------------------------------------------------------------- the markets
     @property
@@ -143,19 +179,12 @@ class SimExchange:
             from kalshi_rl.sim.replay import ReplaySource  # asyncpg only when replaying
 
             self._replay = await ReplaySource.load(self, cfg.replay_dsn or "", cfg.replay_session)
+            self._markets.sync_public()
         if cfg.blast_frames > 0:
             self.blast.prepare(cfg.blast_frames, cfg.batch_steps)
-        self._server = await ws_create_server(
-            self.router.route,
-            cfg.host,
-            cfg.port,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=cfg.ping_interval_s,
-            # picows (periodic mode) requires reply timeout <= interval
-            auto_ping_reply_timeout=min(cfg.pong_timeout_s, cfg.ping_interval_s),
-            auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
-            websocket_handshake_timeout=5,
-        )
+            self._markets.sync_public()
+        ws = http.WsSettings(self.router.route, cfg.ping_interval_s, cfg.pong_timeout_s)
+        self._server = await http.create_server(self.router.handle_http, ws, cfg.host, cfg.port)
         # in blast mode the model is frozen after pre-generation: the sim's book must stay
         # the state a client reaches after the blast
         if cfg.autostart and cfg.blast_frames == 0:
@@ -226,6 +255,7 @@ class SimExchange:
         return {
             "connections": len(self.hub.sessions),
             "stats": dict(self.stats),
+            "engine": dict(self.engine.stats),
             "blast": [r._asdict() for r in self.blast.results],
         }
 
@@ -233,19 +263,44 @@ class SimExchange:
     def advance(self, n_steps: int) -> int:
         """Generate ``n_steps`` model steps (or replay events) and send them now.
 
+        While user orders rest somewhere the model is stepped one step at a time, so the
+        engine sees the maker's book as it was at each event (it corrects that book when a
+        user's order, not the maker, was filled).
+
         Returns:
             Number of events generated.
         """
-        if self._replay is not None:
-            ev = self._replay.next_events(n_steps)
-        else:
-            ev = self.model.step(n_steps)
-        self.dispatch(ev)
-        return int(ev.shape[0])
+        source = self._replay.next_events if self._replay is not None else self.model.step
+        if not self.engine.busy():
+            ev = source(n_steps)
+            self.engine.process(ev)
+            return int(ev.shape[0])
+        n = 0
+        left = n_steps
+        # events of markets without resting orders wait and go out in one batch after
+        # the loop (per market their order is kept; every sid's seq stays contiguous)
+        later: list[np.ndarray] = []
+        while left > 0:
+            if not self.engine.busy():
+                later.append(source(left))
+                break
+            ev = source(1)
+            left -= 1
+            if self.engine.touches_busy(ev):
+                self.engine.process(ev, flush=False)
+                n += int(ev.shape[0])
+            else:
+                later.append(ev)
+        if later:
+            rest = np.concatenate(later) if len(later) > 1 else later[0]
+            self.engine.process(rest, flush=False)
+            n += int(rest.shape[0])
+        self.fanout.flush_all()
+        return n
 
     def dispatch(self, ev: np.ndarray) -> None:
-        """Send a batch of events to every subscription that wants them."""
-        self.fanout.dispatch(ev)
+        """Run a batch of model events through the exchange and send the results."""
+        self.engine.process(ev)
 
     def has_listeners(self) -> bool:
         """True when some client holds a subscription."""
@@ -326,6 +381,26 @@ class SimExchange:
         """Run one fault given as text (``gap``, ``disconnect``, ``garbage[:kind]``,
         ``stall[:ms]``, ``error[:code]``); returns what it hit."""
         return self.faults.trigger(spec)
+
+    def take(self, ticker: str, side: str, count: int, price: int | None = None) -> int:
+        """A simulated taker now: buy ``count`` (count units) of ``side`` ("yes"/"no") from
+        the best levels, FIFO (users' orders and maker quantity alike), at prices up to
+        ``price`` (ticks on that side).  Returns the count taken."""
+        if side not in ("yes", "no"):
+            raise ConfigError(f"side must be 'yes' or 'no', got {side!r}")
+        if count <= 0:
+            raise ConfigError(f"count must be positive, got {count}")
+        taker = SIDE_YES if side == "yes" else SIDE_NO
+        return self.engine.sim_take(self._markets.market(ticker), taker, count, price)
+
+    def _control_take(self, q: dict[str, list[str]]) -> int:
+        price = q.get("price")
+        return self.take(
+            q.get("ticker", [""])[0],
+            q.get("side", [""])[0],
+            int(q.get("count", ["0"])[0]),
+            int(price[0]) if price else None,
+        )
 
     def sub_seq(self, conn: int, sid: int) -> int:
         """Last seq used on a sid of a connection."""

@@ -20,6 +20,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from core.dtypes import SIDE_NO, SIDE_YES
 from kalshi_rl.kalshi.protocol import (
+    ACCOUNT_CHANNELS,
     CH_LIFECYCLE,
     CH_ORDERBOOK,
     CH_TICKER,
@@ -30,8 +31,9 @@ from kalshi_rl.kalshi.protocol import (
 from kalshi_rl.sim import wire
 from kalshi_rl.sim.markets import SimMarkets
 
-# the public-data channels the sim serves
+# the public-data channels the sim serves, and every channel (the private ones need a user)
 CHANNELS = (CH_ORDERBOOK, CH_TRADE, CH_TICKER, CH_LIFECYCLE)
+ALL_CHANNELS = CHANNELS + ACCOUNT_CHANNELS
 _COMMANDS = ("subscribe", "unsubscribe", "update_subscription")
 
 
@@ -71,10 +73,11 @@ class Sub:
 class Session(WSListener):
     """One client connection: its subscriptions and its outgoing frame buffer."""
 
-    def __init__(self, hub: Subscriptions, conn: int) -> None:
+    def __init__(self, hub: Subscriptions, conn: int, user: str | None = None) -> None:
         super().__init__()
         self.hub = hub
         self.conn = conn
+        self.user = user  # the API key id of the handshake (None = unauthenticated)
         self.transport: WSTransport | None = None
         self.subs: dict[int, Sub] = {}
         self.next_sid = 1
@@ -164,6 +167,8 @@ class Subscriptions:
         )
         self.recording = record_limit > 0
         self.book_takeover: BookTakeover | None = None
+        # (user, private channel) -> its live subscriptions over all sessions
+        self.private: dict[tuple[str, str], list[Sub]] = {}
         self.use_markets(markets)
 
     def use_markets(self, markets: SimMarkets) -> None:
@@ -174,10 +179,14 @@ class Subscriptions:
             c: [[] for _ in markets.tickers] for c in CHANNELS
         }
 
-    def new_session(self) -> Session:
-        """A listener for one accepted WebSocket connection."""
+    def new_session(self, user: str | None = None) -> Session:
+        """A listener for one accepted WebSocket connection of ``user``."""
         self.n_conn += 1
-        return Session(self, self.n_conn)
+        return Session(self, self.n_conn, user)
+
+    def private_subs(self, user: str, channel: str) -> list[Sub]:
+        """The live subscriptions of ``user`` to a private channel."""
+        return self.private.get((user, channel), [])
 
     def has_listeners(self) -> bool:
         """True when some client holds a subscription."""
@@ -279,11 +288,14 @@ class Subscriptions:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             self.error(s, cmd_id, KalshiErrorCode.INVALID_PARAM)
             return
-        unknown = [c for c in channels if c not in CHANNELS]
+        unknown = [c for c in channels if c not in ALL_CHANNELS]
         if unknown:
             self.error(
                 s, cmd_id, KalshiErrorCode.UNKNOWN_CHANNEL, text=f"Unknown channel {unknown[0]}"
             )
+            return
+        if s.user is None and any(c in ACCOUNT_CHANNELS for c in channels):
+            self.error(s, cmd_id, KalshiErrorCode.AUTH_REQUIRED)
             return
         slots = self._tickers_param(params)
         if isinstance(slots, int):
@@ -342,6 +354,13 @@ class Subscriptions:
 
     def index_add(self, sub: Sub, slots: Iterable[int]) -> None:
         """Make ``sub`` receive its channel's messages of ``slots``."""
+        if sub.channel in ACCOUNT_CHANNELS:
+            # private subs are filtered by sub.markets when a message is sent
+            assert sub.session.user is not None
+            lst = self.private.setdefault((sub.session.user, sub.channel), [])
+            if sub not in lst:
+                lst.append(sub)
+            return
         idx = self.index[sub.channel]
         for m in slots:
             if sub not in idx[m]:
@@ -349,6 +368,11 @@ class Subscriptions:
 
     def index_remove(self, sub: Sub, slots: Iterable[int] | None = None) -> None:
         """Stop ``sub`` receiving messages of ``slots`` (None = every market)."""
+        if sub.channel in ACCOUNT_CHANNELS:
+            lst = self.private.get((sub.session.user or "", sub.channel), [])
+            if slots is None and sub in lst:
+                lst.remove(sub)
+            return
         idx = self.index[sub.channel]
         for m in range(len(idx)) if slots is None else slots:
             if sub in idx[m]:
@@ -440,7 +464,7 @@ class Subscriptions:
     def send_snapshot(self, sub: Sub, m: int) -> None:
         """Queue an orderbook_snapshot of market ``m`` on ``sub`` (takes the next seq)."""
         mk = self.markets
-        b = mk.model.books
+        b = mk.books
         body = wire.snapshot_body(
             mk.tickers[m],
             mk.market_ids[m],
@@ -460,7 +484,7 @@ class Subscriptions:
     def send_ticker(self, sub: Sub, m: int, ts: int) -> None:
         """Queue a ticker message of market ``m`` on ``sub``."""
         mk = self.markets
-        b = mk.model.books
+        b = mk.books
         yb, ya, nb, _ = b.best(m)
         body = wire.ticker_body(
             mk.tickers[m],

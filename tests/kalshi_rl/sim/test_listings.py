@@ -202,3 +202,39 @@ async def test_lifecycle_messages_rest_status_and_slot_reuse(ws_client: Any) -> 
         assert set(others) <= {t}
         await life.close()
         await book.close()
+
+
+@pytest.mark.slow
+async def test_fast_mode_generates_the_same_market_sooner(ws_client: Any) -> None:
+    """``rate=0`` runs flat out while someone listens and keeps the reference pace's sim
+    clock, so its stream is the one ``rate=200`` (REFERENCE_RATE) makes: an hour of it."""
+    from kalshi_rl.sim.markets import SimMarkets
+
+    series = default_series(3, lifetime_ms=180_000)
+    cfg = SimConfig(series=series, model=FAST, rate=0, record_limit=0, start_ts_ms=T0)
+    want_n = 60  # an hour of sim time: 3 series x 3 min markets
+    async with SimExchange(cfg) as sim:
+        c = await ws_client.open(sim.ws_url)
+        await c.subscribe(["market_lifecycle_v2"])
+        got: list[tuple[str, str]] = []
+        while len(got) < want_n:
+            m = await c.recv(timeout=30)
+            if m["type"] == "market_lifecycle_v2" and m["msg"]["event_type"] == "determined":
+                got.append((m["msg"]["market_ticker"], m["msg"]["result"]))
+        sim_hours = (sim.model.now_ms - T0) / 3.6e6
+        await c.close()
+    assert sim_hours > 0.95
+    # the same config at the reference rate, stepped directly: same markets, same results
+    ref = SimMarkets([], SimConfig(series=series, model=FAST, rate=200.0, start_ts_ms=T0))
+    assert ref.model.ms_per_step == pytest.approx(sim.model.ms_per_step)
+    want: list[tuple[str, str]] = []
+    names: dict[int, str] = {}
+    while len(want) < want_n:
+        ev = ref.model.step(10_000)
+        for e in ev[ev["kind"] == EV_LIFECYCLE]:
+            if e["side"] == LC_CREATED:
+                names[int(e["market"])] = ref.model.listing(int(e["qty"]))[1].ticker
+            elif e["side"] == LC_DETERMINED:
+                res = "yes" if e["price"] == RESULT_YES else "no"
+                want.append((names[int(e["market"])], res))
+    assert got == want[:want_n]
