@@ -73,7 +73,7 @@ def test_env_and_paper_fill_alike(
         paper.on_book_update(np.array([slot]))
         liq[0] = paper._liq[slot]
         side, act, limit, count, rej = action_to_order(
-            a, int(paper.positions[slot]["position"]), size, 10**9, slip, px, qty, liq[0]
+            a, int(paper.positions[slot]["position"]), size, 10**9, slip, px, qty, liq
         )
         env.step(a)
         if a != ACT_HOLD and rej == REJ_NONE and count > 0:
