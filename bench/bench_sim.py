@@ -40,8 +40,8 @@ import pytest
 from core.dtypes import EV_DELTA, PRICE_MAX, SIDE_NO, SIDE_YES, SIM_EVENT_DTYPE
 from kalshi_rl.sim import ModelParams, SimConfig, SimExchange, wire
 from kalshi_rl.sim.accounts import AccountsConfig
-from kalshi_rl.sim.matching import Order
 from kalshi_rl.sim.model import N_DRAWS, N_NORMALS, MarketModel, default_markets, generate_steps
+from kalshi_rl.sim.orders import Order
 
 STRUCTS = ("linear_cent", "tapered_deci_cent", "deci_cent")
 

@@ -34,7 +34,7 @@ from core.dtypes import NO_PRICE, PRICE_MAX
 from kalshi_rl.errors import KalshiApiError
 from kalshi_rl.sim.grid import price_grid
 from kalshi_rl.trade.paper import PaperClient, PaperConfig, QueueModel
-from kalshi_rl.trade.truth import Lockstep, lockstep
+from kalshi_rl.trade.truth import Lockstep, lockstep, market_infos
 
 MODELS = {
     "conservative": (QueueModel.CONSERVATIVE, 2.0),
@@ -87,7 +87,7 @@ async def takers(ls: Lockstep, n: int, rng: random.Random) -> dict[str, Any]:
     rows = []
     rest_ms = []
     tickers = ls.watched.tickers
-    grids = {s.ticker: price_grid(s.structure) for s in ls.watched.model.markets}
+    grids = {i.ticker: price_grid(i.structure) for i in market_infos(ls.watched)}
     for k in range(n):
         ls.advance(rng.randint(5, 40))
         await ls.sync()
@@ -152,7 +152,7 @@ async def takers(ls: Lockstep, n: int, rng: random.Random) -> dict[str, Any]:
 
 async def resting(ls: Lockstep, n: int, rest_steps: int, rng: random.Random) -> dict[str, Any]:
     tickers = ls.watched.tickers
-    grids = {s.ticker: price_grid(s.structure) for s in ls.watched.model.markets}
+    grids = {i.ticker: price_grid(i.structure) for i in market_infos(ls.watched)}
     placed: list[tuple[int, str, dict[str, str]]] = []  # (count, truth id, paper ids)
     for k in range(n):
         ls.advance(rng.randint(2, 6))

@@ -182,7 +182,7 @@ def reset_position(pos: np.ndarray | np.void, cash: int) -> None:
 
 @njit(cache=True, inline="always")
 def liquidation_value(
-    position: int, px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void, fees: np.ndarray
+    position: int, px: np.ndarray, qty: np.ndarray, liq: np.ndarray, fees: np.ndarray
 ) -> int:
     """What an open position could be sold for now, money (0 when flat or nothing bids).
 
@@ -195,7 +195,7 @@ def liquidation_value(
         position: signed count units (+YES / -NO).
         px: int16 [2, K] best-first bids per side (own scale, NO_PRICE padded).
         qty: int64 [2, K] count units.
-        liq: LIQUIDITY_DTYPE record of what our orders took (core.matching).
+        liq: LIQUIDITY_DTYPE [1], what our orders took (core.liquidity).
         fees: FEE_DTYPE [1] (taker rate and member precision are used).
     """
     if position == 0:
@@ -234,7 +234,7 @@ def position_value(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
     position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
     mark_mode: int,
 ) -> int:

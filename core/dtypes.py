@@ -701,13 +701,12 @@ POLICY_OK = 0
 POLICY_BAD_OBS = -1  # a non-finite observation value: nothing is decided
 # Version of the observation kernel (core.features). Bump on any change of what a feature
 # means or how it is computed: a model trained under another version is refused live.
-FEATURE_KERNEL_VERSION = (
-    2  # 2: honest mids (no made-up mid), two_sided, liquidation-valued account features
-)
+# 2: honest mids (no made-up mid), two_sided, liquidation-valued account features.
+FEATURE_KERNEL_VERSION = 2
 
 # --------------------------------------------------------------------------- actor (trade.actor)
 ACTION_PROBS_MAX = 16  # action probabilities kept per record (sum of the action dims)
-# What became of one decision (ACTION_DTYPE.status).
+# What became of one decision (DECISION_DTYPE.status).
 AS_HOLD = 0  # the policy held (or the action mapped to no order)
 AS_SENT = 1  # an order went to the paper client (see filled / reject)
 AS_MASKED = 2  # the action was not valid here (env rule): held instead
@@ -716,7 +715,7 @@ AS_REJECTED = 4  # the paper client rejected the order (see reject)
 AS_SHADOW = 5  # a shadow candidate's decision (never sent)
 ACTION_STATUS_NAMES = ("hold", "sent", "masked", "risk", "rejected", "shadow")
 # One actor decision: pushed to the action ring, written to trading_actions.
-ACTION_DTYPE = np.dtype(
+DECISION_DTYPE = np.dtype(
     [
         ("episode_id", np.int64),
         ("step", np.int64),  # per episode, from 1

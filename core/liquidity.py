@@ -1,6 +1,8 @@
 """Liquidity consumption: what our orders take from a book we are not in stays taken.
 
-A LIQUIDITY_DTYPE record ``liq`` (one per account and market, ``new_liquidity``) lists per
+``liq`` is a LIQUIDITY_DTYPE [1] array (one per account and market: ``new_liquidity()``
+or a length-1 slice ``liqs[i:i+1]``; not a bare record: Numba does not write a record's
+nested arrays through to the caller when the record is passed alone).  It lists per
 side up to CONSUMED_CAP prices with what we took there (``consumed_at``).  Available at a
 level is ``qty - consumed``.  The consumption of a level is forgotten only when the book
 shows the level gone (emptied); increases are new orders arriving behind and become available, but a
@@ -19,13 +21,12 @@ import numpy as np
 from numba import njit
 
 from core.dtypes import CONSUMED_CAP, LIQUIDITY_DTYPE, NO_PRICE
-from core.records import first_record
 
 
 @njit(cache=True, inline="always")
-def consumed_at(liq: np.ndarray | np.void, ladder: int, price: int) -> int:
+def consumed_at(liq: np.ndarray, ladder: int, price: int) -> int:
     """What our orders took at (ladder, price) and the book still shows, count units."""
-    r = first_record(liq)
+    r = liq[0]
     for j in range(r["n"][ladder]):
         if r["px"][ladder, j] == price:
             return int(r["qty"][ladder, j])
@@ -33,9 +34,9 @@ def consumed_at(liq: np.ndarray | np.void, ladder: int, price: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def best_available(px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void, ladder: int) -> int:
+def best_available(px: np.ndarray, qty: np.ndarray, liq: np.ndarray, ladder: int) -> int:
     """Best bid price of ``ladder`` with quantity left after our consumption, or NO_PRICE."""
-    r = first_record(liq)
+    r = liq[0]
     if r["n"][ladder] == 0:
         return int(px[ladder, 0])
     for i in range(px.shape[1]):
@@ -48,9 +49,9 @@ def best_available(px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void, l
 
 
 @njit(cache=True, inline="always")
-def consume(liq: np.ndarray | np.void, ladder: int, price: int, count: int) -> bool:
+def consume(liq: np.ndarray, ladder: int, price: int, count: int) -> bool:
     """Record ``count`` taken at (ladder, price).  False (nothing recorded) if the list is full."""
-    r = first_record(liq)
+    r = liq[0]
     n = r["n"][ladder]
     for j in range(n):
         if r["px"][ladder, j] == price:
@@ -74,14 +75,14 @@ def _forget(r, ladder, j):
 
 
 @njit(cache=True, inline="always")
-def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void) -> None:
+def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray) -> None:
     """Forget consumption at levels the book view shows gone (call once per new book row).
 
     A consumed price absent from the view is gone if the view covers it: the side has fewer
     than K levels, or the price is better than the worst level shown.  A price beyond the
     view's depth is unknown and keeps its consumption.
     """
-    r = first_record(liq)
+    r = liq[0]
     k = px.shape[1]
     for ladder in range(2):
         worst = int(px[ladder, k - 1])
@@ -103,11 +104,11 @@ def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray | np.void
 
 
 @njit(cache=True)
-def liquidity_on_level(liq: np.ndarray | np.void, ladder: int, price: int, new_qty: int) -> None:
+def liquidity_on_level(liq: np.ndarray, ladder: int, price: int, new_qty: int) -> None:
     """A live book level changed to ``new_qty``: forget our consumption there when it emptied."""
     if new_qty > 0:
         return
-    r = first_record(liq)
+    r = liq[0]
     for j in range(r["n"][ladder]):
         if r["px"][ladder, j] == price:
             _forget(r, ladder, j)
@@ -115,9 +116,9 @@ def liquidity_on_level(liq: np.ndarray | np.void, ladder: int, price: int, new_q
 
 
 @njit(cache=True, inline="always")
-def liquidity_clear(liq: np.ndarray | np.void) -> None:
+def liquidity_clear(liq: np.ndarray) -> None:
     """Forget all consumption (new episode / new book)."""
-    r = first_record(liq)
+    r = liq[0]
     r["n"][0] = 0
     r["n"][1] = 0
 

@@ -80,7 +80,8 @@ def affordable_count(  # noqa: PLR0917 -- njit kernels take positional arrays/sc
     ``fee_bound_notional`` is ``core.fees.fee_bound`` of the rate (FEE_DTYPE carries it).
     """
     # fast bound: the price plus the largest possible fee and rounding per count unit
-    bound = count * (price + fee_bound_notional) + 2 * precision * NOTIONAL_DIVISOR
+    unit = price if action == ORDER_BUY else PRICE_MAX - price  # a sell may open the other side
+    bound = count * (unit + fee_bound_notional) + 2 * precision * NOTIONAL_DIVISOR
     if cash * NOTIONAL_DIVISOR >= bound:
         return count
     closed = closing_count(position, outcome_side, action, count)
@@ -167,7 +168,7 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     pos: np.ndarray | np.void,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
     lot: int,
     ts: int,
@@ -179,8 +180,8 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         order: ORDER_DTYPE record/array(row 0): side, action, price (limit, outcome scale),
             remaining > 0 are read; filled/remaining/notional/fees/rounding_acc/status written.
         pos: POSITION_DTYPE record/array(row 0), updated (cash never goes negative).
-        px, qty: int16/int64 [2, K] the book view; liq: LIQUIDITY_DTYPE record of this
-            account in this market (module docstring), updated.
+        px, qty: int16/int64 [2, K] the book view; liq: LIQUIDITY_DTYPE [1] of this account in
+            this market (core.liquidity), updated.
         fees: FEE_DTYPE [1].
         lot: count granularity (1 = fractional contracts allowed, 100 = whole contracts).
         ts: fill timestamp (ms).

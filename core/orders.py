@@ -61,7 +61,7 @@ def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/sca
     slip: int,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
 ) -> tuple[int, int, int, int, int]:
     """The env/actor rule from an ACT_* action to one IOC taker order.
 
@@ -69,7 +69,7 @@ def action_to_order(  # noqa: PLR0917 -- njit kernels take positional arrays/sca
         action: ACT_*; position: signed count units held; size: wanted count units.
         max_position: largest |position| allowed (count units).
         slip: the limit is the touch moved this many ticks against us.
-        px, qty: int16/int64 [2, K] book view; liq: LIQUIDITY_DTYPE record (core.liquidity).
+        px, qty: int16/int64 [2, K] book view; liq: LIQUIDITY_DTYPE [1] (core.liquidity).
 
     Returns:
         (side, order_action, limit price on the side's scale, count, reject).  ``count`` is
@@ -131,7 +131,7 @@ def order_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     cash: int,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
 ) -> int:
     """Validity of a client limit order (paper trading), as Kalshi checks it.
@@ -176,7 +176,7 @@ def action_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
     max_position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
 ) -> int:
     """Why ``action`` of ``size`` cannot be sent now (REJ_NONE: it can).
@@ -220,7 +220,7 @@ def write_action_masks(  # noqa: PLR0917 -- njit kernels take positional arrays/
     max_position: int,
     px: np.ndarray,
     qty: np.ndarray,
-    liq: np.ndarray | np.void,
+    liq: np.ndarray,
     fees: np.ndarray,
     busy: bool,
     out: np.ndarray,

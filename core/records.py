@@ -18,9 +18,7 @@ def first_record(arr: np.ndarray | np.void) -> np.void:
     return arr if isinstance(arr, np.void) else arr[0]
 
 
-# No ``inline="always"`` here: with it, numba 0.68 writes to a nested array field through a
-# runtime index (``r["n"][ladder] = ...``) into a copy, so LIQUIDITY_DTYPE updates were lost.
-@overload(first_record)
+@overload(first_record, inline="always")
 def _first_record_ol(arr):
     if isinstance(arr, types.Array):
         return lambda arr: arr[0]

@@ -151,7 +151,7 @@ def start_episode(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     reset_position(pos[i], start_cash)
     orders[i]["status"] = ORD_CANCELED
     orders[i]["order_id"] = 0
-    liquidity_clear(liq[i])
+    liquidity_clear(liq[i : i + 1])
 
 
 @njit(cache=True, inline="always")
@@ -173,7 +173,7 @@ def _execute(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # the next order may go once the outcome is acknowledged
     n = taker_match(
         orders[i], pos[i], depth_px[t], depth_qty[t],
-        liq[i], fees, lot, ts[t], fills,
+        liq[i : i + 1], fees, lot, ts[t], fills,
     )  # fmt: skip
     if orders[i]["remaining"] > 0:
         orders[i]["status"] = ORD_CANCELED
@@ -218,7 +218,7 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             return True
         reason = action_check(
             a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
-            depth_qty[t], liq[i], fees,
+            depth_qty[t], liq[i : i + 1], fees,
         )  # fmt: skip
         if reason != REJ_NONE:
             return True
@@ -254,7 +254,14 @@ def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 ):
     # build env i's IOC order for ``action`` at row t and stamp its latency; count 0: nothing
     side, act, limit, count, reason = action_to_order(
-        action, pos[i]["position"], size, max_position, slip, depth_px[t], depth_qty[t], liq[i]
+        action,
+        pos[i]["position"],
+        size,
+        max_position,
+        slip,
+        depth_px[t],
+        depth_qty[t],
+        liq[i : i + 1],
     )
     if reason != REJ_NONE or count <= 0:
         return False
@@ -323,7 +330,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         t = state[i]["t"]
         write_obs(features, t, pos, i, 0, start_cash, obs[i])
         write_action_masks(
-            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i],
+            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i : i + 1],
             fees, False, masks[i],
         )  # fmt: skip
 
@@ -420,8 +427,8 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         state[i]["steps"] += 1
         px = depth_px[t]  # one view per row: views cost reference counting
         qty = depth_qty[t]
-        lq = liq[i]
-        if lq["n"][0] + lq["n"][1] > 0:
+        lq = liq[i : i + 1]  # a slice: the engine writes its nested arrays through
+        if liq[i]["n"][0] + liq[i]["n"][1] > 0:
             liquidity_refresh(px, qty, lq)
         if _due(orders, i, ts, t, seg_last):
             _execute(

@@ -429,6 +429,21 @@ class TradingClient:
             for x in d["orders"]
         ]
 
+    # ----------------------------------------------------------------- order groups
+    async def create_order_group(self, contracts_limit: int) -> str:
+        """``POST /portfolio/order_groups/create`` (limit in count units); the group id."""
+        body = {"contracts_limit_fp": format_count(contracts_limit)}
+        d = await self.request("POST", "/portfolio/order_groups/create", body)
+        return str(d["order_group_id"])
+
+    async def reset_order_group(self, group_id: str) -> None:
+        """``PUT /portfolio/order_groups/{id}/reset``: active again, window emptied."""
+        await self.request("PUT", f"/portfolio/order_groups/{group_id}/reset", {})
+
+    async def delete_order_group(self, group_id: str) -> None:
+        """``DELETE /portfolio/order_groups/{id}``: cancels its resting orders."""
+        await self.request("DELETE", f"/portfolio/order_groups/{group_id}")
+
     # ----------------------------------------------------------------- reads
     async def get_balance(self) -> Balance:
         """``GET /portfolio/balance``."""

@@ -115,6 +115,7 @@ class Position:
     """One account's holding in one market (YES-positive signed count)."""
 
     position: int = 0
+    ticker: str = ""  # the market it was opened in (set on the first fill)
     cost_yes_e: int = 0  # what the YES held cost (exact units)
     cost_no_e: int = 0
     realized_e: int = 0
@@ -184,6 +185,7 @@ class Account:
     fills: list[tuple[Any, int]] = field(default_factory=list)  # (matching.Fill, position after)
     settlements: list[Settlement] = field(default_factory=list)
     reserved: int = 0  # money held by resting orders
+    retired: list[Position] = field(default_factory=list)  # of markets whose slot was reused
 
     @property
     def balance(self) -> int:
@@ -196,6 +198,12 @@ class Account:
         if pos is None:
             pos = self.positions[m] = Position()
         return pos
+
+    def retire(self, m: int) -> None:
+        """Slot ``m`` now holds a new market: keep its old position under its ticker."""
+        pos = self.positions.pop(m, None)
+        if pos is not None and pos.volume:
+            self.retired.append(pos)
 
     def settle(self, m: int, ticker: str, result_yes: bool, ts_ms: int) -> Settlement | None:
         """Pay out the holding in ``m`` at $1 per winning contract; None if flat."""

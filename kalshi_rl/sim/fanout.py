@@ -77,11 +77,24 @@ class Fanout:
         if flush:
             self.flush_all()
 
-    def send_delta(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
-        """Queue one orderbook_delta of market ``m`` (not flushed)."""
+    def send_delta(  # noqa: PLR0917 -- a delta's fields and who caused it
+        self,
+        m: int,
+        side: int,
+        price: int,
+        qty: int,
+        ts: int,
+        owner: str | None = None,
+        client_order_id: str = "",
+    ) -> None:
+        """Queue one orderbook_delta of market ``m`` (not flushed).  ``owner``'s own
+        sessions get ``client_order_id`` in it, as Kalshi does for the order that caused
+        a change."""
         self.stats["deltas"] += 1
         if self.hub.index[CH_ORDERBOOK][m]:
-            self._delta(m, side, price, qty, ts)
+            self._delta(
+                m, side, price, qty, ts, owner if client_order_id else None, client_order_id
+            )
 
     def send_trade(self, m: int, taker: int, yes_price: int, count: int, ts: int) -> str:
         """Queue one trade (and ticker refreshes); returns its trade_id."""
@@ -94,18 +107,28 @@ class Fanout:
             if s.backlog() > self.slow_reader_bytes:
                 self.hub.overflow(s)
 
-    def _delta(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def _delta(  # noqa: PLR0917 -- hot path: positional fields
+        self,
+        m: int,
+        side: int,
+        price: int,
+        qty: int,
+        ts: int,
+        owner: str | None = None,
+        cid: str = "",
+    ) -> None:
         hub = self.hub
         t = hub.markets.tickers[m]
         mid = hub.markets.market_ids[m]
         gap_every = self.gap_every
-        body_by_scale: dict[bool, str] = {}
+        body_by_scale: dict[tuple[bool, bool], str] = {}
         for sub in hub.index[CH_ORDERBOOK][m]:
             uyp = sub.use_yes_price and side == SIDE_NO
-            body = body_by_scale.get(uyp)
+            own = owner is not None and sub.session.user == owner
+            body = body_by_scale.get((uyp, own))
             if body is None:
-                body = wire.delta_body(t, mid, side, price, qty, ts, uyp)
-                body_by_scale[uyp] = body
+                body = wire.delta_body(t, mid, side, price, qty, ts, uyp, cid if own else "")
+                body_by_scale[(uyp, own)] = body
             sub.seq += 1
             if gap_every and sub.seq % gap_every == 0:
                 hub.drop(sub, "orderbook_delta", t)

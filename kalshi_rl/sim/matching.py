@@ -23,6 +23,8 @@ so every order's true queue position is known (``queue_position``).  Rules:
 
 Every change of the public book is sent through ``Fanout`` as it happens (deltas, then a
 trade per level), and private events go to the ``Listener``.  Nothing here does I/O.
+The vocabulary (Order, MakerLot, OrderGroup, Fill, Rejection) is kalshi_rl.sim.orders;
+model event batches come in through kalshi_rl.sim.events.
 """
 
 from __future__ import annotations
@@ -30,20 +32,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from core.book import BookSet
 from core.dtypes import (
-    DELTA_DTYPE,
-    EV_DELTA,
     EV_LIFECYCLE,
-    EV_SNAPSHOT,
-    EV_TRADE,
     LC_CLOSED,
+    LC_CREATED,
     LC_SETTLED,
     MS_OPEN,
     NO_PRICE,
@@ -55,107 +51,39 @@ from core.dtypes import (
 from kalshi_rl.sim.accounts import Account, AccountsConfig, fill_money, reserve_for
 from kalshi_rl.sim.fanout import Fanout
 from kalshi_rl.sim.markets import SimMarkets
+from kalshi_rl.sim.orders import (
+    CANCELED,
+    EXECUTED,
+    RESTING,
+    STP_MAKER,
+    STP_TAKER,
+    TIF_FOK,
+    TIF_GTC,
+    TIF_IOC,
+    Entry,
+    Fill,
+    Listener,
+    MakerLot,
+    Order,
+    OrderGroup,
+    Rejection,
+    other,
+)
 
-TIF_GTC = "good_till_canceled"
-TIF_IOC = "immediate_or_cancel"
-TIF_FOK = "fill_or_kill"
-STP_TAKER = "taker_at_cross"
-STP_MAKER = "maker"
-
-RESTING = "resting"
-CANCELED = "canceled"
-EXECUTED = "executed"
-
-
-def other(side: int) -> int:
-    """The other book side."""
-    return SIDE_NO if side == SIDE_YES else SIDE_YES
-
-
-class MakerLot:
-    """Maker quantity that joined a level's queue at one time."""
-
-    __slots__ = ("qty",)
-
-    def __init__(self, qty: int) -> None:
-        self.qty = qty
-
-
-@dataclass(slots=True, eq=False)
-class Order:
-    """One user order.  ``side`` is the book side: SIDE_YES = bid (buy YES), SIDE_NO =
-    ask (buy NO); ``price`` is on that side's scale (a YES ask at p is a NO bid at 1-p)."""
-
-    order_id: str
-    user: str
-    client_order_id: str
-    m: int
-    side: int
-    price: int
-    initial: int
-    tif: str = TIF_GTC
-    post_only: bool = False
-    reduce_only: bool = False
-    stp: str = STP_TAKER
-    created_ms: int = 0
-    order_group_id: str | None = None
-    cancel_on_pause: bool = False
-    expiration_ms: int | None = None
-    remaining: int = 0
-    filled: int = 0
-    status: str = RESTING
-    updated_ms: int = 0
-    taker_fill_count: int = 0
-    maker_fill_count: int = 0
-    taker_cost_e: int = 0
-    maker_cost_e: int = 0
-    taker_fees: int = 0
-    maker_fees: int = 0
-    acc_e: int = 0  # rounding accumulator (exact units)
-    claim: int = 0  # count that closes an opposite holding (needs no collateral)
-    reserve: int = 0  # money held while resting
-    resting: bool = False
-    legacy: tuple[str, str] | None = None  # (side, action) when created by the legacy API
-
-    @property
-    def qty(self) -> int:
-        """Queue quantity (remaining)."""
-        return self.remaining
-
-
-Entry = MakerLot | Order
-
-
-class Fill(NamedTuple):
-    """One fill of one order."""
-
-    fill_id: str
-    trade_id: str
-    order: Order
-    qty: int  # count units
-    price: int  # on the order's side
-    is_taker: bool
-    fee: int  # trade fee, money
-    cash_change: int
-    ts_ms: int
-
-
-class Listener(NamedTuple):
-    """Where private events go (the server turns them into WS messages)."""
-
-    on_order: Callable[[Order], None]
-    on_fill: Callable[[Fill], None]
-    on_position: Callable[[str, int], None]
-
-
-class Rejection(Exception):
-    """An order request the exchange refuses (status, Kalshi error code, message)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = [
+    "STP_MAKER",
+    "STP_TAKER",
+    "TIF_FOK",
+    "TIF_GTC",
+    "TIF_IOC",
+    "Engine",
+    "Fill",
+    "Listener",
+    "MakerLot",
+    "Order",
+    "OrderGroup",
+    "Rejection",
+]
 
 
 class Engine:
@@ -182,11 +110,14 @@ class Engine:
         self.orders: dict[str, Order] = {}
         self.client_ids: dict[tuple[str, str], str] = {}
         self.accounts: dict[str, Account] = {}
+        self.groups: dict[str, OrderGroup] = {}
+        self._expiring: list[Order] = []  # resting orders with an expiration time
+        self._to_trigger: list[OrderGroup] = []
         self.listener: Listener | None = None
         self._ids = itertools.count(1)
         self._seed = seed
         self._grids: dict[int, frozenset[int]] = {}
-        self._busy_version = 0
+        self.busy_version = 0
         self._n_resting_total = 0
         self._stp_hit = False
         self.stats: collections.Counter[str] = collections.Counter()
@@ -219,12 +150,17 @@ class Engine:
             nz = np.flatnonzero(row[:price])
             best[m, side] = int(nz[-1]) if nz.shape[0] else NO_PRICE
 
-    def _public_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
-        """Change the public book and send the delta."""
+    def _public_delta(  # noqa: PLR0917 -- a delta's fields and its cause
+        self, m: int, side: int, price: int, d: int, ts: int, cause: Order | None = None
+    ) -> None:
+        """Change the public book and send the delta (tagged for ``cause``'s owner)."""
         if d == 0:
             return
         self._apply(self.mk.books, m, side, price, d)
-        self.fanout.send_delta(m, side, price, d, ts)
+        if cause is None:
+            self.fanout.send_delta(m, side, price, d, ts)
+        else:
+            self.fanout.send_delta(m, side, price, d, ts, cause.user, cause.client_order_id)
 
     def _maker_delta(self, m: int, side: int, price: int, d: int, ts: int) -> None:
         """Correct the model's own book (its liquidity was taken or restored here)."""
@@ -237,119 +173,7 @@ class Engine:
     def _best(self, m: int, side: int) -> int:
         return int(self.mk.books.best[m, side])
 
-    # ----------------------------------------------------------------- model events
-    def busy(self) -> bool:
-        """True when some user order rests (model events then need the queues)."""
-        return self._n_resting_total > 0
-
-    def process(self, ev: np.ndarray, flush: bool = True) -> None:
-        """Route model (or replay) events through the exchange and send them.
-
-        Markets without resting user orders pass straight through; in the others each
-        event is interpreted against the queues (see the module docstring).  The maker's
-        book (``model.books``) must be the state right after these events: a batch that
-        touches a market with resting orders must be one model step (SimExchange.advance
-        steps the model that way while ``busy()``).
-        """
-        if ev.shape[0] == 0:
-            return
-        if not self.busy():
-            self._passthrough(ev)
-            self._lifecycle_effects(ev)
-            if flush:
-                self.fanout.flush_all()
-            return
-        version = self._busy_version
-        hot = self._hot(ev)
-        i = 0
-        n = ev.shape[0]
-        while i < n:
-            if not hot[i]:
-                j = i + 1
-                while j < n and not hot[j]:
-                    j += 1
-                self._passthrough(ev[i:j])
-                self._lifecycle_effects(ev[i:j])
-                i = j
-                continue
-            i = self._event(ev, i)
-            if version != self._busy_version:
-                # a market gained or lost its last resting order inside the batch
-                version = self._busy_version
-                hot = self._hot(ev)
-        if flush:
-            self.fanout.flush_all()
-
-    def _hot(self, ev: np.ndarray) -> np.ndarray:
-        return self.busy_markets[ev["market"]]
-
-    def touches_busy(self, ev: np.ndarray) -> bool:
-        """True when some event of ``ev`` is in a market with a resting order."""
-        return bool(self.busy_markets[ev["market"]].any()) if ev.shape[0] else False
-
-    def _passthrough(self, ev: np.ndarray) -> None:
-        """Events of markets with no user orders: the public book is the maker's."""
-        d = ev[ev["kind"] == EV_DELTA]
-        if d.shape[0]:
-            recs = np.zeros(d.shape[0], dtype=DELTA_DTYPE)
-            recs["market"] = d["market"]
-            recs["side"] = d["side"]
-            recs["price"] = d["price"]
-            recs["delta"] = d["qty"]
-            recs["exch_ts"] = d["ts"]
-            self.mk.books.apply_deltas(recs)
-        snaps = np.flatnonzero(ev["kind"] == EV_SNAPSHOT)
-        for m in set(ev["market"][snaps].tolist()):
-            self.mk.books.qty[m] = self.mk.model.books.qty[m]
-            self.mk.books.best[m] = self.mk.model.books.best[m]
-        self.fanout.dispatch(ev, flush=False)
-
-    def _lifecycle_effects(self, ev: np.ndarray) -> None:
-        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
-        for k in lc.tolist():
-            e = ev[k]
-            if int(e["side"]) == LC_CLOSED:
-                self._close_market(int(e["market"]), int(e["ts"]))
-            elif int(e["side"]) == LC_SETTLED:
-                self._settle(int(e["market"]), int(e["price"]) == RESULT_YES, int(e["ts"]))
-
-    def _event(self, ev: np.ndarray, i: int) -> int:
-        """Handle event i of a market with resting orders; returns the next index."""
-        e = ev[i]
-        kind = int(e["kind"])
-        m, side, price, qty, ts = (
-            int(e["market"]), int(e["side"]), int(e["price"]), int(e["qty"]), int(e["ts"])
-        )  # fmt: skip
-        if kind == EV_DELTA:
-            nxt = ev[i + 1] if i + 1 < ev.shape[0] else None
-            if (
-                nxt is not None
-                and int(nxt["kind"]) == EV_TRADE
-                and int(nxt["market"]) == m
-                and int(nxt["group"]) == int(e["group"])
-                and qty < 0
-            ):
-                self._sim_taker(m, side, price, -qty, ts)
-                return i + 2
-            if qty > 0:
-                self._maker_add(m, side, price, qty, ts)
-            else:
-                self._maker_cancel(m, side, price, -qty, ts)
-            return i + 1
-        if kind == EV_SNAPSHOT:
-            j = i
-            while j + 1 < ev.shape[0] and int(ev[j + 1]["kind"]) == EV_SNAPSHOT:
-                if int(ev[j + 1]["group"]) != int(e["group"]):
-                    break
-                j += 1
-            self._resync_market(m, ts)
-            self.fanout.dispatch(ev[i : j + 1], flush=False)
-            return j + 1
-        self.fanout.dispatch(ev[i : i + 1], flush=False)
-        self._lifecycle_effects(ev[i : i + 1])
-        return i + 1
-
-    def _maker_add(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def maker_add(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
         # the kernel already added qty to the maker's book; a crossing part executes
         taken = self._walk(m, other(side), PRICE_MAX - price, qty, None, ts, users_only=True)
         if taken:
@@ -362,7 +186,7 @@ class Engine:
             q.append(MakerLot(rest))
         self._public_delta(m, side, price, rest, ts)
 
-    def _maker_cancel(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
+    def maker_cancel(self, m: int, side: int, price: int, qty: int, ts: int) -> None:
         q = self.levels.get((m, side, price))
         if q is not None:
             lots = [x for x in q if isinstance(x, MakerLot)]
@@ -388,7 +212,7 @@ class Engine:
                     q.remove(lot)
         self._public_delta(m, side, price, -qty, ts)
 
-    def _sim_taker(self, m: int, hit: int, price: int, size: int, ts: int) -> None:
+    def sim_taker_event(self, m: int, hit: int, price: int, size: int, ts: int) -> None:
         """Re-execute the model's trade: undo its take, then walk the public book."""
         self._maker_delta(m, hit, price, size, ts)
         self._walk(m, hit, price, size, None, ts)
@@ -406,7 +230,7 @@ class Engine:
         self.fanout.flush_all()
         return taken
 
-    def _resync_market(self, m: int, ts: int) -> None:
+    def resync_market(self, m: int, ts: int) -> None:
         """A replayed snapshot replaced the maker's book: rebuild queues and public book."""
         for (mm, side, price), q in self.levels.items():
             if mm != m:
@@ -487,7 +311,7 @@ class Engine:
                 continue
             if maker_taken:
                 self._maker_delta(m, hit, p, -maker_taken, ts)
-            self._public_delta(m, hit, p, -level_taken, ts)
+            self._public_delta(m, hit, p, -level_taken, ts, taker)
             taker_side = other(hit)
             yes_price = p if hit == SIDE_YES else PRICE_MAX - p
             trade_id = self.fanout.send_trade(m, taker_side, yes_price, level_taken, ts)
@@ -509,7 +333,62 @@ class Engine:
                 break
         if taker is not None and taken < size and self._stp_blocked(taker, m, hit, min_price):
             self._stp_hit = True  # taker_at_cross: the rest is cancelled, never rested
+        self._run_triggers(ts)
         return taken
+
+    # ----------------------------------------------------------------- order groups
+    def create_group(self, user: str, limit: int) -> OrderGroup:
+        """A new order group of ``user`` with a contracts limit (count units)."""
+        if not 0 < limit <= 1_000_000 * 100:
+            raise Rejection(400, "invalid_parameters", "contracts_limit must be 1..1,000,000")
+        g = OrderGroup(self.new_id(), user, limit)
+        self.groups[g.group_id] = g
+        return g
+
+    def group_of(self, user: str, group_id: str) -> OrderGroup:
+        """``user``'s group ``group_id``; Rejection 404 otherwise."""
+        g = self.groups.get(group_id)
+        if g is None or g.user != user:
+            raise Rejection(404, "not_found", f"order group {group_id} not found")
+        return g
+
+    def group_orders(self, g: OrderGroup) -> list[Order]:
+        """The resting orders of a group."""
+        return [o for o in self.orders.values() if o.resting and o.order_group_id == g.group_id]
+
+    def trigger_group(self, g: OrderGroup) -> None:
+        """Trigger ``g`` now: cancel its resting orders, refuse new ones until reset."""
+        g.triggered = True
+        self._to_trigger.append(g)
+        self._run_triggers(self.mk.model.now_ms)
+        self.fanout.flush_all()
+
+    def reset_group(self, g: OrderGroup) -> None:
+        """Back to active with an empty rolling window."""
+        g.triggered = False
+        g.window.clear()
+
+    def set_group_limit(self, g: OrderGroup, limit: int) -> None:
+        """A new limit; one below the current rolling volume triggers the group."""
+        if not 0 < limit <= 1_000_000 * 100:
+            raise Rejection(400, "invalid_parameters", "contracts_limit must be 1..1,000,000")
+        g.limit = limit
+        if not g.triggered and g.volume(self.mk.model.now_ms) > limit:
+            self.trigger_group(g)
+
+    def delete_group(self, g: OrderGroup) -> None:
+        """Cancel the group's resting orders and forget it."""
+        ts = self.mk.model.now_ms
+        for o in self.group_orders(g):
+            self._cancel_resting(o, ts)
+        del self.groups[g.group_id]
+        self.fanout.flush_all()
+
+    def _run_triggers(self, ts: int) -> None:
+        while self._to_trigger:
+            g = self._to_trigger.pop()
+            for o in self.group_orders(g):
+                self._cancel_resting(o, ts)
 
     def _stp_blocked(self, taker: Order, m: int, hit: int, min_price: int) -> bool:
         p = self._best(m, hit)
@@ -523,6 +402,7 @@ class Engine:
     ) -> None:
         acc = self.account(o.user)
         pos = acc.position(o.m)
+        pos.ticker = o.ticker or self.mk.tickers[o.m]
         used = min(count, o.claim)
         o.claim -= used
         pos.claimed[o.side] -= used
@@ -551,6 +431,12 @@ class Engine:
                 reserve_for(o.remaining - o.claim, o.remaining, o.price) if o.remaining else 0
             )
             acc.reserved += o.reserve
+        g = self.groups.get(o.order_group_id) if o.order_group_id else None
+        if g is not None and not g.triggered:
+            g.window.append((ts, count))
+            if g.volume(ts) > g.limit:
+                g.triggered = True
+                self._to_trigger.append(g)  # cancelled after the walk, not inside it
         f = Fill(self.new_id(), trade_id, o, count, price, is_taker, money.trade_fee,
                  money.cash_change, ts)  # fmt: skip
         self.stats["fills"] += 1
@@ -571,16 +457,18 @@ class Engine:
         q.append(o)
         o.resting = True
         o.status = RESTING
+        if o.expiration_ms is not None and o not in self._expiring:
+            self._expiring.append(o)
         self.n_resting[o.m] += 1
         self.busy_markets[o.m] = True
         self._n_resting_total += 1
-        self._busy_version += 1
+        self.busy_version += 1
         acc = self.account(o.user)
         o.claim = min(claim, o.remaining)
         acc.position(o.m).claimed[o.side] += o.claim
         o.reserve = reserve_for(o.remaining - o.claim, o.remaining, o.price)
         acc.reserved += o.reserve
-        self._public_delta(o.m, o.side, o.price, o.remaining, ts)
+        self._public_delta(o.m, o.side, o.price, o.remaining, ts, o)
 
     def _unrest(self, o: Order) -> None:
         """Take a resting order out of its queue (its public quantity already left)."""
@@ -593,7 +481,7 @@ class Engine:
         self.n_resting[o.m] -= 1
         self.busy_markets[o.m] = self.n_resting[o.m] > 0
         self._n_resting_total -= 1
-        self._busy_version += 1
+        self.busy_version += 1
         acc = self.account(o.user)
         acc.reserved -= o.reserve
         o.reserve = 0
@@ -604,7 +492,7 @@ class Engine:
     def _cancel_resting(self, o: Order, ts: int) -> int:
         """Cancel a resting order; returns the count removed."""
         n = o.remaining
-        self._public_delta(o.m, o.side, o.price, -n, ts)
+        self._public_delta(o.m, o.side, o.price, -n, ts, o)
         self._unrest(o)
         o.remaining = 0
         o.status = CANCELED
@@ -633,6 +521,9 @@ class Engine:
         """
         ts = self.mk.model.now_ms
         o.created_ms = o.updated_ms = ts
+        o.ticker = self.mk.tickers[o.m]
+        if o.expiration_ms is not None and o.expiration_ms <= ts:
+            o.tif = TIF_IOC  # an expiry in the past is an immediate-or-cancel (as FIX GTD)
         if o.client_order_id:
             prev = self.client_ids.get((o.user, o.client_order_id))
             if prev is not None and self.orders[prev].resting:
@@ -643,6 +534,11 @@ class Engine:
                 )
         self._check_market(o.m)
         self._check_price(o.m, o.price)
+        if o.order_group_id:
+            g = self.group_of(o.user, o.order_group_id)
+            if g.triggered:
+                raise Rejection(400, "order_group_triggered",
+                                "the order group is triggered: reset it first")  # fmt: skip
         if o.initial <= 0:
             raise Rejection(400, "invalid_order", "count must be positive")
         acc = self.account(o.user)
@@ -696,7 +592,13 @@ class Engine:
             self._walk(o.m, other(o.side), cross_at, target, o, ts)
         acc.reserved -= o.reserve
         o.reserve = 0
-        keep = o.remaining > 0 and o.tif == TIF_GTC and not self._stp_hit
+        g = self.groups.get(o.order_group_id) if o.order_group_id else None
+        keep = (
+            o.remaining > 0
+            and o.tif == TIF_GTC
+            and not self._stp_hit
+            and not (g is not None and g.triggered)
+        )
         if keep:
             pos.claimed[o.side] -= o.claim  # _rest re-takes the claim of the remainder
             claim_left = o.claim
@@ -783,7 +685,7 @@ class Engine:
         o.reserve = reserve_for(o.remaining - o.claim, o.remaining, o.price)
         acc.reserved += o.reserve
         o.updated_ms = ts
-        self._public_delta(o.m, o.side, o.price, -d, ts)
+        self._public_delta(o.m, o.side, o.price, -d, ts, o)
 
     def amend(
         self, user: str, order_id: str, price: int, count: int, new_client_id: str | None
@@ -811,7 +713,7 @@ class Engine:
         else:
             o_new_price = dataclasses.replace(o, price=price)
             claim, need = self._admit(o_new_price, target, o.reserve, o.claim)
-            self._public_delta(o.m, o.side, o.price, -o.remaining, ts)
+            self._public_delta(o.m, o.side, o.price, -o.remaining, ts, o)
             self._unrest(o)
             o.price = price
             o.initial = count
@@ -839,6 +741,33 @@ class Engine:
             raise Rejection(400, "invalid_order", f"order {o.order_id} is {o.status}, not resting")
 
     # ----------------------------------------------------------------- lifecycle
+    def expire(self, now_ms: int) -> int:
+        """Cancel resting orders whose expiration time has passed; returns how many."""
+        if not self._expiring:
+            return 0
+        due = [o for o in self._expiring if o.resting and o.expiration_ms is not None
+               and o.expiration_ms <= now_ms]  # fmt: skip
+        for o in due:
+            self._cancel_resting(o, now_ms)
+        self._expiring = [o for o in self._expiring if o.resting]
+        return len(due)
+
+    def busy(self) -> bool:
+        """True when some user order rests (model events then need the queues)."""
+        return self._n_resting_total > 0
+
+    def lifecycle_effects(self, ev: np.ndarray) -> None:
+        lc = np.flatnonzero(ev["kind"] == EV_LIFECYCLE)
+        for k in lc.tolist():
+            e = ev[k]
+            if int(e["side"]) == LC_CREATED:  # a rolling listing reuses the slot
+                for acc in self.accounts.values():
+                    acc.retire(int(e["market"]))
+            elif int(e["side"]) == LC_CLOSED:
+                self._close_market(int(e["market"]), int(e["ts"]))
+            elif int(e["side"]) == LC_SETTLED:
+                self._settle(int(e["market"]), int(e["price"]) == RESULT_YES, int(e["ts"]))
+
     def _close_market(self, m: int, ts: int) -> None:
         for o in [o for o in self.orders.values() if o.resting and o.m == m]:
             self._cancel_resting(o, ts)

@@ -27,15 +27,16 @@ from kalshi_rl.kalshi.protocol import (
     parse_price,
 )
 from kalshi_rl.sim.accounts import E_PER_MONEY, Account, Position, Settlement
-from kalshi_rl.sim.matching import (
+from kalshi_rl.sim.matching import Engine
+from kalshi_rl.sim.orders import (
     STP_MAKER,
     STP_TAKER,
     TIF_FOK,
     TIF_GTC,
     TIF_IOC,
-    Engine,
     Fill,
     Order,
+    OrderGroup,
     Rejection,
 )
 
@@ -113,7 +114,7 @@ def order_json(x: Engine, o: Order) -> Json:
         "order_id": o.order_id,
         "user_id": o.user,
         "client_order_id": o.client_order_id,
-        "ticker": x.mk.tickers[o.m],
+        "ticker": o.ticker,
         "side": side,
         "action": action,
         "book_side": "bid" if o.side == SIDE_YES else "ask",
@@ -172,8 +173,8 @@ def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
         "trade_id": f.trade_id,
         "order_id": o.order_id,
         "client_order_id": o.client_order_id,
-        "ticker": x.mk.tickers[o.m],
-        "market_ticker": x.mk.tickers[o.m],
+        "ticker": o.ticker,
+        "market_ticker": o.ticker,
         "side": side,
         "action": action,
         "book_side": "bid" if o.side == SIDE_YES else "ask",
@@ -190,11 +191,24 @@ def fill_json(x: Engine, f: Fill, post_position: int) -> Json:
     }
 
 
-def position_json(x: Engine, acc: Account, m: int, pos: Position) -> Json:
-    """Kalshi's ``market_position`` object (REST)."""
-    resting = sum(1 for o in x.orders.values() if o.resting and o.user == acc.user and o.m == m)
+def group_json(g: OrderGroup) -> Json:
+    """Kalshi's ``order_group`` object."""
     return {
-        "ticker": x.mk.tickers[m],
+        "id": g.group_id,
+        "order_group_id": g.group_id,
+        "contracts_limit_fp": format_count(g.limit),
+        "is_auto_cancel_enabled": True,
+        "status": "triggered" if g.triggered else "active",  # sim: the group's state
+    }
+
+
+def position_json(x: Engine, acc: Account, pos: Position) -> Json:
+    """Kalshi's ``market_position`` object (REST)."""
+    resting = sum(
+        1 for o in x.orders.values() if o.resting and o.user == acc.user and o.ticker == pos.ticker
+    )
+    return {
+        "ticker": pos.ticker,
         "position_fp": format_count(pos.position),
         "market_exposure_dollars": dollars_e(pos.exposure_e()),
         "realized_pnl_dollars": dollars_e(pos.realized_e),
@@ -361,11 +375,20 @@ class Portfolio:
                 return self._queue_positions(user, q)
             if len(parts) == 2 and parts[0] == "orders":
                 return _ok({"order": order_json(x, x.order_of(user, parts[1]))})
+            if parts == ["order_groups"]:
+                return _ok({"order_groups": [group_json(g) for g in x.groups.values()
+                                             if g.user == user]})  # fmt: skip
+            if len(parts) == 2 and parts[0] == "order_groups":
+                g = x.group_of(user, parts[1])
+                ids = [o.order_id for o in x.group_orders(g)]
+                return _ok({**group_json(g), "orders": ids})
             if len(parts) == 3 and parts[0] == "orders" and parts[2] == "queue_position":
                 o = x.order_of(user, parts[1])
                 return _ok({"queue_position_fp": format_count(x.queue_position(o))})
             return error(404, "not_found", f"no route GET /portfolio/{'/'.join(parts)}")
         body = _body(raw)
+        if parts[:1] == ["order_groups"]:
+            return self._groups(user, method, parts[1:], body)
         v2 = parts[:1] == ["events"]
         p = parts[1:] if v2 else parts
         if method == "POST" and p == ["orders"]:
@@ -421,16 +444,15 @@ class Portfolio:
         tickers = {t for v in q.get("ticker", []) for t in v.split(",") if t}
         events = {t for v in q.get("event_ticker", []) for t in v.split(",") if t}
         out = []
-        for m in sorted(acc.positions):
-            pos = acc.positions[m]
-            if tickers and x.mk.tickers[m] not in tickers:
-                continue
-            spec = x.mk.model.markets[m]
-            if events and (spec is None or spec.event_ticker not in events):
-                continue
+        for pos in [acc.positions[m] for m in sorted(acc.positions)] + acc.retired:
             if pos.position == 0 and pos.volume == 0:
                 continue
-            out.append(position_json(x, acc, m, pos))
+            if tickers and pos.ticker not in tickers:
+                continue
+            spec = x.mk.model.spec_by_ticker(pos.ticker)
+            if events and (spec is None or spec.event_ticker not in events):
+                continue
+            out.append(position_json(x, acc, pos))
         return _page(out, "market_positions", q)
 
     def _fills(self, user: str, q: dict[str, list[str]]) -> Reply:
@@ -438,7 +460,7 @@ class Portfolio:
         acc = x.account(user)
         rows = list(reversed(acc.fills))
         if "ticker" in q:
-            rows = [r for r in rows if x.mk.tickers[r[0].order.m] == q["ticker"][0]]
+            rows = [r for r in rows if r[0].order.ticker == q["ticker"][0]]
         if "order_id" in q:
             rows = [r for r in rows if r[0].order.order_id == q["order_id"][0]]
         limit, start = _limit(q)
@@ -450,7 +472,7 @@ class Portfolio:
         x = self.x
         items = [o for o in x.orders.values() if o.user == user]
         if "ticker" in q:
-            items = [o for o in items if x.mk.tickers[o.m] == q["ticker"][0]]
+            items = [o for o in items if o.ticker == q["ticker"][0]]
         if "status" in q:
             items = [o for o in items if o.status == q["status"][0]]
         items.sort(key=lambda o: o.created_ms, reverse=True)
@@ -462,11 +484,11 @@ class Portfolio:
         out = [
             {
                 "order_id": o.order_id,
-                "market_ticker": x.mk.tickers[o.m],
+                "market_ticker": o.ticker,
                 "queue_position_fp": format_count(x.queue_position(o)),
             }
             for o in x.orders.values()
-            if o.user == user and o.resting and (not tickers or x.mk.tickers[o.m] in tickers)
+            if o.user == user and o.resting and (not tickers or o.ticker in tickers)
         ]
         return _ok({"queue_positions": out})
 
@@ -499,6 +521,9 @@ class Portfolio:
             raise BadRequest("client_order_id must be a string of at most 64 characters")
         price = yp if side == SIDE_YES else PRICE_MAX - yp
         group = body.get("order_group_id")
+        exp = body.get("expiration_time" if v2 else "expiration_ts")
+        if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int) or exp <= 0):
+            raise BadRequest("expiration time must be unix seconds")
         return Order(
             order_id=x.new_id(),
             user=user,
@@ -513,6 +538,7 @@ class Portfolio:
             stp=stp,
             order_group_id=group if isinstance(group, str) else None,
             cancel_on_pause=_bool(body, "cancel_order_on_pause"),
+            expiration_ms=None if exp is None else exp * 1000,
             legacy=legacy,
         )
 
@@ -543,6 +569,29 @@ class Portfolio:
         yp = p if k.startswith("yes") else PRICE_MAX - p
         buys_yes = (side == "yes") == (action == "buy")
         return (SIDE_YES if buys_yes else SIDE_NO), yp, count, (side, action)
+
+    def _groups(self, user: str, method: str, p: list[str], body: Json) -> Reply:
+        """Order groups: create, delete, reset, trigger, limit."""
+        x = self.x
+        if method == "POST" and p in ([], ["create"]):
+            v = body.get("contracts_limit_fp", body.get("contracts_limit"))
+            g = x.create_group(user, _count(v, "contracts_limit") if v is not None else 0)
+            return _ok({"order_group_id": g.group_id}, 201)
+        if not p:
+            return error(404, "not_found", "no such order_groups route")
+        g = x.group_of(user, p[0])
+        if method == "DELETE" and len(p) == 1:
+            x.delete_group(g)
+        elif method == "PUT" and p[1:] == ["reset"]:
+            x.reset_group(g)
+        elif method == "PUT" and p[1:] == ["trigger"]:
+            x.trigger_group(g)
+        elif method == "PUT" and p[1:] == ["limit"]:
+            v = body.get("contracts_limit_fp", body.get("contracts_limit"))
+            x.set_group_limit(g, _count(v, "contracts_limit") if v is not None else 0)
+        else:
+            return error(404, "not_found", f"no route {method} order_groups/{'/'.join(p)}")
+        return _ok({})
 
     def _cancel_json(self, o: Order, n: int, v2: bool) -> Json:
         if v2:

@@ -14,7 +14,8 @@ import orjson
 
 from kalshi_rl.kalshi.protocol import CH_FILL, CH_POSITIONS, CH_USER_ORDERS
 from kalshi_rl.sim import portfolio, wire
-from kalshi_rl.sim.matching import Engine, Fill, Listener, Order
+from kalshi_rl.sim.matching import Engine
+from kalshi_rl.sim.orders import Fill, Listener, Order
 from kalshi_rl.sim.subscriptions import Subscriptions
 
 MSG_FILL = "fill"

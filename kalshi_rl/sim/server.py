@@ -14,7 +14,8 @@ answers (kalshi_rl.sim.http + kalshi_rl.sim.routing):
 
 This module is the composition root of the sim and its generator loop; the parts live in
 their own modules: ``markets`` (model + names + public book), ``subscriptions`` (sessions,
-sids, seq, commands), ``fanout`` (events -> messages), ``matching`` + ``accounts`` (orders),
+sids, seq, commands), ``fanout`` (events -> messages), ``orders`` + ``matching`` + ``events``
++ ``accounts`` (the exchange),
 ``portfolio`` (REST), ``private`` (private channels), ``faults``, ``blast``, ``control``,
 ``routing``, ``http``.  Outgoing frames are built by ``wire`` (unmasked server frames) and
 written in one ``transport.write`` per client per batch; picows handles reads, pings and
@@ -39,6 +40,7 @@ from kalshi_rl.sim.accounts import AccountsConfig
 from kalshi_rl.sim.blast import Blast, BlastResult
 from kalshi_rl.sim.config import CONTROL_PREFIX, REST_PREFIX, WS_PATH, SimConfig
 from kalshi_rl.sim.control import Control
+from kalshi_rl.sim.events import ModelEvents
 from kalshi_rl.sim.fanout import Fanout
 from kalshi_rl.sim.faults import GARBAGE_KINDS, Faults
 from kalshi_rl.sim.markets import SimMarkets
@@ -109,6 +111,7 @@ class SimExchange:
 
     def _build_engine(self) -> None:
         self.engine = Engine(self._markets, self.fanout, self.accounts_config, self.config.seed)
+        self.events = ModelEvents(self.engine)
         self.portfolio = Portfolio(self.engine)
         self.private = PrivateFeed(self.engine, self.hub)
 
@@ -273,7 +276,7 @@ class SimExchange:
         source = self._replay.next_events if self._replay is not None else self.model.step
         if not self.engine.busy():
             ev = source(n_steps)
-            self.engine.process(ev)
+            self.events.process(ev)
             return int(ev.shape[0])
         n = 0
         left = n_steps
@@ -286,21 +289,21 @@ class SimExchange:
                 break
             ev = source(1)
             left -= 1
-            if self.engine.touches_busy(ev):
-                self.engine.process(ev, flush=False)
+            if self.events.touches_busy(ev):
+                self.events.process(ev, flush=False)
                 n += int(ev.shape[0])
             else:
                 later.append(ev)
         if later:
             rest = np.concatenate(later) if len(later) > 1 else later[0]
-            self.engine.process(rest, flush=False)
+            self.events.process(rest, flush=False)
             n += int(rest.shape[0])
         self.fanout.flush_all()
         return n
 
     def dispatch(self, ev: np.ndarray) -> None:
         """Run a batch of model events through the exchange and send the results."""
-        self.engine.process(ev)
+        self.events.process(ev)
 
     def has_listeners(self) -> bool:
         """True when some client holds a subscription."""

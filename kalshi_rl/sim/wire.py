@@ -75,13 +75,22 @@ def snapshot_body(
 
 
 def delta_body(  # noqa: PLR0917 -- hot-path encoders take positional args
-    ticker: str, mid: str, side: int, price: int, delta: int, ts_ms: int, use_yes_price: bool
+    ticker: str,
+    mid: str,
+    side: int,
+    price: int,
+    delta: int,
+    ts_ms: int,
+    use_yes_price: bool,
+    client_order_id: str = "",
 ) -> str:
-    """``msg`` of an orderbook_delta (price on the side's scale, or YES scale for NO)."""
+    """``msg`` of an orderbook_delta (price on the side's scale, or YES scale for NO);
+    ``client_order_id`` only on the connection whose order caused the change."""
     p = no_price(price, use_yes_price) if side == SIDE_NO else price
+    cid = f',"client_order_id":{orjson.dumps(client_order_id).decode()}' if client_order_id else ""
     return (
         f'{{"market_ticker":"{ticker}","market_id":"{mid}","price_dollars":"{DOLLARS[p]}",'
-        f'"delta_fp":"{count_fp(delta)}","side":"{SIDE_NAMES[side]}","ts_ms":{ts_ms}}}'
+        f'"delta_fp":"{count_fp(delta)}","side":"{SIDE_NAMES[side]}","ts_ms":{ts_ms}{cid}}}'
     )
 
 

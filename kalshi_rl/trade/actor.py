@@ -6,7 +6,7 @@ book's top levels and the market's rolling mid history, then account features of
 market's sub-account), asks the policy (``core.policy`` fast path, or torch), maps the
 action to an order with the core engine's rule (``core.orders.action_to_order``, the
 env's rule), passes the order through the risk gate and sends it to the paper client.
-Every decision becomes an ``ACTION_DTYPE`` record pushed to a ring; a sink task (not the
+Every decision becomes an ``DECISION_DTYPE`` record pushed to a ring; a sink task (not the
 actor) writes the ring to ``trading_actions``.  Nothing here awaits the database or feeds
 anything back to training.
 
@@ -52,7 +52,6 @@ import numpy as np
 from core.book import BookSet
 from core.dtypes import (
     ACT_HOLD,
-    ACTION_DTYPE,
     ACTION_PROBS_MAX,
     AS_HOLD,
     AS_MASKED,
@@ -61,6 +60,7 @@ from core.dtypes import (
     AS_SENT,
     AS_SHADOW,
     COUNT_SCALE,
+    DECISION_DTYPE,
     DEFAULT_TOP_K,
     FILL_DTYPE,
     HIST_LEN,
@@ -228,12 +228,16 @@ class Actor:
         n = len(self.tickers)
         self.slots = np.array([books.slot(t) for t in self.tickers], dtype=np.int64)
         self.index_of_slot = {int(s): i for i, s in enumerate(self.slots)}
+        self.index_of_ticker = {t: i for i, t in enumerate(self.tickers)}
+        self.closed = np.zeros(n, dtype=np.bool_)  # no new positions (lifecycle)
         times = market_times or {}
         self.open_ms = np.array([times.get(t, (NO_TS, NO_TS))[0] for t in self.tickers], np.int64)
         self.close_ms = np.array([times.get(t, (NO_TS, NO_TS))[1] for t in self.tickers], np.int64)
         grids = market_grids or {}
         self.grids: list[np.ndarray | None] = [grids.get(t) for t in self.tickers]
         self.seg_first_ms = np.full(n, NO_TS, dtype=np.int64)
+        self.seg_ts_max = np.full(n, NO_TS, dtype=np.int64)  # running max of book times
+        self.seg_ts_receipt = np.zeros(n, dtype=np.bool_)  # ... which is a receipt time
         self.hist = np.zeros((n, HIST_LEN), dtype=np.float64)
         self.hist_n = np.zeros(n, dtype=np.int64)
         self.last_updates = np.zeros(n, dtype=np.int64)
@@ -253,8 +257,8 @@ class Actor:
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
         self._sh_liq = new_liquidity(1)
-        self._rec = np.zeros(1, dtype=ACTION_DTYPE)
-        self.ring = Ring(ACTION_DTYPE, self.config.ring_capacity)
+        self._rec = np.zeros(1, dtype=DECISION_DTYPE)
+        self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
         self.kill_switch: KillSwitch = self.risk.kill
         self._live = _Run(model, 0)
@@ -536,6 +540,25 @@ class Actor:
             total += self._value_of(acct, i, rules)
         return total
 
+    def on_lifecycle(self, ev: Any) -> None:
+        """market_lifecycle_v2 (node listener): close times move; closed markets stop opening.
+
+        A ``close_date_updated`` / ``created`` event sets the market's close time (the close
+        guard and time-to-close follow it); ``deactivated``, ``determined`` and ``settled``
+        close the market for new positions (only reducing orders pass the risk gate).
+        """
+        i = self.index_of_ticker.get(ev.ticker)
+        if i is None:
+            return
+        if getattr(ev, "close_ts_ms", NO_TS) > 0:
+            self.close_ms[i] = int(ev.close_ts_ms)
+        if getattr(ev, "open_ts_ms", NO_TS) > 0:
+            self.open_ms[i] = int(ev.open_ts_ms)
+        if ev.event_type in ("deactivated", "determined", "settled"):
+            self.closed[i] = True
+        elif ev.event_type == "activated":
+            self.closed[i] = False
+
     # ================================================================== ticks
     def on_books(self, slots: np.ndarray) -> None:
         """The live node's book listener: decide on every market whose tick is due."""
@@ -602,9 +625,16 @@ class Actor:
         now = self.clock_ns()
         reset = bool(self.pending_reset[i])
         exch_ts = int(books.meta[slot]["last_exch_ts"])
-        from_receipt = exch_ts == NO_TS
-        if from_receipt:  # a snapshot without exchange time: its receipt, as datasets do
+        receipt = exch_ts == NO_TS
+        if receipt:  # a snapshot without exchange time: its receipt, as datasets do
             exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
+        # a book is known no earlier than the one before it: time runs forward within a
+        # segment (datasets take the running maximum the same way)
+        if reset or exch_ts > self.seg_ts_max[i]:
+            self.seg_ts_max[i] = exch_ts
+            self.seg_ts_receipt[i] = receipt
+        exch_ts = int(self.seg_ts_max[i])
+        from_receipt = bool(self.seg_ts_receipt[i])
         if reset:
             self.seg_first_ms[i] = exch_ts
         o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
@@ -672,7 +702,9 @@ class Actor:
             self.counts["masked"] += 1
             return AS_MASKED
         secs_to_close = None
-        if self.close_ms[i] != NO_TS:
+        if self.closed[i]:
+            secs_to_close = 0.0  # the market closed: only reducing orders
+        elif self.close_ms[i] != NO_TS:
             secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
         cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
         exposure = self._exposure() if self.config.risk.max_exposure else 0
@@ -775,7 +807,7 @@ class Actor:
             pol = run.model.policy
             if pol.decide(obs) != POLICY_OK:
                 return
-            rec = np.zeros(1, dtype=ACTION_DTYPE)
+            rec = np.zeros(1, dtype=DECISION_DTYPE)
             r = rec[0]
             action = int(pol.actions[0])
             size, slip, size_idx, slip_idx = rules.size_slip(pol.actions)

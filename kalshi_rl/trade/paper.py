@@ -413,13 +413,19 @@ class PaperClient:
         return slot
 
     def set_market_status(self, ticker: str, status: MarketStatus | str) -> None:
-        """A lifecycle change: pause cancels cancel_order_on_pause orders, close all."""
+        """A lifecycle change (kalshi-protocol.md section 5).
+
+        Pausing cancels the ``cancel_order_on_pause`` orders; un-pausing cancels every
+        resting order of the market (Kalshi's rule); closing or determining cancels all.
+        """
         slot = self._market_slot(ticker)
         st = MarketStatus(status)
+        was = self._markets[slot].status
         self._markets[slot] = self._markets[slot]._replace(status=st)
+        unpaused = st == MarketStatus.ACTIVE and was == MarketStatus.INACTIVE
         if st == MarketStatus.INACTIVE:
             self._cancel_where(slot, only_on_pause=True)
-        elif st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
+        elif unpaused or st in (MarketStatus.CLOSED, MarketStatus.DETERMINED):
             self._cancel_where(slot, only_on_pause=False)
 
     def settle_market(self, ticker: str, result: str) -> dict[str, Any] | None:
@@ -732,6 +738,7 @@ class PaperClient:
         client_order_id: str | None = None,
         post_only: bool = False,
         reduce_only: bool = False,
+        snap: bool = False,
     ) -> dict[str, Any]:
         """Typed order entry (actor, bench, env parity): core units, no latency.
 
@@ -743,6 +750,10 @@ class PaperClient:
             count: count units.
             tif: TIF_*.
             client_order_id: defaults to a fresh id.
+            snap: move a limit off the market's tick grid to the next grid price on the
+                passive side (a buy's limit down, a sell's up) instead of refusing it.
+                Book levels are on the grid, so a taker order fills exactly as with the
+                raw limit (the env's rule computes limits without a grid).
 
         Returns:
             The V2 create response (as ``create_order``).
@@ -751,8 +762,17 @@ class PaperClient:
         self._tradable(slot)
         if side not in (SIDE_YES, SIDE_NO) or action not in (ORDER_BUY, ORDER_SELL):
             raise _err(400, ErrorCode.INVALID_ORDER, f"bad side/action {side}/{action}")
+        grid = self._grids[self._markets[slot].structure]
         yp = price if side == SIDE_YES else PRICE_MAX - price
-        if not 0 < yp < PRICE_MAX or not self._grids[self._markets[slot].structure][yp]:
+        if snap and 0 < yp < PRICE_MAX and not grid[yp]:
+            buys_yes = (side == SIDE_YES) == (action == ORDER_BUY)
+            on = np.flatnonzero(grid)
+            k = int(np.searchsorted(on, yp))
+            yp = int(on[k - 1]) if buys_yes else int(on[min(k, on.shape[0] - 1)])
+            if buys_yes and k == 0:
+                yp = -1  # nothing on the grid at or below: refused below
+            price = yp if side == SIDE_YES else PRICE_MAX - yp
+        if not 0 < yp < PRICE_MAX or not grid[yp]:
             raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
         if not 0 < count <= MAX_COUNT:
             raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")

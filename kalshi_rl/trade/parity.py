@@ -123,8 +123,9 @@ class ParityReport:
             f" actions equal: {self.actions_equal}"
         )
         lines.append(
-            "ttc* = decision points on a snapshot that carried no exchange time: the dataset"
-            " takes the recording's receipt time, the replay its own (only ttc differs)"
+            "ttc* = decision points whose time is still the receipt time of the segment's"
+            " opening snapshot (no exchange time on the wire; time runs forward from it): the"
+            " dataset has the recording's receipt, the replay its own; only ttc differs"
         )
         if self.divergences:
             lines.append("divergences (first ones):")
@@ -377,11 +378,12 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
             got = obs[:N_MARKET_FEATURES]
             diff = np.flatnonzero(want.view(np.uint32) != got.view(np.uint32))
             if diff.size and from_receipt and diff.tolist() == [F_TTC]:
-                # a snapshot without exchange time: the recording's receipt vs the replay's
+                # the time comes from a snapshot's receipt (no exchange time on the wire):
+                # the recording's receipt vs the replay's
                 mp.ttc_from_receipt += 1
                 report.note(
                     f"{t} row {k}: ttc from the book's receipt time (dataset {want[F_TTC]!r},"
-                    f" live {got[F_TTC]!r}): the snapshot carried no exchange time"
+                    f" live {got[F_TTC]!r}): the segment's time is still a snapshot's receipt"
                 )
             elif diff.size:
                 mp.market_feature_mismatches += 1

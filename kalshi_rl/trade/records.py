@@ -1,6 +1,6 @@
 """Where the actor's decisions and episodes go: the action ring -> trading_actions.
 
-The actor only pushes ACTION_DTYPE records to its ring (never awaits the database).
+The actor only pushes DECISION_DTYPE records to its ring (never awaits the database).
 :class:`ActionSink` is the task that drains it and COPYs the rows, mapping book slots to
 ``markets.id``; while PostgreSQL is down it keeps the drained batches (bounded, counted)
 and retries, so nothing is lost short of the bound.  :class:`EpisodeStore` opens and
@@ -38,7 +38,7 @@ class ActionSink:
     """Drains an actor's ring into ``trading_actions`` every ``interval_s``.
 
     Args:
-        ring: the actor's ACTION_DTYPE ring.
+        ring: the actor's DECISION_DTYPE ring.
         pool: the live node's asyncpg pool.
         ticker_of: book slot -> ticker (``BookSet.ticker_of``).
         interval_s: flush period.

@@ -125,7 +125,7 @@ class Lockstep:
 
 def market_infos(sim: SimExchange) -> list[MarketInfo]:
     """The paper clients' view of the sim's markets (tickers and tick grids)."""
-    return [MarketInfo(spec.ticker, spec.structure) for spec in sim.model.markets]
+    return [MarketInfo(s.ticker, s.structure) for s in sim.model.markets if s is not None]
 
 
 @contextlib.asynccontextmanager

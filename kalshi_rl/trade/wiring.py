@@ -184,6 +184,8 @@ async def attach_trading(
         actor.trace = []
     await actor.start()
     node.add_book_listener(actor.on_books)
+    if node.lifecycle is not None:
+        node.lifecycle.listeners.append(actor.on_lifecycle)
     node.actor = actor
     reloader = None
     if reload:

@@ -135,6 +135,20 @@ def _seg_results(
     return out
 
 
+def _known_times(ts: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray) -> None:
+    """Make ``ts`` non-decreasing within each segment (in place): a row's book is known
+    no earlier than the rows before it.
+
+    Exchange times need not follow arrival order exactly: a snapshot stamped with its
+    receive time (Kalshi's carry none) lies a network latency after the exchange time of
+    the deltas that follow it.  The env's latency model runs on ``ts``.
+    """
+    for a, b in zip(seg_start.tolist(), seg_end.tolist(), strict=True):
+        seg = ts[a:b]
+        if b - a > 1 and np.any(seg[1:] < seg[:-1]):
+            np.maximum.accumulate(seg, out=seg)
+
+
 def _max_rows(raw: RawHistory, mode: int, cadence: int) -> int:
     """An upper bound of the decision points a build emits (before allocating them)."""
     if mode == MODE_UPDATES:
@@ -234,6 +248,7 @@ def build_dataset(raw: RawHistory, query: HistoryQuery) -> tuple[Dataset, Segmen
     kl = lengths[keep_idx]
     seg_end = np.cumsum(kl).astype(np.int64)
     seg_start = seg_end - kl
+    _known_times(ts, seg_start, seg_end)
 
     mk = seg_market[row_seg]
     close = raw.close_ms[mk]

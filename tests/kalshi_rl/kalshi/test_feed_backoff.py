@@ -5,7 +5,7 @@ Wave 1 measured 207 of 211 s waiting in backoff under a disconnect every ~1,400 
 (the delay only reset after a connection that lived 30 s, and the cap came before the
 jitter).  Here the same schedule runs 10x faster -- 2,000 msg/s with a disconnect every
 0.7 s, the backoff settings scaled by the same factor -- so the test takes seconds; the
-real-time figure is in docs/ingestion.md.
+real-time figure (96.5 % over 211 s) is in docs/ingestion.md.
 """
 
 from __future__ import annotations
@@ -53,7 +53,13 @@ async def test_feed_dropped_every_1400_messages_stays_connected() -> None:
     # every delay was one initial delay (jittered), never a doubled one: each connection
     # subscribed and received data, which resets the backoff
     assert st.backoff_longest_s <= 1.5 * fcfg.backoff_initial_s
-    assert st.uptime() >= 0.95, st.as_dict()
+    # The reconnect delays chosen take under 5 % of the run: connected >= 95 % but for the
+    # handshakes (measured here 95.6-96.1 % in all; 96.5 % in real time, docs/ingestion.md).
+    # The measured share is asserted loosely: it also holds handshake and scheduling time
+    # of a loaded machine; the old backoff left it far below (207 of 211 s waiting).
+    elapsed = st.connected_s + st.backoff_s
+    assert st.backoff_planned_s <= 0.05 * elapsed, st.as_dict()
+    assert st.uptime() >= 0.90, st.as_dict()
     assert st.gaps == st.reconnects  # one disconnect gap event per loss
     assert st.end_rows == len(sim.tickers)  # and the end of the recording at stop
 

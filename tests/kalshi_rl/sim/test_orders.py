@@ -679,3 +679,124 @@ async def test_users_with_their_own_keys(key_pem: bytes) -> None:
             with pytest.raises(KalshiApiError) as e:
                 await fake.get_balance()
             assert e.value.status == 401
+
+
+async def test_rolling_markets_keep_positions_per_ticker(key_pem: bytes) -> None:
+    """A rolling listing settles and its slot is reused: the old position stays under its
+    ticker (settled, realized), orders and fills keep their ticker, the new market trades."""
+    from kalshi_rl.sim.listings import default_series
+
+    series = default_series(1, lifetime_ms=3000, lead_ms=400)
+    fast = ModelParams(determine_delay_ms=200, settle_delay_ms=300)
+    async with SimExchange(sim_cfg(key_pem, series=series, model=fast, rate=2000.0)) as sim:
+        sim.advance(1)  # lists the first market
+        m = next(i for i, t in enumerate(sim.tickers) if t)
+        first = sim.tickers[m]
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            q1, n1 = best_no(sim, first)
+            buy = await alice.create_order(first, "bid", count=min(n1, 2 * C), price=PRICE_MAX - q1)
+            assert buy.fill_count > 0
+            for _ in range(2000):
+                sim.advance(50)
+                if sim.tickers[m] not in ("", first):
+                    break
+            second = sim.tickers[m]
+            assert second not in ("", first), "the slot was not reused"
+            pos = {p.ticker: p for p in await alice.get_positions()}
+            assert pos[first].position == 0  # settled
+            assert [s.ticker for s in await alice.get_settlements()] == [first]
+            assert [f.ticker for f in await alice.get_fills()] == [first]
+            assert (await alice.get_order(buy.order_id)).ticker == first
+            for _ in range(200):  # the new market opens and gets quotes
+                if sim.book(second)["no"]:
+                    break
+                sim.advance(20)
+            q2, _ = best_no(sim, second)
+            buy2 = await alice.create_order(second, "bid", count=C, price=PRICE_MAX - q2)
+            assert buy2.fill_count == C
+            pos = {p.ticker: p.position for p in await alice.get_positions()}
+            assert pos == {first: 0, second: C}
+        assert sim.engine.check_invariants() == []
+
+
+async def test_own_deltas_carry_the_client_order_id(key_pem: bytes, ws_client: Any) -> None:
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        t = sim.tickers[0]
+        ca = creds(key_pem, "alice")
+        mine = await ws_signed(sim, ws_client, ca)
+        other = await ws_signed(sim, ws_client, creds(key_pem, "bob"))
+        for c in (mine, other):
+            await c.subscribe(["orderbook_delta"], [t])
+            await c.recv_until(lambda m: m["type"] == "orderbook_snapshot")
+        yb, _ = best_yes(sim, t)
+        async with TradingClient(sim.rest_url, ca) as alice:
+            o = await alice.create_order(t, "bid", count=C, price=yb - 10, client_order_id="me-1")
+            await alice.cancel_order(o.order_id)
+        a = [await mine.recv(), await mine.recv()]
+        b = [await other.recv(), await other.recv()]
+        assert [m["msg"].get("client_order_id") for m in a] == ["me-1", "me-1"]
+        assert [m["msg"]["delta_fp"] for m in a] == ["1.00", "-1.00"]
+        assert all("client_order_id" not in m["msg"] for m in b)
+        assert [m["seq"] for m in a] == [m["seq"] for m in b]  # same stream otherwise
+        await mine.close()
+        await other.close()
+
+
+async def test_order_groups_trigger_on_their_rolling_limit(key_pem: bytes) -> None:
+    async with SimExchange(sim_cfg(key_pem)) as sim:
+        t = sim.tickers[0]
+        p, maker_q = best_yes(sim, t)
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            d = await alice.request(
+                "POST", "/portfolio/order_groups/create", {"contracts_limit": 3}
+            )
+            gid = d["order_group_id"]
+            a = await alice.create_order(t, "bid", count=2 * C, price=p, order_group_id=gid)
+            b = await alice.create_order(t, "bid", count=3 * C, price=p - 10, order_group_id=gid)
+            g = await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert sorted(g["orders"]) == sorted([a.order_id, b.order_id])
+            assert g["contracts_limit_fp"] == "3.00" and g["status"] == "active"
+            sim.take(t, "no", maker_q + 2 * C)  # fills a: 2 contracts, not over 3
+            assert (await alice.get_order(b.order_id)).status == "resting"
+            sim.take(t, "no", dict(sim.book(t)["yes"])[p - 10] - 3 * C + C)  # 1 more of b: 3
+            assert (await alice.get_order(b.order_id)).status == "resting"  # 3 is not > 3
+            sim.take(t, "no", C)  # 4 > 3: triggered, b's rest is cancelled
+            ob = await alice.get_order(b.order_id)
+            assert (ob.status, ob.fill_count) == ("canceled", 2 * C)
+            g = await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert g["status"] == "triggered" and g["orders"] == []
+            with pytest.raises(KalshiApiError) as e:
+                await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
+            assert e.value.code == "order_group_triggered"
+            await alice.reset_order_group(gid)
+            c = await alice.create_order(t, "bid", count=C, price=10, order_group_id=gid)
+            assert c.status == "resting"
+            await alice.request("PUT", f"/portfolio/order_groups/{gid}/trigger")
+            assert (await alice.get_order(c.order_id)).status == "canceled"
+            await alice.delete_order_group(gid)
+            with pytest.raises(KalshiApiError) as e:
+                await alice.request("GET", f"/portfolio/order_groups/{gid}")
+            assert e.value.status == 404
+        # the window rolls: fills older than 15 s no longer count
+        grp = sim.engine.create_group("bob", 100)
+        grp.window.append((1_000, 100))
+        assert grp.volume(1_000 + 14_999) == 100 and grp.volume(1_000 + 15_000) == 0
+        assert sim.engine.check_invariants() == []
+
+
+async def test_orders_expire_on_the_sim_clock(key_pem: bytes) -> None:
+    async with SimExchange(sim_cfg(key_pem, rate=2000.0)) as sim:
+        t = sim.tickers[0]
+        now_s = sim.model.now_ms // 1000
+        async with TradingClient(sim.rest_url, creds(key_pem, "alice")) as alice:
+            o = await alice.create_order(t, "bid", count=C, price=10, expiration_time=now_s + 2)
+            keep = await alice.create_order(t, "bid", count=C, price=10)
+            while sim.model.now_ms < (now_s + 3) * 1000:
+                sim.advance(200)
+            assert (await alice.get_order(o.order_id)).status == "canceled"
+            assert (await alice.get_order(keep.order_id)).status == "resting"
+            past = await alice.create_order(t, "bid", count=C, price=10, expiration_time=now_s)
+            assert past.status == "canceled"  # an expiry in the past never rests
+            with pytest.raises(KalshiApiError):
+                await alice.create_order(t, "bid", count=C, price=10, expiration_time="soon")
+        assert sim.engine.check_invariants() == []

@@ -200,7 +200,7 @@ async def test_replay_of_a_collector_recording(
 async def test_orders_rest_through_a_replay(pg_dsn: str) -> None:
     """A user order on a replayed book: recorded maker changes never touch it, a recorded
     resync snapshot keeps it in the public book, and every queue stays consistent."""
-    from kalshi_rl.sim.matching import Order
+    from kalshi_rl.sim.orders import Order
 
     sess = await record_session(pg_dsn)
     cfg = SimConfig(replay_session=sess, replay_dsn=pg_dsn, autostart=False)

@@ -215,3 +215,18 @@ async def test_interval_ticks_decide_without_book_updates(tmp_path: Path) -> Non
     actor.on_books(np.array([slot], dtype=np.int32))
     assert actor.counts["decisions"] == n  # stopped: nothing more
     assert actor.state.name == "STOPPED"
+
+
+def test_lifecycle_moves_the_close_and_a_closed_market_opens_nothing(rig: Any) -> None:
+    from kalshi_rl.kalshi.protocol import LifecycleMsg
+    from kalshi_rl.trade.risk import RiskReason
+
+    actor, books, (a, _b), _spy, clock = rig
+    close_ms = clock[0] // 1_000_000 + 3_600_000
+    actor.on_lifecycle(LifecycleMsg(1, "A", "close_date_updated", "", -1, 0, -1, close_ms))
+    assert actor.close_ms[0] == close_ms
+    actor.on_lifecycle(LifecycleMsg(1, "A", "determined", "yes", 1000, 0))
+    snapshot(books, a, clock[0])
+    actor.on_books(np.array([a], dtype=np.int32))  # flat: the model buys, the gate refuses
+    assert actor.counts["decisions"] == 1 and actor.counts["orders"] == 0
+    assert actor.risk.refused[RiskReason.CLOSE_GUARD.name] == 1

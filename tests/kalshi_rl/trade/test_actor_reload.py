@@ -161,3 +161,42 @@ async def test_shadow_candidate_decides_beside_live_without_trading(
     assert any(r["position"] < 0 for r in rows) or (shadow_positions < 0).any()
     assert len(shadow_eps) == 1 and shadow_eps[0]["ended_at"] is not None
     assert shadow_eps[0]["end_value"] is not None  # its would-be P&L
+
+
+async def test_fallbacks_checkpoint_rewritten_in_place_and_registry_poll(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Without a NOTIFY: a checkpoint rewritten on disk is reloaded (mtime), and while the
+    LISTEN connection is down the registry's deployed version is polled."""
+    import os
+
+    from kalshi_rl.store import db as store_db
+    from kalshi_rl.trade.reload import Reloader
+
+    cfg = EnvConfig()
+    await register(pg_dsn, tmp_path, "fb", flip_flop_model(cfg), cfg)
+    sim = SimExchange(SimConfig(n_markets=1, autostart=False, seed=9))
+    async with sim, node(sim, pg_dsn, tmp_path) as nd:
+        acfg = ActorConfig(risk=RiskConfig(kill_file=str(tmp_path / "kill")))
+        tr = await attach_trading(nd, "fb", acfg, account="f", reload=False)
+        actor = tr.actor
+        pool = await store_db.create_pool(pg_dsn)
+        rel = Reloader(actor, pool, poll_s=0.05)
+        try:
+            await rel.start()
+            rel.listening = False  # as after a lost LISTEN connection (no notifications)
+            # 1. the running checkpoint rewritten in place (same version, new weights)
+            path = Path(actor.model.path)
+            flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO).save(path)
+            os.utime(path, (time.time() + 5, time.time() + 5))
+            before = actor.counts["swaps"]
+            await until(lambda: actor.counts["swaps"] > before, "mtime reload", timeout=20)
+            assert actor.model.version == 1
+            # 2. a new version deployed while nobody listens: found by the registry poll
+            await rel._conn.remove_listener("kalshi_rl_models", rel._on_notify)
+            rel.listening = False
+            await register(pg_dsn, tmp_path, "fb", flip_flop_model(cfg), cfg)
+            await until(lambda: actor.model.version == 2, "registry poll", timeout=20)
+        finally:
+            await rel.close()
+            await pool.close()

@@ -251,6 +251,12 @@ async def test_market_closed_and_paused(ph: Any) -> None:
     assert (e.status, e.code) == (400, "market_inactive")
     assert [o["status"] for o in c.get_orders()["orders"]] == ["canceled", "resting"]
     await c.cancel_order(r["order_id"])  # cancels are allowed while paused
+    c.set_market_status("T", MarketStatus.ACTIVE)
+    again = await c.create_order(**ph.order(coid="late-pause", price="0.3000"))
+    assert again["status"] == "resting"
+    c.set_market_status("T", MarketStatus.INACTIVE)
+    c.set_market_status("T", MarketStatus.ACTIVE)  # un-pausing cancels resting orders
+    assert c.get_order(again["order_id"])["order"]["status"] == "canceled"
     c.set_market_status("T", MarketStatus.CLOSED)
     e = await api_error(c.create_order(**ph.order(coid="y")))
     assert (e.status, e.code) == (400, "market_closed")
@@ -510,6 +516,11 @@ def test_submit_takes_core_units_for_both_sides(ph: Any) -> None:
     assert r["fill_count"] == "3.00" and c.positions[0]["position"] == -300
     with pytest.raises(KalshiApiError):
         c.submit("T", SIDE_YES, 0, 455, 100)
+    # snap: a buy's limit moves down to the grid, a sell's up; buying NO at 0.455 is
+    # asking YES at 0.545 -> 0.55
+    assert c.submit("T", SIDE_YES, 0, 455, 100, snap=True, tif=0)["fill_count"] == "1.00"
+    r = c.submit("T", SIDE_NO, 0, 455, 100, snap=True)
+    assert c.get_order(r["order_id"])["order"]["yes_price_dollars"] == "0.5500"
 
 
 def test_clock_is_used_for_timestamps(ph: Any) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from core.book import BookSet
 from core.dtypes import SIDE_YES, TAKER_NO
@@ -167,3 +168,94 @@ async def ph_until(pred: Any, timeout: float = 20.0) -> None:
     while not pred():
         assert loop.time() < end, "timed out waiting for the writer"
         await asyncio.sleep(0.01)
+
+
+CHILD = r"""
+import asyncio, sys, time
+import numpy as np, orjson
+from core.book import BookSet
+from core.dtypes import SNAPSHOT_LEVEL_DTYPE, TRADE_DTYPE, TAKER_NO
+from kalshi_rl.store import db
+from kalshi_rl.store.writer import Writer, WriterConfig
+from kalshi_rl.trade.paper import MarketInfo, PaperClient, PaperConfig, PaperRings
+
+dsn, acct, spill, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def snapshot(books, t):
+    slot = books.slot(t)
+    rows = [(0, 400, 1000), (0, 380, 500), (1, 550, 700), (1, 500, 300)]
+    lv = np.zeros(len(rows), dtype=SNAPSHOT_LEVEL_DTYPE)
+    lv["market"] = slot
+    lv["side"], lv["price"], lv["qty"] = zip(*rows)
+    assert books.apply_snapshot(slot, lv) == 0
+
+async def main():
+    books = BookSet(4)
+    snapshot(books, "T")
+    rings = PaperRings(1 << 8)
+    c = PaperClient(books, PaperConfig(start_cash=300 * 10_000), markets=[MarketInfo("T")],
+                    rings=rings, account_id=acct)
+    async def connect():
+        return await db.connect(dsn)
+    w = Writer(connect, rings.by_table(), acct, books.ticker_of, spill_dir=spill,
+               config=WriterConfig(flush_interval_s=0.01))
+    w.start()
+    base = {"ticker": "T", "time_in_force": "good_till_canceled"}
+    c.create_order_now({**base, "client_order_id": "a", "side": "bid", "count": "6.37",
+                        "price": "0.5000"})
+    c.create_order_now({**base, "client_order_id": "b", "side": "bid", "count": "4.00",
+                        "price": "0.4000"})
+    tr = np.zeros(1, dtype=TRADE_DTYPE)
+    tr["market"], tr["yes_price"], tr["taker_side"], tr["count"] = 0, 400, TAKER_NO, 1100
+    c.on_trades(tr)
+    c.create_order_now({**base, "client_order_id": "c", "side": "ask", "count": "2.50",
+                        "price": "0.4000", "time_in_force": "immediate_or_cancel"})
+    while any(len(r) for r in rings.by_table().values()) or w.stats()["rows_held"]:
+        await asyncio.sleep(0.01)
+    await w.flush()
+    view = {"cash": c.cash, "pos": c.positions[0].tolist(), "orders": c.get_orders()["orders"],
+            "fills": c.get_fills()["fills"], "balance": c.get_balance()["balance"]}
+    open(out, "wb").write(orjson.dumps(view))
+    print("READY", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_sigkill_then_rebuild(ph: Any, pg_dsn: str, tmp_path: Path) -> None:
+    """A real process is killed with SIGKILL once its rows are durable; a new one rebuilds."""
+    import os
+    import signal
+    import sys
+
+    import orjson
+
+    conn = await db.connect(pg_dsn)
+    try:
+        acct, _ = await open_account(conn, "killed", 300 * 10_000, {})
+        out = tmp_path / "view.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CHILD, pg_dsn, str(acct), str(tmp_path / "spill"), str(out),
+            stdout=asyncio.subprocess.PIPE, env=dict(os.environ),
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            assert line.strip() == b"READY", line
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        before = orjson.loads(out.read_bytes())
+        books = books_with(ph, ("T",))
+        c = PaperClient(books, PaperConfig(), clock=ph.Clock())
+        c.restore(await load_account(conn, acct))
+        assert c.cash == before["cash"]
+        assert list(c.positions[books.slots["T"]].tolist()) == before["pos"]
+        assert c.get_balance()["balance"] == before["balance"]
+        assert c.get_orders()["orders"] == before["orders"]
+        assert c.get_fills()["fills"] == before["fills"]
+        assert before["fills"] and any(o["status"] == "resting" for o in before["orders"])
+    finally:
+        await conn.close()
