@@ -131,6 +131,8 @@ async def test_training_stop_and_bad_requests(
         ({**TRAIN, "surprise": 1}, "surprise"),
         ({k: v for k, v in TRAIN.items() if k != "dataset"}, "exactly one of dataset"),
         ({**TRAIN, "dataset": "/nope/x.parquet"}, "not found"),
+        ({**TRAIN, "dataset": "sim:0:20:1"}, "sim:MARKETS"),
+        ({**TRAIN, "dataset": "synthetic:a:b"}, "synthetic:S:L:SEED"),
     ):
         r = await client.post("/rl/training", json=body)
         assert r.status_code == 400, (body, r.text)
