@@ -89,7 +89,8 @@ class EnvBatch:
         self.truncated = np.zeros(n, dtype=np.uint8)
         self.invalid = np.zeros(n, dtype=np.uint8)
         self.episodes = np.zeros(n, dtype=EPISODE_DTYPE)
-        self.masks = np.ones((n, N_ACTIONS), dtype=np.bool_)
+        self._masks = np.ones((n, N_ACTIONS), dtype=np.bool_)
+        self._masks_fresh = False
         self._actions = np.zeros(n, dtype=np.int64)
         self._sizes = np.full(n, config.order_size, dtype=np.int64)
         self._slips = np.full(n, config.slippage_ticks, dtype=np.int64)
@@ -100,6 +101,17 @@ class EnvBatch:
         self._ready = False
         self._seeded = False  # seed() ran at least once
         self._started = False  # the kernel auto-started an episode nobody has reset into
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool [n, N_ACTIONS]: valid actions at every env's current state (computed on demand)."""
+        if not self._masks_fresh:
+            kernels.masks_envs(
+                self.state, self.pos, self.orders, self.liq, self.depth_px, self.depth_qty,
+                self.ts, self.fees, self.mask_size, self.config.max_position, self._masks,
+            )  # fmt: skip
+            self._masks_fresh = True
+        return self._masks
 
     def seed(self, seeds: np.ndarray, *, rewind: bool = True) -> None:
         """Seed every env's generator (uint64 [n], zeros are replaced: xorshift needs != 0).
@@ -136,9 +148,10 @@ class EnvBatch:
             self.mask_size,
             c.max_position,
             self.obs,
-            self.masks,
+            self._masks,
         )
         self._ready = True
+        self._masks_fresh = False
         return self.obs
 
     def set_actions(self, actions: np.ndarray) -> None:
@@ -215,10 +228,11 @@ class EnvBatch:
             self.truncated,
             self.term_obs,
             self.episodes,
-            self.masks,
+            self._masks,
             self.invalid,
             self._fills,
         )
+        self._masks_fresh = False
         if n_done < 0:
             raise EnvError(f"actions must be in 0..{N_ACTIONS - 1}, got {self._actions}")
         return int(n_done)

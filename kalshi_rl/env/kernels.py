@@ -209,19 +209,15 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # env i acts at row t; returns True when the action was not allowed (it runs as hold)
     if a == ACT_HOLD:
         return False
-    if size == mask_size:
-        if not masks[i, a]:  # the mask of this state, computed with the same rules
-            return True
-    else:
-        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
-        if busy:
-            return True
-        reason = action_check(
-            a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
-            depth_qty[t], liq[i : i + 1], fees,
-        )  # fmt: skip
-        if reason != REJ_NONE:
-            return True
+    # the rules of the masks (core.orders), for the size actually sent
+    if orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]:
+        return True
+    reason = action_check(
+        a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
+        depth_qty[t], liq[i : i + 1], fees,
+    )  # fmt: skip
+    if reason != REJ_NONE:
+        return True
     sent = _send(
         state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, liq, ts,
         lat,
@@ -321,7 +317,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     obs,
     masks,
 ):
-    """Start a new episode in every env and write first observations and masks."""
+    """Start a new episode in every env and write first observations (masks: masks_envs)."""
     for i in range(state.shape[0]):
         start_episode(
             state, pos, orders, liq, i, eligible, seg_start, seg_end,
@@ -329,10 +325,6 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         )  # fmt: skip
         t = state[i]["t"]
         write_obs(features, t, pos, i, 0, start_cash, obs[i])
-        write_action_masks(
-            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i : i + 1],
-            fees, False, masks[i],
-        )  # fmt: skip
 
 
 @njit(cache=True)
@@ -397,7 +389,8 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             envs that ended); term_obs: same shape, the final observation of ended episodes.
         rewards: float32 [N] out; terminated, truncated, invalid: uint8 [N] out.
         episodes: EPISODE_DTYPE [N] out, valid where terminated or truncated.
-        masks: bool [N, N_ACTIONS] out, for the returned observation.
+        masks, mask_size: unused here (``masks_envs`` computes masks on demand); kept so
+            the signature is stable.
         fills: FILL_DTYPE [K] scratch.
 
     Returns:
@@ -467,13 +460,27 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             open_value = 0
             px = depth_px[t]
             qty = depth_qty[t]
-        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
         write_obs(features, t, pos, i, open_value, start_cash, obs[i])
-        write_action_masks(
-            pos[i]["position"], pos[i]["cash"], mask_size, max_position, px, qty, lq, fees,
-            busy, masks[i],
-        )  # fmt: skip
     return n_done
+
+
+@njit(cache=True)
+def masks_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state, pos, orders, liq, depth_px, depth_qty, ts, fees, mask_size, max_position, masks
+):
+    """Action masks of every env at its current row (bool [N, N_ACTIONS] out).
+
+    Computed on demand (``EnvBatch.masks``): the step kernel checks only the chosen
+    action, with the same rules (core.orders), so training without masks does not pay
+    for them.
+    """
+    for i in range(state.shape[0]):
+        t = state[i]["t"]
+        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+        write_action_masks(
+            pos[i]["position"], pos[i]["cash"], mask_size, max_position, depth_px[t],
+            depth_qty[t], liq[i : i + 1], fees, busy, masks[i],
+        )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
