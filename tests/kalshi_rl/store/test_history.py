@@ -281,19 +281,18 @@ def _check_against_reference(ds, segs: list[dict], min_segment: int, k: int) -> 
         np.testing.assert_array_equal(ds.depth_px[a:b], exp_px)
         np.testing.assert_array_equal(ds.depth_qty[a:b], exp_q)
         np.testing.assert_array_equal(ds.ts[a:b], exp_ts)
-    # mid: both sides -> (yb + 1000 - nb)/2, one side -> that side's YES price, empty -> 500
+    # mid: only a two-sided book has one, (yb + 1000 - nb)/2; else NaN (feature 0)
     yb = ds.depth_px[:, 0, 0].astype(np.float64)
     nb = ds.depth_px[:, 1, 0].astype(np.float64)
-    exp_mid = np.where(
-        (yb >= 0) & (nb >= 0),
-        (yb + PRICE_MAX - nb) / 2,
-        np.where(yb >= 0, yb, np.where(nb >= 0, PRICE_MAX - nb, 500.0)),
-    )
+    two = (yb >= 0) & (nb >= 0)
+    exp_mid = np.where(two, (yb + PRICE_MAX - nb) / 2, np.nan)
     np.testing.assert_array_equal(ds.mid, exp_mid)
-    np.testing.assert_array_equal(ds.features[:, F_MID], (exp_mid / PRICE_MAX).astype(np.float32))
+    exp_f = np.where(two, exp_mid / PRICE_MAX, 0.0).astype(np.float32)
+    np.testing.assert_array_equal(ds.features[:, F_MID], exp_f)
     np.testing.assert_array_equal(ds.features[:, F_TTC], ds.ttc)
-    # the mid history restarts at every segment start
-    np.testing.assert_array_equal(ds.features[ds.seg_start, F_FILL], np.float32(1 / HIST_LEN))
+    # the mid history restarts at every segment start (holding the first mid, if real)
+    exp_fill = np.where(two[ds.seg_start], 1 / HIST_LEN, 0.0).astype(np.float32)
+    np.testing.assert_array_equal(ds.features[ds.seg_start, F_FILL], exp_fill)
     assert validate(ds) == []
 
 
