@@ -52,8 +52,11 @@ def best_available(px: np.ndarray, qty: np.ndarray, liq: np.ndarray, ladder: int
 
 
 @njit(cache=True, inline="always")
-def consume(liq: np.ndarray, ladder: int, price: int, count: int, level_qty: int) -> bool:
+def consume(liq: np.ndarray, ladder: int, price: int, count: int, level_qty: int = -1) -> bool:
     """Record ``count`` taken at (ladder, price) whose level shows ``level_qty`` now.
+
+    ``level_qty`` < 0 (not given): taken as ``count`` -- conservative, only a decrease below
+    what we took then uses our consumption up.
 
     Returns:
         False (nothing recorded) if the side's list is full.
@@ -68,7 +71,7 @@ def consume(liq: np.ndarray, ladder: int, price: int, count: int, level_qty: int
         return False
     r["px"][ladder, n] = price
     r["qty"][ladder, n] = count
-    r["seen"][ladder, n] = level_qty
+    r["seen"][ladder, n] = level_qty if level_qty >= 0 else count
     r["n"][ladder] = n + 1
     return True
 
