@@ -14,6 +14,11 @@ Groups pair ours with the baseline:
 * ``send-<n>``: n delta frames delivered over loopback to a client that only drains the
   socket; blast (pre-encoded frames, one write per 4096) vs the live path (generate,
   encode, one write per batch) at rate 0.  Frames/s is in ``extra_info``.
+* ``match-<n>``: n limit orders from 4 users into one market's book (about half cross);
+  ours (``kalshi_rl.sim.matching.Engine.submit``: per-level FIFO deques over the public
+  BookSet, plus collateral, Kalshi fees and positions per fill) vs a naive price-time
+  book (one Python list per side kept sorted by insertion, matched from the front, no
+  accounts at all).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import numpy as np
 import orjson
 import pytest
 
-from core.dtypes import EV_DELTA, SIDE_YES, SIM_EVENT_DTYPE
-from kalshi_rl.sim import SimConfig, SimExchange, wire
+from core.dtypes import EV_DELTA, PRICE_MAX, SIDE_NO, SIDE_YES, SIM_EVENT_DTYPE
+from kalshi_rl.sim import ModelParams, SimConfig, SimExchange, wire
+from kalshi_rl.sim.accounts import AccountsConfig
+from kalshi_rl.sim.matching import Order
 from kalshi_rl.sim.model import N_DRAWS, N_NORMALS, MarketModel, default_markets, generate_steps
 
 STRUCTS = ("linear_cent", "tapered_deci_cent", "deci_cent")
@@ -43,22 +50,15 @@ def fresh_model() -> MarketModel:
 def kernel_args(m: MarketModel, n: int) -> tuple[Any, ...]:
     """Arguments of one generate_steps call on a private copy of the model state."""
     p = m.params
-    b = m.books
     out = np.empty(n * m.max_events_per_step + 20 * (2 * p.levels + 4), dtype=SIM_EVENT_DTYPE)
     uni = np.random.default_rng(2).random((n, N_DRAWS))
     nrm = np.random.default_rng(3).standard_normal((n, N_NORMALS))
+    state = tuple(a.view(np.ndarray).copy() for a in m.kernel_state())
     return (
         out,
         uni,
         nrm,
-        b.qty.copy(),
-        b.best.view(np.ndarray).copy(),
-        b.meta.copy(),
-        m._scr.copy(),
-        m.grid,
-        m.anchor.copy(),
-        m.mk.copy(),
-        m.clock.copy(),
+        *state,
         *m.kernel_scalars(),
     )
 
@@ -229,3 +229,86 @@ def test_send(benchmark: Any, n: int, impl: str) -> None:
     res = benchmark.pedantic(run_send, args=(impl, n), rounds=1, iterations=1)
     benchmark.extra_info.update(res)
     assert res["frames_per_s"] > 0
+
+
+# ----------------------------------------------------------------------------- matching
+def order_stream(n: int, seed: int = 5) -> list[tuple[int, int, int, int]]:
+    """(user, book side, price on that side, count) of n orders around $0.50, cent grid."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        side = SIDE_YES if rng.random() < 0.5 else SIDE_NO
+        yes_px = 500 + 10 * int(rng.integers(-6, 7))
+        px = yes_px if side == SIDE_YES else PRICE_MAX - yes_px
+        out.append((int(rng.integers(4)), side, px, 100 * int(rng.integers(1, 11))))
+    return out
+
+
+def fresh_engine() -> Any:
+    """A sim engine over one linear_cent market with an empty maker book."""
+    cfg = SimConfig(n_markets=1, autostart=False, record_limit=0, structures=("linear_cent",),
+                    model=ModelParams(levels=1, max_quote=1))  # fmt: skip
+    sim = SimExchange(cfg, AccountsConfig(starting_balance=10**15))
+    b = sim.markets.model.books
+    b.qty[0] = 0  # only the users' orders: the same book the naive one sees
+    b.best[0] = -1
+    sim.markets.sync_public()
+    return sim.engine
+
+
+def match_ours(stream: list[tuple[int, int, int, int]], x: Any) -> int:
+    """Fills after submitting the stream to the sim's engine."""
+    users = [f"u{i}" for i in range(4)]
+    for i, (u, side, px, count) in enumerate(stream):
+        x.submit(Order(str(i), users[u], "", 0, side, px, count))
+    return int(x.stats["fills"])
+
+
+class NaiveBook:
+    """Price-time priority the plain way: one sorted list of [price, seq, qty] per side."""
+
+    def __init__(self) -> None:
+        self.sides: list[list[list[int]]] = [[], []]
+        self.fills = 0
+
+    def submit(self, seq: int, side: int, px: int, qty: int) -> None:
+        opp = self.sides[1 - side]
+        while qty > 0 and opp and opp[0][0] + px >= PRICE_MAX:
+            take = min(qty, opp[0][2])
+            opp[0][2] -= take
+            qty -= take
+            self.fills += 1
+            if opp[0][2] == 0:
+                opp.pop(0)
+        if qty > 0:
+            mine = self.sides[side]
+            i = 0
+            while i < len(mine) and (mine[i][0] > px or (mine[i][0] == px and mine[i][1] < seq)):
+                i += 1
+            mine.insert(i, [px, seq, qty])
+
+
+def match_naive(stream: list[tuple[int, int, int, int]]) -> int:
+    book = NaiveBook()
+    for i, (_, side, px, count) in enumerate(stream):
+        book.submit(i, side, px, count)
+    return book.fills
+
+
+@pytest.mark.parametrize("n", [2_000, 20_000])
+@pytest.mark.parametrize("impl", ["ours", "naive"])
+def test_match(benchmark: Any, n: int, impl: str) -> None:
+    benchmark.group = f"match-{n}"
+    stream = order_stream(n)
+    if impl == "ours":
+        fresh_engine()  # warm the fee kernels' JIT outside the timing
+
+        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (stream, fresh_engine()), {}
+
+        fills = benchmark.pedantic(match_ours, setup=setup, rounds=3, iterations=1)
+    else:
+        fills = benchmark.pedantic(match_naive, args=(stream,), rounds=3, iterations=1)
+    assert fills > n // 10
+    benchmark.extra_info["fills"] = fills
+    benchmark.extra_info["orders_per_s"] = n / benchmark.stats.stats.median

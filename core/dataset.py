@@ -7,6 +7,10 @@ neither may import the other.
 Time axis ``T`` = decision points, concatenated over segments.  A segment is a maximal run
 of one market's data with a valid book (no gap, no desync inside); segments are never
 stitched.  Segment ``s`` covers rows ``seg_start[s] <= t < seg_end[s]``.
+
+No decision point lies at or after its market's close time (Kalshi refuses orders then):
+a segment that reached close ends at its last row before close, and settles at
+``seg_result`` when the exchange's result is known.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ class Dataset(NamedTuple):
         seg_start: int64 [S] first row of each segment.
         seg_end: int64 [S] one past the last row of each segment.
         seg_market: int32 [S] index into ``markets``.
-        seg_result: int8 [S] RESULT_YES / RESULT_NO when the market settled inside the
-            segment's data (settlement applies at its end), else RESULT_UNKNOWN.
+        seg_result: int8 [S] RESULT_YES / RESULT_NO when the segment's data runs up to
+            the market's close and the exchange's result is known (settlement applies at
+            the segment's end), else RESULT_UNKNOWN.
         markets: tuple of tickers.
         meta: free-form provenance (window, cadence, source, config hash); JSON-able.
+        seg_close_ts: int64 [S] close time of the segment's market (unix ms, NO_TS when
+            unknown); None when the producer does not know close times (synthetic data).
+        seg_end_reason: int8 [S] why the segment ended (``SEG_END_*`` of core.dtypes:
+            data end, gap, desync, close, recording end); None when not known.
     """
 
     features: np.ndarray
@@ -47,6 +56,8 @@ class Dataset(NamedTuple):
     seg_result: np.ndarray
     markets: tuple[str, ...]
     meta: dict
+    seg_close_ts: np.ndarray | None = None
+    seg_end_reason: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -80,6 +91,8 @@ class Dataset(NamedTuple):
             seg_result=self.seg_result[segments],
             markets=self.markets,
             meta=dict(self.meta),
+            seg_close_ts=None if self.seg_close_ts is None else self.seg_close_ts[segments],
+            seg_end_reason=None if self.seg_end_reason is None else self.seg_end_reason[segments],
         )
 
 
@@ -96,8 +109,8 @@ def validate(ds: Dataset) -> list[str]:
     if ds.depth_qty.shape != ds.depth_px.shape:
         problems.append("depth_qty shape differs from depth_px")
     s = ds.seg_start.shape[0]
-    for name in ("seg_end", "seg_market", "seg_result"):
-        if getattr(ds, name).shape[0] != s:
+    for name in ("seg_end", "seg_market", "seg_result", "seg_close_ts", "seg_end_reason"):
+        if getattr(ds, name) is not None and getattr(ds, name).shape[0] != s:
             problems.append(f"{name} has {getattr(ds, name).shape[0]} entries, expected {s}")
     if s and not problems:
         if np.any(ds.seg_end <= ds.seg_start):
@@ -110,6 +123,20 @@ def validate(ds: Dataset) -> list[str]:
             problems.append("segments do not tile the rows contiguously")
         if np.any(ds.seg_market < 0) or np.any(ds.seg_market >= len(ds.markets)):
             problems.append("seg_market index out of range")
+        if ds.seg_close_ts is not None:
+            problems += _after_close(ds.ts, ds.seg_start, ds.seg_end, ds.seg_close_ts)
     if t and not np.all(np.isfinite(ds.features)):
         problems.append("features contain NaN/inf")
     return problems
+
+
+def _after_close(
+    ts: np.ndarray, seg_start: np.ndarray, seg_end: np.ndarray, close: np.ndarray
+) -> list[str]:
+    """A problem when some decision point lies at or after its market's close."""
+    known = close >= 0
+    if not known.any():
+        return []
+    last = ts[seg_end[known] - 1]  # rows of a segment are in time order
+    n = int(np.count_nonzero(last >= close[known]))
+    return [f"{n} segments have decision points at or after close"] if n else []

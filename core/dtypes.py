@@ -53,6 +53,8 @@ EV_DELTA = 2
 EV_TRADE = 3
 EV_GAP = 4  # a sequence gap / disconnect invalidated a book
 EV_LIFECYCLE = 5
+EV_FAIR = 6  # sim calibration only: qty = fair YES probability * FAIR_SCALE after a trade
+FAIR_SCALE = 1_000_000_000
 
 # --------------------------------------------------------------------------- status codes
 # Kernels never raise; they return one of these.  Python turns them into counters/errors.
@@ -537,5 +539,43 @@ SIM_MARKET_DTYPE = np.dtype(
     align=True,
 )
 
+# Rolling listings (kalshi_rl.sim.listings): a listed market waits for its open time; a
+# settled market's slot is freed for the next listing of any series.
+# The planted mispricing of the sim (kalshi_rl.sim.model.quote_logit; docs/sim.md): per
+# unit of a series' bias knob, fair log-odds l < 0 are quoted at l * (1 - LONGSHOT * b),
+# l > 0 at l * (1 + FAVORITE * b).  b = 1 is calibrated to Kalshi's published figures; the
+# default sim plants SIM_DEFAULT_BIAS.  Shared here so rules that know the bias
+# (kalshi_rl.train.baselines.BiasAwarePolicy) need not import the sim.
+SIM_BIAS_LONGSHOT = 0.058
+SIM_BIAS_FAVORITE = 0.2
+SIM_DEFAULT_BIAS = 2.0
+MS_INITIALIZED = 4  # created (REST "initialized"), opens at open_ts
+MS_FREE = 5  # slot holds no market
+# Latent state of each sim market slot (kalshi_rl.sim.model): what the market "knows".
+SIM_LATENT_DTYPE = np.dtype(
+    [
+        ("x", np.float64),  # latent score; YES iff x > 0 at close (Brownian, lifetime units)
+        ("sigma", np.float64),  # std of x per sqrt(ms) (1/sqrt(lifetime)); 0 = logit walk
+        ("true_logit", np.float64),  # log-odds of YES given x and the time left
+        ("bias", np.float64),  # planted mispricing knob of the market's series (0 = efficient)
+        ("open_ts", np.int64),  # ms; MS_INITIALIZED -> MS_OPEN at this time
+        ("last_ts", np.int64),  # ms of the last update of x
+        ("series", np.int32),  # index of the market's series (-1: a fixed market)
+    ],
+    align=True,
+)
+
 # --------------------------------------------------------------------------- feed (kalshi.feed)
 GAP_REASON_UNSUBSCRIBED = 5  # the market was removed from the feed; its book is stale
+# The recording ended here (a clean collector stop): not a hole in the data.  One row per
+# market, written before the socket closes; history ends segments "recording ended".
+GAP_REASON_END = 6
+
+# --------------------------------------------------------------------------- dataset segments
+# Why a segment of a core.dataset.Dataset ended (``seg_end_reason``).  A hole (GAP, DESYNC)
+# is not an end: the market's data goes on after it.
+SEG_END_DATA = 0  # the loaded data ends (window end, end of the data, a new feed session)
+SEG_END_GAP = 1  # a feed_gaps row: the data has a hole
+SEG_END_DESYNC = 2  # the book became inconsistent: a hole
+SEG_END_CLOSE = 3  # the market reached its close_time
+SEG_END_RECORDING = 4  # the recording ended (the collector's end marker, GAP_REASON_END)

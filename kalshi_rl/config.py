@@ -69,9 +69,9 @@ class FeedConfig:
         stage_capacity: deltas staged before a forced flush into the book (records); the
             staging array is otherwise flushed once per event-loop iteration.
         subscribe_chunk: tickers per subscribe/update_subscription command.
-        backoff_initial_s / backoff_max_s: reconnect delay starts here, doubles per failed
-            attempt up to the max, with +-50% jitter; reset after a connection that lived
-            ``backoff_reset_s``.
+        backoff_initial_s / backoff_max_s: reconnect delay starts here and doubles per
+            attempt, +-50% jitter, the jittered delay capped at the max; it starts over
+            after a connection that subscribed and received data.
         ping_idle_s / ping_reply_s: we ping after this long without data and drop the
             connection if no pong arrives in ``ping_reply_s`` (Kalshi pings us every 10 s;
             replies to its pings are automatic).
@@ -85,7 +85,6 @@ class FeedConfig:
     subscribe_chunk: int = 500
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
-    backoff_reset_s: float = 30.0
     ping_idle_s: float = 20.0
     ping_reply_s: float = 10.0
     handshake_timeout_s: float = 10.0
@@ -125,6 +124,8 @@ class CollectorConfig:
         spill_dir: where the writer spills segment files while PostgreSQL is down.
         writer_shards: parallel COPY writers for orderbook_deltas (1 is plenty for live
             Kalshi rates; more helps only when PostgreSQL ingest is the bottleneck).
+        rescan_interval_s: with ``all_markets``, the REST re-scan of the market list that
+            backs up the lifecycle events (kalshi_rl.kalshi.follow); <= 0 = events only.
     """
 
     rest_url: str = PROD_REST_URL
@@ -137,6 +138,7 @@ class CollectorConfig:
     progress_interval_s: float = 1.0
     spill_dir: str = ""
     writer_shards: int = 1
+    rescan_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.writer_shards < 1:

@@ -41,3 +41,13 @@ class RegistryError(KalshiRLError):
 
 class EnvError(KalshiRLError):
     """An environment was configured or used in a way it does not support."""
+
+
+class KalshiApiError(KalshiRLError):
+    """Kalshi (or an exchange speaking its API) refused a request: HTTP status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message

@@ -13,9 +13,9 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class CollectorResult:
     feed: dict[str, Any]
     writer: dict[str, Any]
     books_valid: int  # valid books just before the feed was stopped
+    markets_at_stop: int = 0  # markets recorded when it stopped (collect --all follows)
+    follow: dict[str, int] | None = None  # MarketFollower stats (collect --all)
 
 
 async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) -> int:
@@ -60,8 +62,14 @@ async def create_session(conn: Any, source: str, mode: str, tickers: list[str]) 
     )
 
 
-async def close_session(dsn: str, session_id: int, stats: dict[str, Any]) -> bool:
-    """Set ended_at and the counters of a session row. False if the DB is unreachable."""
+async def close_session(
+    dsn: str, session_id: int, stats: dict[str, Any], books_valid: int | None = None
+) -> bool:
+    """Set ended_at and the counters of a session row. False if the DB is unreachable.
+
+    ``stats`` is ``FeedStats.as_dict()``: n_gaps = gap events, n_gap_rows = their rows,
+    n_reconnects = reconnections, rejects = decoder rejections by reason.
+    """
     import asyncpg
 
     from kalshi_rl.store import db
@@ -75,19 +83,54 @@ async def close_session(dsn: str, session_id: int, stats: dict[str, Any]) -> boo
         await conn.execute(
             "UPDATE feed_sessions SET ended_at = now(), n_messages = $2, n_deltas = $3,"
             " n_snapshots = $4, n_trades = $5, n_gaps = $6, n_decode_errors = $7,"
-            " n_reconnects = $8 WHERE id = $1",
+            " n_reconnects = $8, n_gap_rows = $9, n_end_rows = $10, n_connect_failures = $11,"
+            " n_desyncs = $12, rejects = $13, books_valid_at_stop = $14, uptime = $15"
+            " WHERE id = $1",
             session_id,
             stats["msgs"],
             stats["deltas"],
             stats["snapshots"],
             stats["trades"],
-            stats["gap_rows"],
+            stats["gaps"],
             stats["decode_errors"],
             stats["reconnects"],
+            stats["gap_rows"],
+            stats["end_rows"],
+            stats["connect_failures"],
+            stats["desyncs"],
+            stats["decode_errors_by_reason"],
+            books_valid,
+            stats["uptime"],
         )
     finally:
         await conn.close()
     return True
+
+
+def stop_report(res: CollectorResult) -> str:
+    """The lines printed when ``collect`` stops: counts, books valid at stop, rejects."""
+    f, w = res.feed, res.writer
+    # markets recorded at stop: with --all the list moved (a result built elsewhere may
+    # not know it: then the markets it started with)
+    n_markets = res.markets_at_stop if res.markets_at_stop or res.follow else len(res.tickers)
+    rejects = ", ".join(f"{k} {v}" for k, v in sorted(f["decode_errors_by_reason"].items()))
+    return (
+        f"session {res.session_id}: {f['msgs']} msgs, {f['deltas']} deltas,"
+        f" {f['snapshots']} snapshots, {f['trades']} trades,"
+        f" {w['rows_written_total']} rows written, {w['segments_pending']} segments pending\n"
+        f"  books valid at stop {res.books_valid}/{n_markets}"
+        f" | gaps {f['gaps']} ({f['gap_rows']} rows) | desyncs {f['desyncs']}"
+        f" | reconnects {f['reconnects']} (failed attempts {f['connect_failures']},"
+        f" uptime {100 * f['uptime']:.1f}%)\n"
+        f"  rejected frames {f['decode_errors']}"
+        + (f": {rejects}" if rejects else "")
+        + (
+            f"\n  markets followed: {res.follow['added']} added, {res.follow['dropped']} dropped,"
+            f" {res.follow['rescans']} re-scans"
+            if res.follow
+            else ""
+        )
+    )
 
 
 class WriterGroup:
@@ -151,6 +194,11 @@ def _ts(v: Any) -> datetime | None:
         return None
 
 
+def _ms_time(ms: int) -> datetime | None:
+    """Unix ms -> aware datetime; None for NO_TS (-1)."""
+    return None if ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _settlement_ticks(m: dict[str, Any]) -> int | None:
     from kalshi_rl.kalshi import protocol
 
@@ -212,7 +260,9 @@ class LifecycleUpdates:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.pending: list[tuple[str, str | None, str | None, int | None]] = []
+        self.pending: list[
+            tuple[str, str | None, str | None, int | None, datetime | None, datetime | None]
+        ] = []
         self.applied = 0
 
     def add(self, ev: Any) -> None:
@@ -220,8 +270,11 @@ class LifecycleUpdates:
         status = _LIFECYCLE_STATUS.get(ev.event_type)
         result = ev.result or None
         value = ev.settlement_value if ev.settlement_value >= 0 else None
-        if status is not None or result is not None or value is not None:
-            self.pending.append((ev.ticker, status, result, value))
+        # created / close_date_updated carry the market's times (close may move earlier)
+        opn = _ms_time(getattr(ev, "open_ts_ms", -1))
+        close = _ms_time(getattr(ev, "close_ts_ms", -1))
+        if any(v is not None for v in (status, result, value, opn, close)):
+            self.pending.append((ev.ticker, status, result, value, opn, close))
 
     async def flush(self) -> None:
         """Apply pending updates in arrival order; on a DB error keep them for later."""
@@ -238,8 +291,9 @@ class LifecycleUpdates:
                 await conn.executemany(
                     "UPDATE markets SET status = coalesce($2, status),"
                     " result = coalesce($3, result),"
-                    " settlement_value = coalesce($4, settlement_value), updated_at = now()"
-                    " WHERE ticker = $1",
+                    " settlement_value = coalesce($4, settlement_value),"
+                    " open_time = coalesce($5, open_time), close_time = coalesce($6, close_time),"
+                    " updated_at = now() WHERE ticker = $1",
                     batch,
                 )
             finally:
@@ -265,16 +319,21 @@ def durability_lag_ms(rings: Any, now_ns: int | None = None) -> float:
     return max(0.0, (now - min(oldest)) / 1e6) if oldest else 0.0
 
 
-def progress_line(feed: Any, writer: Any, rate: float) -> str:
-    """One human line: rate, books, ring, rows, gaps, errors, latency, lag, DB state."""
+def progress_line(feed: Any, writer: Any, rate: float, follower: Any = None) -> str:
+    """One human line: rate, books, markets followed, ring, rows, gaps, errors, latency,
+    lag, DB state."""
     st = feed.stats
     w = writer.stats()
     ring = feed.rings.deltas
+    fol = ""
+    if follower is not None:
+        fs = follower.stats
+        fol = f" | markets {follower.n_markets} (+{fs.added} -{fs.dropped})"
     return (
-        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid"
+        f"msgs/s {rate:9.0f} | books {feed.books_valid()}/{feed.books.n_markets} valid{fol}"
         f" | ring {100 * ring.fill_fraction:5.1f}% (ovf {ring.overflow_pending})"
         f" | rows {w['rows_written_total']}"
-        f" | gaps {st.gap_rows} | decode_err {st.decode_errors}"
+        f" | gaps {st.gaps} | decode_err {st.decode_errors}"
         f" | p99 {st.latency_quantile_ns(0.99) / 1e3:.0f}us"
         f" | lag {durability_lag_ms(feed.rings):.0f}ms"
         f" | db {'up' if w['db_up'] else 'DOWN'}"
@@ -308,24 +367,22 @@ async def run_collector(
     """
     from core.book import BookSet
     from kalshi_rl.kalshi.feed import Feed, FeedRings
+    from kalshi_rl.kalshi.follow import MarketFollower
+    from kalshi_rl.kalshi.protocol import CH_LIFECYCLE
     from kalshi_rl.kalshi.rest import KalshiRest
     from kalshi_rl.store import db
     from kalshi_rl.store.writer import Writer
 
     stop = stop or asyncio.Event()
     dsn = db.resolve_dsn(cfg.database_url)
-    tickers = list(cfg.tickers)
-    meta: list[dict[str, Any]] = []
-    async with KalshiRest(cfg.rest_url, credentials) as rest:
-        if cfg.all_markets:
-            meta = [m async for m in rest.iter_markets()]
-            tickers = [m["ticker"] for m in meta]
-            log.info("discovered %d open markets", len(tickers))
-        else:
-            try:
-                meta = await rest.markets_by_ticker(tickers)
-            except KalshiRLError as exc:  # metadata is a nicety; recording is the job
-                log.warning("could not fetch market metadata: %s", exc)
+    rest = KalshiRest(cfg.rest_url, credentials)
+    try:
+        tickers, meta = await _discover(cfg, rest)
+    except BaseException:
+        await rest.aclose()
+        raise
+    if not cfg.all_markets:
+        await rest.aclose()  # only --all keeps re-scanning the market list
     conn = await db.connect(dsn)
     try:
         await db.migrate(conn)
@@ -354,12 +411,18 @@ async def run_collector(
     ]  # fmt: skip
     writer = WriterGroup(writers)
     lifecycle = LifecycleUpdates(dsn)
-    feed = Feed(
-        feed_cfg, books, rings, tickers, credentials=credentials, on_lifecycle=lifecycle.add
-    )
+    follow_ch = (CH_LIFECYCLE,) if cfg.all_markets else ()
+    feed = Feed(feed_cfg, books, rings, tickers, credentials=credentials,
+                on_lifecycle=lifecycle.add, all_markets_channels=follow_ch)  # fmt: skip
+    follower = None
+    if cfg.all_markets:  # follow the market list: lifecycle events + REST re-scans
+        follower = MarketFollower(feed, rest, _meta_sink(dsn), rescan_s=cfg.rescan_interval_s,
+                                  next_callback=lifecycle.add)  # fmt: skip
+        feed.on_lifecycle = follower.on_lifecycle
     for w in writers:
         w.start()
     feed_task = asyncio.create_task(feed.run(), name="kalshi-feed")
+    follow_task = asyncio.create_task(follower.run(), name="market-follower") if follower else None
     if on_started is not None:
         on_started(feed, writer)
     deadline = time.monotonic() + cfg.duration_s if cfg.duration_s > 0 else None
@@ -372,7 +435,7 @@ async def run_collector(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout)
             if echo is not None and cfg.progress_interval_s > 0:
-                echo(progress_line(feed, writer, feed.stats.rate()))
+                echo(progress_line(feed, writer, feed.stats.rate(), follower))
             await lifecycle.flush()
             if feed_task.done():
                 feed_task.result()  # surface a crash of the feed
@@ -381,15 +444,60 @@ async def run_collector(
                 break
     finally:
         valid_at_stop = feed.books_valid()  # stopping invalidates every book
+        n_at_stop = len(feed.tickers)
+        if follow_task is not None:
+            follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_task
         feed.stop()
         try:
             await asyncio.wait_for(feed_task, 30)
         finally:
             await writer.close()
+            await rest.aclose()
     fstats = feed.stats.as_dict()
     await lifecycle.flush()
-    await close_session(dsn, session_id, fstats)
-    return CollectorResult(session_id, tickers, fstats, writer.stats(), valid_at_stop)
+    if follower is not None:
+        await follower.flush_meta()
+    await close_session(dsn, session_id, fstats, valid_at_stop)
+    return CollectorResult(
+        session_id, tickers, fstats, writer.stats(), valid_at_stop, n_at_stop,
+        None if follower is None else asdict(follower.stats),
+    )  # fmt: skip
+
+
+async def _discover(cfg: CollectorConfig, rest: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """The markets to record at the start and their REST objects (metadata)."""
+    if cfg.all_markets:
+        meta = [m async for m in rest.iter_markets()]
+        log.info("discovered %d open markets", len(meta))
+        return [m["ticker"] for m in meta], meta
+    tickers = list(cfg.tickers)
+    try:
+        return tickers, await rest.markets_by_ticker(tickers)
+    except KalshiRLError as exc:  # metadata is a nicety; recording is the job
+        log.warning("could not fetch market metadata: %s", exc)
+        return tickers, []
+
+
+def _meta_sink(dsn: str) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
+    """Upsert REST-shaped market objects into ``markets`` over a short-lived connection."""
+
+    async def sink(batch: list[dict[str, Any]]) -> None:
+        import asyncpg
+
+        from kalshi_rl.store import db
+
+        try:
+            conn = await asyncio.wait_for(db.connect(dsn), 5)
+            try:
+                await upsert_market_meta(conn, batch)
+            finally:
+                await conn.close()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise OSError(f"database: {exc}") from exc
+
+    return sink
 
 
 def register(app: typer.Typer) -> None:
@@ -447,10 +555,4 @@ def register(app: typer.Typer) -> None:
         import uvloop
 
         res = uvloop.run(main())
-        typer.echo(
-            f"session {res.session_id}: {res.feed['msgs']} msgs, {res.feed['deltas']} deltas,"
-            f" {res.feed['snapshots']} snapshots, {res.feed['trades']} trades,"
-            f" {res.feed['gap_rows']} gap rows, {res.feed['decode_errors']} decode errors,"
-            f" {res.writer['rows_written_total']} rows written,"
-            f" {res.writer['segments_pending']} segments pending"
-        )
+        typer.echo(stop_report(res))

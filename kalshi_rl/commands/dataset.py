@@ -25,6 +25,9 @@ _CAD_UPD = typer.Option(None, "--cadence-updates", help="A decision point every 
 _CAD_MS = typer.Option(None, "--cadence-ms", help="Or one every T ms of exchange time.")
 _TOP_K = typer.Option(DEFAULT_TOP_K, "--top-k", help="Depth levels per side kept.")
 _MIN_SEG = typer.Option(2, "--min-segment", help="Drop segments with fewer decision points.")
+_MAX_ROWS = typer.Option(
+    5_000_000, "--max-rows", min=1, help="Refuse builds that could exceed this many rows."
+)
 _DB = typer.Option(
     None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL DSN; embedded server if unset."
 )
@@ -61,6 +64,7 @@ def build(  # noqa: PLR0917 -- typer maps each CLI option to a parameter
     cadence_ms: int | None = _CAD_MS,
     top_k: int = _TOP_K,
     min_segment: int = _MIN_SEG,
+    max_rows: int = _MAX_ROWS,
     database_url: str | None = _DB,
     connections: int = typer.Option(
         2, "--connections", min=1, max=2, help="COPY the deltas over 1 or 2 connections."
@@ -80,6 +84,7 @@ def build(  # noqa: PLR0917 -- typer maps each CLI option to a parameter
             cadence_ms=cadence_ms,
             top_k=top_k,
             min_segment=min_segment,
+            max_rows=max_rows,
         )
 
         async def run() -> Dataset:
@@ -102,7 +107,8 @@ def build(  # noqa: PLR0917 -- typer maps each CLI option to a parameter
         raise typer.Exit(1) from exc
     info = dataset_info(ds)
     typer.echo(
-        f"wrote {path}: {info['rows']} rows, {info['segments']} segments, {info['markets']} markets"
+        f"wrote {path}: {info['rows']} rows, {info['segments']} segments"
+        f" ({info['segments_settled']} settled), {info['markets']} markets"
     )
 
 

@@ -24,7 +24,28 @@ def sim(
     *,
     host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port for WS, REST and /sim/control.")] = 8765,
-    markets: Annotated[int, typer.Option(help="Number of simulated markets.")] = 20,
+    markets: Annotated[
+        int, typer.Option(help="Fixed markets instead of rolling series (0 = rolling).")
+    ] = 0,
+    series: Annotated[
+        int, typer.Option(help="Rolling series: each lists a new market as the last closes.")
+    ] = 4,
+    series_spec: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--series-spec", help="A rolling series TICKER[:lifetime_ms[:bias[:structure]]]."
+        ),
+    ] = None,
+    market_life: Annotated[
+        int, typer.Option(help="Rolling markets: sim ms from open to close.")
+    ] = 180_000,
+    bias: Annotated[
+        float | None,
+        typer.Option(help="Planted mispricing of every series (0 = efficient; 1 = Kalshi-wide)."),
+    ] = None,
+    clock_speed: Annotated[
+        float, typer.Option(help="Sim seconds per wall second (same stream, faster).")
+    ] = 1.0,
     rate: Annotated[
         float, typer.Option(help="Total messages/s (0 = as fast as possible).")
     ] = 200.0,
@@ -37,7 +58,7 @@ def sim(
         Path | None, typer.Option(help="PEM RSA public key the signatures must verify with.")
     ] = None,
     lifetime_ms: Annotated[
-        int | None, typer.Option(help="Markets close after this much sim time (ms).")
+        int | None, typer.Option(help="Fixed markets close after this much sim time (ms).")
     ] = None,
     blast: Annotated[int, typer.Option(help="Blast mode: pre-encode this many delta frames.")] = 0,
     replay_session: Annotated[
@@ -70,9 +91,12 @@ def sim(
     ] = None,
 ) -> None:
     """Serve ws://HOST:PORT/trade-api/ws/v2 and http://HOST:PORT/trade-api/v2 until Ctrl-C."""
+    from dataclasses import replace
+
     import uvloop
 
     from kalshi_rl.sim.config import SimConfig
+    from kalshi_rl.sim.listings import DEFAULT_BIAS, default_series, parse_series
     from kalshi_rl.sim.model import ModelParams
     from kalshi_rl.sim.server import SimExchange
 
@@ -84,10 +108,23 @@ def sim(
         from kalshi_rl.store import db
 
         dsn = db.resolve_dsn(database_url)
+    rolling = None
+    if markets <= 0 and replay_session is None:
+        try:
+            if series_spec:
+                rolling = tuple(parse_series(x) for x in series_spec)
+            else:
+                rolling = default_series(series, lifetime_ms=market_life)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        if bias is not None:
+            rolling = tuple(replace(x, bias=bias) for x in rolling)
     cfg = SimConfig(
         host=host,
         port=port,
-        n_markets=markets,
+        n_markets=max(markets, 1),
+        series=rolling,
+        clock_speed=clock_speed,
         rate=rate,
         rate_per_market=rate_per_market,
         seed=seed,
@@ -117,6 +154,12 @@ def sim(
         x = SimExchange(cfg)
         await x.start()
         typer.echo(f"sim: ws {x.ws_url}  rest {x.rest_url}  control {x.control_url}", err=True)
+        if rolling:
+            typer.echo(
+                f"sim: {len(rolling)} rolling series, {market_life / 1000:g} s markets, bias"
+                f" {bias if bias is not None else DEFAULT_BIAS:g} (planted: see docs/sim.md)",
+                err=True,
+            )
         try:
             await asyncio.Event().wait()
         finally:

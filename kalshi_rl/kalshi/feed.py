@@ -22,7 +22,14 @@ Resync policy (kalshi-protocol.md §1, §6):
   book) invalidates that market (GAP_REASON_DESYNC) and asks for its snapshot;
 * error 10/17/25 on a live sid kills the sid: GAP_REASON_SUB_ERROR rows, resubscribe;
 * a lost socket invalidates every book (GAP_REASON_DISCONNECT), then we reconnect with
-  jittered exponential backoff, re-sign the handshake and resubscribe everything.
+  jittered exponential backoff, re-sign the handshake and resubscribe everything;
+* a clean ``stop()`` is not a loss: it writes one GAP_REASON_END row per market (the
+  recording ended here) so that history can tell the end of a recording from a hole.
+
+Backoff: the delay starts at ``backoff_initial_s`` and doubles per attempt; a connection
+that subscribed and received data resets it (a feed that is dropped every few thousand
+messages must not end up waiting most of the time); the jittered delay is capped at
+``backoff_max_s``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from core.dtypes import (
     GAP_DTYPE,
     GAP_REASON_DESYNC,
     GAP_REASON_DISCONNECT,
+    GAP_REASON_END,
     GAP_REASON_SEQ,
     GAP_REASON_SUB_ERROR,
     GAP_REASON_UNSUBSCRIBED,
@@ -151,18 +159,36 @@ class FeedStats:
     acks: int = 0
     server_errors: int = 0
     gaps: int = 0  # gap events (one per seq jump / disconnect / desync / sub error)
-    gap_rows: int = 0  # GAP rows written (one per affected market)
+    gap_rows: int = 0  # GAP rows written for holes (one per affected market)
+    end_rows: int = 0  # end-of-recording rows written at a clean stop (one per market)
     desyncs: int = 0  # deltas/snapshots that left a book negative or crossed
     resyncs: int = 0  # get_snapshot requests sent
     resubscribes: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections established after the first one
+    connect_attempts: int = 0
+    connect_failures: int = 0  # attempts that never got a socket up
     connected: bool = False
+    connected_s: float = 0.0  # time with the socket up (closed connections)
+    backoff_s: float = 0.0  # time spent waiting to reconnect
+    backoff_planned_s: float = 0.0  # the delays chosen (waits end early on stop)
+    backoff_longest_s: float = 0.0  # the longest delay chosen
     decode: p.DecodeStats = field(default_factory=p.DecodeStats)
     latency_hist: np.ndarray = field(
         default_factory=lambda: np.zeros(len(LATENCY_EDGES_NS) + 1, dtype=np.int64)
     )
     _rate_t: float = field(default_factory=time.monotonic, repr=False)
     _rate_n: int = 0
+    _up_since: float | None = field(default=None, repr=False)
+    _run_since: float | None = field(default=None, repr=False)
+
+    def uptime(self) -> float:
+        """Fraction of the time since ``Feed.run()`` started with the socket up (0..1)."""
+        if self._run_since is None:
+            return 0.0
+        now = time.monotonic()
+        up = self.connected_s + (now - self._up_since if self._up_since is not None else 0.0)
+        total = now - self._run_since
+        return min(1.0, up / total) if total > 0 else 0.0
 
     @property
     def decode_errors(self) -> int:
@@ -200,9 +226,17 @@ class FeedStats:
             "resyncs": self.resyncs,
             "resubscribes": self.resubscribes,
             "reconnects": self.reconnects,
+            "connect_attempts": self.connect_attempts,
+            "connect_failures": self.connect_failures,
+            "end_rows": self.end_rows,
+            "connected_s": round(self.connected_s, 3),
+            "backoff_s": round(self.backoff_s, 3),
+            "uptime": round(self.uptime(), 4),
             "server_errors": self.server_errors,
             "decode_errors": self.decode_errors,
-            "decode_errors_by_reason": dict(self.decode.errors),
+            "decode_errors_by_reason": {
+                str(getattr(k, "value", k)): v for k, v in self.decode.errors.items()
+            },
             "connected": self.connected,
             "latency_p50_us": self.latency_quantile_ns(0.5) / 1e3,
             "latency_p99_us": self.latency_quantile_ns(0.99) / 1e3,
@@ -260,6 +294,9 @@ class Feed:
         credentials: signs the handshake; None for a local sim without auth.
         on_lifecycle: optional callback for market_lifecycle_v2 records (must not block).
         first_rec_id: the session's first rec_id (default 1).
+        all_markets_channels: channels of ``config.channels`` to subscribe for EVERY
+            market (no ticker list) instead of per ticker: ``("market_lifecycle_v2",)``
+            makes the exchange announce markets we do not record yet (collect --all).
     """
 
     def __init__(
@@ -272,6 +309,7 @@ class Feed:
         credentials: Credentials | None = None,
         on_lifecycle: Callable[[p.LifecycleMsg], None] | None = None,
         first_rec_id: int = 1,
+        all_markets_channels: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.books = books
@@ -280,11 +318,17 @@ class Feed:
         self.on_lifecycle = on_lifecycle
         self.stats = FeedStats()
         self.tickers: dict[str, None] = dict.fromkeys(tickers)  # ordered set
+        self._all_channels = tuple(c for c in config.channels if c in all_markets_channels)
+        self._ticker_channels = tuple(c for c in config.channels if c not in self._all_channels)
+        self._all_sids: set[int] = set()  # sids of the every-market subscriptions
         self._decoder = p.Decoder(self.stats.decode)
         self._rec_id = first_rec_id
         self._cmd_id = 0
         self._transport: WSTransport | None = None
         self._stopping = False
+        self._ended = False  # the end-of-recording rows were written
+        self._healthy = False  # this connection subscribed and received a snapshot
+        self._connections = 0
         self._stop_evt = asyncio.Event()
         self._connected_evt = asyncio.Event()
         # subscription state of the current connection
@@ -336,29 +380,39 @@ class Feed:
     async def run(self) -> None:
         """Connect, subscribe and stream until ``stop()``; reconnect on any loss."""
         self._loop = asyncio.get_running_loop()
+        self.stats._run_since = time.monotonic()
         delay = self.config.backoff_initial_s
         while not self._stopping:
-            started = time.monotonic()
+            self._healthy = False
+            self.stats.connect_attempts += 1
+            n_conn = self._connections
             try:
                 await self._connect_once()
             except asyncio.CancelledError:
                 self._teardown()
+                self._end_recording()
                 raise
             except (TimeoutError, OSError) as exc:
                 log.warning("feed connection to %s failed: %s", self.config.ws_url, exc)
             except Exception as exc:  # picows raises WSError/handshake errors of its own
                 log.warning("feed connection to %s failed: %r", self.config.ws_url, exc)
             self._teardown()
+            if self._connections == n_conn:
+                self.stats.connect_failures += 1
             if self._stopping:
                 break
-            if time.monotonic() - started > self.config.backoff_reset_s:
+            if self._healthy:  # it subscribed and received data: start over
                 delay = self.config.backoff_initial_s
-            sleep = delay * random.uniform(0.5, 1.5)
-            self.stats.reconnects += 1
+            sleep = min(delay * random.uniform(0.5, 1.5), self.config.backoff_max_s)
+            self.stats.backoff_planned_s += sleep
+            self.stats.backoff_longest_s = max(self.stats.backoff_longest_s, sleep)
             log.info("feed reconnecting in %.2fs", sleep)
+            t0 = time.monotonic()
             with contextlib.suppress(TimeoutError):  # stop() cuts the backoff short
                 await asyncio.wait_for(self._stop_evt.wait(), sleep)
+            self.stats.backoff_s += time.monotonic() - t0
             delay = min(delay * 2, self.config.backoff_max_s)
+        self._end_recording()
 
     def stop(self) -> None:
         """Stop streaming: disconnect and let ``run()`` return (flushes staged deltas)."""
@@ -378,10 +432,11 @@ class Feed:
         self.tickers.update(dict.fromkeys(new))
         if not new or self._transport is None:
             return
-        if not self._channel_sid:
-            self._subscribe(new, self.config.channels)
+        per_ticker = {c: sid for c, sid in self._channel_sid.items() if sid not in self._all_sids}
+        if not per_ticker:
+            self._subscribe(new, self._ticker_channels)
             return
-        for channel, sid in list(self._channel_sid.items()):
+        for channel, sid in per_ticker.items():
             for chunk in self._chunks(new):
                 self._command(
                     p.encode_update_subscription(self._next_cmd(), sid, "add_markets", chunk),
@@ -390,18 +445,30 @@ class Feed:
             if channel == p.CH_ORDERBOOK:
                 self._sid_tickers.setdefault(sid, set()).update(new)
 
-    def remove_markets(self, tickers: Sequence[str]) -> None:
-        """Stop recording ``tickers``; their books are invalidated (GAP_REASON_UNSUBSCRIBED)."""
+    def remove_markets(self, tickers: Sequence[str], *, done: bool = False) -> None:
+        """Stop recording ``tickers``; their books are invalidated.
+
+        Args:
+            tickers: markets to drop.
+            done: the markets are finished (determined/settled): their recording ends
+                here (GAP_REASON_END rows, not a hole); else GAP_REASON_UNSUBSCRIBED.
+        """
         gone = [t for t in tickers if t in self.tickers]
         for t in gone:
             del self.tickers[t]
         if not gone:
             return
         self._flush()
-        self._gap_rows(gone, GAP_REASON_UNSUBSCRIBED, NO_SEQ, NO_SEQ, -1)
+        if done:
+            self._gap_rows(gone, GAP_REASON_END, NO_SEQ, NO_SEQ, -1, count=False)
+            self.stats.end_rows += len(gone)
+        else:
+            self._gap_rows(gone, GAP_REASON_UNSUBSCRIBED, NO_SEQ, NO_SEQ, -1)
         if self._transport is None:
             return
         for channel, sid in list(self._channel_sid.items()):
+            if sid in self._all_sids:
+                continue
             for chunk in self._chunks(gone):
                 self._command(
                     p.encode_update_subscription(self._next_cmd(), sid, "delete_markets", chunk),
@@ -443,11 +510,17 @@ class Feed:
             return
         self._transport = transport
         self.stats.connected = True
+        self.stats._up_since = time.monotonic()
+        if self._connections:
+            self.stats.reconnects += 1
+        self._connections += 1
         log.info(
             "feed connected to %s; subscribing %d markets", self.config.ws_url, len(self.tickers)
         )
+        if self._all_channels:
+            self._subscribe_all(self._all_channels)
         if self.tickers:
-            self._subscribe(list(self.tickers), self.config.channels)
+            self._subscribe(list(self.tickers), self._ticker_channels)
         self._connected_evt.set()
 
     def _on_disconnected(self) -> None:
@@ -455,14 +528,18 @@ class Feed:
             return
         self._transport = None
         self.stats.connected = False
+        if self.stats._up_since is not None:
+            self.stats.connected_s += time.monotonic() - self.stats._up_since
+            self.stats._up_since = None
         self._connected_evt.clear()
         self._flush()
-        # every book is stale until its fresh snapshot on the next connection
-        n = self.books.n_markets
-        if n:
+        if self._stopping:
+            self._end_recording()  # the recording ends here: not a hole
+        elif self.books.n_markets:
+            # every book is stale until its fresh snapshot on the next connection
             self.stats.gaps += 1
             self._gap_rows(
-                [self.books.ticker_of(s) for s in range(n)],
+                [self.books.ticker_of(s) for s in range(self.books.n_markets)],
                 GAP_REASON_DISCONNECT,
                 NO_SEQ,
                 NO_SEQ,
@@ -475,10 +552,23 @@ class Feed:
         self._pending.clear()
         self._resync_due.clear()
         self._dead_sids.clear()  # sids are per connection
+        self._all_sids.clear()
         if self._stopping:
             log.info("feed closed %s", self.config.ws_url)
         else:
             log.warning("feed disconnected from %s", self.config.ws_url)
+
+    def _end_recording(self) -> None:
+        """Write the end-of-recording rows (GAP_REASON_END, one per market) once, at stop."""
+        if self._ended or not self._stopping:
+            return
+        self._ended = True
+        self._flush()
+        # the markets recorded now (a dropped market's recording ended when it was dropped)
+        tickers = [t for t in self.tickers if t in self.books.slots]
+        if tickers:
+            self._gap_rows(tickers, GAP_REASON_END, NO_SEQ, NO_SEQ, -1, count=False)
+            self.stats.end_rows += len(tickers)
 
     def _teardown(self) -> None:
         if self._transport is not None:
@@ -509,6 +599,13 @@ class Feed:
                 p.encode_subscribe(cid, chunk, channels),
                 _Pending("subscribe", -1, tuple(chunk), tuple(channels)),
             )
+
+    def _subscribe_all(self, channels: Sequence[str]) -> None:
+        cid = self._next_cmd()
+        self._command(
+            p.encode_subscribe_all(cid, channels),
+            _Pending("subscribe_all", -1, (), tuple(channels)),
+        )
 
     def _request_snapshots(self, sid: int, tickers: Iterable[str]) -> None:
         """Coalesce get_snapshot requests of one loop iteration per sid."""
@@ -541,6 +638,7 @@ class Feed:
 
     def _forget_sid(self, sid: int) -> None:
         self._dead_sids.add(sid)
+        self._all_sids.discard(sid)
         self._seq.pop(sid, None)
         ch = self._sid_channel.pop(sid, None)
         self._sid_tickers.pop(sid, None)
@@ -682,6 +780,7 @@ class Feed:
         st = self.books.apply_snapshot(slot, lv)
         lv["status"] = st
         self.stats.snapshots += 1
+        self._healthy = True  # subscribed, and data arrived
         self.rings.snapshots.push_batch(lv)
         if st != ST_OK:
             self.stats.desyncs += 1
@@ -749,8 +848,12 @@ class Feed:
         sid: int,
         *,
         flush: bool = True,
+        count: bool = True,
     ) -> None:
-        """Invalidate ``tickers``' books and push one GAP row per market (in rec_id order)."""
+        """Invalidate ``tickers``' books and push one GAP row per market (in rec_id order).
+
+        ``count`` = False leaves ``stats.gap_rows`` alone (end-of-recording rows).
+        """
         if flush:
             self._flush()
         if not tickers:
@@ -767,7 +870,8 @@ class Feed:
         rows["reason"] = reason
         for s in slots:
             self.books.invalidate(s)
-        self.stats.gap_rows += len(slots)
+        if count:
+            self.stats.gap_rows += len(slots)
         self.rings.gaps.push_batch(rows)
 
     # ------------------------------------------------------------------ control
@@ -777,7 +881,9 @@ class Feed:
             pend = self._pending.get(rec.id)
             self._sid_channel[rec.sid] = rec.channel
             self._channel_sid[rec.channel] = rec.sid
-            if pend is not None and rec.channel == p.CH_ORDERBOOK:
+            if pend is not None and pend.kind == "subscribe_all":
+                self._all_sids.add(rec.sid)
+            elif pend is not None and rec.channel == p.CH_ORDERBOOK:
                 self._sid_tickers.setdefault(rec.sid, set()).update(pend.tickers)
         elif isinstance(rec, p.OkMsg):
             self._pending.pop(rec.id, None)
@@ -805,6 +911,11 @@ class Feed:
                 tickers = self._tickers_on_sid(e.sid)
                 self.stats.gaps += 1
                 self._gap_rows(tickers, GAP_REASON_SUB_ERROR, NO_SEQ, NO_SEQ, e.sid)
+            elif e.sid in self._all_sids:
+                self._forget_sid(e.sid)
+                self.stats.resubscribes += 1
+                self._subscribe_all((channel,))
+                return
             else:
                 tickers = list(self.tickers)
             self._resubscribe(e.sid, tickers, (channel,))

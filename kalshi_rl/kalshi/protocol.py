@@ -46,6 +46,13 @@ CH_TRADE = "trade"
 CH_TICKER = "ticker"
 CH_LIFECYCLE = "market_lifecycle_v2"
 DEFAULT_CHANNELS: tuple[str, ...] = (CH_ORDERBOOK, CH_TRADE, CH_TICKER, CH_LIFECYCLE)
+# private channels of a trading account (messages: fill, user_order, market_position)
+CH_FILL = "fill"
+CH_USER_ORDERS = "user_orders"
+CH_POSITIONS = "market_positions"
+ACCOUNT_CHANNELS: tuple[str, ...] = (CH_FILL, CH_USER_ORDERS, CH_POSITIONS)
+# update_subscription actions
+UPDATE_ACTIONS: tuple[str, ...] = ("add_markets", "delete_markets", "get_snapshot")
 
 
 class KalshiErrorCode(enum.IntEnum):
@@ -79,6 +86,31 @@ class KalshiErrorCode(enum.IntEnum):
     MARKET_LIMIT = 26
     TOO_MANY_REQUESTS = 27
 
+
+# The ``msg`` text Kalshi sends with each code (what a server writes; clients match codes).
+ERROR_TEXT: dict[int, str] = {
+    KalshiErrorCode.UNABLE_TO_PROCESS: "Unable to process message",
+    KalshiErrorCode.PARAMS_REQUIRED: "Params required",
+    KalshiErrorCode.CHANNELS_REQUIRED: "Channels required",
+    KalshiErrorCode.SIDS_REQUIRED: "Sids required",
+    KalshiErrorCode.UNKNOWN_COMMAND: "Unknown command",
+    KalshiErrorCode.ALREADY_SUBSCRIBED: "Already subscribed",
+    KalshiErrorCode.UNKNOWN_SID: "Unknown subscription ID",
+    KalshiErrorCode.UNKNOWN_CHANNEL: "Unknown channel name",
+    KalshiErrorCode.AUTH_REQUIRED: "Authentication required",
+    KalshiErrorCode.CHANNEL_ERROR: "Channel error",
+    KalshiErrorCode.INVALID_PARAM: "Invalid parameter",
+    KalshiErrorCode.EXACTLY_ONE_SID: "Exactly one subscription ID is required",
+    KalshiErrorCode.UNSUPPORTED_ACTION: "Action not supported",
+    KalshiErrorCode.TICKER_REQUIRED: "Market ticker required",
+    KalshiErrorCode.ACTION_REQUIRED: "Action required",
+    KalshiErrorCode.MARKET_NOT_FOUND: "Market not found",
+    KalshiErrorCode.INTERNAL: "Internal error",
+    KalshiErrorCode.COMMAND_TIMEOUT: "Command timeout",
+    KalshiErrorCode.BUFFER_OVERFLOW: "Subscription buffer overflow",
+    KalshiErrorCode.MARKET_LIMIT: "Subscription market limit reached",
+    KalshiErrorCode.TOO_MANY_REQUESTS: "Too many requests",
+}
 
 # Codes that, on a live sid, mean the subscription is dead: resubscribe.
 RESUBSCRIBE_CODES = frozenset(
@@ -151,7 +183,9 @@ class TickerMsg(NamedTuple):
 class LifecycleMsg(NamedTuple):
     """``market_lifecycle_v2`` (and its ``event_lifecycle`` sibling): a status change.
 
-    ``result`` is 'yes'/'no'/'scalar' or '' ; ``settlement_value`` ticks or NO_PRICE."""
+    ``result`` is 'yes'/'no'/'scalar' or '' ; ``settlement_value`` ticks or NO_PRICE;
+    ``open_ts_ms``/``close_ts_ms``: the market's open/close time (``created``,
+    ``close_date_updated``: Kalshi sends unix seconds) in unix ms, NO_TS when absent."""
 
     sid: int
     ticker: str
@@ -159,6 +193,8 @@ class LifecycleMsg(NamedTuple):
     result: str
     settlement_value: int
     ts_ms: int
+    open_ts_ms: int = NO_TS
+    close_ts_ms: int = NO_TS
 
 
 class SubscribedMsg(NamedTuple):
@@ -313,6 +349,29 @@ def format_count(n: int) -> str:
     sign = "-" if n < 0 else ""
     a = abs(n)
     return f"{sign}{a // COUNT_SCALE}.{a % COUNT_SCALE:02d}"
+
+
+def format_money(money: int) -> str:
+    """Money units ($0.0001) -> Kalshi's 4-decimal ``*_dollars`` string (sign kept)."""
+    sign = "-" if money < 0 else ""
+    a = abs(money)
+    return f"{sign}{a // 10_000}.{a % 10_000:04d}"
+
+
+def parse_money(s: str) -> int:
+    """A ``*_dollars`` amount string (<= 4 decimals, sign allowed) -> money units, exactly.
+
+    Raises:
+        DecodeError: BAD_FIELD when it is not such a string.
+    """
+    if not isinstance(s, str):
+        raise DecodeError(Reason.BAD_FIELD, f"money {s!r} is not a string")
+    body = s[1:] if s[:1] in ("-", "+") else s
+    whole, dot, frac = body.partition(".")
+    if not _digits(whole) or (dot and not _digits(frac)) or frac[4:].strip("0"):
+        raise DecodeError(Reason.BAD_FIELD, f"money {s!r} is not dollars with <= 4 decimals")
+    v = int(whole) * 10_000 + (int(frac[:4].ljust(4, "0")) if frac else 0)
+    return -v if s[0] == "-" else v
 
 
 def uuid_halves(s: str) -> tuple[int, int]:
@@ -583,6 +642,7 @@ class Decoder:
         elif type(sv) is int and 0 <= sv <= 100:  # legacy cents integer
             value = sv * (PRICE_SCALE // 100)
         ts = m.get("ts_ms")
+        opn, close = m.get("open_ts"), m.get("close_ts")
         return LifecycleMsg(
             _int(d.get("sid", 0), "sid"),
             m.get("market_ticker") or m.get("event_ticker") or "",
@@ -590,6 +650,8 @@ class Decoder:
             str(m.get("result") or ""),
             value,
             NO_TS if ts is None else _int(ts, "ts_ms"),
+            NO_TS if opn is None else _int(opn, "open_ts") * 1000,
+            NO_TS if close is None else _int(close, "close_ts") * 1000,
         )
 
     def _subscribed(self, d: dict[str, Any]) -> SubscribedMsg:
@@ -656,6 +718,12 @@ def encode_subscribe(
     )
 
 
+def encode_subscribe_all(cmd_id: int, channels: Iterable[str]) -> bytes:
+    """``subscribe`` to ``channels`` for every market (no ticker list): e.g.
+    ``market_lifecycle_v2``, whose events announce markets we do not know yet."""
+    return _cmd(cmd_id, "subscribe", {"channels": list(channels)})
+
+
 def encode_unsubscribe(cmd_id: int, sids: Sequence[int]) -> bytes:
     """``unsubscribe`` the given sids."""
     return _cmd(cmd_id, "unsubscribe", {"sids": list(sids)})
@@ -663,7 +731,7 @@ def encode_unsubscribe(cmd_id: int, sids: Sequence[int]) -> bytes:
 
 def encode_update_subscription(cmd_id: int, sid: int, action: str, tickers: Sequence[str]) -> bytes:
     """``update_subscription`` on one sid: action add_markets | delete_markets | get_snapshot."""
-    if action not in ("add_markets", "delete_markets", "get_snapshot"):
+    if action not in UPDATE_ACTIONS:
         raise ValueError(f"update_subscription action {action!r} is not supported")
     return _cmd(
         cmd_id,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kalshi_rl.errors import ConfigError
+from kalshi_rl.sim.listings import SeriesSpec
 from kalshi_rl.sim.model import MarketSpec, ModelParams
 
+# Messages/s whose sim clock is the reference pace: ``rate=0`` (as fast as possible) keeps
+# the market this rate would make (same events, same timestamps), only sooner.
+REFERENCE_RATE = 200.0
 WS_PATH = "/trade-api/ws/v2"
 REST_PREFIX = "/trade-api/v2"
 CONTROL_PREFIX = "/sim/control"
@@ -19,11 +23,22 @@ class SimConfig:
 
     Attributes:
         host, port: where to listen (port 0 = any free port; see ``SimExchange.port``).
-        n_markets: number of generated markets (ignored when ``markets`` is given).
-        markets: explicit market specs.
+        n_markets: number of generated fixed markets (ignored when ``markets`` or
+            ``series`` is given).
+        markets: explicit fixed market specs.
+        series: rolling listings (kalshi_rl.sim.listings): series of short-lived markets
+            listed, opened, closed, determined and settled continuously (replaces the
+            fixed markets).
+        slots: book slots for rolling markets (None: as many as the series need).
         structures: price_level_structures assigned round robin to generated markets.
-        rate: total messages/s to aim for (0 = as fast as the sockets take them).
-        rate_per_market: if set, overrides ``rate`` with ``rate_per_market * markets``.
+        rate: total messages/s to aim for (0 = as fast as the sockets take them).  The
+            sim clock advances so that ``rate`` messages make one second of sim time
+            (REFERENCE_RATE for ``rate=0``): the market looks the same at any rate.
+        rate_per_market: if set, overrides ``rate`` with ``rate_per_market * markets``
+            (series count in rolling mode).
+        clock_speed: sim seconds per wall second (messages/s = rate * clock_speed): the
+            same event stream, generated faster (fast mode; ``rate=0`` is the limit).
+        step_ms: sim ms per model step (None: from the rate; fixes the market's pace).
         seed: seed of the model's numpy Generator.
         start_ts_ms: sim clock start (unix ms; None = wall clock at start).
         model: market model knobs.
@@ -48,9 +63,13 @@ class SimConfig:
     port: int = 0
     n_markets: int = 20
     markets: tuple[MarketSpec, ...] | None = None
+    series: tuple[SeriesSpec, ...] | None = None
+    slots: int | None = None
     structures: tuple[str, ...] = ("linear_cent", "tapered_deci_cent", "deci_cent")
     rate: float = 200.0
     rate_per_market: float | None = None
+    clock_speed: float = 1.0
+    step_ms: float | None = None
     seed: int = 1
     start_ts_ms: int | None = None
     model: ModelParams = field(default_factory=ModelParams)
@@ -75,7 +94,13 @@ class SimConfig:
         """Raise ConfigError naming the first bad setting."""
         if self.rate < 0 or (self.rate_per_market is not None and self.rate_per_market < 0):
             raise ConfigError("rate must be >= 0 (0 = as fast as possible)")
-        if self.markets is None and self.n_markets < 1:
+        if self.clock_speed <= 0 or (self.step_ms is not None and self.step_ms <= 0):
+            raise ConfigError("clock_speed and step_ms must be positive")
+        if self.series is not None and self.markets is not None:
+            raise ConfigError("give fixed markets or rolling series, not both")
+        if self.series is not None and not self.series:
+            raise ConfigError("series must name at least one series")
+        if self.markets is None and self.series is None and self.n_markets < 1:
             raise ConfigError(f"n_markets must be >= 1, got {self.n_markets}")
         if self.replay_session is not None and not self.replay_dsn:
             raise ConfigError("replay_session needs replay_dsn (a PostgreSQL DSN)")
@@ -98,10 +123,23 @@ class SimConfig:
         self.model.check()
 
     def total_rate(self, n_markets: int) -> float:
-        """Messages/s aimed for over all markets (0 = unlimited)."""
+        """Messages/s of one sim second over all markets (0 = unlimited)."""
+        if self.series is not None:
+            n_markets = len(self.series)
         if self.rate_per_market is not None:
             return self.rate_per_market * n_markets
         return self.rate
+
+    def wall_rate(self, n_markets: int) -> float:
+        """Messages/s of wall time the generator aims for (0 = unlimited)."""
+        return self.total_rate(n_markets) * self.clock_speed
+
+    def ms_per_step(self, msgs_per_step: float, n_markets: int) -> float:
+        """Sim ms per model step: ``step_ms``, else what the rate makes one sim second."""
+        if self.step_ms is not None:
+            return self.step_ms
+        rate = self.total_rate(n_markets) or REFERENCE_RATE
+        return 1000.0 * msgs_per_step / rate
 
 
 def _is_loopback(host: str) -> bool:

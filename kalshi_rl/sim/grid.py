@@ -11,8 +11,13 @@ from enum import StrEnum
 
 import numpy as np
 
-from core.dtypes import COUNT_SCALE, PRICE_MAX
+from core.dtypes import PRICE_MAX
 from kalshi_rl.errors import ConfigError
+from kalshi_rl.kalshi.protocol import format_count, format_price
+
+# The wire spelling is kalshi.protocol's; these names are the sim's short aliases.
+dollars = format_price
+count_fp = format_count
 
 
 class PriceLevelStructure(StrEnum):
@@ -54,18 +59,6 @@ def price_ranges(structure: PriceLevelStructure) -> list[dict[str, str]]:
         {"start": dollars(s), "end": dollars(e), "step": dollars(st)}
         for s, e, st in _RANGES[structure]
     ]
-
-
-def dollars(ticks: int) -> str:
-    """Ticks of $0.001 as Kalshi's 4-decimal dollar string (``123`` -> ``"0.1230"``)."""
-    return f"{ticks // PRICE_MAX}.{ticks % PRICE_MAX:03d}0"
-
-
-def count_fp(count: int) -> str:
-    """Signed hundredths of a contract as Kalshi's 2-decimal ``*_fp`` string."""
-    sign = "-" if count < 0 else ""
-    c = -count if count < 0 else count
-    return f"{sign}{c // COUNT_SCALE}.{c % COUNT_SCALE:02d}"
 
 
 # Lookup tables: encoding a message is then string concatenation, no arithmetic.

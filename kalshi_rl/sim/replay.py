@@ -14,7 +14,8 @@ Playback starts when the first client subscribes.  ``speed`` 1.0 keeps the recor
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import collections
+from typing import Protocol
 
 import numpy as np
 
@@ -27,12 +28,30 @@ from core.dtypes import (
     SNAPSHOT_LEVEL_DTYPE,
 )
 from kalshi_rl.errors import ConfigError, StoreError
+from kalshi_rl.sim.config import SimConfig
 from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure
+from kalshi_rl.sim.markets import SimMarkets
 from kalshi_rl.sim.model import MarketSpec
 from kalshi_rl.store import db
 
-if TYPE_CHECKING:
-    from kalshi_rl.sim.server import SimExchange
+
+class ReplayHost(Protocol):
+    """What a replay drives: the exchange's markets, pacing signals and send loop."""
+
+    config: SimConfig
+    stats: collections.Counter[str]
+
+    @property
+    def markets(self) -> SimMarkets: ...
+
+    def use_markets(self, markets: list[MarketSpec], quote: bool = True) -> None: ...
+
+    def has_listeners(self) -> bool: ...
+
+    def backlogged(self, limit: int = 1 << 20) -> bool: ...
+
+    def advance(self, n_steps: int) -> int: ...
+
 
 _SQL = f"""
 SELECT rec_id, market_id, kind, side, price, qty, exch_ts FROM (
@@ -108,7 +127,7 @@ def _snapshot_levels(ev: np.ndarray, m: int) -> np.ndarray:
 class ReplaySource:
     """Feeds recorded events to a SimExchange (see the module docstring)."""
 
-    def __init__(self, x: SimExchange, events: np.ndarray, speed: float) -> None:
+    def __init__(self, x: ReplayHost, events: np.ndarray, speed: float) -> None:
         self.x = x
         self.speed = speed
         self.events = self._take_initial_snapshots(events)
@@ -116,15 +135,15 @@ class ReplaySource:
         self.done = False
 
     @classmethod
-    async def load(cls, x: SimExchange, dsn: str, session_id: int) -> ReplaySource:
+    async def load(cls, x: ReplayHost, dsn: str, session_id: int) -> ReplaySource:
         """Load a session and switch the exchange's markets to the recorded ones."""
         specs, ev = await load_session(dsn, session_id)
-        x.use_markets(specs)
+        x.use_markets(specs, quote=False)  # the book is the recorded one, no maker ladders
         return cls(x, ev, x.config.replay_speed)
 
     def _take_initial_snapshots(self, ev: np.ndarray) -> np.ndarray:
         """Apply each market's leading snapshot to the book; return the rest."""
-        books = self.x.model.books
+        books = self.x.markets.model.books
         seen: set[int] = set()
         keep = np.ones(ev.shape[0], dtype=bool)
         i = 0
@@ -163,7 +182,7 @@ class ReplaySource:
         return chunk
 
     def _apply(self, chunk: np.ndarray) -> None:
-        books = self.x.model.books
+        books = self.x.markets.model.books
         is_delta = chunk["kind"] == EV_DELTA
         if is_delta.any():
             d = chunk[is_delta]

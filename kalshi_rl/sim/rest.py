@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from core.dtypes import (
     MS_CLOSED,
     MS_DETERMINED,
+    MS_INITIALIZED,
     MS_OPEN,
     MS_SETTLED,
     NO_PRICE,
@@ -22,15 +23,15 @@ from core.dtypes import (
     SIDE_YES,
 )
 from kalshi_rl.sim.grid import DOLLARS, count_fp, price_ranges
-
-if TYPE_CHECKING:
-    from kalshi_rl.sim.server import SimExchange
+from kalshi_rl.sim.markets import SimMarkets
+from kalshi_rl.sim.model import MarketState
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
 # REST status of each model state, and the ?status= filter values that select it
 _STATUS = {
+    MS_INITIALIZED: "initialized",
     MS_OPEN: "active",
     MS_CLOSED: "closed",
     MS_DETERMINED: "determined",
@@ -40,7 +41,7 @@ _FILTER = {
     "open": {MS_OPEN},
     "closed": {MS_CLOSED, MS_DETERMINED},
     "settled": {MS_SETTLED},
-    "unopened": set(),
+    "unopened": {MS_INITIALIZED},
     "paused": set(),
 }
 
@@ -55,29 +56,41 @@ def _err(status: int, code: str, message: str) -> tuple[int, bytes]:
     return status, orjson.dumps({"error": {"code": code, "message": message}})
 
 
-def market_json(x: SimExchange, m: int) -> dict[str, Any]:
-    """One market as Kalshi's REST ``market`` object (the fields the sim knows)."""
-    spec = x.model.markets[m]
-    mk = x.model.mk[m]
-    yb, ya, _, _ = x.model.books.best(m)
-    last = int(mk["last_price"])
+def market_json(x: SimMarkets, m: int) -> dict[str, Any]:
+    """One live market (slot ``m``) as Kalshi's REST ``market`` object."""
+    st = x.model.state(m)
+    if st is None:
+        raise KeyError(f"slot {m} holds no market")
+    return state_json(st, x.books.best(m) if st.status == MS_OPEN else None)
+
+
+def state_json(st: MarketState, best: tuple[int, int, int, int] | None) -> dict[str, Any]:
+    """A market's state as Kalshi's REST ``market`` object (the fields the sim knows).
+
+    Args:
+        st: the market's state (live slot or retired).
+        best: its best prices (yes bid, yes ask, no bid, no ask) while it trades, else None.
+    """
+    spec = st.spec
+    yb, ya = (best[0], best[1]) if best is not None else (-1, -1)
     result = ""
-    if int(mk["status"]) in (MS_DETERMINED, MS_SETTLED):
-        result = "yes" if int(mk["result"]) == RESULT_YES else "no"
+    if st.status in (MS_DETERMINED, MS_SETTLED):
+        result = "yes" if st.result == RESULT_YES else "no"
     out: dict[str, Any] = {
         "ticker": spec.ticker,
         "event_ticker": spec.event_ticker,
+        "series_ticker": spec.series,
         "market_type": "binary",
         "title": spec.title,
-        "status": _STATUS[int(mk["status"])],
-        "open_time": _iso(x.open_ts_ms),
-        "close_time": _iso(int(mk["close_ts"])),
+        "status": _STATUS[st.status],
+        "open_time": _iso(st.open_ts),
+        "close_time": _iso(st.close_ts),
         "price_level_structure": spec.structure.value,
         "price_ranges": price_ranges(spec.structure),
         "yes_bid_dollars": DOLLARS[yb] if yb >= 0 else None,
         "yes_ask_dollars": DOLLARS[ya] if ya >= 0 else None,
-        "last_price_dollars": DOLLARS[last] if last != NO_PRICE else None,
-        "volume_fp": count_fp(int(mk["volume"])),
+        "last_price_dollars": DOLLARS[st.last_price] if st.last_price != NO_PRICE else None,
+        "volume_fp": count_fp(st.volume),
         "result": result,
     }
     if result:
@@ -85,7 +98,18 @@ def market_json(x: SimExchange, m: int) -> dict[str, Any]:
     return out
 
 
-def _markets(x: SimExchange, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def _all_states(x: SimMarkets) -> list[tuple[MarketState, int]]:
+    """(state, slot or -1) of every market REST knows: live slots, then retired ones."""
+    out = []
+    for m in range(len(x.tickers)):
+        st = x.model.state(m)
+        if st is not None:
+            out.append((st, m))
+    out.extend((st, -1) for st in reversed(x.model.retired.values()))
+    return out
+
+
+def _markets(x: SimMarkets, q: dict[str, list[str]]) -> tuple[int, bytes]:
     try:
         limit = int(q.get("limit", [str(DEFAULT_LIMIT)])[0])
         start = int(q.get("cursor", ["0"])[0] or "0")
@@ -93,47 +117,53 @@ def _markets(x: SimExchange, q: dict[str, list[str]]) -> tuple[int, bytes]:
         return _err(400, "invalid_parameters", "limit and cursor must be integers")
     if not 1 <= limit <= MAX_LIMIT or start < 0:
         return _err(400, "invalid_parameters", f"limit must be 1..{MAX_LIMIT}")
-    slots = list(range(len(x.tickers)))
+    rows = _all_states(x)
     if "tickers" in q:
         wanted = {t for v in q["tickers"] for t in v.split(",") if t}
-        slots = [m for m in slots if x.tickers[m] in wanted]
+        rows = [r for r in rows if r[0].spec.ticker in wanted]
     if "event_ticker" in q:
         ev = set(q["event_ticker"][0].split(","))
-        slots = [m for m in slots if x.model.markets[m].event_ticker in ev]
+        rows = [r for r in rows if r[0].spec.event_ticker in ev]
+    if "series_ticker" in q:
+        rows = [r for r in rows if r[0].spec.series == q["series_ticker"][0]]
     if "status" in q:
         allowed: set[int] = set()
         for v in q["status"][0].split(","):
             if v not in _FILTER:
                 return _err(400, "invalid_parameters", f"unknown status {v!r}")
             allowed |= _FILTER[v]
-        slots = [m for m in slots if int(x.model.mk[m]["status"]) in allowed]
+        rows = [r for r in rows if r[0].status in allowed]
     # mve_filter=exclude drops KXMVE* combos; the sim has none, "only" returns nothing
     if q.get("mve_filter", [""])[0] == "only":
-        slots = []
-    page = slots[start : start + limit]
-    cursor = str(start + limit) if start + limit < len(slots) else ""
-    return 200, orjson.dumps({"markets": [market_json(x, m) for m in page], "cursor": cursor})
+        rows = []
+    page = rows[start : start + limit]
+    cursor = str(start + limit) if start + limit < len(rows) else ""
+    body = [
+        state_json(st, x.books.best(m) if m >= 0 and st.status == MS_OPEN else None)
+        for st, m in page
+    ]
+    return 200, orjson.dumps({"markets": body, "cursor": cursor})
 
 
-def _orderbook(x: SimExchange, m: int, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def _orderbook(x: SimMarkets, m: int, q: dict[str, list[str]]) -> tuple[int, bytes]:
     try:
         depth = int(q.get("depth", ["0"])[0])
     except ValueError:
         return _err(400, "invalid_parameters", "depth must be an integer")
     out = {}
     for side, key in ((SIDE_YES, "yes_dollars"), (SIDE_NO, "no_dollars")):
-        lv = x.model.books.levels(m, side)  # best first
+        lv = x.books.levels(m, side)  # best first
         if depth > 0:
             lv = lv[:depth]
         out[key] = [[DOLLARS[p], count_fp(c)] for p, c in reversed(lv)]  # ascending
     return 200, orjson.dumps({"orderbook_fp": out})
 
 
-def handle(x: SimExchange, path: str, q: dict[str, list[str]]) -> tuple[int, bytes]:
+def handle(x: SimMarkets, path: str, q: dict[str, list[str]]) -> tuple[int, bytes]:
     """Answer one GET below /trade-api/v2.
 
     Args:
-        x: the exchange.
+        x: the sim's markets.
         path: e.g. ``/markets`` or ``/markets/T/orderbook``.
         q: parsed query (``urllib.parse.parse_qs``).
 
@@ -147,6 +177,9 @@ def handle(x: SimExchange, path: str, q: dict[str, list[str]]) -> tuple[int, byt
         return _markets(x, q)
     if len(parts) in (2, 3) and parts[0] == "markets":
         m = x.slot.get(parts[1])
+        retired = x.model.retired.get(parts[1])
+        if m is None and retired is not None and len(parts) == 2:
+            return 200, orjson.dumps({"market": state_json(retired, None)})
         if m is None:
             return _err(404, "not_found", f"market {parts[1]} not found")
         if len(parts) == 2:

@@ -3,7 +3,8 @@
 Hot messages (snapshot, delta, trade, ticker) are assembled from precomputed strings:
 one ``msg`` body per event, then a short per-subscription prefix with ``sid``/``seq``.
 ``frame`` prepends the server-side (unmasked) WebSocket header so a whole batch can be
-written to the socket in one call.
+written to the socket in one call.  The vocabulary (channels, error codes and texts,
+price/count spelling) is kalshi.protocol's; this module only assembles bytes fast.
 """
 
 from __future__ import annotations
@@ -15,46 +16,10 @@ from typing import Any
 import orjson
 
 from core.dtypes import PRICE_MAX, SIDE_NO, SIDE_YES
+from kalshi_rl.kalshi.protocol import ERROR_TEXT
 from kalshi_rl.sim.grid import DOLLARS, count_fp
 
 SIDE_NAMES = {SIDE_YES: "yes", SIDE_NO: "no"}
-
-# Kalshi WS error codes the sim emits (kalshi-protocol.md §1)
-ERR_UNABLE = 1
-ERR_PARAMS_REQUIRED = 2
-ERR_CHANNELS_REQUIRED = 3
-ERR_SIDS_REQUIRED = 4
-ERR_UNKNOWN_COMMAND = 5
-ERR_UNKNOWN_SID = 7
-ERR_UNKNOWN_CHANNEL = 8
-ERR_CHANNEL_ERROR = 10
-ERR_INVALID_PARAM = 11
-ERR_ONE_SID = 12
-ERR_UNSUPPORTED_ACTION = 13
-ERR_TICKER_REQUIRED = 14
-ERR_ACTION_REQUIRED = 15
-ERR_MARKET_NOT_FOUND = 16
-ERR_INTERNAL = 17
-ERR_BUFFER_OVERFLOW = 25
-
-ERROR_TEXT = {
-    ERR_UNABLE: "Unable to process message",
-    ERR_PARAMS_REQUIRED: "Params required",
-    ERR_CHANNELS_REQUIRED: "Channels required",
-    ERR_SIDS_REQUIRED: "Sids required",
-    ERR_UNKNOWN_COMMAND: "Unknown command",
-    ERR_UNKNOWN_SID: "Unknown subscription ID",
-    ERR_UNKNOWN_CHANNEL: "Unknown channel name",
-    ERR_CHANNEL_ERROR: "Channel error",
-    ERR_INVALID_PARAM: "Invalid parameter",
-    ERR_ONE_SID: "Exactly one subscription ID is required",
-    ERR_UNSUPPORTED_ACTION: "Action not supported",
-    ERR_TICKER_REQUIRED: "Market ticker required",
-    ERR_ACTION_REQUIRED: "Action required",
-    ERR_MARKET_NOT_FOUND: "Market not found",
-    ERR_INTERNAL: "Internal error",
-    ERR_BUFFER_OVERFLOW: "Subscription buffer overflow",
-}
 
 
 def frame(payload: bytes) -> bytes:

@@ -172,7 +172,16 @@ async def ensure_markets(conn: asyncpg.Connection, tickers: Sequence[str]) -> di
         " SELECT id, ticker FROM markets WHERE ticker = ANY($1::text[])",
         list(tickers),
     )
-    return {r["ticker"]: r["id"] for r in rows}
+    out = {r["ticker"]: r["id"] for r in rows}
+    missing = [t for t in tickers if t not in out]
+    if missing:
+        # a concurrent insert (the collector upserting a newly listed market) won the
+        # conflict after this statement's snapshot: a fresh statement sees its row
+        rows = await conn.fetch(
+            "SELECT id, ticker FROM markets WHERE ticker = ANY($1::text[])", missing
+        )
+        out.update({r["ticker"]: r["id"] for r in rows})
+    return out
 
 
 def jsonable(obj: Any) -> Any:

@@ -10,7 +10,9 @@ Two layouts, chosen by the path:
 Rows columns: ``features`` fixed_size_list<float32>[F], ``depth_px``
 fixed_size_list<int16>[2*K] (side-major: YES levels then NO levels), ``depth_qty``
 fixed_size_list<int64>[2*K], ``mid`` float64, ``ts`` int64, ``ttc`` float32.
-Segments columns: ``seg_start``/``seg_end`` int64, ``seg_market`` int32, ``seg_result`` int8.
+Segments columns: ``seg_start``/``seg_end`` int64, ``seg_market`` int32, ``seg_result`` int8,
+and when the dataset has them ``seg_close_ts`` int64 and ``seg_end_reason`` int8 (files
+without them load with None there).
 The rows schema metadata key ``kalshi_rl.dataset`` holds JSON: ``version``
 (DATASET_VERSION), ``markets``, ``meta``, ``top_k``, ``n_features``, ``n_rows``,
 ``n_segments``.  Loading checks all of it and :func:`core.dataset.validate`, and raises
@@ -28,7 +30,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.dataset import Dataset, validate
-from core.dtypes import DATASET_VERSION
+from core.dtypes import (
+    DATASET_VERSION,
+    SEG_END_CLOSE,
+    SEG_END_DATA,
+    SEG_END_DESYNC,
+    SEG_END_GAP,
+    SEG_END_RECORDING,
+)
 from kalshi_rl.errors import DatasetError
 
 META_KEY = b"kalshi_rl.dataset"
@@ -42,7 +51,14 @@ _SEG_COLUMNS = (
     ("seg_market", np.int32),
     ("seg_result", np.int8),
 )
+# Optional segment columns: written when the dataset has them, None when a file lacks them.
+_SEG_OPTIONAL = (("seg_close_ts", np.int64), ("seg_end_reason", np.int8))
 _ROW_SCALARS = (("mid", np.float64), ("ts", np.int64), ("ttc", np.float32))
+
+
+def _seg_columns(ds: Dataset) -> tuple[tuple[str, Any], ...]:
+    """The segment columns ``ds`` has (the required ones and its optional ones)."""
+    return _SEG_COLUMNS + tuple(c for c in _SEG_OPTIONAL if getattr(ds, c[0]) is not None)
 
 
 def _fixed_list(arr: np.ndarray, width: int) -> pa.FixedSizeListArray:
@@ -77,7 +93,7 @@ def _segments_table(ds: Dataset) -> pa.Table:
     return pa.table(
         {
             name: pa.array(np.ascontiguousarray(getattr(ds, name), dtype=dt))
-            for name, dt in _SEG_COLUMNS
+            for name, dt in _seg_columns(ds)
         }
     )
 
@@ -97,7 +113,7 @@ def save_dataset(ds: Dataset, path: str | Path) -> Path:
         raise DatasetError("refusing to save an inconsistent dataset: " + "; ".join(problems))
     path = Path(path)
     if path.suffix == ".parquet":
-        segs = {name: np.asarray(getattr(ds, name)).tolist() for name, _ in _SEG_COLUMNS}
+        segs = {name: np.asarray(getattr(ds, name)).tolist() for name, _ in _seg_columns(ds)}
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(_rows_table(ds, {SEGMENTS_KEY: orjson.dumps(segs)}), path)
         return path
@@ -168,16 +184,25 @@ def _header(table: pa.Table, path: Path) -> dict[str, Any]:
     return head
 
 
-def _segments(path: Path, rows: pa.Table, problems: list[str]) -> dict[str, np.ndarray]:
+def _segments(path: Path, rows: pa.Table, problems: list[str]) -> dict[str, np.ndarray | None]:
     if path.is_dir():
         seg_table = _read(path / SEGMENTS_FILE)
-        return {name: _scalar(seg_table, name, dt, problems) for name, dt in _SEG_COLUMNS}
+        out: dict[str, np.ndarray | None] = {
+            name: _scalar(seg_table, name, dt, problems) for name, dt in _SEG_COLUMNS
+        }
+        for name, dt in _SEG_OPTIONAL:
+            has = name in seg_table.column_names
+            out[name] = _scalar(seg_table, name, dt, problems) if has else None
+        return out
     raw = (rows.schema.metadata or {}).get(SEGMENTS_KEY)
     if raw is None:
         raise DatasetError(f"{path}: no {SEGMENTS_KEY.decode()} metadata")
     try:
         segs = orjson.loads(raw)
-        return {name: np.array(segs[name], dtype=dt) for name, dt in _SEG_COLUMNS}
+        out = {name: np.array(segs[name], dtype=dt) for name, dt in _SEG_COLUMNS}
+        for name, dt in _SEG_OPTIONAL:
+            out[name] = np.array(segs[name], dtype=dt) if name in segs else None
+        return out
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: bad segment metadata: {exc}") from exc
 
@@ -208,12 +233,12 @@ def load_dataset(path: str | Path) -> Dataset:
     depth_qty = _fixed_to_numpy(rows, "depth_qty", 2 * k, np.int64, problems)
     scalars = {name: _scalar(rows, name, dt, problems) for name, dt in _ROW_SCALARS}
     segs = _segments(path, rows, problems)
+    seg_start = segs["seg_start"]
+    assert seg_start is not None  # a required column (a problem is listed when missing)
     if rows.num_rows != head["n_rows"]:
         problems.append(f"{rows.num_rows} rows, metadata says {head['n_rows']}")
-    if segs["seg_start"].shape[0] != head["n_segments"]:
-        problems.append(
-            f"{segs['seg_start'].shape[0]} segments, metadata says {head['n_segments']}"
-        )
+    if seg_start.shape[0] != head["n_segments"]:
+        problems.append(f"{seg_start.shape[0]} segments, metadata says {head['n_segments']}")
     if problems:
         raise DatasetError(f"{path}: " + "; ".join(problems))
     ds = Dataset(
@@ -223,17 +248,42 @@ def load_dataset(path: str | Path) -> Dataset:
         mid=scalars["mid"],
         ts=scalars["ts"],
         ttc=scalars["ttc"],
-        seg_start=segs["seg_start"],
-        seg_end=segs["seg_end"],
-        seg_market=segs["seg_market"],
-        seg_result=segs["seg_result"],
+        seg_start=seg_start,
+        seg_end=_required(segs, "seg_end"),
+        seg_market=_required(segs, "seg_market"),
+        seg_result=_required(segs, "seg_result"),
         markets=tuple(str(m) for m in head["markets"]),
         meta=dict(head["meta"]),
+        seg_close_ts=segs["seg_close_ts"],
+        seg_end_reason=segs["seg_end_reason"],
     )
     problems = validate(ds)
     if problems:
         raise DatasetError(f"{path}: inconsistent dataset: " + "; ".join(problems))
     return ds
+
+
+def _required(segs: dict[str, np.ndarray | None], name: str) -> np.ndarray:
+    arr = segs[name]
+    assert arr is not None, name  # required columns are always filled (maybe empty)
+    return arr
+
+
+def _end_reasons(ds: Dataset) -> dict[str, int] | None:
+    if ds.seg_end_reason is None:
+        return None
+    return {
+        name: int(np.count_nonzero(ds.seg_end_reason == code)) for code, name in _END_NAMES.items()
+    }
+
+
+_END_NAMES = {
+    SEG_END_DATA: "data",
+    SEG_END_GAP: "gap",
+    SEG_END_DESYNC: "desync",
+    SEG_END_CLOSE: "close",
+    SEG_END_RECORDING: "recording",
+}
 
 
 def dataset_info(ds: Dataset) -> dict[str, Any]:
@@ -250,6 +300,12 @@ def dataset_info(ds: Dataset) -> dict[str, Any]:
         "segment_rows_median": float(np.median(lengths)) if lengths.size else 0.0,
         "segment_rows_max": int(lengths.max()) if lengths.size else 0,
         "segments_settled": int(np.count_nonzero(ds.seg_result >= 0)),
+        "segments_closed": (
+            None
+            if ds.seg_end_reason is None
+            else int(np.count_nonzero(ds.seg_end_reason == SEG_END_CLOSE))
+        ),
+        "segment_ends": _end_reasons(ds),
         "ts_first": int(ds.ts.min()) if ds.n_rows else None,
         "ts_last": int(ds.ts.max()) if ds.n_rows else None,
         "meta": ds.meta,

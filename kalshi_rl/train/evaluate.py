@@ -5,13 +5,22 @@ env's fills and fees (``KalshiVecEnv`` in SEQUENTIAL order, no reward shaping), 
 rewards are the account's value changes in dollars.  Per policy:
 
 * ``total_pnl``    -- sum of episode P&L, dollars, net of fees (settled or marked at the end)
-* ``fees``         -- fees paid, dollars
+* where it came from (from the env's episode records; exactly
+  ``total_pnl == settlement + trading + mark - fees``):
+  ``settlement``   -- payouts minus cost of the contracts held to a known result;
+  ``trading``      -- realized P&L of closing trades, before fees;
+  ``mark``         -- end-of-episode value of a position still open (what it could be sold
+  for) minus its cost: the only part that is not cash;
+  ``fees``         -- fees paid, dollars
+* ``settled_episodes`` -- episodes whose market's result was known and paid out
 * ``sharpe``       -- mean / std of per-episode P&L (not annualised; 0 if std is 0)
 * ``max_drawdown`` -- largest peak-to-trough fall of the step-by-step equity curve, dollars
 * ``win_rate``     -- share of episodes with P&L > 0
 * ``trades``       -- executed orders; ``invalid`` -- masked actions chosen (ran as hold)
 
-Written as ``<out>/<name>.json`` and ``<out>/<name>.png`` (matplotlib Agg).
+The oracle (``baselines.OraclePolicy``) knows each settled market's result: its P&L is
+what perfect foresight makes under the same fills, fees and limits, i.e. how much there is
+to learn.  Written as ``<out>/<name>.json`` and ``<out>/<name>.png`` (matplotlib Agg).
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ class PolicyReport:
 
     name: str
     total_pnl: float
+    settlement: float
+    trading: float
+    mark: float
     fees: float
     sharpe: float
     max_drawdown: float
@@ -45,7 +57,34 @@ class PolicyReport:
     trades: int
     invalid: int
     episodes: int
+    settled_episodes: int
     steps: int
+    pnl_units: int  # total P&L in money units (the split below adds up to it exactly)
+    settlement_units: int
+    trading_units: int
+    mark_units: int
+    fees_units: int
+
+
+def settled_only(dataset: Dataset) -> Dataset:
+    """The segments of ``dataset`` whose market's result is known (paid at their end)."""
+    return dataset.subset(np.flatnonzero(dataset.seg_result >= 0))
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The report as a Markdown table (dollars), one row per policy."""
+    head = (
+        "| policy | total P&L | settlement | trading | end mark | fees | trades | win rate |"
+        " Sharpe |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    rows = [head]
+    for name, r in result["policies"].items():
+        rows.append(
+            f"| {name} | {r['total_pnl']:+.2f} | {r['settlement']:+.2f} | {r['trading']:+.2f}"
+            f" | {r['mark']:+.2f} | {r['fees']:.2f} | {r['trades']} | {r['win_rate']:.2f}"
+            f" | {r['sharpe']:.2f} |"
+        )
+    return "\n".join(rows)
 
 
 def eval_config(config: EnvConfig) -> EnvConfig:
@@ -82,6 +121,9 @@ def run_policy(
     n = max(1, min(n_envs, n_eligible))
     if n != 1:
         venv = KalshiVecEnv(dataset, n_envs=n, config=cfg, seed=seed)
+    bind = getattr(policy, "bind", None)
+    if bind is not None:  # the oracle reads the envs' segments and their results
+        bind(venv.batch, dataset)
     obs: np.ndarray = np.asarray(venv.reset())
     running: list[list[float]] = [[] for _ in range(n)]
     curves: dict[int, np.ndarray] = {}
@@ -103,17 +145,30 @@ def run_policy(
     pnl = np.array([eps[s]["pnl"] for s in order], dtype=np.float64) / MONEY_SCALE
     equity = np.cumsum(np.concatenate([curves[s] for s in order]))
     std = float(pnl.std(ddof=1)) if pnl.size > 1 else 0.0
+
+    def units(field: str) -> int:
+        return int(sum(int(eps[s][field]) for s in order))
+
     report = PolicyReport(
         name=policy.name,
-        total_pnl=float(pnl.sum()),
-        fees=float(sum(int(eps[s]["fees"]) for s in order)) / MONEY_SCALE,
+        total_pnl=units("pnl") / MONEY_SCALE,
+        settlement=units("settlement") / MONEY_SCALE,
+        trading=units("trading") / MONEY_SCALE,
+        mark=units("mark") / MONEY_SCALE,
+        fees=units("fees") / MONEY_SCALE,
         sharpe=float(pnl.mean() / std) if std > 0 else 0.0,
         max_drawdown=max_drawdown(equity),
         win_rate=float((pnl > 0).mean()) if pnl.size else 0.0,
         trades=int(sum(int(eps[s]["trades"]) for s in order)),
         invalid=int(sum(int(eps[s]["n_invalid"]) for s in order)),
         episodes=len(order),
+        settled_episodes=int(sum(int(eps[s]["settled"]) for s in order)),
         steps=int(equity.size),
+        pnl_units=units("pnl"),
+        settlement_units=units("settlement"),
+        trading_units=units("trading"),
+        mark_units=units("mark"),
+        fees_units=units("fees"),
     )
     return report, equity
 
@@ -163,14 +218,23 @@ def plot_report(result: dict[str, Any], curves: dict[str, np.ndarray], path: Pat
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     names = list(result["policies"])
-    pnl = [result["policies"][n]["total_pnl"] for n in names]
-    fees = [result["policies"][n]["fees"] for n in names]
     x = np.arange(len(names))
-    ax2.bar(x - 0.2, pnl, 0.4, label="total P&L ($)")
-    ax2.bar(x + 0.2, fees, 0.4, label="fees paid ($)")
+    width = 0.16
+    parts = (
+        ("total_pnl", "total P&L"),
+        ("settlement", "settlement"),
+        ("trading", "realized trading"),
+        ("mark", "end mark"),
+        ("fees", "fees (paid)"),
+    )
+    for k, (key, label) in enumerate(parts):
+        vals = [result["policies"][n].get(key, 0.0) for n in names]
+        if key == "fees":
+            vals = [-v for v in vals]
+        ax2.bar(x + (k - 2) * width, vals, width, label=label)
     ax2.set_xticks(x, names, rotation=20, fontsize=8)
     ax2.axhline(0, color="black", linewidth=0.8)
-    ax2.set_title("Total P&L and fees")
+    ax2.set_title("Where the P&L came from ($)")
     ax2.legend(fontsize=8)
     fig.suptitle(result["name"])
     fig.tight_layout()

@@ -226,7 +226,7 @@ def train(args: Args) -> TrainResult:
     from kalshi_rl import registry
     from kalshi_rl.env.vec import KalshiVecEnv
     from kalshi_rl.store import db
-    from kalshi_rl.train.baselines import ModelPolicy, baseline_policies
+    from kalshi_rl.train.baselines import ModelPolicy, baseline_policies, reference_policies
     from kalshi_rl.train.callbacks import EvalCallback, ProgressCallback, RunRecorder
     from kalshi_rl.train.evaluate import evaluate
 
@@ -311,7 +311,11 @@ def train(args: Args) -> TrainResult:
         )
 
         # 5. report, checkpoint, registry
-        policies = [ModelPolicy(model, name="agent"), *baseline_policies(args.seed)]
+        policies = [
+            ModelPolicy(model, name="agent"),
+            *baseline_policies(args.seed),
+            *reference_policies(),  # what knowing the sim's bias / the results would make
+        ]
         report = evaluate(
             eval_ds,
             policies,

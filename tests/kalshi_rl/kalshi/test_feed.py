@@ -23,6 +23,7 @@ from core.book import BookSet
 from core.dtypes import (
     GAP_REASON_DESYNC,
     GAP_REASON_DISCONNECT,
+    GAP_REASON_END,
     GAP_REASON_SEQ,
     GAP_REASON_SUB_ERROR,
     GAP_REASON_UNSUBSCRIBED,
@@ -267,8 +268,11 @@ async def test_subscribe_snapshot_deltas_and_signed_handshake(exchange) -> None:
     ids = rec_ids(d)
     assert ids.tolist() == list(range(1, len(ids) + 1))
     assert d["deltas"]["rec_id"].min() > d["snapshots"]["rec_id"].max()
-    # stop -> disconnect rows for every market, after everything else
-    assert set(d["gaps"]["reason"].tolist()) == {GAP_REASON_DISCONNECT}
+    # a clean stop -> an end-of-recording row for every market, after everything else (not
+    # a disconnect: the data has no hole, the recording ended)
+    assert set(d["gaps"]["reason"].tolist()) == {GAP_REASON_END}
+    assert sorted(books.ticker_of(m) for m in d["gaps"]["market"]) == tickers
+    assert feed.stats.end_rows == 3 and feed.stats.gap_rows == 0 and feed.stats.gaps == 0
     assert feed.stats.latency_quantile_ns(0.99) > 0
 
 
@@ -337,7 +341,7 @@ async def test_disconnect_reconnects_resubscribes(exchange) -> None:
         assert feed.stats.reconnects == 1
         d = drain_all(rings)
     reasons = d["gaps"]["reason"].tolist()
-    assert reasons[:2] == [GAP_REASON_DISCONNECT] * 2
+    assert reasons == [GAP_REASON_DISCONNECT] * 2  # the loss; the stop's end rows come later
     assert [c["cmd"] for c in ex.commands].count("subscribe") == 2
 
 
@@ -461,7 +465,7 @@ async def test_stop_cuts_reconnect_backoff_short() -> None:
     )
     feed = Feed(cfg, BookSet(4), FeedRings.create(1 << 10), ["A"])
     task = asyncio.create_task(feed.run())
-    await until(lambda: feed.stats.reconnects == 1)  # now sleeping ~30-90 s
+    await until(lambda: feed.stats.connect_failures == 1)  # now sleeping ~30-60 s
     feed.stop()
     await asyncio.wait_for(task, 10)  # without the stop event this would hang for the backoff
     assert not feed.connected

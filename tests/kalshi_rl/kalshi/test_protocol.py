@@ -106,6 +106,13 @@ def test_trade_ticker_lifecycle_and_acks() -> None:
         )
     )
     assert lc == p.LifecycleMsg(7, "M", "determined", "yes", 1000, NO_TS)
+    # created / close_date_updated carry the market's times in unix seconds -> ms
+    body = {"market_ticker": "N", "event_type": "created", "open_ts": 1700, "close_ts": 1760}
+    created = d.decode(orjson.dumps({"type": "market_lifecycle_v2", "sid": 7, "msg": body}))
+    assert created == p.LifecycleMsg(7, "N", "created", "", NO_PRICE, NO_TS, 1_700_000, 1_760_000)
+    assert p.encode_subscribe_all(3, ["market_lifecycle_v2"]) == orjson.dumps(
+        {"id": 3, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}}
+    )
     assert d.decode(
         b'{"id":1,"type":"subscribed","msg":{"channel":"orderbook_delta","sid":1}}'
     ) == p.SubscribedMsg(1, 1, "orderbook_delta")

@@ -195,3 +195,23 @@ async def test_replay_of_a_collector_recording(
         for t, book in truth.items():
             assert books.book(t) == rs.book(t) == book
         await c.close()
+
+
+async def test_orders_rest_through_a_replay(pg_dsn: str) -> None:
+    """A user order on a replayed book: recorded maker changes never touch it, a recorded
+    resync snapshot keeps it in the public book, and every queue stays consistent."""
+    from kalshi_rl.sim.matching import Order
+
+    sess = await record_session(pg_dsn)
+    cfg = SimConfig(replay_session=sess, replay_dsn=pg_dsn, autostart=False)
+    async with SimExchange(cfg) as sim:
+        x = sim.engine
+        o = x.submit(Order("o1", "alice", "", 0, 0, 400, 200))  # behind the 10.00 maker
+        assert o.status == "resting" and x.queue_position(o) == 1000
+        assert sim.book("REC-A")["yes"][0] == (400, 1200)
+        while not sim._replay.done:  # step the replay to its end
+            sim.advance(1)
+            assert x.check_invariants() == []
+        assert (o.status, o.remaining) == ("resting", 200)  # recorded trades fill no one
+        assert x.queue_position(o) == 0  # the resync snapshot has no maker at 400
+        assert sim.book("REC-A") == {"yes": [(410, 105), (400, 200)], "no": [(570, 250)]}

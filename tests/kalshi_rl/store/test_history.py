@@ -11,6 +11,7 @@ import pytest
 
 from core.dataset import validate
 from core.dtypes import (
+    GAP_REASON_END,
     HIST_LEN,
     NO_PRICE,
     PRICE_MAX,
@@ -20,11 +21,14 @@ from core.dtypes import (
     SIDE_NO,
     SIDE_NONE,
     SIDE_YES,
+    TRADE_DTYPE,
 )
 from core.features import MARKET_FEATURE_NAMES
 from kalshi_rl.errors import ConfigError, DatasetError, StoreError
 from kalshi_rl.store import db
 from kalshi_rl.store import history as h
+from kalshi_rl.store.history import load as hl
+from kalshi_rl.store.history import replay as hr
 
 T0 = 1_700_000_000_000  # ms
 F_MID = MARKET_FEATURE_NAMES.index("mid")
@@ -47,21 +51,24 @@ class Recording:
         self.rec[sess] = self.rec.get(sess, 0) + 1
         return self.rec[sess]
 
-    def snap(self, sess: int, m: int, ts: int, yes: list, no: list) -> None:
+    def snap(
+        self, sess: int, m: int, ts: int, yes: list, no: list, *, exch_time: bool = True
+    ) -> None:
+        """A snapshot at ``ts``; ``exch_time=False``: stored like Kalshi's, exch_ts -1."""
         levels = [(SIDE_YES, p, q) for p, q in yes] + [(SIDE_NO, p, q) for p, q in no]
         if not levels:
             levels = [(SIDE_NONE, NO_PRICE, 0)]
-        self.events.append((sess, self._next(sess), "snap", m, (ts, levels)))
+        self.events.append((sess, self._next(sess), "snap", m, (ts, levels, exch_time)))
 
     def delta(
         self, sess: int, m: int, ts: int, side: int, price: int, d: int, status: int = 0
     ) -> None:
         self.events.append((sess, self._next(sess), "delta", m, (ts, side, price, d, status)))
 
-    def gap(self, sess: int, ms: list[int], ts: int) -> None:
+    def gap(self, sess: int, ms: list[int], ts: int, reason: int = 1) -> None:
         rec = self._next(sess)
         for m in ms:
-            self.events.append((sess, rec, "gap", m, (ts,)))
+            self.events.append((sess, rec, "gap", m, (ts, reason)))
 
 
 async def _store(
@@ -81,14 +88,15 @@ async def _store(
         mid = ids[rec.tickers[m]]
         sid = sessions[sess]
         if kind == "snap":
-            ts, levels = p
+            ts, levels, exch_time = p
             for side, price, q in levels:
-                snaps.append((sid, r, mid, 1, r, side, price, q, ts, ts * 10**6 + 5))
+                ex = ts if exch_time else -1
+                snaps.append((sid, r, mid, 1, r, side, price, q, ex, ts * 10**6 + 5))
         elif kind == "delta":
             ts, side, price, d, status = p
             deltas.append((sid, r, mid, 1, r, side, price, d, ts, ts * 10**6 + 5, status))
         else:
-            gaps.append((sid, r, mid, 1, r, r + 3, 1, p[0] * 10**6 + 7))
+            gaps.append((sid, r, mid, 1, r, r + 3, p[1], p[0] * 10**6 + 7))
     # Insert out of key order: the loader must not rely on physical order.
     await conn.copy_records_to_table(
         "orderbook_snapshots",
@@ -175,8 +183,14 @@ def reference(
     k: int,
     lo: int = -(2**62),
     hi: int = 2**62,
+    close_ms: dict[int, int] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Plain-Python replay: (segments with rows, final books)."""
+    """Plain-Python replay: (segments with rows, final books).
+
+    ``close_ms``: market -> close time; an update at or after it ends the segment
+    (END_CLOSE, grid points before close first) and is not replayed.
+    """
+    closes = close_ms or {}
     books = [{SIDE_YES: {}, SIDE_NO: {}} for _ in range(n_markets)]
     valid = [False] * n_markets
     open_seg: list[dict | None] = [None] * n_markets
@@ -206,10 +220,20 @@ def reference(
             cur = sess
         if kind == "gap":
             valid[m] = False
-            close(m, h.END_GAP)
+            after = m in closes and open_seg[m] is not None and p[0] >= closes[m]
+            end = h.END_RECORDING if p[1] == GAP_REASON_END else h.END_GAP
+            close(m, h.END_CLOSE if after else end)
             continue
         ts = p[0]
         seg = open_seg[m]
+        if m in closes and ts >= closes[m]:
+            if mode == "ms" and seg is not None:
+                while grid[m] < closes[m]:
+                    emit(m, grid[m])
+                    grid[m] += cadence
+            valid[m] = False
+            close(m, h.END_CLOSE)
+            continue
         if mode == "ms" and seg is not None:
             while grid[m] < ts:
                 emit(m, grid[m])
@@ -281,7 +305,7 @@ def _check_against_reference(ds, segs: list[dict], min_segment: int, k: int) -> 
         np.testing.assert_array_equal(ds.depth_px[a:b], exp_px)
         np.testing.assert_array_equal(ds.depth_qty[a:b], exp_q)
         np.testing.assert_array_equal(ds.ts[a:b], exp_ts)
-    # mid: only a two-sided book has one, (yb + 1000 - nb)/2; else NaN (feature 0)
+    # mid: both sides -> (yb + 1000 - nb)/2, else none (NaN; the feature 0, two_sided 0)
     yb = ds.depth_px[:, 0, 0].astype(np.float64)
     nb = ds.depth_px[:, 1, 0].astype(np.float64)
     two = (yb >= 0) & (nb >= 0)
@@ -290,13 +314,16 @@ def _check_against_reference(ds, segs: list[dict], min_segment: int, k: int) -> 
     exp_f = np.where(two, exp_mid / PRICE_MAX, 0.0).astype(np.float32)
     np.testing.assert_array_equal(ds.features[:, F_MID], exp_f)
     np.testing.assert_array_equal(ds.features[:, F_TTC], ds.ttc)
-    # the mid history restarts at every segment start (holding the first mid, if real)
+    # the mid history restarts at every segment start (with the first real mid, if any)
     exp_fill = np.where(two[ds.seg_start], 1 / HIST_LEN, 0.0).astype(np.float32)
     np.testing.assert_array_equal(ds.features[ds.seg_start, F_FILL], exp_fill)
     assert validate(ds) == []
 
 
 # --------------------------------------------------------------------------- scenario
+
+
+SCENARIO_CLOSE = {0: T0 + 100_000, 2: T0 + 100_000}  # A and C (market index -> close ms)
 
 
 def _scenario() -> tuple[Recording, dict[str, dict]]:
@@ -421,7 +448,7 @@ async def test_decision_points_match_reference(scenario, mode: str, cadence: int
     q = h.HistoryQuery(top_k=5, min_segment=1, **kw)
     raw = await h.load_raw(conn)
     ds, info = h.build_dataset(raw, q)
-    segs, _ = reference(rec, 3, mode, cadence, 5)
+    segs, _ = reference(rec, 3, mode, cadence, 5, close_ms=SCENARIO_CLOSE)
     _check_against_reference(ds, [s for s in segs if s["rows"]], 1, 5)
     assert ds.markets == ("A", "B", "C")
     # every segment of the reference, incl. empty ones, with its end reason
@@ -434,12 +461,12 @@ async def test_gap_and_desync_cut_segments(scenario) -> None:
     ds, info = h.build_dataset(await h.load_raw(conn), h.HistoryQuery(min_segment=1))
     a = [i for i in range(info.market.size) if info.market[i] == 0]
     # A: session-1 start (gap), after-gap snapshot (recorded desync), re-snapshot (crossed),
-    # session 2 (end of data)
+    # session 2 (its last update is at close: the segment ends there)
     assert [int(info.end_reason[i]) for i in a] == [
         h.END_GAP,
         h.END_DESYNC,
         h.END_DESYNC,
-        h.END_DATA,
+        h.END_CLOSE,
     ]
     gap_ts = T0 + 1000 + 12 * 250 + 1
     first_a = a[0]
@@ -530,12 +557,15 @@ async def test_random_streams_match_reference(pg_dsn: str, seed: int) -> None:
         t += 5000
     conn = await db.connect(pg_dsn)
     try:
-        await _store(conn, rec, await _sessions(conn, 3), {})
+        # M1 closes in the middle of session 2: nothing of it after that is replayed
+        close = sorted(e[4][0] for e in rec.events if e[0] == 2)[200]
+        closes = {"M1": {"close": datetime.fromtimestamp(close / 1000, UTC), "result": "no"}}
+        await _store(conn, rec, await _sessions(conn, 3), closes)
         raw = await h.load_raw(conn)
         for mode, cad in (("updates", 1), ("updates", 4), ("ms", 250)):
             kw = {"cadence_updates": cad} if mode == "updates" else {"cadence_ms": cad}
             ds, _ = h.build_dataset(raw, h.HistoryQuery(top_k=7, min_segment=2, **kw))
-            segs, _ = reference(rec, n_m, mode, cad, 7)
+            segs, _ = reference(rec, n_m, mode, cad, 7, close_ms={1: close})
             _check_against_reference(ds, segs, 2, 7)
         books = h.rebuild_books(raw)
         _, finals = reference(rec, n_m, "none", 1, 1)
@@ -562,7 +592,7 @@ def test_query_validation() -> None:
     with pytest.raises(ConfigError, match="min_segment"):
         h.HistoryQuery(min_segment=0)
     with pytest.raises(ConfigError, match="no timezone"):
-        h._to_ms(datetime(2026, 1, 1), 0)
+        hl._to_ms(datetime(2026, 1, 1), 0)
     assert h.HistoryQuery().mode == (h.MODE_UPDATES, 1)
     assert h.HistoryQuery(cadence_ms=500).mode == (h.MODE_MS, 500)
 
@@ -752,6 +782,23 @@ def test_cli_build_and_info(scenario_dsn: str, tmp_path) -> None:
         ],
     )
     assert res.exit_code == 1 and "not both" in res.output
+    # a grid that would not fit the row budget is refused before anything is allocated
+    res = runner.invoke(
+        app,
+        ["build", "--out", str(tmp_path / "x"), "--cadence-ms", "1", "--max-rows", "10000",
+         "--database-url", scenario_dsn],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "row budget of 10,000" in res.output, res.output
+    assert not (tmp_path / "x").exists()
+    # A's last segment reached its close: 1 settled
+    res = runner.invoke(
+        app,
+        ["build", "--out", str(tmp_path / "y"), "--min-segment", "1", "--database-url",
+         scenario_dsn],
+    )  # fmt: skip
+    assert res.exit_code == 0 and "(1 settled)" in res.output, res.output
+    res = runner.invoke(app, ["info", str(tmp_path / "y")])
+    assert "segments_settled       1" in res.output and "segments_closed        1" in res.output
 
 
 async def test_lean_load_skips_only_unused_columns(scenario) -> None:
@@ -831,7 +878,7 @@ def _random_raw(rng: np.random.Generator, n_m: int = 3, n_ev: int = 3000) -> h.R
         delta_session=np.array(delta_sess, np.int64),
         gaps=np.array(gaps, dtype=GAP_DTYPE),
         gap_session=np.array(gap_sess, np.int64),
-        trades=np.zeros(0, h.TRADE_DTYPE),
+        trades=np.zeros(0, TRADE_DTYPE),
         trade_session=np.zeros(0, np.int64),
     )
 
@@ -841,9 +888,11 @@ def test_delta_runs_match_one_at_a_time(seed: int) -> None:
     """Applying runs of deltas per kernel call == one call per delta, in every mode."""
     raw = _random_raw(np.random.default_rng(seed))
     before = raw.deltas.copy()
+    # market 0 closes late in the second session: its updates after that are not replayed
+    close = np.array([T0 + 100_000, -1, -1], np.int64)
     for mode, cad in ((h.MODE_NONE, 1), (h.MODE_UPDATES, 1), (h.MODE_UPDATES, 7), (h.MODE_MS, 50)):
-        one = h._run(raw, mode, cad, 5, 16, run_cap=1)
-        runs = h._run(raw, mode, cad, 5, 16)
+        one = hr._run(raw, mode, cad, 5, 16, run_cap=1, close_ms=close)
+        runs = hr._run(raw, mode, cad, 5, 16, close_ms=close)
         # books, rows [:n_rows], segments [:n_seg], counters
         assert one[7] == runs[7] and one[12] == runs[12]
         for i, n in ((0, None), (1, None), (2, None), (3, 7), (4, 7), (5, 7), (6, 7)):
@@ -894,10 +943,10 @@ async def test_replayable_load_skips_only_unappliable_deltas(pg_dsn: str, monkey
         # out of the window scan instead
         ended = await h.load_raw(conn, lean=True, replayable=True, end=T0 + 10**6)
         await conn.execute("ANALYZE orderbook_deltas")
-        monkeypatch.setattr(h, "_PK_SHARE", 1e-9)
+        monkeypatch.setattr(hl, "_PK_SHARE", 1e-9)
         masked = []
-        cut = h._from_first_snapshots
-        monkeypatch.setattr(h, "_from_first_snapshots", lambda *a: masked.append(1) or cut(*a))
+        cut = hl._from_first_snapshots
+        monkeypatch.setattr(hl, "_from_first_snapshots", lambda *a: masked.append(1) or cut(*a))
         scanned = await h.load_raw(conn, lean=True, replayable=True)
         monkeypatch.undo()
         assert masked == [1]
@@ -908,7 +957,7 @@ async def test_replayable_load_skips_only_unappliable_deltas(pg_dsn: str, monkey
         a, _ = h.build_dataset(full, q)
         b = await h.load_history(conn, q)
         # the same split over two connections, forced at this small size
-        monkeypatch.setattr(h, "_MIN_SPLIT", 0)
+        monkeypatch.setattr(hl, "_MIN_SPLIT", 0)
         two = await h.load_raw(conn, lean=True, replayable=True, helper=helper)
         c = await h.load_history(conn, q, helper=helper)
         assert not helper.is_in_transaction()
@@ -938,16 +987,94 @@ async def test_split_ranges_cut_in_key_order(pg_dsn: str) -> None:
         s = np.array([sessions[1], sessions[2]], np.int64)
         lo = np.array([1, 1], np.int64)
         hi = np.full(2, 2**63 - 1, np.int64)
-        span = await h._session_spans(conn, s, lo)
+        span = await hl._session_spans(conn, s, lo)
     finally:
         await conn.close()
     assert span.tolist() == [101, 201]
-    assert len(h._split_ranges(s, lo, hi, span)) == 1  # 302 keys < _MIN_SPLIT
-    h_min, h._MIN_SPLIT = h._MIN_SPLIT, 0
+    assert len(hl._split_ranges(s, lo, hi, span)) == 1  # 302 keys < _MIN_SPLIT
+    h_min, hl._MIN_SPLIT = hl._MIN_SPLIT, 0
     try:
-        first, second = h._split_ranges(s, lo, hi, span)
+        first, second = hl._split_ranges(s, lo, hi, span)
     finally:
-        h._MIN_SPLIT = h_min
+        hl._MIN_SPLIT = h_min
     # 302 keys, cut after 151: all of session 1 (101) and 50 of session 2 go first
     assert first[0].tolist() == [sessions[1], sessions[2]] and second[0].tolist() == [sessions[2]]
     assert first[2].tolist() == [2**63 - 1, 51] and second[1].tolist() == [51]
+
+
+# --------------------------------------------------------------------------- time, ends
+
+
+async def test_snapshot_without_exchange_time_takes_receive_time(pg_dsn: str) -> None:
+    rec = Recording(["A"])
+    rec.snap(1, 0, T0 + 1000, [(400, 10)], [(500, 10)], exch_time=False)
+    for i in range(1, 30):
+        rec.delta(1, 0, T0 + 1000 + 100 * i, SIDE_YES, 400, 1)
+    conn = await db.connect(pg_dsn)
+    try:
+        await _store(conn, rec, await _sessions(conn, 1), {})
+        # the window bound selects the snapshot by its receive time (exch_ts is -1)
+        raw = await h.load_raw(conn, start=T0 + 500, end=T0 + 10_000)
+        upd = await h.load_history(conn, h.HistoryQuery(min_segment=1, start=T0 + 500))
+        grid = await h.load_history(conn, h.HistoryQuery(min_segment=1, cadence_ms=1000))
+        empty = await h.load_history(conn, h.HistoryQuery(min_segment=1, start=T0 + 1001))
+    finally:
+        await conn.close()
+    assert raw.snapshots["exch_ts"].tolist() == [T0 + 1000, T0 + 1000]  # recv_ts // 1e6
+    assert upd.n_segments == 1 and int(upd.ts[0]) == T0 + 1000 and upd.ts.min() > 0
+    assert float(upd.ttc[0]) == 1.0 and float(upd.ttc[-1]) == 0.0  # the segment's own span
+    # the grid starts at the snapshot, not in 1970
+    assert grid.ts.tolist() == [T0 + 1000, T0 + 2000, T0 + 3000]
+    assert empty.n_rows == 0  # no snapshot in that window: nothing replayable
+
+
+async def test_end_of_recording_is_not_a_hole(pg_dsn: str) -> None:
+    """The same data, ended by the collector's end marker or by a disconnect gap: only the
+    first reaches close (within the tolerance) and settles."""
+    out = {}
+    for reason in (GAP_REASON_END, 2):
+        rec = Recording(["A"])
+        rec.snap(1, 0, T0, [(400, 10)], [(500, 10)])
+        for i in range(1, 50):
+            rec.delta(1, 0, T0 + 1000 * i, SIDE_YES, 400, 1)
+        rec.gap(1, [0], T0 + 49_500, reason=reason)
+        markets = {
+            "A": {
+                "open": datetime.fromtimestamp(T0 / 1000, UTC),
+                "close": datetime.fromtimestamp((T0 + 60_000) / 1000, UTC),
+                "result": "no",
+            }
+        }
+        conn = await db.connect(pg_dsn)
+        try:
+            await conn.execute("TRUNCATE orderbook_snapshots, orderbook_deltas, feed_gaps")
+            await _store(conn, rec, await _sessions(conn, 1), markets)
+            out[reason] = h.build_dataset(
+                await h.load_raw(conn), h.HistoryQuery(min_segment=1, end=T0 + 120_000)
+            )
+        finally:
+            await conn.close()
+    (ended, ended_info), (holed, holed_info) = out[GAP_REASON_END], out[2]
+    assert ended_info.end_reason.tolist() == [h.END_RECORDING]
+    assert holed_info.end_reason.tolist() == [h.END_GAP]
+    assert ended.seg_result.tolist() == [RESULT_NO] and holed.seg_result.tolist() == [-1]
+    assert ended.ts.tobytes() == holed.ts.tobytes()  # same rows, only the end differs
+    assert ended.seg_end_reason is not None and ended.seg_end_reason.tolist() == [4]
+
+
+def test_parquet_without_close_columns_loads_as_unknown(tmp_path) -> None:
+    """Files written before seg_close_ts/seg_end_reason existed load with None there."""
+    from kalshi_rl.env.synthetic import random_walk_dataset
+    from kalshi_rl.store.parquet import dataset_info, load_dataset, save_dataset
+
+    ds = random_walk_dataset(n_segments=3, seg_len=20, seed=1)
+    assert ds.seg_close_ts is None
+    for name in ("old", "old.parquet"):
+        back = load_dataset(save_dataset(ds, tmp_path / name))
+        assert back.seg_close_ts is None and back.seg_end_reason is None
+        assert dataset_info(back)["segments_closed"] is None
+    with_close = ds._replace(
+        seg_close_ts=np.full(3, -1, np.int64), seg_end_reason=np.zeros(3, np.int8)
+    )
+    back = load_dataset(save_dataset(with_close, tmp_path / "new.parquet"))
+    assert back.seg_close_ts.tolist() == [-1] * 3 and back.seg_end_reason.tolist() == [0] * 3

@@ -61,6 +61,8 @@ async def test_train_ppo_registers_ready_model_with_progress(pg_dsn: str, tmp_pa
             "random",
             "cheaper_side",
             "mean_reversion",
+            "bias_aware",
+            "oracle",
         }
         assert mv.env_config["n_features"] == N_FEATURES
         run = await conn.fetchrow("SELECT * FROM training_runs WHERE id = $1", res.run_id)
