@@ -3,7 +3,12 @@
 Same synthetic data, same random actions, no policy.  Groups pair ours with the baselines
 per ``n_envs``:
 
-* ``numba_vec``      -- KalshiVecEnv: all envs in one kernel call.
+* ``numba_vec``      -- KalshiVecEnv: all envs in one kernel call, on the core engine
+  (liquidity consumption, Kalshi fees + balance rounding, collateral, latency, liquidation
+  marks).
+* ``numba_vec_wave1`` -- the same VecEnv over the wave-1 step kernel (``legacy_env.py``:
+  no consumption, one fee rounding per order, no collateral/latency, mid marks): the cost
+  of the engine, measured beside it in one run.
 * ``dummy_gym_env``  -- DummyVecEnv over KalshiTradingEnv (n=1 kernel per env per step).
 * ``dummy_python``   -- DummyVecEnv over ``PlainPythonEnv`` (fills/fees/accounting in plain
   Python over the same arrays: the way an env is usually first written).
@@ -26,6 +31,15 @@ from core.features import N_FEATURES, N_MARKET_FEATURES
 from kalshi_rl.env.synthetic import random_walk_dataset
 from kalshi_rl.env.trading import KalshiTradingEnv
 from kalshi_rl.env.vec import KalshiVecEnv
+
+try:  # bench/ is not a package; pytest's importlib mode does not put it on sys.path
+    from legacy_env import LegacyEnvBatch
+except ImportError:  # pragma: no cover - run from the repo root
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from legacy_env import LegacyEnvBatch
 
 STEPS = 64  # vec steps per timed call
 
@@ -119,6 +133,16 @@ def _actions(n: int) -> np.ndarray:
 def test_numba_vec(benchmark: Any, ds: Dataset, n_envs: int) -> None:
     benchmark.group = f"env-steps n_envs={n_envs}"
     venv = KalshiVecEnv(ds, n_envs=n_envs, seed=0)
+    _time_steps(benchmark, venv, n_envs)
+
+
+@pytest.mark.parametrize("n_envs", [1, 8, 64])
+def test_numba_vec_wave1(benchmark: Any, ds: Dataset, n_envs: int) -> None:
+    benchmark.group = f"env-steps n_envs={n_envs}"
+    venv = KalshiVecEnv(ds, n_envs=n_envs, seed=0)
+    old = LegacyEnvBatch(ds, venv.config, n_envs)
+    old.seed(np.arange(1, n_envs + 1, dtype=np.uint64))
+    venv.batch = old  # type: ignore[assignment]  # same VecEnv facade, wave-1 kernel
     _time_steps(benchmark, venv, n_envs)
 
 

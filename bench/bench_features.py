@@ -32,6 +32,7 @@ from core.features import (
 )
 
 K = 10
+MARK = 7_000  # money value of the benchmark position (the engine computes it live)
 START_CASH = 1_000_000
 
 
@@ -39,7 +40,7 @@ START_CASH = 1_000_000
 
 
 def random_levels(t_len: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """A drifting, never-crossed book with 0..K levels per side."""
+    """A drifting, never-crossed, two-sided book with 1..K levels per side."""
     rng = np.random.default_rng(seed)
     px = np.full((t_len, 2, K), NO_PRICE, dtype=np.int16)
     qty = np.zeros((t_len, 2, K), dtype=np.int64)
@@ -47,7 +48,7 @@ def random_levels(t_len: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     for t in range(t_len):
         for s in (SIDE_YES, SIDE_NO):
             top = (mid[t] - 5) if s == SIDE_YES else (1000 - mid[t] - 5)
-            n = rng.integers(0, K + 1)
+            n = rng.integers(1, K + 1)
             p = top - np.arange(n) * rng.integers(1, 4)
             p = p[p >= 0]
             px[t, s, : p.size] = p
@@ -78,7 +79,7 @@ def position() -> np.ndarray:
 # ----------------------------------------------------------------- baselines
 
 
-def py_observation(qty, best, m, hist, hist_n, ttc, pos, start_cash) -> np.ndarray:
+def py_observation(qty, best, m, hist, hist_n, ttc, pos, mark_value, start_cash) -> np.ndarray:
     """Plain Python + NumPy single observation (what one writes without Numba)."""
     lv: list[tuple[list[int], list[int]]] = []
     for s in (SIDE_YES, SIDE_NO):
@@ -91,21 +92,16 @@ def py_observation(qty, best, m, hist, hist_n, ttc, pos, start_cash) -> np.ndarr
     (yp, yq), (np_, nq) = lv
     yb = yp[0] if yp else None
     nb = np_[0] if np_ else None
-    if yb is not None and nb is not None:
-        mid = (yb + 1000 - nb) / 2
-    elif yb is not None:
-        mid = float(yb)
-    elif nb is not None:
-        mid = 1000.0 - nb
-    else:
-        mid = 500.0
+    two = yb is not None and nb is not None
+    mid = (yb + 1000 - nb) / 2 if two else 0.0  # no made-up mid for a one-sided book
     ybt = yb or 0
     nbt = nb or 0
     qy1 = yq[0] if yq else 0
     qn1 = nq[0] if nq else 0
-    micro = (ybt * qn1 + (1000 - nbt) * qy1) / (qy1 + qn1) if yq and nq else mid
-    f = [ybt / 1000, (1000 - nbt) / 1000, nbt / 1000, (1000 - ybt) / 1000]
-    f += [(1000 - nbt - ybt) / 1000, mid / 1000, micro / 1000, float(bool(yq)), float(bool(nq))]
+    micro = (ybt * qn1 + (1000 - nbt) * qy1) / (qy1 + qn1) if two and qy1 + qn1 else mid
+    f = [ybt / 1000, (1000 - nbt) / 1000 if nq else 0.0, nbt / 1000]
+    f += [(1000 - ybt) / 1000 if yq else 0.0, (1000 - nbt - ybt) / 1000 if two else 0.0]
+    f += [mid / 1000, micro / 1000, float(bool(yq)), float(bool(nq)), float(two)]
     for q in (yq, nq):
         f += [math.log1p(x / 100) / 10 for x in q] + [0.0] * (FEATURE_TOP_LEVELS - len(q))
     ty, tn = sum(yq), sum(nq)
@@ -119,11 +115,11 @@ def py_observation(qty, best, m, hist, hist_n, ttc, pos, start_cash) -> np.ndarr
     f += [float(d.std()) / 10 if d.size >= 2 else 0.0, hist_n / HIST_LEN, min(max(ttc, 0), 1)]
     p = pos[0]
     n_abs = abs(int(p["position"]))
-    mark_px = mid if p["position"] >= 0 else 1000 - mid
-    mark = n_abs * mark_px / 10
+    mark = float(mark_value)
     avg = p["cost_basis"] / (n_abs / 100) / 10_000 if n_abs else 0.0
     f += [math.copysign(math.log1p(n_abs / 100), p["position"]) / 5 if n_abs else 0.0, avg]
-    f += [mark_px / 1000 - avg if n_abs else 0.0, (mark - p["cost_basis"]) / start_cash]
+    f += [mark / (n_abs / 100) / 10_000 - avg if n_abs else 0.0]
+    f += [(mark - p["cost_basis"]) / start_cash]
     f += [p["cash"] / start_cash - 1, (p["cash"] + mark) / start_cash - 1]
     f += [p["fees_paid"] / start_cash]
     return np.asarray(f, dtype=np.float32)
@@ -140,7 +136,9 @@ def numpy_batch(px: np.ndarray, qty: np.ndarray, ttc: np.ndarray) -> np.ndarray:
     yb = np.where(has_y, px[:, 0, 0], 0).astype(np.float64)
     nb = np.where(has_n, px[:, 1, 0], 0).astype(np.float64)
     ya = 1000 - nb
-    mid = np.where(has_y & has_n, (yb + ya) / 2, np.where(has_y, yb, np.where(has_n, ya, 500.0)))
+    two = has_y & has_n
+    assert two.all(), "this baseline handles two-sided books only (random_levels makes them)"
+    mid = (yb + ya) / 2
     qy1, qn1 = q[:, 0, 0], q[:, 1, 0]
     both = has_y & has_n & (qy1 + qn1 > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -148,20 +146,22 @@ def numpy_batch(px: np.ndarray, qty: np.ndarray, ttc: np.ndarray) -> np.ndarray:
         tot = q.sum(axis=2)
         imb1 = np.where(qy1 + qn1 > 0, (qy1 - qn1) / (qy1 + qn1), 0.0)
         imb5 = np.where(tot.sum(1) > 0, (tot[:, 0] - tot[:, 1]) / tot.sum(1), 0.0)
-    out[:, 0:9] = (
+    out_top = (
         np.stack(
-            [yb, ya, nb, 1000 - yb, ya - yb, mid, micro, has_y * 1000.0, has_n * 1000.0], axis=1
+            [yb, ya, nb, 1000 - yb, ya - yb, mid, micro, has_y * 1e3, has_n * 1e3, two * 1e3],
+            axis=1,
         )
         / 1000
     )
-    out[:, 9:19] = np.log1p(q.reshape(t_len, -1) / 100) / 10
-    out[:, 19:21] = np.log1p(tot / 100) / 10
-    out[:, 21] = imb1
-    out[:, 22] = imb5
+    out[:, 0:10] = out_top
+    out[:, 10:20] = np.log1p(q.reshape(t_len, -1) / 100) / 10
+    out[:, 20:22] = np.log1p(tot / 100) / 10
+    out[:, 22] = imb1
+    out[:, 23] = imb5
     for j, k in enumerate((1, 5, 20)):
         r = np.zeros(t_len)
         r[k:] = (mid[k:] - mid[:-k]) / 100
-        out[:, 23 + j] = r
+        out[:, 24 + j] = r
     d = np.diff(mid, prepend=mid[0])  # d[t] = mid[t] - mid[t-1], d[0] unused
     c1 = np.concatenate([[0.0], np.cumsum(d[1:])])
     c2 = np.concatenate([[0.0], np.cumsum(d[1:] ** 2)])
@@ -171,9 +171,9 @@ def numpy_batch(px: np.ndarray, qty: np.ndarray, ttc: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         m1 = (c1[t] - c1[lo]) / n_d
         var = (c2[t] - c2[lo]) / n_d - m1**2
-    out[:, 26] = np.where(n_d >= 2, np.sqrt(np.maximum(var, 0)) / 10, 0.0)
-    out[:, 27] = np.minimum(t + 1, HIST_LEN) / HIST_LEN
-    out[:, 28] = np.clip(ttc, 0, 1)
+    out[:, 27] = np.where(n_d >= 2, np.sqrt(np.maximum(var, 0)) / 10, 0.0)
+    out[:, 28] = np.minimum(t + 1, HIST_LEN) / HIST_LEN
+    out[:, 29] = np.clip(ttc, 0, 1)
     return out.astype(np.float32)
 
 
@@ -191,8 +191,8 @@ def single_setup():
     pos = position()
     out = np.zeros(N_FEATURES, dtype=np.float32)
     # warm the JIT and check the baseline computes the same observation
-    build_observation(books.qty, books.best, slot, hist, n, 0.4, pos, START_CASH, out)
-    ref = py_observation(books.qty, books.best, slot, hist, n, 0.4, pos, START_CASH)
+    build_observation(books.qty, books.best, slot, hist, n, 0.4, pos, MARK, START_CASH, out)
+    ref = py_observation(books.qty, books.best, slot, hist, n, 0.4, pos, MARK, START_CASH)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
     return books, slot, hist, n, pos, out
 
@@ -203,12 +203,12 @@ def test_single_observation(benchmark, single_setup, impl):
     benchmark.group = "single observation (from Python)"
     qty, best = books.qty, books.best.view(np.ndarray)
     if impl == "njit_live":
-        benchmark(build_observation, qty, best, slot, hist, n, 0.4, pos, START_CASH, out)
+        benchmark(build_observation, qty, best, slot, hist, n, 0.4, pos, MARK, START_CASH, out)
     elif impl == "njit_levels":
         px, q = books.top_k(slot, FEATURE_TOP_LEVELS)
-        benchmark(observation_from_levels, px, q, hist, n, 0.4, pos, START_CASH, out)
+        benchmark(observation_from_levels, px, q, hist, n, 0.4, pos, MARK, START_CASH, out)
     else:
-        benchmark(py_observation, qty, best, slot, hist, n, 0.4, pos, START_CASH)
+        benchmark(py_observation, qty, best, slot, hist, n, 0.4, pos, MARK, START_CASH)
 
 
 # ----------------------------------------------------------------- batched

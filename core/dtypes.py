@@ -374,7 +374,8 @@ LIQUIDITY_DTYPE = np.dtype(
     [
         ("n", np.int64, (2,)),  # entries in use per side
         ("px", np.int16, (2, CONSUMED_CAP)),  # price on the side's own scale
-        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there
+        ("qty", np.int64, (2, CONSUMED_CAP)),  # count units taken there, not yet used up
+        ("seen", np.int64, (2, CONSUMED_CAP)),  # the level's quantity when last seen
     ],
     align=True,
 )

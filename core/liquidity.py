@@ -2,17 +2,20 @@
 
 ``liq`` is a LIQUIDITY_DTYPE [1] array (one per account and market: ``new_liquidity()``
 or a length-1 slice ``liqs[i:i+1]``; not a bare record: Numba does not write a record's
-nested arrays through to the caller when the record is passed alone).  It lists per
-side up to CONSUMED_CAP prices with what we took there (``consumed_at``).  Available at a
-level is ``qty - consumed``.  The consumption of a level is forgotten only when the book
-shows the level gone (emptied); increases are new orders arriving behind and become available, but a
-decrease never gives back what we took.  Why: the recorded book does not know our orders,
-so a level we emptied still shows its old quantity; forgetting on any change would let a
-policy take the same contracts twice.  With this rule a policy never fills more at a price
-than the quantity that stood there plus what arrived later (tested).  Env: refresh from
-each decision point's rows (``liquidity_refresh``); paper: per level change
-(``liquidity_on_level``).  When a side's touched list is full, no new price is consumed
-(the walk stops there: fewer fills, never more).
+nested arrays through to the caller when the record is passed alone).  It lists per side
+up to CONSUMED_CAP prices with what we took there (``consumed_at``) and the level's
+quantity when last seen.  Available at a level is ``qty - consumed``.
+
+The rule: what we took stays taken until the book shows the level change.  The book we
+watch does not contain our orders, so after we take 100 of a 100-lot level it still
+shows 100.  When it later shows less, others traded or cancelled there: that decrease
+first uses up our consumption (the real level would be empty already); an increase is new
+orders arriving, available to us.  A level that disappears (inside the view) forgets our
+consumption.  So a policy never fills more at a price than what stood there plus what
+arrived later: fills <= first quantity + sum of increases (property-tested), and it is
+never starved by a level that merely churns.  Env: ``liquidity_refresh`` once per
+decision-point row; paper: ``liquidity_on_level`` per level change.  When a side's list
+is full, no new price is consumed (the walk stops there: fewer fills, never more).
 """
 
 from __future__ import annotations
@@ -49,8 +52,15 @@ def best_available(px: np.ndarray, qty: np.ndarray, liq: np.ndarray, ladder: int
 
 
 @njit(cache=True, inline="always")
-def consume(liq: np.ndarray, ladder: int, price: int, count: int) -> bool:
-    """Record ``count`` taken at (ladder, price).  False (nothing recorded) if the list is full."""
+def consume(liq: np.ndarray, ladder: int, price: int, count: int, level_qty: int = -1) -> bool:
+    """Record ``count`` taken at (ladder, price) whose level shows ``level_qty`` now.
+
+    ``level_qty`` < 0 (not given): taken as ``count`` -- conservative, only a decrease below
+    what we took then uses our consumption up.
+
+    Returns:
+        False (nothing recorded) if the side's list is full.
+    """
     r = liq[0]
     n = r["n"][ladder]
     for j in range(n):
@@ -61,6 +71,7 @@ def consume(liq: np.ndarray, ladder: int, price: int, count: int) -> bool:
         return False
     r["px"][ladder, n] = price
     r["qty"][ladder, n] = count
+    r["seen"][ladder, n] = level_qty if level_qty >= 0 else count
     r["n"][ladder] = n + 1
     return True
 
@@ -71,16 +82,27 @@ def _forget(r, ladder, j):
     n = r["n"][ladder] - 1
     r["px"][ladder, j] = r["px"][ladder, n]
     r["qty"][ladder, j] = r["qty"][ladder, n]
+    r["seen"][ladder, j] = r["seen"][ladder, n]
     r["n"][ladder] = n
 
 
 @njit(cache=True, inline="always")
-def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray) -> None:
-    """Forget consumption at levels the book view shows gone (call once per new book row).
+def _level_now(r, ladder, j, q):
+    # the level of entry j shows q now: a decrease uses up consumption; True = forget it
+    d = int(r["seen"][ladder, j]) - q
+    r["seen"][ladder, j] = q
+    if d > 0:
+        r["qty"][ladder, j] = max(int(r["qty"][ladder, j]) - d, 0)
+    return q <= 0 or r["qty"][ladder, j] <= 0
 
-    A consumed price absent from the view is gone if the view covers it: the side has fewer
-    than K levels, or the price is better than the worst level shown.  A price beyond the
-    view's depth is unknown and keeps its consumption.
+
+@njit(cache=True, inline="always")
+def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray) -> None:
+    """Update consumption from a new book view (call once per new book row).
+
+    A consumed price absent from the view is gone (quantity 0) if the view covers it: the
+    side has fewer than K levels, or the price is better than the worst level shown; a
+    price beyond the view's depth is unknown and keeps its state.
     """
     r = liq[0]
     k = px.shape[1]
@@ -89,15 +111,17 @@ def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray) -> None:
         j = 0
         while j < r["n"][ladder]:
             p = int(r["px"][ladder, j])
-            found = False
+            q = -1
             for i in range(k):
                 lp = int(px[ladder, i])
                 if lp == p:
-                    found = int(qty[ladder, i]) > 0
+                    q = int(qty[ladder, i])
                     break
                 if lp == NO_PRICE or lp < p:
                     break
-            if not found and (worst == NO_PRICE or p >= worst):
+            if q < 0 and (worst == NO_PRICE or p >= worst):
+                q = 0
+            if q >= 0 and _level_now(r, ladder, j, q):
                 _forget(r, ladder, j)
             else:
                 j += 1
@@ -105,13 +129,12 @@ def liquidity_refresh(px: np.ndarray, qty: np.ndarray, liq: np.ndarray) -> None:
 
 @njit(cache=True)
 def liquidity_on_level(liq: np.ndarray, ladder: int, price: int, new_qty: int) -> None:
-    """A live book level changed to ``new_qty``: forget our consumption there when it emptied."""
-    if new_qty > 0:
-        return
+    """A live book level now shows ``new_qty``: a decrease uses up our consumption there."""
     r = liq[0]
     for j in range(r["n"][ladder]):
         if r["px"][ladder, j] == price:
-            _forget(r, ladder, j)
+            if _level_now(r, ladder, j, new_qty):
+                _forget(r, ladder, j)
             return
 
 

@@ -221,7 +221,7 @@ def taker_match(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         )  # fmt: skip
         if take <= 0:
             break
-        if not consume(liq, ladder, lp, take):
+        if not consume(liq, ladder, lp, take, int(qty[ladder, i])):
             break
         record_fill(order, pos, take, price, fees, True, ts, fills[n])
         n += 1

@@ -44,13 +44,9 @@ def check_dataset(ds: Dataset) -> np.ndarray:
         raise EnvError("dataset depth has no levels (K = 0)")
     if ds.ts.ndim != 1 or ds.ts.shape[0] != ds.n_rows:
         raise EnvError(f"dataset ts must be [T={ds.n_rows}], got {ds.ts.shape}")
-    if ds.n_rows > 1:
-        back = np.diff(ds.ts) < 0
-        back[ds.seg_start[1:] - 1] = False  # segments of different markets overlap in time
-        if np.any(back):
-            raise EnvError(
-                "dataset ts must be non-decreasing within a segment (latency runs on it)"
-            )
+    back = np.flatnonzero(np.diff(ds.ts) < 0) + 1  # rows whose ts is before the previous
+    if back.size and not np.all(np.isin(back, ds.seg_start)):
+        raise EnvError("dataset ts must be non-decreasing inside a segment (latency runs on it)")
     eligible = np.flatnonzero(ds.seg_end - ds.seg_start >= 2).astype(np.int64)
     if eligible.size == 0:
         raise EnvError(f"dataset has no segment with >= 2 rows ({ds.n_segments} segments)")
@@ -94,7 +90,8 @@ class EnvBatch:
         self.truncated = np.zeros(n, dtype=np.uint8)
         self.invalid = np.zeros(n, dtype=np.uint8)
         self.episodes = np.zeros(n, dtype=EPISODE_DTYPE)
-        self.masks = np.ones((n, N_ACTIONS), dtype=np.bool_)
+        self._masks = np.ones((n, N_ACTIONS), dtype=np.bool_)
+        self._masks_fresh = False
         self._actions = np.zeros(n, dtype=np.int64)
         self._sizes = np.full(n, config.order_size, dtype=np.int64)
         self._slips = np.full(n, config.slippage_ticks, dtype=np.int64)
@@ -105,6 +102,17 @@ class EnvBatch:
         self._ready = False
         self._seeded = False  # seed() ran at least once
         self._started = False  # the kernel auto-started an episode nobody has reset into
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool [n, N_ACTIONS]: valid actions at every env's current state (computed on demand)."""
+        if not self._masks_fresh:
+            kernels.masks_envs(
+                self.state, self.pos, self.orders, self.liq, self.depth_px, self.depth_qty,
+                self.ts, self.fees, self.mask_size, self.config.max_position, self._masks,
+            )  # fmt: skip
+            self._masks_fresh = True
+        return self._masks
 
     def seed(self, seeds: np.ndarray, *, rewind: bool = True) -> None:
         """Seed every env's generator (uint64 [n], zeros are replaced: xorshift needs != 0).
@@ -141,9 +149,10 @@ class EnvBatch:
             self.mask_size,
             c.max_position,
             self.obs,
-            self.masks,
+            self._masks,
         )
         self._ready = True
+        self._masks_fresh = False
         return self.obs
 
     def set_actions(self, actions: np.ndarray) -> None:
@@ -220,10 +229,11 @@ class EnvBatch:
             self.truncated,
             self.term_obs,
             self.episodes,
-            self.masks,
+            self._masks,
             self.invalid,
             self._fills,
         )
+        self._masks_fresh = False
         if n_done < 0:
             raise EnvError(f"actions must be in 0..{N_ACTIONS - 1}, got {self._actions}")
         return int(n_done)

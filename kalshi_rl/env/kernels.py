@@ -30,12 +30,16 @@ from numba import njit
 
 from core.account import pnl_components, position_value, reset_position, settle
 from core.dtypes import (
+    ACT_BUY_NO,
+    ACT_BUY_YES,
     ACT_HOLD,
     COUNT_SCALE,
     MONEY_SCALE,
     N_ACTIONS,
     ORD_CANCELED,
     ORD_PENDING,
+    ORDER_BUY,
+    PRICE_MAX,
     REJ_NONE,
     RESULT_NO,
     RESULT_YES,
@@ -43,9 +47,9 @@ from core.dtypes import (
 )
 from core.features import N_MARKET_FEATURES, account_features
 from core.latency import latency_sample
-from core.liquidity import liquidity_clear, liquidity_refresh
-from core.matching import taker_match
-from core.orders import action_check, action_to_order, write_action_masks
+from core.liquidity import best_available, liquidity_clear, liquidity_refresh
+from core.matching import take_ladder, taker_match
+from core.orders import action_to_order, collateral_need, write_action_masks
 
 # Segment orders (mirrors kalshi_rl.env.config.SegmentOrder; kernels take plain ints).
 ORDER_RANDOM = 0
@@ -209,25 +213,31 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     # env i acts at row t; returns True when the action was not allowed (it runs as hold)
     if a == ACT_HOLD:
         return False
-    if size == mask_size:
-        if not masks[i, a]:  # the mask of this state, computed with the same rules
+    # the rules of the masks (core.orders action_check), for the size actually sent
+    if orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]:
+        return True
+    position = pos[i]["position"]
+    if (a == ACT_BUY_YES and position + size > max_position) or (
+        a == ACT_BUY_NO and position - size < -max_position
+    ):
+        return True
+    px = depth_px[t]
+    qty = depth_qty[t]
+    lq = liq[i : i + 1]
+    side, act, limit, count, reason = action_to_order(
+        a, position, size, max_position, slip, px, qty, lq
+    )
+    if reason != REJ_NONE or count <= 0:
+        return True
+    if act == ORDER_BUY:
+        touch = limit - slip
+        if limit >= PRICE_MAX:  # the limit was capped: find the touch again
+            touch = PRICE_MAX - best_available(px, qty, lq, take_ladder(side, act))
+        if collateral_need(position, side, act, touch, count, fees) > pos[i]["cash"]:
             return True
-    else:
-        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
-        if busy:
-            return True
-        reason = action_check(
-            a, pos[i]["position"], pos[i]["cash"], size, max_position, depth_px[t],
-            depth_qty[t], liq[i : i + 1], fees,
-        )  # fmt: skip
-        if reason != REJ_NONE:
-            return True
-    sent = _send(
-        state, orders, pos, i, t, a, size, slip, max_position, depth_px, depth_qty, liq, ts,
-        lat,
-    )  # fmt: skip
-    state[i]["busy_until"] = _NEVER if sent else 0
-    if sent and _due(orders, i, ts, t, seg_last):
+    _send(state, orders, i, t, side, act, limit, count, ts, lat)
+    state[i]["busy_until"] = _NEVER
+    if _due(orders, i, ts, t, seg_last):
         _execute(
             state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees,
             lot, fills,
@@ -236,35 +246,8 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 @njit(cache=True, inline="always")
-def _send(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    state,
-    orders,
-    pos,
-    i,
-    t,
-    action,
-    size,
-    slip,
-    max_position,
-    depth_px,
-    depth_qty,
-    liq,
-    ts,
-    lat,
-):
-    # build env i's IOC order for ``action`` at row t and stamp its latency; count 0: nothing
-    side, act, limit, count, reason = action_to_order(
-        action,
-        pos[i]["position"],
-        size,
-        max_position,
-        slip,
-        depth_px[t],
-        depth_qty[t],
-        liq[i : i + 1],
-    )
-    if reason != REJ_NONE or count <= 0:
-        return False
+def _send(state, orders, i, t, side, act, limit, count, ts, lat):  # noqa: PLR0917
+    # stamp env i's IOC order (side, act, limit, count) sent at row t with its latency
     o = orders[i]
     o["order_id"] += 1
     o["side"] = side
@@ -321,7 +304,7 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     obs,
     masks,
 ):
-    """Start a new episode in every env and write first observations and masks."""
+    """Start a new episode in every env and write first observations (masks: masks_envs)."""
     for i in range(state.shape[0]):
         start_episode(
             state, pos, orders, liq, i, eligible, seg_start, seg_end,
@@ -329,10 +312,6 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         )  # fmt: skip
         t = state[i]["t"]
         write_obs(features, t, pos, i, 0, start_cash, obs[i])
-        write_action_masks(
-            0, start_cash, mask_size, max_position, depth_px[t], depth_qty[t], liq[i : i + 1],
-            fees, False, masks[i],
-        )  # fmt: skip
 
 
 @njit(cache=True)
@@ -397,7 +376,8 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             envs that ended); term_obs: same shape, the final observation of ended episodes.
         rewards: float32 [N] out; terminated, truncated, invalid: uint8 [N] out.
         episodes: EPISODE_DTYPE [N] out, valid where terminated or truncated.
-        masks: bool [N, N_ACTIONS] out, for the returned observation.
+        masks, mask_size: unused here (``masks_envs`` computes masks on demand); kept so
+            the signature is stable.
         fills: FILL_DTYPE [K] scratch.
 
     Returns:
@@ -467,13 +447,27 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             open_value = 0
             px = depth_px[t]
             qty = depth_qty[t]
-        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
         write_obs(features, t, pos, i, open_value, start_cash, obs[i])
-        write_action_masks(
-            pos[i]["position"], pos[i]["cash"], mask_size, max_position, px, qty, lq, fees,
-            busy, masks[i],
-        )  # fmt: skip
     return n_done
+
+
+@njit(cache=True)
+def masks_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state, pos, orders, liq, depth_px, depth_qty, ts, fees, mask_size, max_position, masks
+):
+    """Action masks of every env at its current row (bool [N, N_ACTIONS] out).
+
+    Computed on demand (``EnvBatch.masks``): the step kernel checks only the chosen
+    action, with the same rules (core.orders), so training without masks does not pay
+    for them.
+    """
+    for i in range(state.shape[0]):
+        t = state[i]["t"]
+        busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
+        write_action_masks(
+            pos[i]["position"], pos[i]["cash"], mask_size, max_position, depth_px[t],
+            depth_qty[t], liq[i : i + 1], fees, busy, masks[i],
+        )  # fmt: skip
 
 
 @njit(cache=True, inline="always")

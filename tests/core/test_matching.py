@@ -213,7 +213,8 @@ def test_consumption_persists_until_the_level_is_gone() -> None:
     # the same recorded level again: nothing left for us
     o = new_order(SIDE_YES, ORDER_BUY, 300, 450)
     assert taker_match(o, pos, px, qty, liq, FEES, 1, 0, fills) == 0
-    # it shrinks (others cancel): still nothing; it grows by 200: only the 200 that arrived
+    # it shrinks by 200 (others trade or cancel): that uses up 200 of our 300, still nothing
+    # left; it grows by 400: the 400 that arrived
     qty[SIDE_NO, 0] = 100
     liquidity_refresh(px, qty, liq)
     assert (
@@ -224,7 +225,7 @@ def test_consumption_persists_until_the_level_is_gone() -> None:
     liquidity_refresh(px, qty, liq)
     o = new_order(SIDE_YES, ORDER_BUY, 1000, 450)
     taker_match(o, pos, px, qty, liq, FEES, 1, 0, fills)
-    assert int(o[0]["filled"]) == 200
+    assert int(o[0]["filled"]) == 400
     # the level disappears from the view: consumption forgotten, a new level is fresh
     px[SIDE_NO, 0], qty[SIDE_NO, 0] = 540, 1000
     px[SIDE_NO, 1], qty[SIDE_NO, 1] = NO_PRICE, 0
@@ -235,8 +236,10 @@ def test_consumption_persists_until_the_level_is_gone() -> None:
     o = new_order(SIDE_YES, ORDER_BUY, 100, 460)
     taker_match(o, pos, px, qty, liq2, FEES, 1, 0, fills)
     assert consumed_at(liq2, SIDE_NO, 540) == 100
-    liquidity_on_level(liq2, SIDE_NO, 540, 400)
+    liquidity_on_level(liq2, SIDE_NO, 540, 1200)  # 200 arrived
     assert consumed_at(liq2, SIDE_NO, 540) == 100
+    liquidity_on_level(liq2, SIDE_NO, 540, 1160)  # 40 traded / cancelled
+    assert consumed_at(liq2, SIDE_NO, 540) == 60
     liquidity_on_level(liq2, SIDE_NO, 540, 0)
     assert consumed_at(liq2, SIDE_NO, 540) == 0
 
