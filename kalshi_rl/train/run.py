@@ -67,10 +67,10 @@ class Args:
 
     dataset: str
     algo: str = "ppo"
-    # 800k env-steps (about 2.5 min here) and gamma 0.999: a recorded market's payoff
+    # 1.5M env-steps (about 3 min here) and gamma 0.999: a recorded market's payoff
     # arrives at settlement, ~100 decisions after the trade; with 200k steps and gamma 0.99
     # PPO settled on holding in the docs/training.md experiment (see there)
-    timesteps: int = 800_000
+    timesteps: int = 1_500_000
     n_envs: int = 64
     seed: int = 0
     name: str = "kalshi-ppo"
