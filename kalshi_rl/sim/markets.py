@@ -33,7 +33,8 @@ class SimMarkets:
     """
 
     def __init__(self, specs: list[MarketSpec], config: SimConfig, quote: bool = True) -> None:
-        ts0 = config.start_ts_ms if config.start_ts_ms is not None else int(time.time() * 1000)
+        # a whole second, so listings close on whole seconds (REST times have no ms)
+        ts0 = config.start_ts_ms if config.start_ts_ms is not None else int(time.time()) * 1000
         schedule = None
         if config.series is not None:
             schedule = ListingSchedule(config.series, ts0)
