@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from stable_baselines3 import PPO
 
+from core.features import N_FEATURES
 from kalshi_rl import registry
 from kalshi_rl.env.synthetic import random_walk_dataset
 from kalshi_rl.errors import ConfigError
@@ -63,7 +64,7 @@ async def test_train_ppo_registers_ready_model_with_progress(pg_dsn: str, tmp_pa
             "bias_aware",
             "oracle",
         }
-        assert mv.env_config["n_features"] == 36
+        assert mv.env_config["n_features"] == N_FEATURES
         run = await conn.fetchrow("SELECT * FROM training_runs WHERE id = $1", res.run_id)
         assert run["status"] == "finished" and run["model_id"] == res.model_id
         rows = await conn.fetch(
@@ -80,7 +81,7 @@ async def test_train_ppo_registers_ready_model_with_progress(pg_dsn: str, tmp_pa
     assert res.checkpoint.exists()
     assert registry.read_embedded_metadata(res.checkpoint)["config_hash"] == mv.config_hash
     model = PPO.load(res.checkpoint, device="cpu")
-    assert model.observation_space.shape == (36,)
+    assert model.observation_space.shape == (N_FEATURES,)
     report_dir = res.checkpoint.parent
     assert (report_dir / "smoke-v1-eval.json").exists()
     assert (report_dir / "smoke-v1-eval.png").stat().st_size > 10_000
