@@ -33,10 +33,7 @@ class SimMarkets:
     """
 
     def __init__(self, specs: list[MarketSpec], config: SimConfig, quote: bool = True) -> None:
-        # the next whole second, so listings close on whole seconds (REST times have no
-        # ms) and the sim clock is never behind the wall clock that stamps snapshots
-        now_ms = int(time.time() * 1000)
-        ts0 = config.start_ts_ms if config.start_ts_ms is not None else -(-now_ms // 1000) * 1000
+        ts0 = config.start_ts_ms if config.start_ts_ms is not None else int(time.time() * 1000)
         schedule = None
         if config.series is not None:
             schedule = ListingSchedule(config.series, ts0)
