@@ -15,7 +15,7 @@ def train(
         typer.Option(help="Parquet dataset (file/dir) or synthetic:SEGMENTS:LENGTH:SEED."),
     ],
     algo: Annotated[str, typer.Option(help="ppo or a2c.")] = "ppo",
-    timesteps: Annotated[int, typer.Option(help="Env-steps to train for.")] = 200_000,
+    timesteps: Annotated[int, typer.Option(help="Env-steps to train for.")] = 1_500_000,
     n_envs: Annotated[int, typer.Option(help="Envs stepped together (Numba kernel).")] = 64,
     seed: Annotated[int, typer.Option(help="Seeds numpy, torch, SB3 and the envs.")] = 0,
     name: Annotated[str, typer.Option(help="Model name in the registry.")] = "kalshi-ppo",

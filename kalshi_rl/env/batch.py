@@ -44,13 +44,24 @@ def check_dataset(ds: Dataset) -> np.ndarray:
         raise EnvError("dataset depth has no levels (K = 0)")
     if ds.ts.ndim != 1 or ds.ts.shape[0] != ds.n_rows:
         raise EnvError(f"dataset ts must be [T={ds.n_rows}], got {ds.ts.shape}")
-    back = np.flatnonzero(np.diff(ds.ts) < 0) + 1  # rows whose ts is before the previous
-    if back.size and not np.all(np.isin(back, ds.seg_start)):
-        raise EnvError("dataset ts must be non-decreasing inside a segment (latency runs on it)")
     eligible = np.flatnonzero(ds.seg_end - ds.seg_start >= 2).astype(np.int64)
     if eligible.size == 0:
         raise EnvError(f"dataset has no segment with >= 2 rows ({ds.n_segments} segments)")
     return eligible
+
+
+def monotone_ts(ds: Dataset) -> np.ndarray:
+    """The decision times latency runs on: ``ds.ts`` made non-decreasing within each segment.
+
+    Segments of different markets overlap in time (rows are grouped by segment), and a
+    recorded snapshot carries its receive time (Kalshi's carry no exchange time), which can
+    lie after the exchange times of the deltas that follow it; latency must never see time
+    run backwards, so each row takes the latest time seen so far in its segment.
+    """
+    ts = np.ascontiguousarray(ds.ts, dtype=np.int64).copy()
+    for a, b in zip(ds.seg_start.tolist(), ds.seg_end.tolist(), strict=True):
+        ts[a:b] = np.maximum.accumulate(ts[a:b])
+    return ts
 
 
 class EnvBatch:
@@ -71,7 +82,7 @@ class EnvBatch:
         self.features = np.ascontiguousarray(dataset.features, dtype=np.float32)
         self.depth_px = np.ascontiguousarray(dataset.depth_px, dtype=np.int16)
         self.depth_qty = np.ascontiguousarray(dataset.depth_qty, dtype=np.int64)
-        self.ts = np.ascontiguousarray(dataset.ts, dtype=np.int64)
+        self.ts = monotone_ts(dataset)
         self.seg_start = np.ascontiguousarray(dataset.seg_start, dtype=np.int64)
         self.seg_end = np.ascontiguousarray(dataset.seg_end, dtype=np.int64)
         self.seg_result = np.ascontiguousarray(dataset.seg_result, dtype=np.int8)
