@@ -90,12 +90,14 @@ async def test_consumed_liquidity_stays_taken_until_the_level_empties(ph: Any) -
 
     assert await take("a") == "7.00"
     assert await take("b") == "0.00"  # the book still shows 7 @ 0.55 NO, but we took them
-    ph.delta(books, slot, SIDE_NO, 550, -200)  # 5 left: still all ours (the book lags us)
+    # others took 2 of the 7 we had taken: the decrease uses up our consumption first
+    # (core.liquidity, docs/engine.md), so the 5 left are still all ours
+    ph.delta(books, slot, SIDE_NO, 550, -200)
     c.on_book_update([slot])
     assert await take("c") == "0.00"
     ph.delta(books, slot, SIDE_NO, 550, 400)  # 4 new contracts arrive behind
     c.on_book_update([slot])
-    assert await take("d") == "2.00"  # 9 shown - 7 taken
+    assert await take("d") == "4.00"  # 9 shown - the 5 still consumed
     ph.delta(books, slot, SIDE_NO, 550, -900)  # the level empties: the book caught up
     c.on_book_update([slot])
     ph.delta(books, slot, SIDE_NO, 550, 500)
