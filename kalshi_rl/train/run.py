@@ -186,8 +186,17 @@ def env_identity(env: EnvConfig) -> dict[str, Any]:
 def make_model(args: Args, venv: Any, parent_checkpoint: str | None = None) -> Any:
     """The SB3 model of ``args`` on ``venv`` (loaded from the parent's zip if given)."""
     from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.logger import Logger
 
     cls = PPO if args.algo == "ppo" else A2C
+    model = _build(cls, args, venv, parent_checkpoint)
+    # An in-memory logger: the callbacks read its values; SB3's default would leave an
+    # empty SB3-<timestamp> directory in the temp dir for every run.
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def _build(cls: Any, args: Args, venv: Any, parent_checkpoint: str | None) -> Any:
     if parent_checkpoint is not None:
         return cls.load(parent_checkpoint, env=venv, device="cpu", seed=args.seed)
     policy_kwargs = {"net_arch": list(args.net_arch)}
@@ -203,8 +212,8 @@ def make_model(args: Args, venv: Any, parent_checkpoint: str | None = None) -> A
         "verbose": 0,
     }
     if args.algo == "ppo":
-        return PPO("MlpPolicy", venv, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
-    return A2C("MlpPolicy", venv, **common)
+        return cls("MlpPolicy", venv, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
+    return cls("MlpPolicy", venv, **common)
 
 
 def seed_everything(seed: int, torch_threads: int) -> None:
