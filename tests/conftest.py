@@ -49,6 +49,18 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
     """DSN of a fresh, migrated database, dropped after the test."""
+    async for dsn in _fresh_database(pg_server):
+        yield dsn
+
+
+@pytest.fixture
+async def pg_dsn_other(pg_server: str) -> AsyncIterator[str]:
+    """A second fresh, migrated database on the same server (distinct from pg_dsn)."""
+    async for dsn in _fresh_database(pg_server):
+        yield dsn
+
+
+async def _fresh_database(pg_server: str) -> AsyncIterator[str]:
     name = "t_" + uuid.uuid4().hex[:12]
     admin = await asyncpg.connect(pg_server)
     try:

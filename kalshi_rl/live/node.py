@@ -112,6 +112,7 @@ class LiveNode:
         self.dsn = ""
         self.pool: Any = None
         self.session_id = 0
+        self.db_id = ""  # db.database_id of the database we record into
         self.tickers: list[str] = list(cfg.tickers)
         self.meta: dict[str, dict[str, Any]] = {}
         self.books: Any = None
@@ -200,6 +201,7 @@ class LiveNode:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         async with self.pool.acquire() as conn:
             await db.migrate(conn)
+            self.db_id = await db.database_id(conn)
             await db.ensure_markets(conn, self.tickers)
             if self.record:
                 await upsert_market_meta(conn, meta)
@@ -214,7 +216,9 @@ class LiveNode:
         )
         self.books = BookSet(max(16, len(self.tickers)))
         self.rings = FeedRings.create(cfg.ring_capacity, cfg.writer_shards)
-        spill_dir = Path(cfg.spill_dir) if cfg.spill_dir else db.default_data_dir() / "spill"
+        # one spill directory per database: segments of another database are never seen
+        spill_root = Path(cfg.spill_dir) if cfg.spill_dir else db.default_data_dir() / "spill"
+        spill_dir = spill_root / f"db-{self.db_id}"
         dsn = self.dsn
 
         def connect() -> Any:
@@ -224,10 +228,11 @@ class LiveNode:
         # writer 0 takes every table; extra writers each COPY one more delta shard
         self.writer = WriterGroup([]) if not self.record else WriterGroup(
             [Writer(connect, self.rings.by_table(), self.session_id, self.books.ticker_of,
-                    spill_dir=spill_dir, config=wcfg)]
+                    spill_dir=spill_dir, config=wcfg, db_id=self.db_id)]
             + [
                 Writer(connect, {"orderbook_deltas": ring}, self.session_id,
-                       self.books.ticker_of, spill_dir=spill_dir / f"shard{k}", config=wcfg)
+                       self.books.ticker_of, spill_dir=spill_dir / f"shard{k}", config=wcfg,
+                       db_id=self.db_id)
                 for k, ring in enumerate(self.rings.delta_shards[1:], start=1)
             ]
         )  # fmt: skip

@@ -94,6 +94,26 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+async def database_id(conn: asyncpg.Connection) -> str:
+    """A file-name-safe identity of the database ``conn`` is connected to.
+
+    The cluster's system identifier (unique per ``initdb``) plus the database's OID, so
+    two servers, or two databases of one server, never share it; a dropped and recreated
+    database gets a new one.  Spill segments carry it (``kalshi_rl.store.spill``).
+    """
+    oid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
+    try:
+        cluster = str(await conn.fetchval("SELECT system_identifier FROM pg_control_system()"))
+    except asyncpg.InsufficientPrivilegeError:
+        # a role without access to pg_control_system: fall back to where the server is
+        where = await conn.fetchval(
+            "SELECT current_database() || '@' || coalesce(host(inet_server_addr()), 'local')"
+            " || ':' || coalesce(inet_server_port(), 0)"
+        )
+        cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", str(where))
+    return f"{cluster}-{oid}"
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     """A pool whose connections all carry the project's codecs."""
     pool = await asyncpg.create_pool(

@@ -6,24 +6,34 @@ written in.  One file is one drained batch of one table:
 
     b"KRLSEG1\\n"                  magic, 8 bytes
     uint32 little-endian           length H of the JSON header
-    H bytes of JSON                {"version", "table", "session_id", "n", "itemsize",
-                                    "dtype", "tickers": {slot: ticker}, "created_ns"}
+    H bytes of JSON                {"version", "table", "db_id", "session_id", "n",
+                                    "itemsize", "dtype", "tickers": {slot: ticker},
+                                    "created_ns"}
     n * itemsize bytes             the raw records (the table's core.dtypes record dtype)
     uint32 little-endian           CRC-32 of everything above
 
-The header carries the session id and the slot -> ticker map of the slots in the batch,
-so a later process can encode the rows without the live BookSet.  A file is written to a
-``.tmp`` name, fsynced, renamed and the directory fsynced: a crash leaves either a whole
-segment or a ``.tmp`` file that ``SpillDir`` deletes on open.  The writer deletes a
-segment only after its rows committed.
+The header carries the database identity (``kalshi_rl.store.db.database_id``), the session
+id and the slot -> ticker map of the slots in the batch, so a later process can encode the
+rows without the live BookSet, and replays a segment only into the database it came from
+(version 1 segments have no database identity and are never replayed automatically).  A
+file is written to a ``.tmp`` name, fsynced, renamed and the directory fsynced: a crash
+leaves either a whole segment or a ``.tmp`` file that ``SpillDir`` deletes on open.  The
+writer deletes a segment only after its rows committed.
+
+Only one writer may use a spill directory at a time: ``SpillDir(path, exclusive=True)``
+takes an ``flock`` on ``<path>/.lock`` (released by ``close()`` or when the process dies)
+and raises ``StoreError`` if another writer holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import struct
 import time
+import weakref
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -35,7 +45,9 @@ from core.ring import COPY_TABLES
 from kalshi_rl.errors import StoreError
 
 MAGIC = b"KRLSEG1\n"
-VERSION = 1
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+LOCK_NAME = ".lock"
 SUFFIX = ".seg"
 _NAME_RE = re.compile(r"^(\d{12})-([a-z_]+)\.seg$")
 _ANY_RE = re.compile(r"^(\d{12})-[a-z_]+\.(seg|bad)$")
@@ -48,6 +60,7 @@ class Segment(NamedTuple):
     path: Path
     number: int
     table: str
+    db_id: str | None  # database identity; None in a version 1 segment
     session_id: int
     recs: np.ndarray  # records of COPY_TABLES[table].dtype
     tickers: dict[int, str]  # book slot -> market ticker for every slot in ``recs``
@@ -58,11 +71,16 @@ class SpillDir:
 
     Args:
         path: the directory; created if missing.  Stale ``.tmp`` files are removed.
+        exclusive: lock the directory for this writer (StoreError if another holds it);
+            ``close()`` releases it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, exclusive: bool = False) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = self._lock() if exclusive else None
+        if self._lock_fd is not None:  # a writer dropped without close() still unlocks
+            self._unlock_at_gc = weakref.finalize(self, os.close, self._lock_fd)
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink()  # a write that never reached its rename: its rows are still owned
             # by whoever wrote it (it had not been told the spill succeeded)
@@ -70,13 +88,47 @@ class SpillDir:
         numbers = [int(m.group(1)) for p in self.path.iterdir() if (m := _ANY_RE.match(p.name))]
         self._next = max(numbers, default=0) + 1
 
-    def write(self, table: str, recs: np.ndarray, session_id: int, tickers: dict[int, str]) -> Path:
+    def _lock(self) -> int:
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"spill directory {self.path} is in use by another writer (pid {holder}); "
+                "only one writer may use a spill directory at a time: give this one its "
+                "own spill directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def close(self) -> None:
+        """Release the directory lock (if this object holds it); safe to call twice."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            self._unlock_at_gc.detach()
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def write(
+        self,
+        table: str,
+        recs: np.ndarray,
+        session_id: int,
+        tickers: dict[int, str],
+        *,
+        db_id: str,
+    ) -> Path:
         """Write one segment durably (fsync file and directory).
 
         Args:
             table: a key of core.ring.COPY_TABLES.
             recs: records of that table's dtype.
             session_id: feed_sessions.id the rows belong to.
+            db_id: identity of the database the rows belong to (``db.database_id``).
             tickers: slot -> ticker for (at least) every slot in ``recs['market']``.
 
         Returns:
@@ -95,6 +147,7 @@ class SpillDir:
             {
                 "version": VERSION,
                 "table": table,
+                "db_id": db_id,
                 "session_id": int(session_id),
                 "n": int(recs.shape[0]),
                 "itemsize": spec.dtype.itemsize,
@@ -140,7 +193,7 @@ class SpillDir:
         (hlen,) = _U32.unpack_from(body, len(MAGIC))
         start = len(MAGIC) + 4
         header = orjson.loads(body[start : start + hlen])
-        if header.get("version") != VERSION:
+        if header.get("version") not in _READABLE_VERSIONS:
             raise StoreError(f"spill segment {path} has version {header.get('version')}")
         table = header["table"]
         spec = COPY_TABLES.get(table)
@@ -155,6 +208,7 @@ class SpillDir:
             path=path,
             number=_number(path),
             table=table,
+            db_id=header.get("db_id"),
             session_id=int(header["session_id"]),
             recs=recs,
             tickers={int(k): v for k, v in header["tickers"].items()},

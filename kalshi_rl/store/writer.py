@@ -15,12 +15,20 @@ transaction committed.  A batch whose COPY failed with an unknown outcome (conne
 mid-statement) also goes the idempotent way.  So nothing accepted is lost and nothing is
 written twice.  ``close()`` flushes everything, or leaves segments for the next start,
 which replays them first (segments carry their session id).
+
+Segments carry the identity of their database too (``db.database_id``): a writer replays
+only segments of the database it is connected to, under the session id each carries, and
+leaves any other segment on disk untouched (counted as ``segments_foreign``, logged), so a
+spill directory used against another database can never leak rows into this one.  The
+writer holds a lock on its spill directory until ``close()``: a second writer on the same
+directory is refused with a StoreError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,7 +41,7 @@ import numpy as np
 
 from core.ring import COPY_TABLES, Ring, encode_copy
 from kalshi_rl.errors import StoreError
-from kalshi_rl.store.db import ensure_markets
+from kalshi_rl.store.db import database_id, ensure_markets
 from kalshi_rl.store.spill import Segment, SpillDir
 
 log = logging.getLogger(__name__)
@@ -103,8 +111,12 @@ class Writer:
         session_id: feed_sessions.id of the rows (the row must exist).
         ticker_of: book slot -> market ticker (slots must not be reused for another
             market within a session).
-        spill_dir: directory for segment files (shared by nothing else).
+        spill_dir: directory for segment files; locked for this writer until ``close()``.
         config: trigger, spill and timeout settings.
+        db_id: ``db.database_id`` of the database ``connect`` reaches; learned on the
+            first connection when not given.  Every connection is checked against it.
+            Pass it when the writer may have to spill before it ever connects: segments
+            spilled while it is unknown name no database and are never replayed.
     """
 
     def __init__(
@@ -116,6 +128,7 @@ class Writer:
         *,
         spill_dir: Path,
         config: WriterConfig | None = None,
+        db_id: str | None = None,
     ) -> None:
         for table, ring in rings.items():
             spec = COPY_TABLES.get(table)
@@ -128,7 +141,9 @@ class Writer:
         self.session_id = int(session_id)
         self._ticker_of = ticker_of
         self.config = config or WriterConfig()
-        self.spill = SpillDir(spill_dir)
+        self.db_id = db_id
+        self.spill = SpillDir(spill_dir, exclusive=True)
+        self._foreign: set[Path] = set()  # segments of another database: never replayed
         self._conn: asyncpg.Connection | None = None
         self._slot_ticker: dict[int, str] = {}
         self._ticker_id: dict[str, int] = {}
@@ -152,6 +167,7 @@ class Writer:
         self.segments_written = 0
         self.segments_replayed = 0
         self.segments_quarantined = 0
+        self.segments_foreign = 0
         self.segments_pending = len(self.spill.pending())
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,7 +202,10 @@ class Writer:
             except Exception:
                 # still flush what is buffered; the task's failure is logged with its trace
                 log.exception("writer: flush task failed")
-        await self.flush(final=True)
+        try:
+            await self.flush(final=True)
+        finally:
+            self.spill.close()  # the next writer may take the directory over
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(*DB_DOWN_ERRORS):
@@ -238,10 +257,20 @@ class Writer:
             return
         try:
             conn = await asyncio.wait_for(self._connect(), self.config.connect_timeout_s)
+            got = await asyncio.wait_for(database_id(conn), self.config.connect_timeout_s)
         except DB_DOWN_ERRORS as exc:
             self._next_connect = now + self._backoff
             self._backoff = min(self._backoff * 2, self.config.reconnect_max_s)
             log.debug("writer: connect failed (%s); next try in %.2fs", exc, self._backoff)
+            return
+        if self.db_id is None:
+            self.db_id = got
+        elif got != self.db_id:
+            # the DSN now reaches another database: write nothing there, keep buffering
+            conn.terminate()
+            self._next_connect = now + self.config.reconnect_max_s
+            log.error("writer: connected to database %s, expected %s; not writing", got,
+                      self.db_id)  # fmt: skip
             return
         self._conn = conn
         self._backoff = self.config.reconnect_min_s
@@ -319,8 +348,11 @@ class Writer:
         """PostgreSQL refuses these rows (not an outage): park them as a ``.bad`` segment."""
         log.error("writer: PostgreSQL rejects %d %s rows: %s", recs.shape[0], table, exc)
         path = await asyncio.to_thread(
-            self.spill.write, table, recs, session_id, self._tickers_for(recs)
-        )
+            functools.partial(
+                self.spill.write, table, recs, session_id, self._tickers_for(recs),
+                db_id=self.db_id or "",
+            )
+        )  # fmt: skip
         await asyncio.to_thread(self.spill.quarantine, path)
         self.segments_quarantined += 1
         self.rows_rejected += recs.shape[0]
@@ -365,12 +397,23 @@ class Writer:
         if self.segments_pending <= 0:
             return 0  # skip the directory listing on the common path
         for path in self.spill.pending():
+            if path in self._foreign:
+                continue
             try:
                 seg: Segment = await asyncio.to_thread(self.spill.read, path)
             except StoreError as exc:
                 log.error("writer: quarantining unreadable segment: %s", exc)
                 await asyncio.to_thread(self.spill.quarantine, path)
                 self.segments_quarantined += 1
+                self.segments_pending -= 1
+                continue
+            if not seg.db_id or seg.db_id != self.db_id:
+                # rows of another database (or of none known): never write them here
+                log.error("writer: segment %s belongs to database %s, not %s: left in %s",
+                          path.name, seg.db_id or "(unknown)", self.db_id,
+                          self.spill.path)  # fmt: skip
+                self._foreign.add(path)
+                self.segments_foreign += 1
                 self.segments_pending -= 1
                 continue
             try:
@@ -415,7 +458,14 @@ class Writer:
 
     async def _spill(self, table: str, recs: np.ndarray, session_id: int) -> None:
         tickers = self._tickers_for(recs)
-        await asyncio.to_thread(self.spill.write, table, recs, session_id, tickers)
+        if self.db_id is None:
+            log.error("writer: spilling %d %s rows before knowing the database: they will "
+                      "not be replayed automatically", recs.shape[0], table)  # fmt: skip
+        await asyncio.to_thread(
+            functools.partial(
+                self.spill.write, table, recs, session_id, tickers, db_id=self.db_id or ""
+            )
+        )
         self.segments_written += 1
         self.segments_pending += 1
         self.rows_spilled += recs.shape[0]
@@ -459,6 +509,7 @@ class Writer:
             "segments_written": self.segments_written,
             "segments_replayed": self.segments_replayed,
             "segments_quarantined": self.segments_quarantined,
+            "segments_foreign": self.segments_foreign,
             "segments_pending": self.segments_pending,
             "rings": {t: r.stats() for t, r in self.rings.items()},
         }

@@ -151,13 +151,18 @@ async def attach_trading(
             if node.config.spill_dir
             else db.default_data_dir() / "spill"
         )
-        spill = root / f"paper-{account_id}"
+        spill = root / f"db-{node.db_id}" / f"paper-{account_id}"
 
         def connect() -> Any:
             return db.connect(node.dsn)
 
         writer = Writer(
-            connect, rings.by_table(), account_id, node.books.ticker_of, spill_dir=spill
+            connect,
+            rings.by_table(),
+            account_id,
+            node.books.ticker_of,
+            spill_dir=spill,
+            db_id=node.db_id,
         )
         node.writer.writers.append(writer)
         writer.start()

@@ -100,6 +100,19 @@ async def test_node_owns_session_books_writers_and_listeners(pg_dsn: str, tmp_pa
     assert row["n_snapshots"] == node.feed_stats["snapshots"] >= 3
 
 
+async def test_nodes_on_two_databases_share_a_spill_root(
+    pg_dsn: str, pg_dsn_other: str, tmp_path: Path
+) -> None:
+    """One --spill-dir, two databases: each node spills in its own db-<id> directory."""
+    async with SimExchange(SimConfig(n_markets=2, autostart=False, seed=6)) as sim:
+        a = LiveNode(node_config(sim, pg_dsn, tmp_path), FeedConfig(ws_url=sim.ws_url))
+        b = LiveNode(node_config(sim, pg_dsn_other, tmp_path), FeedConfig(ws_url=sim.ws_url))
+        async with a, b:  # no lock clash: the directories differ
+            assert a.db_id and b.db_id and a.db_id != b.db_id
+            for nd in (a, b):
+                assert nd.writer.writers[0].spill.path == tmp_path / "spill" / f"db-{nd.db_id}"
+
+
 async def test_a_listener_that_raises_does_not_stop_the_feed(pg_dsn: str, tmp_path: Path) -> None:
     calls: list[int] = []
 

@@ -110,6 +110,14 @@ async def rec_ids(dsn: str, table: str, session_id: int) -> list[int]:
         await conn.close()
 
 
+async def database_id(dsn: str) -> str:
+    conn = await db.connect(dsn)
+    try:
+        return await db.database_id(conn)
+    finally:
+        await conn.close()
+
+
 async def wait_until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
@@ -231,11 +239,13 @@ async def test_replay_twice_is_idempotent(pg_dsn: str, tmp_path: Path) -> None:
     spill = SpillDir(tmp_path / "spill")
     tick = {s: ticker_of(s) for s in range(3)}
     batch = records("orderbook_deltas", 0, 300)
-    first = spill.write("orderbook_deltas", batch, session, tick)
+    dbid = await database_id(pg_dsn)
+    first = spill.write("orderbook_deltas", batch, session, tick, db_id=dbid)
     saved = first.read_bytes()
-    spill.write("orderbook_deltas", batch[100:], session, tick)  # overlaps the first
+    spill.write("orderbook_deltas", batch[100:], session, tick, db_id=dbid)  # overlaps
     w = Writer(connector(pg_dsn), {}, session, ticker_of, spill_dir=spill.path, config=FAST)
     await w.flush()
+    await w.close()
     assert spill.pending() == []
     assert w.stats()["rows_replayed"] == 500 and w.stats()["rows_written_total"] == 300
     # a crash between commit and delete leaves a segment whose rows are in: replay again
@@ -261,7 +271,8 @@ async def test_shutdown_flush_and_spill_when_db_unreachable(pg_dsn: str, tmp_pat
     # 2) database unreachable (nothing listens on port 1): close() leaves segments
     rings = make_rings()
     dead = Writer(connector("postgresql://kalshi@127.0.0.1:1/none"), rings, session, ticker_of,
-                  spill_dir=spill_dir, config=FAST)  # fmt: skip
+                  spill_dir=spill_dir, config=FAST,
+                  db_id=await database_id(pg_dsn))  # fmt: skip
     dead.start()
     push_all(rings, 500, 500)
     await dead.close()
@@ -280,6 +291,89 @@ async def test_shutdown_flush_and_spill_when_db_unreachable(pg_dsn: str, tmp_pat
     for table in TABLE_DTYPES:
         assert await rec_ids(pg_dsn, table, session) == list(range(1000)), table
         assert await rec_ids(pg_dsn, table, other) == []
+
+
+async def test_segments_replay_only_into_their_database(
+    pg_dsn: str, pg_dsn_other: str, tmp_path: Path
+) -> None:
+    """A shared spill directory: A's leftovers never reach B; the next writer on A takes them."""
+    spill_dir = tmp_path / "spill"
+    id_a, id_b = await database_id(pg_dsn), await database_id(pg_dsn_other)
+    assert id_a != id_b
+    session_a, session_b = await new_session(pg_dsn), await new_session(pg_dsn_other)
+    assert session_a == session_b  # fresh databases: the same session id, so no FK saves us
+    # 1) a process on A finds A unreachable and exits leaving segments
+    rings = make_rings()
+    dead = Writer(connector("postgresql://kalshi@127.0.0.1:1/none"), rings, session_a,
+                  ticker_of, spill_dir=spill_dir, config=FAST, db_id=id_a)  # fmt: skip
+    push_all(rings, 0, 300)
+    await dead.close()
+    left = SpillDir(spill_dir).pending()
+    assert len(left) >= 4 and dead.stats()["rows_spilled"] == 4 * 300
+    # 2) a writer on B with the same directory writes its own rows, none of A's
+    rings = make_rings()
+    wb = Writer(connector(pg_dsn_other), rings, session_b, ticker_of, spill_dir=spill_dir,
+                config=FAST)  # fmt: skip
+    assert wb.stats()["segments_pending"] == len(left)
+    wb.start()
+    push_all(rings, 1000, 50)
+    await wait_until(lambda: wb.stats()["rows_written_total"] == 4 * 50, "B's own rows")
+    await wb.close()
+    st = wb.stats()
+    assert st["segments_foreign"] == len(left) and st["segments_pending"] == 0
+    assert st["rows_replayed"] == 0 and st["segments_quarantined"] == 0
+    assert SpillDir(spill_dir).pending() == left  # untouched, still A's
+    for table in TABLE_DTYPES:
+        assert await rec_ids(pg_dsn_other, table, session_b) == list(range(1000, 1050)), table
+    # 3) the next writer on A (a later session) replays them under A's first session
+    later = await new_session(pg_dsn)
+    wa = Writer(connector(pg_dsn), make_rings(), later, ticker_of, spill_dir=spill_dir,
+                config=FAST)  # fmt: skip
+    wa.start()
+    await wait_until(lambda: wa.stats()["segments_pending"] == 0, "A's segments replayed")
+    await wa.close()
+    assert wa.stats()["segments_foreign"] == 0 and wa.stats()["rows_replayed"] == 4 * 300
+    assert SpillDir(spill_dir).pending() == []
+    for table in TABLE_DTYPES:
+        assert await rec_ids(pg_dsn, table, session_a) == list(range(300)), table
+        assert await rec_ids(pg_dsn, table, later) == []
+
+
+async def test_segment_without_a_database_is_not_replayed(pg_dsn: str, tmp_path: Path) -> None:
+    session = await new_session(pg_dsn)
+    spill = SpillDir(tmp_path)
+    tick = {s: ticker_of(s) for s in range(3)}
+    spill.write("orderbook_deltas", records("orderbook_deltas", 0, 10), session, tick, db_id="")
+    w = Writer(connector(pg_dsn), {}, session, ticker_of, spill_dir=tmp_path, config=FAST)
+    await w.close()
+    assert w.stats()["segments_foreign"] == 1 and len(spill.pending()) == 1
+    assert await rec_ids(pg_dsn, "orderbook_deltas", session) == []
+
+
+async def test_second_writer_on_a_spill_dir_is_refused(pg_dsn: str, tmp_path: Path) -> None:
+    session = await new_session(pg_dsn)
+    w = Writer(connector(pg_dsn), make_rings(), session, ticker_of, spill_dir=tmp_path,
+               config=FAST)  # fmt: skip
+    with pytest.raises(StoreError, match=r"spill directory .* is in use by another writer"):
+        Writer(connector(pg_dsn), make_rings(), session, ticker_of, spill_dir=tmp_path,
+               config=FAST)  # fmt: skip
+    await w.close()
+    w2 = Writer(connector(pg_dsn), make_rings(), session, ticker_of, spill_dir=tmp_path,
+                config=FAST)  # fmt: skip
+    await w2.close()
+
+
+async def test_writer_refuses_a_connection_to_another_database(
+    pg_dsn: str, pg_dsn_other: str, tmp_path: Path
+) -> None:
+    session = await new_session(pg_dsn)
+    rings = make_rings()
+    w = Writer(connector(pg_dsn_other), rings, session, ticker_of, spill_dir=tmp_path,
+               config=FAST, db_id=await database_id(pg_dsn))  # fmt: skip
+    push_all(rings, 0, 20)
+    await w.close()
+    assert w.stats()["db_up"] is False and w.stats()["rows_spilled"] == 4 * 20
+    assert w.stats()["rows_written_total"] == 0
 
 
 # --------------------------------------------------------------------------- outage
