@@ -4,9 +4,10 @@ On a fresh machine with no configuration (one uvloop process for the live node a
 dashboard, separate processes for training, as ARCHITECTURE.md draws it):
 
 1. PostgreSQL: ``DATABASE_URL`` or the embedded server; migrations applied.
-2. The exchange: the local one (``kalshi_rl.sim``: ``--markets`` fixed markets, or
-   ``--rolling N`` series of short-lived markets; RSA-PSS auth on with a key pair made for it
-   under the data dir), or Kalshi itself when Kalshi credentials are
+2. The exchange: the local one (``kalshi_rl.sim``: ``--rolling N`` series of short-lived
+   markets, 4 by default, the node following the market list and the actor trading each
+   new market as it is listed; ``--rolling 0 --markets M`` for M fixed markets; RSA-PSS auth
+   on with a key pair made for it under the data dir), or Kalshi itself when Kalshi credentials are
    configured (``KALSHI_API_KEY_ID`` + key): its books are recorded instead and the agent
    paper-trades on them.
 3. The live node (``kalshi_rl.live.node.LiveNode``): feed, shared books, rings, writers.
@@ -35,7 +36,10 @@ import typer
 log = logging.getLogger(__name__)
 
 # the first run's data: 8 markets of the local exchange recorded 20 s in fast mode (40x:
-# ~13 sim minutes, ~170k book messages), then trained on (``kalshi-rl generate``)
+# ~13 sim minutes, ~170k book messages), then trained on (``kalshi-rl generate``).  Fixed
+# markets even when the job trades rolling ones: the observation is market-independent (one
+# market's book, its mid history, its time to close, its sub-account), so a model trained on
+# any markets trades any others; generated history is not rolling yet (see docs/actor.md)
 FIRST_DATASET = "sim:8:20:{seed}"
 
 
@@ -223,16 +227,18 @@ async def _up(opts: dict[str, Any]) -> None:
     typer.echo(
         f"[up] session {node.session_id}: {fs.get('msgs', 0)} messages,"
         f" {node.writer_stats.get('rows_written_total', 0)} rows written, books valid at stop"
-        f" {node.books_valid_at_stop}/{len(node.tickers)}"
+        f" {node.books_valid_at_stop}/{node.markets_at_stop}"
     )
 
 
 def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
-    markets: Annotated[int, typer.Option(help="Markets the local exchange lists.")] = 8,
+    markets: Annotated[
+        int, typer.Option(help="Fixed markets the local exchange lists (--rolling 0).")
+    ] = 8,
     rolling: Annotated[
         int,
-        typer.Option(help="Rolling series instead of fixed markets (N series, 0: fixed)."),
-    ] = 0,
+        typer.Option(help="Rolling series of short-lived markets (N series; 0: --markets fixed)."),
+    ] = 4,
     rate: Annotated[float, typer.Option(help="Book messages/s across all markets.")] = 400.0,
     seed: Annotated[int, typer.Option(help="Seed of the exchange and the first run.")] = 1,
     port: Annotated[int, typer.Option(help="Local exchange port on 127.0.0.1 (0: any).")] = 8765,
