@@ -4,9 +4,9 @@ On a fresh machine with no configuration (one uvloop process for the live node a
 dashboard, separate processes for training, as ARCHITECTURE.md draws it):
 
 1. PostgreSQL: ``DATABASE_URL`` or the embedded server; migrations applied.
-2. The exchange: the local one (``kalshi_rl.sim``: ``--rolling N`` series of short-lived
-   markets, 4 by default, the node following the market list and the actor trading each
-   new market as it is listed; ``--rolling 0 --markets M`` for M fixed markets; RSA-PSS auth
+2. The exchange: the local one (``kalshi_rl.sim``: ``--markets M`` fixed markets, or
+   ``--rolling N`` series of short-lived markets, the node following the market list and
+   the actor trading each new market as it is listed; RSA-PSS auth
    on with a key pair made for it under the data dir), or Kalshi itself when Kalshi credentials are
    configured (``KALSHI_API_KEY_ID`` + key): its books are recorded instead and the agent
    paper-trades on them.
@@ -183,7 +183,10 @@ async def _up(opts: dict[str, Any]) -> None:
         node = stack.node
         if stack.sim is not None:
             typer.echo(f"[up] local exchange: ws {stack.sim.ws_url}  rest {stack.sim.rest_url}")
-        typer.echo(f"[up] recording {len(node.tickers)} markets, session {node.session_id}")
+        following = " (and each new listing)" if node.follower is not None else ""
+        typer.echo(
+            f"[up] recording {len(node.tickers)} markets{following}, session {node.session_id}"
+        )
         web_cfg = WebConfig.from_env(host=opts["host"], port=opts["web_port"], data_dir=data_dir)
         launcher = TrainingLauncher(dsn, data_dir)
         app = create_app(node, web_cfg, actor=stack.actor, launcher=launcher)
@@ -238,7 +241,7 @@ def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
     rolling: Annotated[
         int,
         typer.Option(help="Rolling series of short-lived markets (N series; 0: --markets fixed)."),
-    ] = 4,
+    ] = 0,
     rate: Annotated[float, typer.Option(help="Book messages/s across all markets.")] = 400.0,
     seed: Annotated[int, typer.Option(help="Seed of the exchange and the first run.")] = 1,
     port: Annotated[int, typer.Option(help="Local exchange port on 127.0.0.1 (0: any).")] = 8765,

@@ -115,7 +115,8 @@ async def attach_trading(
     )
 
     refuse_live(config.mode)
-    if not node.tickers:
+    tickers = await _tradable(node)
+    if not tickers:
         raise ConfigError("the node trades no markets")
     async with node.pool.acquire() as conn:
         mv = await resolve_ref(conn, model_ref)
@@ -138,7 +139,7 @@ async def attach_trading(
         config.mode,
         node.books,
         config=pcfg,
-        markets=[MarketInfo(t, structure(t)) for t in node.tickers],
+        markets=[MarketInfo(t, structure(t)) for t in tickers],
         rings=rings,
         account_id=account_id,
     )
@@ -173,9 +174,9 @@ async def attach_trading(
     times = market_times or {
         t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()
     }
-    grids = {t: _grid(structure(t)) for t in node.tickers}
+    grids = {t: _grid(structure(t)) for t in tickers}
     actor = Actor(
-        node.books, paper, loaded, node.tickers, config,
+        node.books, paper, loaded, tickers, config,
         store=store, market_times=times, market_grids=grids,
     )  # fmt: skip
     sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
@@ -199,6 +200,22 @@ async def attach_trading(
         await reloader.start()
         node.add_closer(reloader.close)
     return Trading(actor, paper, sink, reloader, account_id)
+
+
+async def _tradable(node: Any) -> list[str]:
+    """The node's markets at the start plus those it follows now (rolling listings: the
+    exchange may have listed none open when the node started), with their REST objects in
+    ``node.meta``."""
+    tickers = list(dict.fromkeys([*node.tickers, *getattr(node.feed, "tickers", ())]))
+    missing = [t for t in tickers if t not in node.meta]
+    if missing and node.follower is not None:
+        try:
+            for m in await node.follower.rest.markets_by_ticker(missing):
+                if isinstance(m.get("ticker"), str):
+                    node.meta[m["ticker"]] = m
+        except (OSError, TimeoutError, KalshiRLError) as exc:
+            log.warning("market metadata of %d followed markets unavailable: %s", len(missing), exc)
+    return tickers
 
 
 class MarketSync:
