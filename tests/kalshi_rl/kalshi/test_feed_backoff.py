@@ -54,12 +54,10 @@ async def test_feed_dropped_every_1400_messages_stays_connected() -> None:
     # subscribed and received data, which resets the backoff
     assert st.backoff_longest_s <= 1.5 * fcfg.backoff_initial_s
     # The reconnect delays chosen take under 5 % of the run: connected >= 95 % but for the
-    # handshakes (measured here 95.6-96.1 % in all; 96.5 % in real time, docs/ingestion.md).
-    # The measured share is asserted loosely: it also holds handshake and scheduling time
-    # of a loaded machine; the old backoff left it far below (207 of 211 s waiting).
+    # handshakes (measured 96.5 % in real time: docs/ingestion.md; the old backoff spent
+    # 207 of 211 s waiting). The measured share itself is a timing, reported, not asserted.
     elapsed = st.connected_s + st.backoff_s
     assert st.backoff_planned_s <= 0.05 * elapsed, st.as_dict()
-    assert st.uptime() >= 0.90, st.as_dict()
     assert st.gaps == st.reconnects  # one disconnect gap event per loss
     assert st.end_rows == len(sim.tickers)  # and the end of the recording at stop
 

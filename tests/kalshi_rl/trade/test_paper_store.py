@@ -166,7 +166,8 @@ async def ph_until(pred: Any, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not pred():
-        assert loop.time() < end, "timed out waiting for the writer"
+        if loop.time() >= end:  # a wait deadline, not a timing check
+            pytest.fail("timed out waiting for the writer")
         await asyncio.sleep(0.01)
 
 

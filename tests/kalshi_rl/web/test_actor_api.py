@@ -91,7 +91,8 @@ async def test_actor_start_actions_deploy_switch_kill(
     loop = asyncio.get_running_loop()
     end = loop.time() + 30
     while not await has_actions():
-        assert loop.time() < end, "the episode's actions never reached PostgreSQL"
+        if loop.time() >= end:  # a wait deadline, not a timing check
+            pytest.fail("the episode's actions never reached PostgreSQL")
         await asyncio.sleep(0.5)
     d = (await client.get(f"/rl/episodes/{ep_id}")).json()
     assert d["metrics"]["steps"] >= len(d["actions"]) >= 1
