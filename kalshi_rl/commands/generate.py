@@ -28,7 +28,7 @@ async def record_fast(
 
     The markets are renamed ``GEN<ticker>``: the sim's clock runs ahead of real time, so
     without their own names they would collide with a live sim's markets.  (Fixed markets:
-    generated rolling history is not built yet, see docs/actor.md "Rolling markets".)
+    the rolling listings do not start in this tree yet, see docs/web.md.)
 
     Returns:
         The tickers recorded.
