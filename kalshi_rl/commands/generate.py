@@ -28,7 +28,7 @@ async def record_fast(
 
     The markets are renamed ``GEN<ticker>``: the sim's clock runs ahead of real time, so
     without their own names they would collide with a live sim's markets.  (Fixed markets:
-    the rolling listings do not start in this tree yet, see docs/web.md.)
+    generated rolling history is not built yet, see docs/actor.md "Rolling markets".)
 
     Returns:
         The tickers recorded.

@@ -88,6 +88,9 @@ async def live_stack(
             mode=mode,
             progress_interval_s=progress_interval_s,
             spill_dir=spill_dir,
+            # the local exchange is re-scanned often: its rolling markets listed before the
+            # node subscribed open without an event the follower sees (Kalshi: the default)
+            rescan_interval_s=2.0 if sim is not None else 60.0,
             **kw,
         )
         feed_cfg = FeedConfig.from_env(ws_url=ws_url)

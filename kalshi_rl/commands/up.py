@@ -4,9 +4,10 @@ On a fresh machine with no configuration (one uvloop process for the live node a
 dashboard, separate processes for training, as ARCHITECTURE.md draws it):
 
 1. PostgreSQL: ``DATABASE_URL`` or the embedded server; migrations applied.
-2. The exchange: the local one (``kalshi_rl.sim``: ``--markets`` fixed markets, or
-   ``--rolling N`` series of short-lived markets; RSA-PSS auth on with a key pair made for it
-   under the data dir), or Kalshi itself when Kalshi credentials are
+2. The exchange: the local one (``kalshi_rl.sim``: ``--markets M`` fixed markets, or
+   ``--rolling N`` series of short-lived markets, the node following the market list and
+   the actor trading each new market as it is listed; RSA-PSS auth
+   on with a key pair made for it under the data dir), or Kalshi itself when Kalshi credentials are
    configured (``KALSHI_API_KEY_ID`` + key): its books are recorded instead and the agent
    paper-trades on them.
 3. The live node (``kalshi_rl.live.node.LiveNode``): feed, shared books, rings, writers.
@@ -35,7 +36,10 @@ import typer
 log = logging.getLogger(__name__)
 
 # the first run's data: 8 markets of the local exchange recorded 20 s in fast mode (40x:
-# ~13 sim minutes, ~170k book messages), then trained on (``kalshi-rl generate``)
+# ~13 sim minutes, ~170k book messages), then trained on (``kalshi-rl generate``).  Fixed
+# markets even when the job trades rolling ones: the observation is market-independent (one
+# market's book, its mid history, its time to close, its sub-account), so a model trained on
+# any markets trades any others; generated history is not rolling yet (see docs/actor.md)
 FIRST_DATASET = "sim:8:20:{seed}"
 
 
@@ -179,7 +183,10 @@ async def _up(opts: dict[str, Any]) -> None:
         node = stack.node
         if stack.sim is not None:
             typer.echo(f"[up] local exchange: ws {stack.sim.ws_url}  rest {stack.sim.rest_url}")
-        typer.echo(f"[up] recording {len(node.tickers)} markets, session {node.session_id}")
+        following = " (and each new listing)" if node.follower is not None else ""
+        typer.echo(
+            f"[up] recording {len(node.tickers)} markets{following}, session {node.session_id}"
+        )
         web_cfg = WebConfig.from_env(host=opts["host"], port=opts["web_port"], data_dir=data_dir)
         launcher = TrainingLauncher(dsn, data_dir)
         app = create_app(node, web_cfg, actor=stack.actor, launcher=launcher)
@@ -223,15 +230,17 @@ async def _up(opts: dict[str, Any]) -> None:
     typer.echo(
         f"[up] session {node.session_id}: {fs.get('msgs', 0)} messages,"
         f" {node.writer_stats.get('rows_written_total', 0)} rows written, books valid at stop"
-        f" {node.books_valid_at_stop}/{len(node.tickers)}"
+        f" {node.books_valid_at_stop}/{node.markets_at_stop}"
     )
 
 
 def up(  # noqa: PLR0917 -- typer maps CLI options to parameters
-    markets: Annotated[int, typer.Option(help="Markets the local exchange lists.")] = 8,
+    markets: Annotated[
+        int, typer.Option(help="Fixed markets the local exchange lists (--rolling 0).")
+    ] = 8,
     rolling: Annotated[
         int,
-        typer.Option(help="Rolling series instead of fixed markets (N series, 0: fixed)."),
+        typer.Option(help="Rolling series of short-lived markets (N series; 0: --markets fixed)."),
     ] = 0,
     rate: Annotated[float, typer.Option(help="Book messages/s across all markets.")] = 400.0,
     seed: Annotated[int, typer.Option(help="Seed of the exchange and the first run.")] = 1,

@@ -197,6 +197,22 @@ class Actor:
         clock_ns: wall clock in ns (tests, parity replays).
     """
 
+    # per-market arrays (views sized len(tickers); see _PER_MARKET)
+    slots: np.ndarray
+    closed: np.ndarray
+    open_ms: np.ndarray
+    close_ms: np.ndarray
+    seg_first_ms: np.ndarray
+    seg_ts_max: np.ndarray
+    seg_ts_receipt: np.ndarray
+    hist: np.ndarray
+    hist_n: np.ndarray
+    last_updates: np.ndarray
+    in_segment: np.ndarray
+    last_decision_ns: np.ndarray
+    pending_reset: np.ndarray
+    _shadow_pos: np.ndarray
+
     def __init__(
         self,
         books: BookSet,
@@ -224,26 +240,13 @@ class Actor:
             raise PolicyError(
                 f"{model.label} does not fit this actor's observation kernel: {problem}"
             )
-        self.tickers = list(dict.fromkeys(markets))
-        n = len(self.tickers)
-        self.slots = np.array([books.slot(t) for t in self.tickers], dtype=np.int64)
-        self.index_of_slot = {int(s): i for i, s in enumerate(self.slots)}
-        self.index_of_ticker = {t: i for i, t in enumerate(self.tickers)}
-        self.closed = np.zeros(n, dtype=np.bool_)  # no new positions (lifecycle)
-        times = market_times or {}
-        self.open_ms = np.array([times.get(t, (NO_TS, NO_TS))[0] for t in self.tickers], np.int64)
-        self.close_ms = np.array([times.get(t, (NO_TS, NO_TS))[1] for t in self.tickers], np.int64)
-        grids = market_grids or {}
-        self.grids: list[np.ndarray | None] = [grids.get(t) for t in self.tickers]
-        self.seg_first_ms = np.full(n, NO_TS, dtype=np.int64)
-        self.seg_ts_max = np.full(n, NO_TS, dtype=np.int64)  # running max of book times
-        self.seg_ts_receipt = np.zeros(n, dtype=np.bool_)  # ... which is a receipt time
-        self.hist = np.zeros((n, HIST_LEN), dtype=np.float64)
-        self.hist_n = np.zeros(n, dtype=np.int64)
-        self.last_updates = np.zeros(n, dtype=np.int64)
-        self.in_segment = np.zeros(n, dtype=np.bool_)
-        self.last_decision_ns = np.zeros(n, dtype=np.int64)
-        self.pending_reset = np.ones(n, dtype=np.bool_)
+        self.tickers: list[str] = []
+        self.index_of_slot: dict[int, int] = {}
+        self.index_of_ticker: dict[str, int] = {}
+        self.grids: list[np.ndarray | None] = []
+        self._cap = 0
+        self._bufs: dict[str, np.ndarray] = {}
+        self._append(list(dict.fromkeys(markets)), market_times or {}, market_grids or {})
         # scratch of one decision (reused: no allocation on the hot path)
         self._obs = np.zeros(N_FEATURES, dtype=np.float32)
         self._acct = np.zeros(1, dtype=POSITION_DTYPE)
@@ -264,7 +267,6 @@ class Actor:
         self._live = _Run(model, 0)
         self._previous: LoadedModel | None = None
         self._shadow: _Run | None = None
-        self._shadow_pos = np.zeros(n, dtype=POSITION_DTYPE)
         self._rules = OrderRules(model.env_config.get("env", {}))
         self._shadow_rules: OrderRules | None = None
         self.start_cash = (
@@ -296,6 +298,95 @@ class Actor:
         # receipt) per decision when set to a list (None in production: nothing is kept)
         self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int, bool]] | None = None
         self.resumed: dict[str, int] = {}
+
+    # ================================================================== markets
+    # per-market state: attribute -> (dtype, fill, row shape).  Each attribute is a view of
+    # the first len(tickers) rows of a buffer that doubles when full, so a new listing
+    # costs O(1) amortised and the views stay C-contiguous (the kernels see the same types)
+    _PER_MARKET: tuple[tuple[str, Any, Any, tuple[int, ...]], ...] = (
+        ("slots", np.int64, 0, ()),
+        ("closed", np.bool_, False, ()),  # no new positions (lifecycle)
+        ("open_ms", np.int64, NO_TS, ()),
+        ("close_ms", np.int64, NO_TS, ()),
+        ("seg_first_ms", np.int64, NO_TS, ()),
+        ("seg_ts_max", np.int64, NO_TS, ()),  # running max of book times
+        ("seg_ts_receipt", np.bool_, False, ()),  # ... which is a receipt time
+        ("hist", np.float64, 0.0, (HIST_LEN,)),
+        ("hist_n", np.int64, 0, ()),
+        ("last_updates", np.int64, 0, ()),
+        ("in_segment", np.bool_, False, ()),
+        ("last_decision_ns", np.int64, 0, ()),
+        ("pending_reset", np.bool_, True, ()),
+        ("_shadow_pos", POSITION_DTYPE, None, ()),
+    )
+
+    def _grow_to(self, n: int) -> None:
+        """Make room for ``n`` markets (capacity doubles; rows kept; views re-sliced)."""
+        if n > self._cap:
+            cap = max(n, 2 * self._cap, 4)
+            for name, dtype, fill, shape in self._PER_MARKET:
+                buf = np.zeros((cap, *shape), dtype=dtype)
+                if fill is not None:
+                    buf[:] = fill
+                old = self._bufs.get(name)
+                if old is not None:
+                    buf[: self._cap] = old
+                self._bufs[name] = buf
+            self._cap = cap
+        for name, *_ in self._PER_MARKET:
+            setattr(self, name, self._bufs[name][:n])
+
+    def _append(
+        self,
+        tickers: Sequence[str],
+        times: Mapping[str, tuple[int, int]],
+        grids: Mapping[str, np.ndarray | None],
+    ) -> None:
+        n0 = len(self.tickers)
+        self._grow_to(n0 + len(tickers))
+        for k, t in enumerate(tickers):
+            i = n0 + k
+            slot = self.books.slot(t)
+            self.slots[i] = slot
+            self.open_ms[i], self.close_ms[i] = times.get(t, (NO_TS, NO_TS))
+            self.tickers.append(t)
+            self.grids.append(grids.get(t))
+            self.index_of_slot[int(slot)] = i
+            self.index_of_ticker[t] = i
+
+    def add_markets(
+        self,
+        tickers: Sequence[str],
+        *,
+        market_times: Mapping[str, tuple[int, int]] | None = None,
+        market_grids: Mapping[str, np.ndarray | None] | None = None,
+        closed: Sequence[str] = (),
+    ) -> list[str]:
+        """Trade these markets too (rolling listings; each one the paper client knows).
+
+        Called off the per-tick path (the wiring's market sync).  A new market starts like
+        the ones the actor started with: its first valid book opens its segment and is a
+        decision; the observation kernel and the order rule are the same.
+
+        Args:
+            tickers: markets to add (ones already traded are ignored).
+            market_times: ticker -> (open_ms, close_ms) (NO_TS unknown).
+            market_grids: ticker -> bool [1001] valid YES prices.
+            closed: of these, the markets already closed for new positions.
+
+        Returns:
+            The tickers added.
+        """
+        new = [t for t in dict.fromkeys(tickers) if t not in self.index_of_ticker]
+        if not new:
+            return []
+        self._append(new, market_times or {}, market_grids or {})
+        for t in closed:
+            i = self.index_of_ticker.get(t)
+            if i is not None:
+                self.closed[i] = True
+        log.info("actor: trading %d new market(s): %s", len(new), ", ".join(new[:5]))
+        return new
 
     # ================================================================== properties
     @property

@@ -18,6 +18,8 @@ actor stops (episode closed), then the sinks and writers flush.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 
 from core.dtypes import NO_TS
 from kalshi_rl import registry
-from kalshi_rl.errors import ConfigError, RegistryError
+from kalshi_rl.errors import ConfigError, KalshiRLError, RegistryError
 from kalshi_rl.trade.actor import Actor, ActorConfig, refuse_live
 from kalshi_rl.trade.records import ActionSink, EpisodeStore
 from kalshi_rl.trade.reload import Reloader, load_version
@@ -113,7 +115,8 @@ async def attach_trading(
     )
 
     refuse_live(config.mode)
-    if not node.tickers:
+    tickers = await _tradable(node)
+    if not tickers:
         raise ConfigError("the node trades no markets")
     async with node.pool.acquire() as conn:
         mv = await resolve_ref(conn, model_ref)
@@ -136,7 +139,7 @@ async def attach_trading(
         config.mode,
         node.books,
         config=pcfg,
-        markets=[MarketInfo(t, structure(t)) for t in node.tickers],
+        markets=[MarketInfo(t, structure(t)) for t in tickers],
         rings=rings,
         account_id=account_id,
     )
@@ -176,9 +179,9 @@ async def attach_trading(
     times = market_times or {
         t: (_ms(m.get("open_time")), _ms(m.get("close_time"))) for t, m in node.meta.items()
     }
-    grids = {t: _grid(structure(t)) for t in node.tickers}
+    grids = {t: _grid(structure(t)) for t in tickers}
     actor = Actor(
-        node.books, paper, loaded, node.tickers, config,
+        node.books, paper, loaded, tickers, config,
         store=store, market_times=times, market_grids=grids,
     )  # fmt: skip
     sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
@@ -192,12 +195,102 @@ async def attach_trading(
     if node.lifecycle is not None:
         node.lifecycle.listeners.append(actor.on_lifecycle)
     node.actor = actor
+    if node.follower is not None:  # rolling listings: trade the markets the node follows
+        sync = MarketSync(node, paper, actor)
+        sync.start()
+        node.add_closer(sync.close)
     reloader = None
     if reload:
         reloader = Reloader(actor, node.pool, poll_s=poll_s, shadow=shadow_reload, fast=fast)
         await reloader.start()
         node.add_closer(reloader.close)
     return Trading(actor, paper, sink, reloader, account_id)
+
+
+async def _tradable(node: Any) -> list[str]:
+    """The node's markets at the start plus those it follows now (rolling listings: the
+    exchange may have listed none open when the node started), with their REST objects in
+    ``node.meta``."""
+    tickers = list(dict.fromkeys([*node.tickers, *getattr(node.feed, "tickers", ())]))
+    missing = [t for t in tickers if t not in node.meta]
+    if missing and node.follower is not None:
+        try:
+            for m in await node.follower.rest.markets_by_ticker(missing):
+                if isinstance(m.get("ticker"), str):
+                    node.meta[m["ticker"]] = m
+        except (OSError, TimeoutError, KalshiRLError) as exc:
+            log.warning("market metadata of %d followed markets unavailable: %s", len(missing), exc)
+    return tickers
+
+
+class MarketSync:
+    """Adds the markets the node starts following (new listings) to the paper client and
+    the actor, once a second, off the per-tick path.
+
+    The follower adds a listed market to the feed (lifecycle event or REST re-scan); here
+    its REST object is fetched (price structure, open/close times, status), the paper
+    client learns it (``add_market``: its grid, its position row) and then the actor
+    (``Actor.add_markets``).  A market already determined or closed is added closed for
+    new positions.  If REST fails the market is tried again on the next pass.
+    """
+
+    def __init__(self, node: Any, paper: Any, actor: Actor, interval_s: float = 1.0) -> None:
+        self.node = node
+        self.paper = paper
+        self.actor = actor
+        self.interval_s = interval_s
+        self.added = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="actor-market-sync")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def missing(self) -> list[str]:
+        """Tickers the feed follows that the actor does not trade yet."""
+        known = self.actor.index_of_ticker
+        return [t for t in self.node.feed.tickers if t not in known]
+
+    async def sync(self) -> list[str]:
+        """One pass; returns the tickers added."""
+        from kalshi_rl.kalshi.follow import DONE_STATUSES
+        from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure
+        from kalshi_rl.trade.paper import MarketInfo
+
+        new = self.missing()
+        if not new:
+            return []
+        objs = await self.node.follower.rest.markets_by_ticker(new)
+        meta = {m["ticker"]: m for m in objs if isinstance(m.get("ticker"), str)}
+        new = [t for t in new if t in meta]  # not listed yet: next pass
+        times, grids, closed = {}, {}, []
+        for t in new:
+            m = meta[t]
+            s = m.get("price_level_structure")
+            structure = parse_structure(s) if s else PriceLevelStructure.LINEAR_CENT
+            self.paper.add_market(MarketInfo(t, structure))
+            self.node.meta[t] = m
+            times[t] = (_ms(m.get("open_time")), _ms(m.get("close_time")))
+            grids[t] = _grid(structure)
+            if m.get("status") in DONE_STATUSES or m.get("status") == "closed":
+                closed.append(t)
+        added = self.actor.add_markets(new, market_times=times, market_grids=grids, closed=closed)
+        self.added += len(added)
+        return added
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.sync()
+            except (OSError, TimeoutError, KalshiRLError) as exc:
+                log.warning("actor market sync postponed: %s", exc)
 
 
 def _grid(structure: Any) -> Any:
