@@ -50,6 +50,7 @@ from core.latency import latency_sample
 from core.liquidity import best_available, liquidity_clear, liquidity_refresh
 from core.matching import take_ladder, taker_match
 from core.orders import action_to_order, collateral_need, write_action_masks
+from core.records import borrow
 
 # Segment orders (mirrors kalshi_rl.env.config.SegmentOrder; kernels take plain ints).
 ORDER_RANDOM = 0
@@ -305,6 +306,13 @@ def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     masks,
 ):
     """Start a new episode in every env and write first observations (masks: masks_envs)."""
+    state, pos, orders, liq, obs = (
+        borrow(state),
+        borrow(pos),
+        borrow(orders),
+        borrow(liq),
+        borrow(obs),
+    )
     for i in range(state.shape[0]):
         start_episode(
             state, pos, orders, liq, i, eligible, seg_start, seg_end,
@@ -387,6 +395,10 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
     for i in range(actions.shape[0]):
         if actions[i] < 0 or actions[i] >= N_ACTIONS:
             return -1
+    # views of borrowed arrays are not reference-counted (core.records.borrow)
+    state, pos, orders, liq = borrow(state), borrow(pos), borrow(orders), borrow(liq)
+    features, depth_px, depth_qty = borrow(features), borrow(depth_px), borrow(depth_qty)
+    obs, term_obs, episodes, fills = borrow(obs), borrow(term_obs), borrow(episodes), borrow(fills)
     n_done = 0
     for i in range(actions.shape[0]):
         t = state[i]["t"]
@@ -461,6 +473,7 @@ def masks_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     action, with the same rules (core.orders), so training without masks does not pay
     for them.
     """
+    liq, depth_px, depth_qty = borrow(liq), borrow(depth_px), borrow(depth_qty)
     for i in range(state.shape[0]):
         t = state[i]["t"]
         busy = orders[i]["status"] == ORD_PENDING or ts[t] < state[i]["busy_until"]
