@@ -28,6 +28,7 @@ from core.dtypes import (
     ST_INVALID_BOOK,
     ST_OK,
 )
+from core.records import borrow
 from kalshi_rl.store.history.load import RawHistory
 
 # Cadence modes of the replay kernel.
@@ -64,6 +65,15 @@ COUNTER_NAMES = (
     "sessions",
     "updates_after_close",
 )
+
+# Rows of the replay's per-market int64 scratch (one column per market).
+_S_OPEN_SEG = 0  # the market's open segment, -1 for none
+_S_SINCE = 1
+_S_NEXT_GRID = 2
+_S_RUN_CNT = 3
+_S_RUN_TS = 4
+_S_RUN_MK = 5
+_N_SCRATCH = 6
 
 _RUN_CAP = 512  # deltas applied per book_apply_deltas call at most (the work buffer)
 
@@ -393,6 +403,9 @@ def _replay(  # noqa: PLR0917 -- njit kernel over positional arrays
     top_k: int,
     row_cap: int,
     work: np.ndarray,
+    segs: _Segs,
+    scratch: np.ndarray,
+    counters: np.ndarray,
 ):
     """Merge the three streams by (session, rec_id), replay them, emit decision points.
 
@@ -407,26 +420,33 @@ def _replay(  # noqa: PLR0917 -- njit kernel over positional arrays
         work: DELTA_DTYPE [>= 1] buffer a run of deltas is copied into and applied from
             (``book_apply_deltas`` writes its status into the records it applies; the
             caller's array keeps the status the live book recorded).
+        segs: (seg_market int32, seg_first_ts int64, seg_last_ts int64, seg_reason int8),
+            each [>= snapshot rows + 1], written.
+        scratch: int64 [_N_SCRATCH, M] zeros, the per-market state of the loop.
+        counters: int64 [_N_COUNTERS] zeros, written.
 
     Returns:
         (px int16 [R,2,K], qty int64 [R,2,K], ts int64 [R], row_seg int64 [R], n_rows,
-        seg_market int32 [S], seg_first_ts, seg_last_ts int64 [S], seg_reason int8 [S],
-        n_segs, counters int64 [_N_COUNTERS]).  Row buffers are longer than n_rows.
+        n_segs).  Row buffers are longer than n_rows.
     """
+    # Every array the loop hands to its steps is borrowed (core.records.borrow): an array
+    # passed to an inlined step, or a view of one, would otherwise be reference-counted
+    # with atomic calls at each of the loop's hundreds of thousands of runs and rows.  The
+    # arguments outlive the call; only the row buffers, which grow, are owned.
+    snaps, snap_sess, deltas = borrow(snaps), borrow(snap_sess), borrow(deltas)
+    delta_sess, gaps, gap_sess = borrow(delta_sess), borrow(gaps), borrow(gap_sess)
+    qty, best, meta, close_ms = borrow(qty), borrow(best), borrow(meta), borrow(close_ms)
+    work, counters = borrow(work), borrow(counters)
+    segs = (borrow(segs[0]), borrow(segs[1]), borrow(segs[2]), borrow(segs[3]))
+    scratch = borrow(scratch)
     n_m = qty.shape[0]
     ns = snaps.shape[0]
     ng = gaps.shape[0]
-    segs = (
-        np.empty(ns + 1, dtype=np.int32),  # market
-        np.empty(ns + 1, dtype=np.int64),  # first update ts
-        np.empty(ns + 1, dtype=np.int64),  # last update (or emitted grid point) ts
-        np.empty(ns + 1, dtype=np.int8),  # END_* reason
-    )
     n_seg = 0
-    open_seg = np.full(n_m, -1, dtype=np.int64)
-    since = np.zeros(n_m, dtype=np.int64)  # updates since the last emitted row (MODE_UPDATES)
-    next_grid = np.zeros(n_m, dtype=np.int64)  # next grid point to emit (MODE_MS)
-    counters = np.zeros(_N_COUNTERS, dtype=np.int64)
+    open_seg = scratch[_S_OPEN_SEG]
+    open_seg[:] = -1
+    since = scratch[_S_SINCE]  # updates since the last emitted row (MODE_UPDATES)
+    next_grid = scratch[_S_NEXT_GRID]  # next grid point to emit (MODE_MS)
     cap = max(row_cap, 64)
     rows = (
         np.empty((cap, N_SIDES, top_k), dtype=np.int16),
@@ -436,9 +456,9 @@ def _replay(  # noqa: PLR0917 -- njit kernel over positional arrays
     )
     n_rows = 0
     # Per-run scratch of _collect_run.
-    run_cnt = np.zeros(n_m, dtype=np.int64)
-    run_ts = np.zeros(n_m, dtype=np.int64)
-    run_mk = np.empty(n_m, dtype=np.int64)
+    run_cnt = scratch[_S_RUN_CNT]
+    run_ts = scratch[_S_RUN_TS]
+    run_mk = scratch[_S_RUN_MK]
     i_s = 0
     i_d = 0
     i_g = 0
@@ -511,9 +531,7 @@ def _replay(  # noqa: PLR0917 -- njit kernel over positional arrays
                     ts = work[n_run - 1]["exch_ts"]
                     rows, n_rows = _emit_row(rows, n_rows, qty, best, m, top_k, ts, s)
     rpx, rqty, rts, rseg = rows
-    return (
-        rpx, rqty, rts, rseg, n_rows, segs[0], segs[1], segs[2], segs[3], n_seg, counters,
-    )  # fmt: skip
+    return rpx, rqty, rts, rseg, n_rows, n_seg
 
 
 # =========================================================================== books
@@ -564,8 +582,16 @@ def _run(
     qty, best, meta = _new_books(len(raw.tickers))
     if close_ms is None:
         close_ms = np.full(len(raw.tickers), NO_TS, dtype=np.int64)
+    ns = raw.snapshots.shape[0]
+    segs = (
+        np.empty(ns + 1, dtype=np.int32),  # market
+        np.empty(ns + 1, dtype=np.int64),  # first update ts
+        np.empty(ns + 1, dtype=np.int64),  # last update (or emitted grid point) ts
+        np.empty(ns + 1, dtype=np.int8),  # END_* reason
+    )
+    counters = np.zeros(_N_COUNTERS, dtype=np.int64)
     # The kernel writes each snapshot row's status: work on a copy, keep ``raw`` as loaded.
-    out = _replay(
+    rpx, rqty, rts, rseg, n_rows, n_seg = _replay(
         raw.snapshots.copy(),
         raw.snap_session,
         raw.deltas,
@@ -581,8 +607,11 @@ def _run(
         top_k,
         row_cap,
         np.zeros(max(run_cap, 1), dtype=DELTA_DTYPE),
+        segs,
+        np.zeros((_N_SCRATCH, qty.shape[0]), dtype=np.int64),
+        counters,
     )
-    return (qty, best, meta, *out)
+    return (qty, best, meta, rpx, rqty, rts, rseg, n_rows, *segs, n_seg, counters)
 
 
 def rebuild_books(raw: RawHistory) -> Books:
