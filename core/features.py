@@ -91,6 +91,7 @@ from core.dtypes import (
     RET_SCALE_TICKS,
     VOL_SCALE_TICKS,
 )
+from core.records import borrow
 
 MARKET_FEATURE_NAMES: tuple[str, ...] = (
     "yes_bid",
@@ -357,6 +358,7 @@ def market_features_batch_kernel(
         reset: uint8 [T], 1 = first row of a segment (history cleared).
         out: float32 [T, N_MARKET_FEATURES].
     """
+    px, qty, out = borrow(px), borrow(qty), borrow(out)  # row views without refcounts
     hist = np.zeros(HIST_LEN, dtype=np.float64)
     n = 0
     for t in range(px.shape[0]):
