@@ -107,12 +107,59 @@ class EnvBatch:
         self._sizes = np.full(n, config.order_size, dtype=np.int64)
         self._slips = np.full(n, config.slippage_ticks, dtype=np.int64)
         multi = config.action_mode == ActionMode.MULTI
+        self._multi = multi
         self._slip_choices = np.asarray(config.slippage_choices, dtype=np.int64)
         self._size_choices = np.asarray(config.size_choices, dtype=np.int64)
         self.mask_size = int(self._size_choices.min()) if multi else config.order_size
         self._ready = False
         self._seeded = False  # seed() ran at least once
         self._started = False  # the kernel auto-started an episode nobody has reset into
+        self._step_args = self._kernel_step_args()
+
+    def _kernel_step_args(self) -> tuple[object, ...]:
+        """``step_envs``'s arguments after the actions, built once (the config is frozen and
+        every buffer is written in place): a step then pays no attribute lookups."""
+        c = self.config
+        return (
+            self._sizes,
+            self._slips,
+            self.state,
+            self.pos,
+            self.orders,
+            self.liq,
+            self.eligible,
+            self.cursor,
+            self.features,
+            self.depth_px,
+            self.depth_qty,
+            self.ts,
+            self.seg_start,
+            self.seg_end,
+            self.seg_result,
+            int(c.segment_order),
+            c.random_start,
+            c.start_fraction,
+            c.start_cash,
+            c.max_position,
+            self.fees,
+            self.latency,
+            c.count_lot,
+            int(c.mark_mode),
+            c.reward_scale,
+            c.inventory_penalty,
+            c.trade_penalty,
+            c.max_episode_steps,
+            self.mask_size,
+            self.obs,
+            self.rewards,
+            self.terminated,
+            self.truncated,
+            self.term_obs,
+            self.episodes,
+            self._masks,
+            self.invalid,
+            self._fills,
+        )
 
     @property
     def masks(self) -> np.ndarray:
@@ -176,7 +223,7 @@ class EnvBatch:
         """
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
         try:
-            if self.config.action_mode != ActionMode.MULTI:
+            if not self._multi:
                 self._actions[:] = a.reshape(self.n)
                 return
             a = a.reshape(self.n, 3)
@@ -202,48 +249,7 @@ class EnvBatch:
         """
         assert self._ready, "step() called before reset(): call reset() first"
         self.set_actions(actions)
-        c = self.config
-        n_done = kernels.step_envs(
-            self._actions,
-            self._sizes,
-            self._slips,
-            self.state,
-            self.pos,
-            self.orders,
-            self.liq,
-            self.eligible,
-            self.cursor,
-            self.features,
-            self.depth_px,
-            self.depth_qty,
-            self.ts,
-            self.seg_start,
-            self.seg_end,
-            self.seg_result,
-            int(c.segment_order),
-            c.random_start,
-            c.start_fraction,
-            c.start_cash,
-            c.max_position,
-            self.fees,
-            self.latency,
-            c.count_lot,
-            int(c.mark_mode),
-            c.reward_scale,
-            c.inventory_penalty,
-            c.trade_penalty,
-            c.max_episode_steps,
-            self.mask_size,
-            self.obs,
-            self.rewards,
-            self.terminated,
-            self.truncated,
-            self.term_obs,
-            self.episodes,
-            self._masks,
-            self.invalid,
-            self._fills,
-        )
+        n_done = kernels.step_envs(self._actions, *self._step_args)
         self._masks_fresh = False
         if n_done < 0:
             raise EnvError(f"actions must be in 0..{N_ACTIONS - 1}, got {self._actions}")
