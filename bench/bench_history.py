@@ -12,22 +12,36 @@ Run (about 2-3 minutes, most of it inserting rows), see bench/README.md:
     pytest bench/bench_history.py -o python_files='bench_*.py' -p no:cacheprovider \
         --basetemp=/tmp/bench_history --benchmark-min-rounds=3 --benchmark-max-time=0.2 \
         --benchmark-columns=min,median,max,rounds
+
+The ``build_dataset`` group needs no database (``-k build_dataset``): the replay and
+features on an in-memory RawHistory, ours beside the wave-1 flat replay read from git.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
 import pytest
 
-from core.dtypes import DELTA_DTYPE
+from core.dtypes import (
+    DELTA_DTYPE,
+    GAP_DTYPE,
+    NO_TS,
+    RESULT_UNKNOWN,
+    SNAPSHOT_LEVEL_DTYPE,
+    TRADE_DTYPE,
+)
 from kalshi_rl.store import db
 from kalshi_rl.store import history as h
 
@@ -247,3 +261,91 @@ def test_load_history_naive(benchmark, conn, loop, n: int) -> None:
     rows = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
     assert len(rows) == n // 10
     benchmark.extra_info["deltas_per_s"] = n / benchmark.stats.stats.min
+
+
+# ---------------------------------------------------------------------------- build_dataset
+# The replay + features alone (no database), beside the wave-1 flat replay kernel: the
+# single-file ``kalshi_rl/store/history.py`` of commit WAVE1_COMMIT, read from git and
+# imported under another name.  Same in-memory RawHistory (three markets, each its own
+# session, one snapshot and n deltas, the pattern of the database data above).
+WAVE1_COMMIT = "660b374"
+BUILD_SIZES = (1_000_000, 3_000_000)  # deltas over all three markets
+
+
+@pytest.fixture(scope="module")
+def wave1_history(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    repo = Path(__file__).resolve().parent.parent
+    src = subprocess.run(
+        ["git", "show", f"{WAVE1_COMMIT}:kalshi_rl/store/history.py"],
+        cwd=repo, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if src.returncode != 0:
+        raise RuntimeError(f"cannot read the wave-1 history module from git: {src.stderr}")
+    path = Path(tmp_path_factory.mktemp("wave1")) / "wave1_history.py"
+    path.write_text(src.stdout)
+    spec = importlib.util.spec_from_file_location("wave1_history", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["wave1_history"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _memory_raw(mod: Any, n: int) -> Any:
+    """``mod.RawHistory`` of 3 markets with n // 3 deltas each (books stay valid)."""
+    m_n, per = 3, n // 3
+    snaps = np.zeros(2 * m_n, dtype=SNAPSHOT_LEVEL_DTYPE)
+    snaps["market"] = np.repeat(np.arange(m_n), 2)
+    snaps["side"] = np.tile([0, 1], m_n)
+    snaps["price"], snaps["qty"], snaps["exch_ts"], snaps["rec_id"] = 400, 1000, T0, 1
+    deltas = np.zeros(per * m_n, dtype=DELTA_DTYPE)
+    g = np.tile(np.arange(1, per + 1, dtype=np.int64), m_n)
+    deltas["market"] = np.repeat(np.arange(m_n), per)
+    deltas["rec_id"], deltas["seq"], deltas["side"] = g + 1, g, g % 2
+    deltas["price"], deltas["delta"] = 300 + (g * 7) % 150, 100 * (1 + g % 5)
+    deltas["exch_ts"] = T0 + g * 10
+    deltas["recv_ts"] = deltas["exch_ts"] * 1_000_000
+    fields = {
+        "tickers": tuple(f"M{m}" for m in range(m_n)),
+        "market_ids": np.arange(m_n, dtype=np.int32),
+        "open_ms": np.full(m_n, NO_TS, dtype=np.int64),
+        "close_ms": np.full(m_n, NO_TS, dtype=np.int64),
+        "result": np.full(m_n, RESULT_UNKNOWN, dtype=np.int8),
+        "snapshots": snaps,
+        "snap_session": np.repeat(np.arange(1, m_n + 1, dtype=np.int64), 2),
+        "deltas": deltas,
+        "delta_session": np.repeat(np.arange(1, m_n + 1, dtype=np.int64), per),
+        "gaps": np.zeros(0, dtype=GAP_DTYPE),
+        "gap_session": np.zeros(0, dtype=np.int64),
+        "trades": np.zeros(0, dtype=TRADE_DTYPE),
+        "trade_session": np.zeros(0, dtype=np.int64),
+    }
+    return mod.RawHistory(**{k: v for k, v in fields.items() if k in mod.RawHistory._fields})
+
+
+def _time_build(benchmark: Any, mod: Any, n: int) -> Any:
+    benchmark.group = f"build_dataset {n}"
+    raw = _memory_raw(mod, n)
+    q = mod.HistoryQuery(cadence_updates=10, top_k=10)
+    ds = benchmark.pedantic(
+        lambda: mod.build_dataset(raw, q)[0], rounds=5, iterations=1, warmup_rounds=1
+    )
+    assert ds.n_rows == 3 * (1 + (n // 3) // 10) and ds.n_segments == 3
+    benchmark.extra_info["deltas_per_s"] = n / benchmark.stats.stats.min
+    return ds
+
+
+@pytest.mark.parametrize("n", BUILD_SIZES)
+def test_build_dataset_ours(benchmark: Any, wave1_history: Any, n: int) -> None:
+    ds = _time_build(benchmark, h, n)
+    # the same dataset as the wave-1 replay builds (clean data: no fix changes it)
+    old = wave1_history.build_dataset(
+        _memory_raw(wave1_history, n), wave1_history.HistoryQuery(cadence_updates=10, top_k=10)
+    )[0]
+    for f in ("features", "depth_px", "depth_qty", "mid", "ts", "ttc", "seg_start", "seg_end"):
+        assert np.array_equal(getattr(ds, f), getattr(old, f), equal_nan=True), f
+
+
+@pytest.mark.parametrize("n", BUILD_SIZES)
+def test_build_dataset_wave1(benchmark: Any, wave1_history: Any, n: int) -> None:
+    _time_build(benchmark, wave1_history, n)
