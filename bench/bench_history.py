@@ -328,7 +328,7 @@ def _time_build(benchmark: Any, mod: Any, n: int) -> Any:
     raw = _memory_raw(mod, n)
     q = mod.HistoryQuery(cadence_updates=10, top_k=10)
     ds = benchmark.pedantic(
-        lambda: mod.build_dataset(raw, q)[0], rounds=5, iterations=1, warmup_rounds=1
+        lambda: mod.build_dataset(raw, q)[0], rounds=11, iterations=1, warmup_rounds=1
     )
     assert ds.n_rows == 3 * (1 + (n // 3) // 10) and ds.n_segments == 3
     benchmark.extra_info["deltas_per_s"] = n / benchmark.stats.stats.min
