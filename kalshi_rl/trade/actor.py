@@ -76,15 +76,49 @@ from core.dtypes import (
     POSITION_DTYPE,
     PRICE_MAX,
     REJ_NONE,
-    SIDE_YES,
     TIF_IOC,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.liquidity import new_liquidity
+from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
-from kalshi_rl.trade.decide import DS_NAMES, DS_OK, prepare_decision, ttc_fraction
+from kalshi_rl.trade.decide import (
+    DO_BAD_OBS,
+    DO_MASKED,
+    DO_ORDER,
+    DS_NAMES,
+    DS_OK,
+    HDR_COUNT,
+    HDR_EPISODE,
+    HDR_EXCH_TS,
+    HDR_FEE,
+    HDR_FILLED,
+    HDR_HASH,
+    HDR_LATENCY,
+    HDR_LEN,
+    HDR_REJECT,
+    HDR_RISK,
+    HDR_STATUS,
+    HDR_STEP,
+    HDR_TS,
+    HDR_VERSION,
+    OUT_EXCH_TS,
+    OUT_FROM_RECEIPT,
+    OUT_HASH,
+    OUT_LEN,
+    RULE_LEN,
+    RULE_MARK_MODE,
+    RULE_MAX_POSITION,
+    RULE_MULTI,
+    RULE_ORDER_SIZE,
+    RULE_SLIPPAGE,
+    decide_fast,
+    decide_observe,
+    decide_order,
+    finish_record,
+)
 from kalshi_rl.trade.policy import LoadedModel, ModelIdentity
 from kalshi_rl.trade.risk import ActorState, KillSwitch, RiskConfig, RiskGate, RiskReason
 
@@ -172,6 +206,15 @@ class OrderRules:
         self.mark_mode = MARK_MID if env.get("mark_mode") == "MID" else MARK_LIQUIDATION
         self.fees = fee_schedule(precision=int(env.get("member_precision", MEMBER_CENT)))
         self.lot = int(env.get("count_lot", 1))
+        # the same, as the decide kernels take them (kalshi_rl.trade.decide RULE_*)
+        self.packed = np.zeros(RULE_LEN, dtype=np.int64)
+        self.packed[RULE_MULTI] = self.multi
+        self.packed[RULE_ORDER_SIZE] = self.order_size
+        self.packed[RULE_SLIPPAGE] = self.slippage
+        self.packed[RULE_MAX_POSITION] = self.max_position
+        self.packed[RULE_MARK_MODE] = self.mark_mode
+        self.slip_arr = np.asarray(self.slip_choices, dtype=np.int64)
+        self.size_arr = np.asarray(self.size_choices, dtype=np.int64)
 
     def size_slip(self, dims: np.ndarray) -> tuple[int, int, int, int]:
         """(size, slip, size_idx, slip_idx) for an action's dimensions."""
@@ -261,6 +304,11 @@ class Actor:
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
         self._sh_liq = new_liquidity(1)
         self._rec = np.zeros(1, dtype=DECISION_DTYPE)
+        self._out = np.zeros(OUT_LEN, dtype=np.int64)  # the decide kernels' scalars out
+        self._hdr = np.zeros(HDR_LEN, dtype=np.int64)  # finish_record's scalars in
+        self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)  # a market without a grid
+        self._max_age_ns = int(self.config.max_staleness_s * 1e9)
+        self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self.risk = RiskGate(self.config.risk)
         self.kill_switch: KillSwitch = self.risk.kill
@@ -710,88 +758,112 @@ class Actor:
 
     # ================================================================== one decision
     def decide(self, i: int, recv_ns: int) -> int:
-        """One decision for market ``i``; returns 1 if the policy was asked, else 0."""
+        """One decision for market ``i``; returns 1 if the policy was asked, else 0.
+
+        Fast path: one kernel call (``decide_fast``: observation, policy, order rule), the
+        risk gate, ``PaperClient.submit_taker`` (one kernel call), ``finish_record`` (one
+        kernel call, pushes the record).  The torch fallback replaces the first call by
+        ``decide_observe``, the torch policy and ``decide_order``.
+        """
         slot = int(self.slots[i])
         books = self.books
         now = self.clock_ns()
-        reset = bool(self.pending_reset[i])
-        exch_ts = int(books.meta[slot]["last_exch_ts"])
-        receipt = exch_ts == NO_TS
-        if receipt:  # a snapshot without exchange time: its receipt, as datasets do
-            exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
-        # a book is known no earlier than the one before it: time runs forward within a
-        # segment (datasets take the running maximum the same way)
-        if reset or exch_ts > self.seg_ts_max[i]:
-            self.seg_ts_max[i] = exch_ts
-            self.seg_ts_receipt[i] = receipt
-        exch_ts = int(self.seg_ts_max[i])
-        from_receipt = bool(self.seg_ts_receipt[i])
-        if reset:
-            self.seg_first_ms[i] = exch_ts
-        o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
-        ttc = ttc_fraction(o_ms, int(self.close_ms[i]), exch_ts)
-        self._fill_acct(i)
-        max_age = int(self.config.max_staleness_s * 1e9)
-        rules = self._rules
-        st, _mid, _value, h = prepare_decision(
-            books.qty, books.best, books.meta, slot, now, max_age, self.hist, self.hist_n, i,
-            reset, ttc, self._acct, self.start_cash, self._consumed_of(slot), rules.fees,
-            rules.mark_mode, self._obs, self._px, self._qty,
-        )  # fmt: skip
-        if st != DS_OK:
-            self.counts[f"skip_{DS_NAMES[st]}"] += 1
-            return 0
-        self.pending_reset[i] = False
-        self.last_decision_ns[i] = now
         run = self._live
-        policy = run.model.policy
-        if policy.decide(self._obs) != POLICY_OK:
+        model = run.model
+        policy = model.policy
+        rules = self._rules
+        out = self._out
+        pos = self._paper_positions()
+        grid = self.grids[i]
+        has_grid = grid is not None
+        if grid is None:
+            grid = self._any_grid
+        if type(policy) is FastPolicy:  # the Numba forward pass, fused
+            p = policy.p
+            st = decide_fast(
+                books.qty, books.best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, pos, self._acct, self.start_cash,
+                self._liq, rules.fees, self._obs, self._px, self._qty, out, p.params,
+                p.layer_in, p.layer_out, p.layer_off, p.act, p.heads, policy.actions,
+                policy.probs, policy._logits, policy._a, policy._b,
+                rules.packed, rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
+            )  # fmt: skip
+        else:
+            st = decide_observe(
+                books.qty, books.best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, pos, self._acct, self.start_cash,
+                self._liq, rules.fees, rules.mark_mode, self._obs, self._px, self._qty, out,
+            )  # fmt: skip
+            if st == DS_OK:
+                if policy.decide(self._obs) != POLICY_OK:
+                    st = DO_BAD_OBS
+                else:
+                    st = decide_order(
+                        policy.actions, policy.probs, rules.packed, rules.slip_arr,
+                        rules.size_arr, grid, has_grid, self._acct, self._liq, self._px,
+                        self._qty, self._rec, out,
+                    )  # fmt: skip
+        if st < DO_BAD_OBS:  # a DS_* skip: nothing decided, nothing recorded
+            self.counts[self._skip_keys[st]] += 1
+            return 0
+        self.last_decision_ns[i] = now
+        if st == DO_BAD_OBS:
             self.counts["bad_obs"] += 1
             return 0
         self.counts["decisions"] += 1
+        h = int(out[OUT_HASH])
+        exch_ts = int(out[OUT_EXCH_TS])
         shadow = self._shadow
         if shadow is not None:
             self._decide_shadow(i, slot, shadow, h, exch_ts, now)
-        rec = self._rec[0]
-        rec["probs"][:] = 0
-        n_probs = min(policy.probs.shape[0], ACTION_PROBS_MAX)
-        rec["probs"][:n_probs] = policy.probs[:n_probs]
-        rec["n_probs"] = n_probs
-        dims = policy.actions
-        action = int(dims[0])
-        size, slip, size_idx, slip_idx = self._rules.size_slip(dims)
-        rec["action"], rec["size_idx"], rec["slip_idx"] = action, size_idx, slip_idx
-        rec["count"] = rec["filled"] = rec["fee"] = 0
-        rec["price"], rec["side"], rec["order_action"] = NO_PRICE, -1, -1
-        rec["reject"], rec["risk"] = REJ_NONE, RiskReason.OK
-        status = AS_HOLD
-        if action != ACT_HOLD:
-            status = self._execute(i, slot, action, size, slip, rec, now, exch_ts)
+        hdr = self._hdr
+        hdr[HDR_COUNT] = hdr[HDR_FILLED] = hdr[HDR_FEE] = hdr[HDR_RISK] = hdr[HDR_REJECT] = 0
+        if st == DO_ORDER:
+            status = self._execute(i, slot, now, exch_ts)
+        elif st == DO_MASKED:
+            self.counts["masked"] += 1
+            status = AS_MASKED
+        else:
+            status = AS_HOLD
+            self.counts["held"] += 1
         run.step += 1
-        self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
+        hdr[HDR_EPISODE] = run.episode_id
+        hdr[HDR_STEP] = run.step
+        hdr[HDR_TS] = now
+        hdr[HDR_EXCH_TS] = exch_ts
+        hdr[HDR_HASH] = h
+        hdr[HDR_VERSION] = model.version
+        hdr[HDR_STATUS] = status
+        ring = self.ring
+        push = ring.overflow_pending == 0
+        done = self.clock_ns()
+        latency = done - (recv_ns if recv_ns else int(books.meta[slot]["last_recv_ts"]))
+        hdr[HDR_LATENCY] = latency
+        pushed = finish_record(
+            self._rec, self._paper_positions(), slot, self._acct, self.start_cash, self._liq,
+            rules.fees, rules.mark_mode, self._px, self._qty, hdr, ring.buf, ring.ctl, push,
+        )  # fmt: skip
+        if not pushed and not ring.push(self._rec):
+            self.counts["ring_overflow"] += 1
+        if status in (AS_SENT, AS_REJECTED):
+            lat = self.latency_ns
+            lat.append(latency)
+            if len(lat) > 4096:
+                del lat[:2048]
+        if self._subscribers:
+            self._publish(self._rec[0], i)
         if self.trace is not None:
             self.trace.append(
-                (i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"]), from_receipt)
-            )
+                (i, exch_ts, self._obs.copy(), policy.actions.copy(), int(hdr[HDR_FILLED]),
+                 bool(out[OUT_FROM_RECEIPT]))
+            )  # fmt: skip
         return 1
 
-    def _execute(  # noqa: PLR0917 -- the decision's context, positionally
-        self, i: int, slot: int, action: int, size: int, slip: int, rec: Any, now: int, exch_ts: int
-    ) -> int:
-        from core.orders import action_to_order
-
-        position = int(self._acct[0]["position"])
-        rules = self._rules
-        side, act, limit, count, reject = action_to_order(
-            action, position, size, rules.max_position, slip, self._px, self._qty, self._liq
-        )
-        if reject == REJ_NONE and count > 0:
-            limit = self._on_grid(i, side, act, limit)
-        rec["side"], rec["order_action"], rec["price"] = side, act, limit
-        if reject != REJ_NONE or count <= 0 or limit == NO_PRICE:
-            rec["reject"] = reject
-            self.counts["masked"] += 1
-            return AS_MASKED
+    def _execute(self, i: int, slot: int, now: int, exch_ts: int) -> int:
+        """Risk gate, then the paper client; the outcome goes to ``self._hdr``."""
+        side, act, limit, count, position = self._out[2:7].tolist()
         secs_to_close = None
         if self.closed[i]:
             secs_to_close = 0.0  # the market closed: only reducing orders
@@ -802,74 +874,25 @@ class Actor:
         allowed, why = self.risk.check(
             position, side, act, count, exposure, cost, secs_to_close, now / 1e9
         )
+        hdr = self._hdr
+        hdr[HDR_RISK] = why
         if allowed <= 0:
-            rec["risk"] = why
             self.counts["risk_refused"] += 1
             return AS_RISK
-        rec["risk"] = why
-        rec["count"] = allowed
-        pos = self._paper_positions()
-        vol0, fee0 = int(pos[slot]["volume"]), int(pos[slot]["fees_paid"])
+        hdr[HDR_COUNT] = allowed
         try:
-            self.paper.submit(self.tickers[i], side, act, limit, allowed, tif=TIF_IOC)
+            _, filled, fee = self.paper.submit_taker(slot, side, act, limit, allowed, tif=TIF_IOC)
         except KalshiApiError as exc:
-            rec["reject"] = -1
+            hdr[HDR_REJECT] = -1
             self.counts["rejected"] += 1
             log.debug("paper rejected %s: %s", self.tickers[i], exc)
             return AS_REJECTED
-        pos = self._paper_positions()
-        filled = int(pos[slot]["volume"]) - vol0
-        rec["filled"] = filled
-        rec["fee"] = int(pos[slot]["fees_paid"]) - fee0
+        hdr[HDR_FILLED] = filled
+        hdr[HDR_FEE] = fee
         self.counts["orders"] += 1
         if filled:
             self.counts["fills"] += 1
         return AS_SENT
-
-    def _on_grid(self, i: int, side: int, act: int, limit: int) -> int:
-        """``limit`` moved to the market's price grid, never more aggressive (NO_PRICE: none)."""
-        grid = self.grids[i]
-        if grid is None:
-            return limit
-        step = -1 if act == ORDER_BUY else 1  # a buy may only pay less, a sell get more
-        p = limit
-        while 0 < p < PRICE_MAX:
-            if grid[p if side == SIDE_YES else PRICE_MAX - p]:
-                return p
-            p += step
-        return NO_PRICE
-
-    def _finish_record(  # noqa: PLR0917 -- the decision's context, positionally
-        self, rec: Any, run: _Run, i: int, slot: int, h: Any, exch_ts: int,
-        now: int, recv_ns: int, status: int,
-    ) -> None:  # fmt: skip
-        self._fill_acct(i)
-        rec["episode_id"] = run.episode_id
-        rec["step"] = run.step
-        rec["ts"] = now
-        rec["exch_ts"] = exch_ts
-        rec["obs_hash"] = h
-        rec["market"] = slot
-        rec["model_version"] = run.model.version
-        rec["status"] = status
-        rec["position"] = self._acct[0]["position"]
-        rec["cash"] = self._acct[0]["cash"]
-        rec["value"] = self._value_of(self._acct, i, self._rules, depth=True)
-        done = self.clock_ns()
-        rec["latency_ns"] = done - (
-            recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
-        )
-        if status == AS_HOLD:
-            self.counts["held"] += 1
-        if status in (AS_SENT, AS_REJECTED):
-            lat = self.latency_ns
-            lat.append(int(rec["latency_ns"]))
-            if len(lat) > 4096:
-                del lat[:2048]
-        if not self.ring.push(self._rec):
-            self.counts["ring_overflow"] += 1
-        if self._subscribers:
-            self._publish(rec, i)
 
     def _decide_shadow(  # noqa: PLR0917 -- the decision's context, positionally
         self, i: int, slot: int, run: _Run, h: Any, exch_ts: int, now: int

@@ -84,6 +84,7 @@ from core.dtypes import (
     STP_MAKER,
     STP_TAKER_AT_CROSS,
     TIF_GTC,
+    TIF_IOC,
     TRADE_DTYPE,
 )
 from core.fees import fee_schedule
@@ -92,6 +93,9 @@ from core.orders import collateral_need
 from core.paper_book import (
     CTL_LEN,
     CTL_N_ACTIVE,
+    TAKER_BAD_COUNT,
+    TAKER_NO_BOOK,
+    TAKER_OFF_GRID,
     VIEW_LEVELS,
     account_cash,
     account_reserved,
@@ -107,6 +111,7 @@ from core.paper_book import (
     paper_replay_fills,
     paper_settle,
     paper_submit,
+    paper_taker_submit,
 )
 from core.queue import queue_join, queue_model, rest_level
 from core.ring import Ring
@@ -138,6 +143,11 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     ORDER_GROUP_TRIGGERED = "order_group_triggered"
     BOOK_UNAVAILABLE = "book_unavailable"
+
+
+def _room(ring: Ring, n: int) -> bool:
+    """True when a kernel may push ``n`` records into ``ring`` (room, no overflow backlog)."""
+    return ring.overflow_pending == 0 and ring.capacity - ring.occupancy >= n
 
 
 def _err(status: int, code: ErrorCode, message: str, details: str = "") -> KalshiApiError:
@@ -338,13 +348,14 @@ class PaperClient:
         self._active = np.zeros(cap, dtype=np.int64)
         self._ctl = np.zeros(CTL_LEN, dtype=np.int64)
         self._n = 0
-        self._uuid: list[str] = []
-        self._coid: list[str] = []
-        self._coid_bytes: list[np.ndarray] = []
+        # order ids are derived from the index (``_uuid_of``); client order ids are kept
+        # only when given (None = the default ``paper-<account>-<n>``, ``_coid_of``)
+        self._coid: list[str | None] = []
         self._event_out = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
-        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
-        self._by_uuid: dict[str, int] = {}
-        self._by_coid: dict[str, int] = {}
+        self._events2 = np.zeros(2, dtype=PAPER_ORDER_EVENT_DTYPE)
+        self._coid_scratch = np.zeros(COID_MAX + 24, dtype=np.uint8)
+        self._set_account_prefixes()
+        self._by_coid: dict[str, int] = {}  # given client order ids only
         self._next_rec_id = 1
         self._groups: list[_Group] = []
         self._group_by_id: dict[str, int] = {}
@@ -363,6 +374,9 @@ class PaperClient:
         self._fill_out = np.zeros(N_PRICES, dtype=FILL_DTYPE)
         self._fills = np.zeros(256, dtype=PAPER_FILL_DTYPE)
         self._n_fills = 0
+        # stand-ins for the rings of a client that persists nothing (the kernel's signature)
+        self._no_ring = Ring(PAPER_ORDER_EVENT_DTYPE, 1)
+        self._no_fill_ring = Ring(PAPER_FILL_DTYPE, 1)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
         # False while no order rests and nothing is consumed: book updates are then no-ops
@@ -392,6 +406,8 @@ class PaperClient:
         fees[:n] = self._fees
         fees[n:] = fee_schedule(maker_fees=False, precision=self.config.precision)[0]
         self._pos, self._liq, self._fees = pos, liq, fees
+        self._pos_view = pos.view()
+        self._pos_view.flags.writeable = False
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
 
@@ -511,11 +527,39 @@ class PaperClient:
         self._next_rec_id += 1
         return r
 
+    def _set_account_prefixes(self) -> None:
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
+        self._coid_prefix = f"paper-{self.account_id}-"
+        self._coid_prefix_bytes = np.frombuffer(self._coid_prefix.encode(), dtype=np.uint8)
+
+    def _uuid_of(self, i: int) -> str:
+        """Order ``i``'s id (``shapes.paper_uuid("order", account, i + 1)``)."""
+        return self._uuid_prefix + f"{i + 1:012x}"
+
+    def _coid_of(self, i: int) -> str:
+        c = self._coid[i]
+        return c if c is not None else f"{self._coid_prefix}{i + 1}"
+
+    def _coid_taken(self, coid: str) -> bool:
+        """True when an order already has client order id ``coid`` (given or default)."""
+        if coid in self._by_coid:
+            return True
+        p = self._coid_prefix
+        if coid.startswith(p) and coid[len(p) :].isdigit() and coid[len(p)] != "0":
+            k = int(coid[len(p) :]) - 1
+            return 0 <= k < self._n and self._coid[k] is None
+        return False
+
     def _order_index(self, order_id: Any) -> int:
-        i = self._by_uuid.get(order_id) if isinstance(order_id, str) else None
-        if i is None:
-            raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id!r} not found")
-        return i
+        p = self._uuid_prefix
+        if isinstance(order_id, str) and len(order_id) == len(p) + 12 and order_id.startswith(p):
+            try:
+                i = int(order_id[len(p) :], 16) - 1
+            except ValueError:
+                i = -1
+            if 0 <= i < self._n and order_id == self._uuid_of(i):
+                return i
+        raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id!r} not found")
 
     def _grow_orders(self) -> None:
         cap = self._orders.shape[0] * 2
@@ -527,24 +571,24 @@ class PaperClient:
         active[: self._active.shape[0]] = self._active
         self._orders, self._extra, self._active = orders, extra, active
 
-    def _new_order(self, coid: str) -> int:
-        """Register order index ``self._n`` (ids, client id); fields come from the kernel."""
+    def _new_order(self, coid: str | None) -> int:
+        """Register order index ``self._n`` (client id; None = the default one)."""
         if self._n >= self._orders.shape[0]:
             self._grow_orders()
         i = self._n
         self._n += 1
-        u = self._uuid_prefix + f"{i + 1:012x}"  # shapes.paper_uuid("order", account, id)
-        self._uuid.append(u)
+        if coid is not None and coid == f"{self._coid_prefix}{i + 1}":
+            coid = None  # the default id given explicitly: kept the same way
         self._coid.append(coid)
-        self._coid_bytes.append(np.frombuffer(coid.encode(), dtype=np.uint8))
-        self._by_uuid[u] = i
-        self._by_coid[coid] = i
+        if coid is not None:
+            self._by_coid[coid] = i
         return i
 
     def _order_event(self, i: int, event: int, now: int) -> None:
         if self.rings is not None:
+            coid = np.frombuffer(self._coid_of(i).encode(), dtype=np.uint8)
             paper_order_record(self._orders, self._extra, i, self._event_out, self._rec_id(),
-                               now, event, self._coid_bytes[i])  # fmt: skip
+                               now, event, coid)  # fmt: skip
             self.rings.orders.push_batch(self._event_out)
         else:
             self._extra[i]["updated_ns"] = now
@@ -558,8 +602,8 @@ class PaperClient:
         return shapes.order_json(
             o,
             e,
-            order_id=self._uuid[i],
-            client_order_id=self._coid[i],
+            order_id=self._uuid_of(i),
+            client_order_id=self._coid_of(i),
             ticker=self.books.ticker_of(int(o["market"])),
             user_id=self.config.user_id,
             group=self._groups[g].gid if g >= 0 else None,
@@ -585,7 +629,7 @@ class PaperClient:
                 ErrorCode.INVALID_PARAMETERS,
                 f"client_order_id must be an ASCII string of at most {COID_MAX} characters",
             )
-        if coid in self._by_coid:
+        if self._coid_taken(coid):
             raise _err(
                 409,
                 ErrorCode.ORDER_ALREADY_EXISTS,
@@ -776,8 +820,8 @@ class PaperClient:
             raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
         if not 0 < count <= MAX_COUNT:
             raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
-        coid = client_order_id or f"paper-{self.account_id}-{self._n + 1}"
-        if coid in self._by_coid:
+        coid = client_order_id or f"{self._coid_prefix}{self._n + 1}"
+        if self._coid_taken(coid):
             raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {coid!r} exists")
         req = {
             "slot": slot, "coid": coid, "side": side, "action": action, "price": price,
@@ -785,6 +829,94 @@ class PaperClient:
             "post_only": post_only, "reduce_only": reduce_only, "cancel_order_on_pause": False,
         }  # fmt: skip
         return self._create_response(self._place(req))
+
+    def submit_taker(
+        self, slot: int, side: int, action: int, price: int, count: int, *, tif: int = TIF_IOC
+    ) -> tuple[int, int, int]:
+        """``submit(ticker, side, action, price, count, tif=tif)`` for the actor's hot path.
+
+        The same checks, fills, records, rec_ids and errors as ``submit`` (the order gets
+        the default client order id), in one kernel call (``core.paper_book.
+        paper_taker_submit``), and no response dict.  Falls back to ``submit`` whenever
+        Python must take part: event subscribers, an order group, a ring with a backlog or
+        no room, a given client id equal to this order's default one.
+
+        Args:
+            slot: the market's book slot; side, action, price, count, tif: as ``submit``
+                (``tif`` IOC or FOK: a taker order never rests here).
+
+        Returns:
+            (order index, filled count units, fees money).
+
+        Raises:
+            KalshiApiError: as ``submit``.
+        """
+        info = self._markets.get(slot)
+        if info is None:
+            raise _err(404, ErrorCode.NOT_FOUND, f"market in slot {slot} not found")
+        if info.status != MarketStatus.ACTIVE:
+            self._tradable(slot)
+        if (
+            tif == TIF_GTC
+            or side not in (SIDE_YES, SIDE_NO)
+            or action not in (ORDER_BUY, ORDER_SELL)
+        ):
+            return self._submit_slow(slot, side, action, price, count, tif)
+        rings = self.rings
+        on = rings is not None
+        if self._subs or self._queues:
+            return self._submit_slow(slot, side, action, price, count, tif)
+        if on and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):  # type: ignore[union-attr]
+            return self._submit_slow(slot, side, action, price, count, tif)
+        i = self._n
+        if self._by_coid and f"{self._coid_prefix}{i + 1}" in self._by_coid:
+            return self._submit_slow(slot, side, action, price, count, tif)
+        if i >= self._orders.shape[0]:
+            self._grow_orders()
+        if self._n_fills + VIEW_LEVELS > self._fills.shape[0]:
+            self._grow_fills(VIEW_LEVELS)
+        self._sync_capacity()
+        books = self.books
+        r_ord = rings.orders if on else self._no_ring  # type: ignore[union-attr]
+        r_fill = rings.fills if on else self._no_fill_ring  # type: ignore[union-attr]
+        code, n, used, filled, fees = paper_taker_submit(
+            self._orders, self._extra, self._active, self._ctl, self._pos, books.qty, books.best,
+            books.meta, self._liq, self._fees, self._grids[info.structure], i, slot, side,
+            action, price, count, tif, self.config.start_cash, self._clock(), self._px, self._vq,
+            self._fill_out, self._fills, self._n_fills, self._next_rec_id, self._coid_prefix_bytes,
+            self._coid_scratch, self._events2, on, r_ord.buf, r_ord.ctl, r_fill.buf, r_fill.ctl,
+        )  # fmt: skip
+        if code != REJ_NONE:
+            return self._taker_refused(int(code), slot, price, count)
+        self._n = i + 1
+        self._coid.append(None)
+        self._n_fills += int(n)
+        self._next_rec_id += int(used)
+        self._watch = True
+        return i, int(filled), int(fees)
+
+    def _submit_slow(  # noqa: PLR0917 -- submit_taker's order, positionally
+        self, slot: int, side: int, action: int, price: int, count: int, tif: int
+    ) -> tuple[int, int, int]:
+        self.submit(self._markets[slot].ticker, side, action, price, count, tif=tif)
+        i = self._n - 1
+        o = self._orders[i]
+        return i, int(o["filled"]), int(o["fees"])
+
+    def _taker_refused(self, code: int, slot: int, price: int, count: int) -> tuple[int, int, int]:
+        if code == TAKER_OFF_GRID:
+            raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
+        if code == TAKER_BAD_COUNT:
+            raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
+        self.n_rejected += 1
+        if code == TAKER_NO_BOOK:
+            raise _err(
+                503,
+                ErrorCode.BOOK_UNAVAILABLE,
+                f"the paper client has no valid book for {self._markets[slot].ticker}",
+            )
+        self._watch = True
+        raise self._rejection(code, slot)
 
     def _engine_submit(self, i: int, now: int) -> tuple[int, int]:
         """Run order ``i`` through ``core.paper_book.paper_submit``."""
@@ -831,9 +963,9 @@ class PaperClient:
     def _forget(self, i: int) -> None:
         # a rejected order never existed (Kalshi keeps no record of it)
         assert i == self._n - 1, "only the newest order can be forgotten"
-        self._by_uuid.pop(self._uuid.pop())
-        self._by_coid.pop(self._coid.pop())
-        self._coid_bytes.pop()
+        coid = self._coid.pop()
+        if coid is not None:
+            self._by_coid.pop(coid)
         self._n -= 1
 
     def _free_cash(self) -> int:
@@ -902,8 +1034,8 @@ class PaperClient:
                 (int(o["fees"]) * COUNT_SCALE * 2 + filled) // (2 * filled)
             )
         return {
-            "order_id": self._uuid[i],
-            "client_order_id": self._coid[i],
+            "order_id": self._uuid_of(i),
+            "client_order_id": self._coid_of(i),
             "fill_count": format_count(filled),
             "remaining_count": format_count(int(o["remaining"])),
             "average_fill_price": shapes.avg_price_dollars(yp_notional, filled),
@@ -960,7 +1092,7 @@ class PaperClient:
             if count <= int(o["filled"]):
                 raise _err(400, ErrorCode.INVALID_COUNT, "count must exceed the filled count")
         new_coid = fields.get("updated_client_order_id")
-        if new_coid is not None and (not isinstance(new_coid, str) or new_coid in self._by_coid):
+        if new_coid is not None and (not isinstance(new_coid, str) or self._coid_taken(new_coid)):
             raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {new_coid!r} exists")
         old = self._order_json(i)
         saved_o = self._orders[i].copy()
@@ -983,7 +1115,9 @@ class PaperClient:
             self.n_rejected += 1
             raise self._rejection(rej, slot)
         if new_coid is not None:
-            self._by_coid.pop(self._coid[i])
+            old_coid = self._coid[i]
+            if old_coid is not None:
+                self._by_coid.pop(old_coid)
             self._coid[i] = new_coid
             self._by_coid[new_coid] = i
         if n:
@@ -1132,7 +1266,7 @@ class PaperClient:
         """``GET /portfolio/order_groups/{id}``."""
         g = self._group_index(gid)
         grp = self._groups[g]
-        ids = [self._uuid[i] for i in range(self._n) if self._extra[i]["group"] == g]
+        ids = [self._uuid_of(i) for i in range(self._n) if self._extra[i]["group"] == g]
         return {
             "order_group_id": grp.gid,
             "contracts_limit_fp": format_count(grp.limit),
@@ -1188,10 +1322,7 @@ class PaperClient:
     def _after_fills(self, n: int, now: int) -> None:
         """Record the ``n`` engine fills in the scratch buffer: history, ring, events, groups."""
         if self._n_fills + n > self._fills.shape[0]:
-            size = max(2 * self._fills.shape[0], self._n_fills + n)
-            grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
-            grown[: self._n_fills] = self._fills[: self._n_fills]
-            self._fills = grown
+            self._grow_fills(n)
         off = self._n_fills
         paper_record_fills(self._fill_out, n, self._fills, off, self._next_rec_id, now,
                            self._extra)  # fmt: skip
@@ -1227,14 +1358,20 @@ class PaperClient:
         for g in groups:
             self._check_group(g, now)
 
+    def _grow_fills(self, n: int) -> None:
+        size = max(2 * self._fills.shape[0], self._n_fills + n)
+        grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
+        grown[: self._n_fills] = self._fills[: self._n_fills]
+        self._fills = grown
+
     def _fill_json(self, k: int) -> dict[str, Any]:
         f = self._fills[k]
         i = int(f["order_id"]) - 1
         return shapes.fill_json(
             f,
             fill_id=shapes.paper_uuid("fill", self.account_id, int(f["rec_id"])),
-            order_id=self._uuid[i],
-            client_order_id=self._coid[i],
+            order_id=self._uuid_of(i),
+            client_order_id=self._coid_of(i),
             ticker=self.books.ticker_of(int(f["market"])),
         )
 
@@ -1312,9 +1449,7 @@ class PaperClient:
     @property
     def positions(self) -> np.ndarray:
         """POSITION_DTYPE per book slot (read-only view of the account state)."""
-        view = self._pos.view()
-        view.flags.writeable = False
-        return view
+        return self._pos_view
 
     def _positions_value(self) -> int:
         # marked at the best bid of the held side (what selling now would give at the top)
@@ -1433,7 +1568,7 @@ class PaperClient:
         if self._n or self._n_fills:
             raise StoreError("restore needs a fresh PaperClient")
         self.account_id = saved.account_id
-        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
+        self._set_account_prefixes()
         self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
         slot_of: dict[int, int] = {}
         for mid, ticker in saved.tickers.items():
