@@ -63,6 +63,8 @@ MAX_ORDER_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (co
 TAKER_NO_BOOK = -1  # the market's book is not valid (not served by the feed)
 TAKER_OFF_GRID = -2  # the limit is off the market's tick grid (or outside 1..999)
 TAKER_BAD_COUNT = -3  # count outside 1..MAX_ORDER_COUNT
+TAKER_I = 8  # position of the new order's index in ``paper_taker_submit``'s arguments
+TAKER_POS = 4  # ... and of the account's positions
 
 
 # =========================================================================== account
@@ -696,19 +698,10 @@ def paper_taker_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/
     active: np.ndarray,
     ctl: np.ndarray,
     pos: np.ndarray,
-    qty: np.ndarray,
-    best: np.ndarray,
-    meta: np.ndarray,
     liq: np.ndarray,
     fees: np.ndarray,
     grid: np.ndarray,
     i: int,
-    slot: int,
-    side: int,
-    action: int,
-    price: int,
-    count: int,
-    tif: int,
     start_cash: int,
     now_ns: int,
     px: np.ndarray,
@@ -725,6 +718,15 @@ def paper_taker_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/
     ord_ctl: np.ndarray,
     fill_buf: np.ndarray,
     fill_ctl: np.ndarray,
+    qty: np.ndarray,
+    best: np.ndarray,
+    meta: np.ndarray,
+    slot: int,
+    side: int,
+    action: int,
+    price: int,
+    count: int,
+    tif: int,
 ) -> tuple[int, int, int, int, int]:
     """A typed taker order in one call: what ``PaperClient.submit`` does, without Python.
 
@@ -736,16 +738,19 @@ def paper_taker_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/
     events into the rings (the caller checked they have room and no overflow backlog).
 
     Args:
-        orders ... fees: the client's arrays and the BookSet's (as ``paper_submit``);
-            meta: the BookSet's meta (``valid``); grid: bool [1001] valid YES prices.
-        i: the new order's index; slot, side, action, price, count, tif: the order.
-        start_cash: the account's start cash; now_ns: wall clock.
+        orders ... fees: the client's arrays (as ``paper_submit``); grid: bool [1001]
+            valid YES prices of the market; i: the new order's index.
+        start_cash: the account's start cash; now_ns: the client's wall clock.
         px, vq, fill_out: scratch (as ``paper_submit``).
         hist, n_hist: PAPER_FILL_DTYPE fill history and its length (room for ``px``'s
             levels more); rec0: the next rec_id.
         coid_prefix: uint8 bytes of ``paper-<account>-``; coid: uint8 [COID_MAX] scratch.
         events: PAPER_ORDER_EVENT_DTYPE [2] out (the order's events, when ``rings_on``).
         ord_buf, ord_ctl, fill_buf, fill_ctl: the order-event and fill rings.
+        qty, best, meta: the BookSet's arrays (``meta['valid']``); slot, side, action,
+            price, count, tif: the order.
+
+    The arguments up to ``fill_ctl`` are ``PaperClient.taker_prepare``'s tuple.
 
     Returns:
         (code, fills, rec_ids used, order's filled count, order's fees): code REJ_NONE,

@@ -70,24 +70,23 @@ from core.dtypes import (
     N_SIDES,
     NO_PRICE,
     NO_TS,
-    ORDER_BUY,
     ORDER_DTYPE,
     POLICY_OK,
     POSITION_DTYPE,
     PRICE_MAX,
     REJ_NONE,
+    RING_HEAD,
     TIF_IOC,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.liquidity import new_liquidity
+from core.paper_book import TAKER_POS
 from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import (
     DO_BAD_OBS,
-    DO_MASKED,
-    DO_ORDER,
     DS_NAMES,
     DS_OK,
     HDR_COUNT,
@@ -96,28 +95,37 @@ from kalshi_rl.trade.decide import (
     HDR_FEE,
     HDR_FILLED,
     HDR_HASH,
-    HDR_LATENCY,
     HDR_LEN,
     HDR_REJECT,
-    HDR_RISK,
     HDR_STATUS,
     HDR_STEP,
     HDR_TS,
     HDR_VERSION,
+    OUT_ACTION,
+    OUT_ALLOWED,
     OUT_EXCH_TS,
     OUT_FROM_RECEIPT,
     OUT_HASH,
     OUT_LEN,
+    OUT_LIMIT,
+    OUT_N_FILLS,
+    OUT_PAPER,
+    OUT_PUSHED,
+    OUT_RECS,
+    OUT_RISK,
+    OUT_SIDE,
     RULE_LEN,
     RULE_MARK_MODE,
     RULE_MAX_POSITION,
     RULE_MULTI,
     RULE_ORDER_SIZE,
     RULE_SLIPPAGE,
-    decide_fast,
+    STEP_DONE,
+    STEP_SLOW,
     decide_observe,
-    decide_order,
     finish_record,
+    step_after_policy,
+    step_fast,
 )
 from kalshi_rl.trade.policy import LoadedModel, ModelIdentity
 from kalshi_rl.trade.risk import ActorState, KillSwitch, RiskConfig, RiskGate, RiskReason
@@ -307,6 +315,8 @@ class Actor:
         self._out = np.zeros(OUT_LEN, dtype=np.int64)  # the decide kernels' scalars out
         self._hdr = np.zeros(HDR_LEN, dtype=np.int64)  # finish_record's scalars in
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)  # a market without a grid
+        self._best_src: np.ndarray | None = None  # books.best, and its plain-array view
+        self._best = np.zeros((0, N_SIDES), dtype=np.int32)
         self._max_age_ns = int(self.config.max_staleness_s * 1e9)
         self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
@@ -760,10 +770,12 @@ class Actor:
     def decide(self, i: int, recv_ns: int) -> int:
         """One decision for market ``i``; returns 1 if the policy was asked, else 0.
 
-        Fast path: one kernel call (``decide_fast``: observation, policy, order rule), the
-        risk gate, ``PaperClient.submit_taker`` (one kernel call), ``finish_record`` (one
-        kernel call, pushes the record).  The torch fallback replaces the first call by
-        ``decide_observe``, the torch policy and ``decide_order``.
+        Fast path: one kernel call (``kalshi_rl.trade.decide.step_fast``: observation,
+        policy, order rule, risk gate, the paper client's taker kernel, the decision
+        record pushed to the ring); Python only counts.  The torch fallback runs
+        ``decide_observe``, the torch policy, then ``step_after_policy`` (the same rest).
+        Orders the paper client must handle in Python (``PaperClient.taker_prepare`` is
+        None) go through ``submit_taker``.
         """
         slot = int(self.slots[i])
         books = self.books
@@ -773,38 +785,41 @@ class Actor:
         policy = model.policy
         rules = self._rules
         out = self._out
-        pos = self._paper_positions()
+        paper = self.paper
+        ctx = paper.taker_prepare(slot)
+        paper_ok = ctx is not None
+        if ctx is None:
+            ctx = paper.taker_dummy()
         grid = self.grids[i]
         has_grid = grid is not None
         if grid is None:
             grid = self._any_grid
+        best = books.best
+        if best is not self._best_src:  # kernels get the plain array (cheaper to pass)
+            self._best_src, self._best = best, best.view(np.ndarray)
+        hdr = self._hdr
+        hdr[HDR_COUNT : HDR_REJECT + 1] = 0
+        hdr[HDR_EPISODE] = run.episode_id
+        hdr[HDR_STEP] = run.step + 1
+        hdr[HDR_VERSION] = model.version
+        risk = self.risk
+        ring = self.ring
+        push = self._shadow is None and ring.overflow_pending == 0
         if type(policy) is FastPolicy:  # the Numba forward pass, fused
             p = policy.p
-            st = decide_fast(
-                books.qty, books.best, books.meta, slot, now, self._max_age_ns, self.hist,
+            st = step_fast(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
-                self.seg_first_ms, self.open_ms, self.close_ms, pos, self._acct, self.start_cash,
-                self._liq, rules.fees, self._obs, self._px, self._qty, out, p.params,
-                p.layer_in, p.layer_out, p.layer_off, p.act, p.heads, policy.actions,
-                policy.probs, policy._logits, policy._a, policy._b,
+                self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
+                self._acct, self.start_cash, self._liq, rules.fees, self._obs, self._px,
+                self._qty, out, p.params, p.layer_in, p.layer_out, p.layer_off, p.act, p.heads,
+                policy.actions, policy.probs, policy._logits, policy._a, policy._b,
                 rules.packed, rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
+                int(risk.state), risk.limits, risk.sent, risk.sent_ctl, ctx, paper_ok, hdr,
+                ring.buf, ring.ctl, push,
             )  # fmt: skip
         else:
-            st = decide_observe(
-                books.qty, books.best, books.meta, slot, now, self._max_age_ns, self.hist,
-                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
-                self.seg_first_ms, self.open_ms, self.close_ms, pos, self._acct, self.start_cash,
-                self._liq, rules.fees, rules.mark_mode, self._obs, self._px, self._qty, out,
-            )  # fmt: skip
-            if st == DS_OK:
-                if policy.decide(self._obs) != POLICY_OK:
-                    st = DO_BAD_OBS
-                else:
-                    st = decide_order(
-                        policy.actions, policy.probs, rules.packed, rules.slip_arr,
-                        rules.size_arr, grid, has_grid, self._acct, self._liq, self._px,
-                        self._qty, self._rec, out,
-                    )  # fmt: skip
+            st = self._step_torch(i, slot, now, grid, has_grid, ctx, paper_ok, push)
         if st < DO_BAD_OBS:  # a DS_* skip: nothing decided, nothing recorded
             self.counts[self._skip_keys[st]] += 1
             return 0
@@ -812,40 +827,29 @@ class Actor:
         if st == DO_BAD_OBS:
             self.counts["bad_obs"] += 1
             return 0
-        self.counts["decisions"] += 1
-        h = int(out[OUT_HASH])
-        exch_ts = int(out[OUT_EXCH_TS])
-        shadow = self._shadow
-        if shadow is not None:
-            self._decide_shadow(i, slot, shadow, h, exch_ts, now)
-        hdr = self._hdr
-        hdr[HDR_COUNT] = hdr[HDR_FILLED] = hdr[HDR_FEE] = hdr[HDR_RISK] = hdr[HDR_REJECT] = 0
-        if st == DO_ORDER:
-            status = self._execute(i, slot, now, exch_ts)
-        elif st == DO_MASKED:
-            self.counts["masked"] += 1
-            status = AS_MASKED
+        if st == STEP_SLOW:
+            status = self._submit_slow(i, slot, now)
         else:
-            status = AS_HOLD
-            self.counts["held"] += 1
+            status = st - STEP_DONE
+            if status in (AS_SENT, AS_REJECTED):
+                self._paper_done(i, slot, status)
+        self._count(status)
         run.step += 1
-        hdr[HDR_EPISODE] = run.episode_id
-        hdr[HDR_STEP] = run.step
-        hdr[HDR_TS] = now
-        hdr[HDR_EXCH_TS] = exch_ts
-        hdr[HDR_HASH] = h
-        hdr[HDR_VERSION] = model.version
-        hdr[HDR_STATUS] = status
-        ring = self.ring
-        push = ring.overflow_pending == 0
-        done = self.clock_ns()
-        latency = done - (recv_ns if recv_ns else int(books.meta[slot]["last_recv_ts"]))
-        hdr[HDR_LATENCY] = latency
-        pushed = finish_record(
-            self._rec, self._paper_positions(), slot, self._acct, self.start_cash, self._liq,
-            rules.fees, rules.mark_mode, self._px, self._qty, hdr, ring.buf, ring.ctl, push,
-        )  # fmt: skip
-        if not pushed and not ring.push(self._rec):
+        self._recorded(i, slot, now, recv_ns, status)
+        return 1
+
+    def _recorded(self, i: int, slot: int, now: int, recv_ns: int, status: int) -> None:
+        """After the step: shadow, latency, the record pushed (if the kernel did not), streams."""
+        out, ring = self._out, self.ring
+        exch_ts = int(out[OUT_EXCH_TS])
+        if self._shadow is not None:
+            self._decide_shadow(i, slot, self._shadow, int(out[OUT_HASH]), exch_ts, now)
+        recv = recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
+        latency = self.clock_ns() - recv
+        if out[OUT_PUSHED]:  # the kernel pushed the record: set its latency in place
+            ring.buf[(int(ring.ctl[RING_HEAD]) - 1) & (ring.capacity - 1)]["latency_ns"] = latency
+        self._rec[0]["latency_ns"] = latency
+        if not out[OUT_PUSHED] and not ring.push(self._rec):
             self.counts["ring_overflow"] += 1
         if status in (AS_SENT, AS_REJECTED):
             lat = self.latency_ns
@@ -856,43 +860,93 @@ class Actor:
             self._publish(self._rec[0], i)
         if self.trace is not None:
             self.trace.append(
-                (i, exch_ts, self._obs.copy(), policy.actions.copy(), int(hdr[HDR_FILLED]),
-                 bool(out[OUT_FROM_RECEIPT]))
+                (i, exch_ts, self._obs.copy(), self.model.policy.actions.copy(),
+                 int(self._hdr[HDR_FILLED]), bool(out[OUT_FROM_RECEIPT]))
             )  # fmt: skip
-        return 1
 
-    def _execute(self, i: int, slot: int, now: int, exch_ts: int) -> int:
-        """Risk gate, then the paper client; the outcome goes to ``self._hdr``."""
-        side, act, limit, count, position = self._out[2:7].tolist()
-        secs_to_close = None
-        if self.closed[i]:
-            secs_to_close = 0.0  # the market closed: only reducing orders
-        elif self.close_ms[i] != NO_TS:
-            secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
-        cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
-        exposure = self._exposure() if self.config.risk.max_exposure else 0
-        allowed, why = self.risk.check(
-            position, side, act, count, exposure, cost, secs_to_close, now / 1e9
-        )
-        hdr = self._hdr
-        hdr[HDR_RISK] = why
-        if allowed <= 0:
-            self.counts["risk_refused"] += 1
-            return AS_RISK
+    def _step_torch(  # noqa: PLR0917 -- decide()'s context, positionally
+        self, i: int, slot: int, now: int, grid: np.ndarray, has_grid: bool,
+        ctx: tuple[Any, ...], paper_ok: bool, push: bool,
+    ) -> int:  # fmt: skip
+        """``step_fast`` with the policy outside Numba (torch): same kernels around it."""
+        books, rules, out, risk, ring = self.books, self._rules, self._out, self.risk, self.ring
+        st = int(
+            decide_observe(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
+                self.start_cash, self._liq, rules.fees, rules.mark_mode, self._obs, self._px,
+                self._qty, out,
+            )
+        )  # fmt: skip
+        if st != DS_OK:
+            return st
+        policy = self.model.policy
+        if policy.decide(self._obs) != POLICY_OK:
+            return DO_BAD_OBS
+        return int(
+            step_after_policy(
+                books.qty, self._best, books.meta, slot, now, i, self.close_ms, self.closed,
+                self.slots, self._acct, self.start_cash, self._liq, rules.fees, self._px,
+                self._qty, out, policy.actions, policy.probs, rules.packed, rules.slip_arr,
+                rules.size_arr, grid, has_grid, self._rec, int(risk.state), risk.limits,
+                risk.sent, risk.sent_ctl, ctx, paper_ok, self._hdr, ring.buf, ring.ctl, push,
+            )
+        )  # fmt: skip
+
+    def _count(self, status: int) -> None:
+        counts = self.counts
+        counts["decisions"] += 1
+        if status == AS_SENT:
+            counts["orders"] += 1
+            if self._hdr[HDR_FILLED]:
+                counts["fills"] += 1
+        elif status == AS_HOLD:
+            counts["held"] += 1
+        elif status == AS_MASKED:
+            counts["masked"] += 1
+        elif status == AS_RISK:
+            self.risk.counted(0, int(self._out[OUT_RISK]))
+            counts["risk_refused"] += 1
+        elif status == AS_REJECTED:
+            counts["rejected"] += 1
+
+    def _paper_done(self, i: int, slot: int, status: int) -> None:
+        """The paper kernel ran in the step: the client books it (and names a refusal)."""
+        out = self._out
+        err = self.paper.taker_commit(
+            slot, int(out[OUT_PAPER]), int(out[OUT_N_FILLS]), int(out[OUT_RECS]),
+            int(out[OUT_LIMIT]), int(out[OUT_ALLOWED]),
+        )  # fmt: skip
+        if err is not None:
+            log.debug("paper rejected %s: %s", self.tickers[i], err)
+
+    def _submit_slow(self, i: int, slot: int, now: int) -> int:
+        """The order passed the risk gate; the paper client takes it through Python."""
+        out, hdr = self._out, self._hdr
+        allowed = int(out[OUT_ALLOWED])
         hdr[HDR_COUNT] = allowed
+        status = AS_SENT
         try:
-            _, filled, fee = self.paper.submit_taker(slot, side, act, limit, allowed, tif=TIF_IOC)
+            _, filled, fee = self.paper.submit_taker(
+                slot, int(out[OUT_SIDE]), int(out[OUT_ACTION]), int(out[OUT_LIMIT]), allowed,
+                tif=TIF_IOC,
+            )  # fmt: skip
+            hdr[HDR_FILLED], hdr[HDR_FEE] = filled, fee
         except KalshiApiError as exc:
             hdr[HDR_REJECT] = -1
-            self.counts["rejected"] += 1
+            status = AS_REJECTED
             log.debug("paper rejected %s: %s", self.tickers[i], exc)
-            return AS_REJECTED
-        hdr[HDR_FILLED] = filled
-        hdr[HDR_FEE] = fee
-        self.counts["orders"] += 1
-        if filled:
-            self.counts["fills"] += 1
-        return AS_SENT
+        hdr[HDR_STATUS] = status
+        hdr[HDR_EXCH_TS] = out[OUT_EXCH_TS]
+        hdr[HDR_HASH] = out[OUT_HASH]
+        hdr[HDR_TS] = now
+        out[OUT_PUSHED] = finish_record(
+            self._rec, self._paper_positions(), slot, self._acct, self.start_cash,
+            self._liq, self._rules.fees, self._rules.mark_mode, self._px, self._qty, hdr,
+            self.ring.buf, self.ring.ctl, self._shadow is None and self.ring.overflow_pending == 0,
+        )  # fmt: skip
+        return status
 
     def _decide_shadow(  # noqa: PLR0917 -- the decision's context, positionally
         self, i: int, slot: int, run: _Run, h: Any, exch_ts: int, now: int

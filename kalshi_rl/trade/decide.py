@@ -27,6 +27,8 @@ from core.book import book_check, book_top_k
 from core.dtypes import (
     ACT_HOLD,
     ACTION_PROBS_MAX,
+    AS_HOLD,
+    AS_MASKED,
     AS_REJECTED,
     AS_RISK,
     AS_SENT,
@@ -38,9 +40,11 @@ from core.dtypes import (
     REJ_NONE,
     SIDE_YES,
     ST_OK,
+    TIF_IOC,
 )
 from core.features import book_mid, build_observation, hist_push
 from core.orders import action_to_order
+from core.paper_book import paper_taker_submit
 from core.policy import policy_decide
 from core.ring import ring_push
 
@@ -162,7 +166,6 @@ OUT_LIMIT = 4
 OUT_COUNT = 5
 OUT_POSITION = 6  # the market's position before the order
 OUT_HASH = 7  # observation hash
-OUT_LEN = 8
 
 # ``finish_record`` header slots
 HDR_EPISODE = 0
@@ -518,3 +521,345 @@ def finish_record(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
     if push:
         return ring_push(ring_buf, ring_ctl, r)
     return False
+
+
+# =========================================================================== risk gate
+# ``RiskGate``'s per-order check as a kernel (the gate calls it too, so the fused step and
+# the Python path share one rule).  ``limits`` float64 [LIM_LEN]; the order-rate window is
+# an int64 ring of send times (ns) with ``sent_ctl`` = (head, tail) counters.
+LIM_MAX_POSITION = 0
+LIM_MAX_EXPOSURE = 1
+LIM_MAX_ORDERS_PER_S = 2
+LIM_CLOSE_GUARD_S = 3
+LIM_LEN = 4
+RISK_RUNNING = 0  # ActorState values (kalshi_rl.trade.risk)
+RISK_REDUCING = 1
+RISK_HALTED = 2
+# RiskReason values (kalshi_rl.trade.risk)
+RR_OK = 0
+RR_HALTED = 1
+RR_REDUCING = 2
+RR_POSITION_LIMIT = 3
+RR_EXPOSURE_LIMIT = 4
+RR_ORDER_RATE = 5
+RR_CLOSE_GUARD = 6
+
+
+@njit(cache=True)
+def reduces_position(position: int, side: int, action: int, count: int) -> bool:
+    """True when the order only shrinks |position| (never flips or opens)."""
+    up = (side == SIDE_YES) == (action == ORDER_BUY)
+    if up:
+        return position < 0 and count <= -position
+    return position > 0 and count <= position
+
+
+@njit(cache=True)
+def risk_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state: int,
+    limits: np.ndarray,
+    sent: np.ndarray,
+    sent_ctl: np.ndarray,
+    position: int,
+    side: int,
+    action: int,
+    count: int,
+    exposure: int,
+    order_cost: int,
+    seconds_to_close: float,
+    now_ns: int,
+) -> tuple[int, int]:
+    """(count that may be sent, RR_* reason); see ``RiskGate.check``.
+
+    ``seconds_to_close`` NaN = unknown.  An order that passes is entered into the rate
+    window (``sent`` must hold ceil(max_orders_per_s) + 1 times).
+    """
+    reducing = reduces_position(position, side, action, count)
+    if state >= RISK_HALTED:
+        return 0, RR_HALTED
+    if state == RISK_REDUCING and not reducing:
+        return 0, RR_REDUCING
+    if not reducing:
+        if not np.isnan(seconds_to_close) and seconds_to_close <= limits[LIM_CLOSE_GUARD_S]:
+            return 0, RR_CLOSE_GUARD
+        cap = int(limits[LIM_MAX_POSITION])
+        if cap:
+            up = (side == SIDE_YES) == (action == ORDER_BUY)
+            room = cap - position if up else cap + position
+            if room <= 0:
+                return 0, RR_POSITION_LIMIT
+            count = min(count, room)
+        max_exp = int(limits[LIM_MAX_EXPOSURE])
+        if max_exp and exposure + order_cost > max_exp:
+            return 0, RR_EXPOSURE_LIMIT
+    rate = limits[LIM_MAX_ORDERS_PER_S]
+    if rate > 0:
+        n = sent.shape[0]
+        while sent_ctl[0] > sent_ctl[1] and now_ns - sent[sent_ctl[1] % n] >= 1_000_000_000:
+            sent_ctl[1] += 1
+        if sent_ctl[0] - sent_ctl[1] >= rate:
+            return 0, RR_ORDER_RATE
+        sent[sent_ctl[0] % n] = now_ns
+        sent_ctl[0] += 1
+    return count, RR_OK
+
+
+# =========================================================================== the whole step
+# ``step_fast`` = ``decide_fast`` + risk gate + ``core.paper_book.paper_taker_submit`` +
+# ``finish_record`` in one call; ``step_after_policy`` the same after a torch policy.
+# Outcomes: a DS_* skip, DO_BAD_OBS, STEP_DONE + AS_* (recorded and pushed, unless the
+# ring had a backlog: ``out[OUT_PUSHED]`` 0), or STEP_SLOW (the order passed the risk gate
+# but the paper client needs Python: ``submit_taker`` then ``finish_record``).
+STEP_DONE = 20
+STEP_SLOW = 40
+OUT_RISK = 8  # RiskReason of the gate
+OUT_ALLOWED = 9  # count the gate let through
+OUT_PAPER = 10  # the paper kernel's code
+OUT_N_FILLS = 11
+OUT_RECS = 12  # rec_ids the paper kernel used
+OUT_FILLED = 13
+OUT_FEE = 14
+OUT_PUSHED = 15
+OUT_LEN = 16
+
+
+@njit(cache=True, inline="always")
+def _exposure(pos: np.ndarray, slots: np.ndarray) -> int:
+    total = 0
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        if s < pos.shape[0]:
+            total += pos[s]["cost_basis"]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _act(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
+    st,
+    i,
+    slot,
+    now_ns,
+    closed,
+    close_ms,
+    slots,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    qty,
+    best,
+    meta,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    mark_mode,
+    depth_px,
+    depth_qty,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+    rec,
+    out,
+):
+    # risk gate + paper + record, after decide_order's outcome ``st``
+    status = AS_HOLD
+    if st == DO_MASKED:
+        status = AS_MASKED
+    elif st == DO_ORDER:
+        side = out[OUT_SIDE]
+        act = out[OUT_ACTION]
+        limit = out[OUT_LIMIT]
+        count = out[OUT_COUNT]
+        exch_ts = out[OUT_EXCH_TS]
+        secs = np.nan
+        if closed[i]:
+            secs = 0.0  # the market closed: only reducing orders
+        elif close_ms[i] != NO_TS:
+            secs = (close_ms[i] - exch_ts) / 1000.0
+        cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
+        exposure = _exposure(paper[4], slots) if limits[LIM_MAX_EXPOSURE] else 0
+        allowed, why = risk_check(
+            risk_state, limits, sent, sent_ctl, out[OUT_POSITION], side, act, count, exposure,
+            cost, secs, now_ns,
+        )  # fmt: skip
+        out[OUT_RISK] = why
+        out[OUT_ALLOWED] = allowed
+        header[HDR_RISK] = why
+        if allowed <= 0:
+            status = AS_RISK
+        elif not paper_ok:
+            return STEP_SLOW
+        else:
+            header[HDR_COUNT] = allowed
+            code, n, used, filled, fee = paper_taker_submit(
+                paper[0], paper[1], paper[2], paper[3], paper[4], paper[5], paper[6],
+                paper[7], paper[8], paper[9], paper[10], paper[11], paper[12], paper[13],
+                paper[14], paper[15], paper[16], paper[17], paper[18], paper[19], paper[20],
+                paper[21], paper[22], paper[23], paper[24],
+                qty, best, meta, slot, side, act, limit, allowed, TIF_IOC,
+            )  # fmt: skip
+            out[OUT_PAPER] = code
+            out[OUT_N_FILLS] = n
+            out[OUT_RECS] = used
+            out[OUT_FILLED] = filled
+            out[OUT_FEE] = fee
+            if code != REJ_NONE:
+                status = AS_REJECTED
+                header[HDR_REJECT] = -1
+            else:
+                status = AS_SENT
+                header[HDR_FILLED] = filled
+                header[HDR_FEE] = fee
+    header[HDR_STATUS] = status
+    header[HDR_EXCH_TS] = out[OUT_EXCH_TS]
+    header[HDR_HASH] = out[OUT_HASH]
+    header[HDR_TS] = now_ns
+    pushed = finish_record(
+        rec, paper[4], slot, acct, start_cash, consumed, fees, mark_mode, depth_px, depth_qty,
+        header, ring_buf, ring_ctl, push,
+    )  # fmt: skip
+    out[OUT_PUSHED] = pushed
+    return STEP_DONE + status
+
+
+@njit(cache=True)
+def step_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty,
+    best,
+    meta,
+    slot,
+    now_ns,
+    max_age_ns,
+    hist,
+    hist_n,
+    i,
+    pending_reset,
+    seg_ts_max,
+    seg_ts_receipt,
+    seg_first_ms,
+    open_ms,
+    close_ms,
+    closed,
+    slots,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    obs,
+    depth_px,
+    depth_qty,
+    out,
+    params,
+    layer_in,
+    layer_out,
+    layer_off,
+    act,
+    heads,
+    actions,
+    probs,
+    logits,
+    buf_a,
+    buf_b,
+    rules,
+    slip_choices,
+    size_choices,
+    grid,
+    has_grid,
+    rec,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+):
+    """One decision end to end: observation, policy, order rule, risk gate, paper, record.
+
+    Args: as ``decide_fast``, ``risk_check`` (risk_state, limits, sent, sent_ctl) and
+    ``finish_record`` (header with episode, step and version set; ring_buf, ring_ctl, push),
+    plus closed, slots (the actor's markets: close guard, exposure) and ``paper``:
+    ``PaperClient.taker_prepare``'s tuple (``paper_ok`` False: a dummy, go slow).
+
+    Returns:
+        see the section comment (STEP_*).
+    """
+    mark_mode = rules[RULE_MARK_MODE]
+    st = decide_observe(
+        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, pending_reset, seg_ts_max,
+        seg_ts_receipt, seg_first_ms, open_ms, close_ms, paper[4], acct, start_cash,
+        consumed, fees, mark_mode, obs, depth_px, depth_qty, out,
+    )  # fmt: skip
+    if st != DS_OK:
+        return st
+    pst = policy_decide(
+        params, layer_in, layer_out, layer_off, act, heads, obs, actions, probs, logits,
+        buf_a, buf_b,
+    )  # fmt: skip
+    if pst != POLICY_OK:
+        return DO_BAD_OBS
+    st = decide_order(
+        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
+        depth_px, depth_qty, rec, out,
+    )  # fmt: skip
+    return _act(
+        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
+        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees, mark_mode,
+        depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def step_after_policy(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty,
+    best,
+    meta,
+    slot,
+    now_ns,
+    i,
+    close_ms,
+    closed,
+    slots,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    depth_px,
+    depth_qty,
+    out,
+    actions,
+    probs,
+    rules,
+    slip_choices,
+    size_choices,
+    grid,
+    has_grid,
+    rec,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+):
+    """``step_fast`` after ``decide_observe`` and a policy outside Numba (torch)."""
+    st = decide_order(
+        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
+        depth_px, depth_qty, rec, out,
+    )  # fmt: skip
+    return _act(
+        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
+        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees,
+        rules[RULE_MARK_MODE], depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
+    )  # fmt: skip

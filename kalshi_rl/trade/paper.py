@@ -94,6 +94,7 @@ from core.paper_book import (
     CTL_LEN,
     CTL_N_ACTIVE,
     TAKER_BAD_COUNT,
+    TAKER_I,
     TAKER_NO_BOOK,
     TAKER_OFF_GRID,
     VIEW_LEVELS,
@@ -377,6 +378,7 @@ class PaperClient:
         # stand-ins for the rings of a client that persists nothing (the kernel's signature)
         self._no_ring = Ring(PAPER_ORDER_EVENT_DTYPE, 1)
         self._no_fill_ring = Ring(PAPER_FILL_DTYPE, 1)
+        self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
         # False while no order rests and nothing is consumed: book updates are then no-ops
@@ -854,46 +856,73 @@ class PaperClient:
         info = self._markets.get(slot)
         if info is None:
             raise _err(404, ErrorCode.NOT_FOUND, f"market in slot {slot} not found")
-        if info.status != MarketStatus.ACTIVE:
-            self._tradable(slot)
-        if (
-            tif == TIF_GTC
-            or side not in (SIDE_YES, SIDE_NO)
-            or action not in (ORDER_BUY, ORDER_SELL)
-        ):
+        self._tradable(slot)
+        typed = side in (SIDE_YES, SIDE_NO) and action in (ORDER_BUY, ORDER_SELL)
+        ctx = self.taker_prepare(slot) if typed and tif != TIF_GTC else None
+        if ctx is None:
             return self._submit_slow(slot, side, action, price, count, tif)
+        books = self.books
+        code, n, used, filled, fees = paper_taker_submit(  # type: ignore[call-arg]
+            *ctx, books.qty, books.best, books.meta, slot, side, action, price, count, tif
+        )
+        err = self.taker_commit(slot, int(code), int(n), int(used), price, count)
+        if err is not None:
+            raise err
+        return ctx[TAKER_I], int(filled), int(fees)
+
+    def taker_prepare(self, slot: int) -> tuple[Any, ...] | None:
+        """``paper_taker_submit``'s arguments up to ``fill_ctl`` for a new order in ``slot``.
+
+        None when the order must go through Python (``submit_taker`` falls back to
+        ``submit``): the market unknown or not active, event subscribers, a ring with a
+        backlog or no room, a given client id equal to this order's default one.  Grows
+        the order and fill arrays first, so the kernel has room.  After the kernel call,
+        ``taker_commit`` must run (before any other call on this client).
+        """
+        info = self._markets.get(slot)
+        if info is None or info.status != MarketStatus.ACTIVE or self._subs or self._queues:
+            return None
         rings = self.rings
-        on = rings is not None
-        if self._subs or self._queues:
-            return self._submit_slow(slot, side, action, price, count, tif)
-        if on and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):  # type: ignore[union-attr]
-            return self._submit_slow(slot, side, action, price, count, tif)
+        if rings is not None and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):
+            return None
         i = self._n
         if self._by_coid and f"{self._coid_prefix}{i + 1}" in self._by_coid:
-            return self._submit_slow(slot, side, action, price, count, tif)
+            return None
         if i >= self._orders.shape[0]:
             self._grow_orders()
         if self._n_fills + VIEW_LEVELS > self._fills.shape[0]:
             self._grow_fills(VIEW_LEVELS)
         self._sync_capacity()
-        books = self.books
-        r_ord = rings.orders if on else self._no_ring  # type: ignore[union-attr]
-        r_fill = rings.fills if on else self._no_fill_ring  # type: ignore[union-attr]
-        code, n, used, filled, fees = paper_taker_submit(
-            self._orders, self._extra, self._active, self._ctl, self._pos, books.qty, books.best,
-            books.meta, self._liq, self._fees, self._grids[info.structure], i, slot, side,
-            action, price, count, tif, self.config.start_cash, self._clock(), self._px, self._vq,
-            self._fill_out, self._fills, self._n_fills, self._next_rec_id, self._coid_prefix_bytes,
-            self._coid_scratch, self._events2, on, r_ord.buf, r_ord.ctl, r_fill.buf, r_fill.ctl,
+        return self._taker_args(self._grids[info.structure])
+
+    def taker_dummy(self) -> tuple[Any, ...]:
+        """A tuple shaped like ``taker_prepare``'s, for a kernel told not to use it."""
+        return self._taker_args(self._any_grid)
+
+    def _taker_args(self, grid: np.ndarray) -> tuple[Any, ...]:
+        rings = self.rings
+        r_ord = rings.orders if rings is not None else self._no_ring
+        r_fill = rings.fills if rings is not None else self._no_fill_ring
+        return (
+            self._orders, self._extra, self._active, self._ctl, self._pos, self._liq, self._fees,
+            grid, self._n, self.config.start_cash, self._clock(), self._px, self._vq,
+            self._fill_out, self._fills, self._n_fills, self._next_rec_id,
+            self._coid_prefix_bytes, self._coid_scratch, self._events2, rings is not None,
+            r_ord.buf, r_ord.ctl, r_fill.buf, r_fill.ctl,
         )  # fmt: skip
+
+    def taker_commit(  # noqa: PLR0917 -- the kernel's outcome, positionally
+        self, slot: int, code: int, n: int, used: int, price: int, count: int
+    ) -> KalshiApiError | None:
+        """Book ``paper_taker_submit``'s outcome; the error ``submit`` would raise, or None."""
         if code != REJ_NONE:
-            return self._taker_refused(int(code), slot, price, count)
-        self._n = i + 1
+            return self._taker_refused(code, slot, price, count)
+        self._n += 1
         self._coid.append(None)
-        self._n_fills += int(n)
-        self._next_rec_id += int(used)
+        self._n_fills += n
+        self._next_rec_id += used
         self._watch = True
-        return i, int(filled), int(fees)
+        return None
 
     def _submit_slow(  # noqa: PLR0917 -- submit_taker's order, positionally
         self, slot: int, side: int, action: int, price: int, count: int, tif: int
@@ -903,20 +932,20 @@ class PaperClient:
         o = self._orders[i]
         return i, int(o["filled"]), int(o["fees"])
 
-    def _taker_refused(self, code: int, slot: int, price: int, count: int) -> tuple[int, int, int]:
+    def _taker_refused(self, code: int, slot: int, price: int, count: int) -> KalshiApiError:
         if code == TAKER_OFF_GRID:
-            raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
+            return _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
         if code == TAKER_BAD_COUNT:
-            raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
+            return _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
         self.n_rejected += 1
         if code == TAKER_NO_BOOK:
-            raise _err(
+            return _err(
                 503,
                 ErrorCode.BOOK_UNAVAILABLE,
                 f"the paper client has no valid book for {self._markets[slot].ticker}",
             )
         self._watch = True
-        raise self._rejection(code, slot)
+        return self._rejection(code, slot)
 
     def _engine_submit(self, i: int, now: int) -> tuple[int, int]:
         """Run order ``i`` through ``core.paper_book.paper_submit``."""
