@@ -55,6 +55,7 @@ from core.ring import ring_push_batch
 
 # slots of the int64 control array of a paper book
 CTL_N_ACTIVE = 0  # resting orders listed in ``active``
+CTL_WATCH = 1  # set by paper_on_book: book updates can still matter (needs_book_updates)
 CTL_LEN = 4
 VIEW_LEVELS = 64  # depth per side of the book view a taker walk sees
 MAX_ORDER_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (count units)
@@ -323,7 +324,8 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         (repeats fine); dirty: uint8 [cap] scratch, all 0 (left all 0).
 
     Returns:
-        Fills written to ``fills`` (stops when it is full; call again).
+        Fills written to ``fills`` (stops when it is full; call again); ``ctl[CTL_WATCH]``
+        says whether later book updates can still matter.
     """
     for k in range(slots.shape[0]):
         s = slots[k]
@@ -369,6 +371,7 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         if 0 <= s < dirty.shape[0]:
             dirty[s] = 0
     _compact(orders, active, ctl)
+    ctl[CTL_WATCH] = needs_book_updates(liq, ctl)
     return n
 
 
@@ -647,6 +650,8 @@ def paper_order_record(  # noqa: PLR0917 -- njit kernels take positional arrays/
     r["coid_len"] = n
     for k in range(n):
         r["coid"][k] = coid[k]
+    for k in range(n, r["coid"].shape[0]):  # no bytes of an earlier record left behind
+        r["coid"][k] = 0
 
 
 # =========================================================================== typed taker entry

@@ -127,6 +127,7 @@ from kalshi_rl.trade.decide import (
     step_after_policy,
     step_fast,
 )
+from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.policy import LoadedModel, ModelIdentity
 from kalshi_rl.trade.risk import ActorState, KillSwitch, RiskConfig, RiskGate, RiskReason
 
@@ -316,10 +317,19 @@ class Actor:
         self._hdr = np.zeros(HDR_LEN, dtype=np.int64)  # finish_record's scalars in
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)  # a market without a grid
         self._best_src: np.ndarray | None = None  # books.best, and its plain-array view
+        self._meta_src: np.ndarray | None = None  # books.meta, and views of two fields
+        self._meta_valid = self._meta_n = np.zeros(0, dtype=np.int64)
         self._best = np.zeros((0, N_SIDES), dtype=np.int32)
         self._max_age_ns = int(self.config.max_staleness_s * 1e9)
         self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
+        # the step kernels, entered without per-call type dispatch (see FastCall)
+        self._k_fast = FastCall(step_fast)
+        self._k_observe = FastCall(decide_observe)
+        self._k_after = FastCall(step_after_policy)
+        self._grid_c: dict[int, tuple[Any, np.ndarray]] = {}  # i -> (grid, its C bool copy)
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
+        self._ring_latency = self.ring.buf["latency_ns"]  # int64 views: cheap to write
+        self._rec_latency = self._rec["latency_ns"]
         self.risk = RiskGate(self.config.risk)
         self.kill_switch: KillSwitch = self.risk.kill
         self._live = _Run(model, 0)
@@ -570,6 +580,8 @@ class Actor:
         self._live = _Run(new, episode_id if episode_id is not None else old.episode_id)
         self._live.started_value = self.total_value()
         self._rules = OrderRules(new.env_config.get("env", {}))
+        for k in (self._k_fast, self._k_observe, self._k_after):
+            k.reset()
         self.counts["swaps"] += 1
         log.info("actor: %s -> %s", old.model.label, new.label)
         if episode_id is not None and episode_id != old.episode_id:
@@ -715,29 +727,42 @@ class Actor:
             return
         recv = self.clock_ns()
         idx_of = self.index_of_slot
-        seen: set[int] = set()
         meta = self.books.meta
-        n_upd = self.config.tick_updates
-        for s in slots.tolist() if slots.shape[0] > 1 else (int(slots[0]),):
+        if meta is not self._meta_src:  # field views of the meta array (cheaper reads)
+            self._meta_src = meta
+            self._meta_valid, self._meta_n = meta["valid"], meta["n_updates"]
+        if slots.shape[0] == 1:  # the feed's usual batch: one market
+            i = idx_of.get(int(slots[0]))
+            if i is not None:
+                self._tick(i, int(slots[0]), recv)
+            return
+        seen: set[int] = set()
+        for s in slots.tolist():
             i = idx_of.get(s)
             if i is None or i in seen:
                 continue
             seen.add(i)
-            valid = meta[s]["valid"] != 0
-            if not valid:
-                if self.in_segment[i]:
-                    self.in_segment[i] = False
-                    self.pending_reset[i] = True
-                continue
-            n = int(meta[s]["n_updates"])
-            if not self.in_segment[i]:  # the update that opened a new clean segment
-                self.in_segment[i] = True
-                self.last_updates[i] = n
-                self.decide(i, recv)
-            elif n_upd and n - self.last_updates[i] >= n_upd:
-                self.counts["coalesced_updates"] += int(n - self.last_updates[i] - n_upd)
-                self.last_updates[i] = n
-                self.decide(i, recv)
+            self._tick(i, s, recv)
+
+    def _tick(self, i: int, s: int, recv: int) -> None:
+        # market i (book slot s) changed: decide if its tick is due
+        if not self._meta_valid[s]:
+            if self.in_segment[i]:
+                self.in_segment[i] = False
+                self.pending_reset[i] = True
+            return
+        n = int(self._meta_n[s])
+        if not self.in_segment[i]:  # the update that opened a new clean segment
+            self.in_segment[i] = True
+            self.last_updates[i] = n
+            self.decide(i, recv)
+            return
+        n_upd = self.config.tick_updates
+        last = int(self.last_updates[i])
+        if n_upd and n - last >= n_upd:
+            self.counts["coalesced_updates"] += n - last - n_upd
+            self.last_updates[i] = n
+            self.decide(i, recv)
 
     def tick_all(self) -> int:
         """Decide on every market whose interval tick is due; returns decisions made."""
@@ -790,7 +815,7 @@ class Actor:
         paper_ok = ctx is not None
         if ctx is None:
             ctx = paper.taker_dummy()
-        grid = self.grids[i]
+        grid = self._grid_of(i)
         has_grid = grid is not None
         if grid is None:
             grid = self._any_grid
@@ -807,7 +832,7 @@ class Actor:
         push = self._shadow is None and ring.overflow_pending == 0
         if type(policy) is FastPolicy:  # the Numba forward pass, fused
             p = policy.p
-            st = step_fast(
+            st = self._k_fast(
                 books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
@@ -847,8 +872,8 @@ class Actor:
         recv = recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
         latency = self.clock_ns() - recv
         if out[OUT_PUSHED]:  # the kernel pushed the record: set its latency in place
-            ring.buf[(int(ring.ctl[RING_HEAD]) - 1) & (ring.capacity - 1)]["latency_ns"] = latency
-        self._rec[0]["latency_ns"] = latency
+            self._ring_latency[(int(ring.ctl[RING_HEAD]) - 1) & (ring.capacity - 1)] = latency
+        self._rec_latency[0] = latency
         if not out[OUT_PUSHED] and not ring.push(self._rec):
             self.counts["ring_overflow"] += 1
         if status in (AS_SENT, AS_REJECTED):
@@ -871,7 +896,7 @@ class Actor:
         """``step_fast`` with the policy outside Numba (torch): same kernels around it."""
         books, rules, out, risk, ring = self.books, self._rules, self._out, self.risk, self.ring
         st = int(
-            decide_observe(
+            self._k_observe(
                 books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
@@ -885,7 +910,7 @@ class Actor:
         if policy.decide(self._obs) != POLICY_OK:
             return DO_BAD_OBS
         return int(
-            step_after_policy(
+            self._k_after(
                 books.qty, self._best, books.meta, slot, now, i, self.close_ms, self.closed,
                 self.slots, self._acct, self.start_cash, self._liq, rules.fees, self._px,
                 self._qty, out, policy.actions, policy.probs, rules.packed, rules.slip_arr,
@@ -893,6 +918,17 @@ class Actor:
                 risk.sent, risk.sent_ctl, ctx, paper_ok, self._hdr, ring.buf, ring.ctl, push,
             )
         )  # fmt: skip
+
+    def _grid_of(self, i: int) -> np.ndarray | None:
+        """Market ``i``'s grid as a C-contiguous bool [1001] (the kernels' fixed type)."""
+        g = self.grids[i]
+        if g is None:
+            return None
+        c = self._grid_c.get(i)
+        if c is None or c[0] is not g:
+            c = (g, np.ascontiguousarray(g, dtype=np.bool_).reshape(PRICE_MAX + 1))
+            self._grid_c[i] = c
+        return c[1]
 
     def _count(self, status: int) -> None:
         counts = self.counts
@@ -913,11 +949,10 @@ class Actor:
 
     def _paper_done(self, i: int, slot: int, status: int) -> None:
         """The paper kernel ran in the step: the client books it (and names a refusal)."""
-        out = self._out
+        o = self._out.tolist()
         err = self.paper.taker_commit(
-            slot, int(out[OUT_PAPER]), int(out[OUT_N_FILLS]), int(out[OUT_RECS]),
-            int(out[OUT_LIMIT]), int(out[OUT_ALLOWED]),
-        )  # fmt: skip
+            slot, o[OUT_PAPER], o[OUT_N_FILLS], o[OUT_RECS], o[OUT_LIMIT], o[OUT_ALLOWED]
+        )
         if err is not None:
             log.debug("paper rejected %s: %s", self.tickers[i], err)
 

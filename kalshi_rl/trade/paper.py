@@ -93,6 +93,7 @@ from core.orders import collateral_need
 from core.paper_book import (
     CTL_LEN,
     CTL_N_ACTIVE,
+    CTL_WATCH,
     TAKER_BAD_COUNT,
     TAKER_I,
     TAKER_NO_BOOK,
@@ -101,7 +102,6 @@ from core.paper_book import (
     account_cash,
     account_reserved,
     effective_position,
-    needs_book_updates,
     paper_cancel,
     paper_decrease,
     paper_init_order,
@@ -120,6 +120,7 @@ from kalshi_rl.errors import KalshiApiError, LiveTradingRefused, StoreError
 from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
 from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure, price_grid
 from kalshi_rl.trade import shapes
+from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.paper_store import SavedAccount
 
 log = logging.getLogger(__name__)
@@ -379,6 +380,9 @@ class PaperClient:
         self._no_ring = Ring(PAPER_ORDER_EVENT_DTYPE, 1)
         self._no_fill_ring = Ring(PAPER_FILL_DTYPE, 1)
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
+        self._best_src: np.ndarray | None = None
+        self._k_on_book = FastCall(paper_on_book, key_arg=11)  # slots: int32/int64, strided
+        self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
         # False while no order rests and nothing is consumed: book updates are then no-ops
@@ -863,7 +867,7 @@ class PaperClient:
             return self._submit_slow(slot, side, action, price, count, tif)
         books = self.books
         code, n, used, filled, fees = paper_taker_submit(  # type: ignore[call-arg]
-            *ctx, books.qty, books.best, books.meta, slot, side, action, price, count, tif
+            *ctx, books.qty, self._best_plain(), books.meta, slot, side, action, price, count, tif
         )
         err = self.taker_commit(slot, int(code), int(n), int(used), price, count)
         if err is not None:
@@ -1422,18 +1426,18 @@ class PaperClient:
         self._sync_capacity()
         now = self._clock()
         total = 0
+        books = self.books
         while True:
-            n = paper_on_book(
-                self._orders, self._extra, self._active, self._ctl, self._pos, self.books.qty,
-                self.books.best, self._liq, self._fees, self._qm, self.config.start_cash,
-                slots, self._dirty, now // 1_000_000,
-                self._px, self._vq, self._fill_out,
+            n = self._k_on_book(
+                self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
+                self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
+                slots, self._dirty, now // 1_000_000, self._px, self._vq, self._fill_out,
             )  # fmt: skip
             if n:
                 self._after_fills(int(n), now)
             total += int(n)
             if n < self._fill_out.shape[0]:
-                self._watch = bool(needs_book_updates(self._liq, self._ctl))
+                self._watch = bool(self._ctl[CTL_WATCH])
                 return total
 
     def on_trades(self, recs: np.ndarray) -> int:
@@ -1479,6 +1483,13 @@ class PaperClient:
     def positions(self) -> np.ndarray:
         """POSITION_DTYPE per book slot (read-only view of the account state)."""
         return self._pos_view
+
+    def _best_plain(self) -> np.ndarray:
+        # books.best as a plain ndarray (a subclass costs a kernel call ~1 us to type)
+        best = self.books.best
+        if best is not self._best_src:
+            self._best_src, self._best_view = best, best.view(np.ndarray)
+        return self._best_view
 
     def _positions_value(self) -> int:
         # marked at the best bid of the held side (what selling now would give at the top)
