@@ -66,6 +66,7 @@ TAKER_OFF_GRID = -2  # the limit is off the market's tick grid (or outside 1..99
 TAKER_BAD_COUNT = -3  # count outside 1..MAX_ORDER_COUNT
 TAKER_I = 8  # position of the new order's index in ``paper_taker_submit``'s arguments
 TAKER_POS = 4  # ... and of the account's positions
+TAKER_LIQ = 5  # ... and of its liquidity state per slot
 
 
 # =========================================================================== account
@@ -200,12 +201,42 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
         (REJ_* code, fills written).  On a rejection nothing changed but the order's status
         (ORD_CANCELED).
     """
+    book_top_k(qty, best, int(orders[i]["market"]), px.shape[1], px, vq)
+    return paper_submit_on(
+        orders, extra, i, active, ctl, pos, qty, liq, fees, start_cash, min_lp, ts_ms, px, vq,
+        fills,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def paper_submit_on(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    active: np.ndarray,
+    ctl: np.ndarray,
+    pos: np.ndarray,
+    qty: np.ndarray,
+    liq: np.ndarray,
+    fees: np.ndarray,
+    start_cash: int,
+    min_lp: int,
+    ts_ms: int,
+    px: np.ndarray,
+    vq: np.ndarray,
+    fills: np.ndarray,
+) -> tuple[int, int]:
+    """``paper_submit`` against the book view ``px``/``vq`` as given (not read here).
+
+    The view may be an earlier book than the live one (an order executing at the book it
+    arrived on, as the env executes it); ``qty`` (the live book) only places a GTC
+    remainder in its queue.
+    """
     o = orders[i]
     m = int(o["market"])
     side = int(o["side"])
     action = int(o["action"])
     count = int(o["remaining"])
-    book_top_k(qty, best, m, px.shape[1], px, vq)
     free = account_cash(pos, start_cash) - account_reserved(extra, active, ctl)
     eff = effective_position(orders, active, ctl, pos, m, i)
     rej = order_check(

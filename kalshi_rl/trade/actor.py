@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ from core.dtypes import (
     N_SIDES,
     NO_PRICE,
     NO_TS,
+    ORDER_BUY,
     ORDER_DTYPE,
     POLICY_OK,
     POSITION_DTYPE,
@@ -81,12 +83,14 @@ from core.dtypes import (
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.liquidity import new_liquidity
-from core.paper_book import TAKER_POS
+from core.paper_book import TAKER_LIQ, TAKER_POS
 from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import (
     DO_BAD_OBS,
+    DO_HOLD,
+    DO_ORDER,
     DS_NAMES,
     DS_OK,
     HDR_COUNT,
@@ -97,6 +101,7 @@ from kalshi_rl.trade.decide import (
     HDR_HASH,
     HDR_LEN,
     HDR_REJECT,
+    HDR_RISK,
     HDR_STATUS,
     HDR_STEP,
     HDR_TS,
@@ -123,7 +128,9 @@ from kalshi_rl.trade.decide import (
     STEP_DONE,
     STEP_SLOW,
     decide_observe,
+    decide_order,
     finish_record,
+    risk_check,
     step_after_policy,
     step_fast,
 )
@@ -160,6 +167,12 @@ class ActorConfig:
         start_cash: each market's sub-account start (money); None = the model's env config.
         risk: limits and kill switch.
         subscriber_queue: size of each action-stream subscriber's queue (full = dropped).
+        execution: 'immediate' (an order goes to the paper client at the book it was
+            decided on) or 'env' (as the model's env executes it: it arrives after the
+            env's entry latency in exchange time and executes at the last decision point
+            not later than that, i.e. at the book of the last update of the same
+            millisecond with zero latency; while it is in flight and until its ack no
+            other order goes; see docs/actor.md, Parity).
     """
 
     mode: str = "paper"
@@ -170,9 +183,12 @@ class ActorConfig:
     start_cash: int | None = None
     risk: RiskConfig = field(default_factory=RiskConfig)
     subscriber_queue: int = 10_000
+    execution: str = "immediate"
 
     def __post_init__(self) -> None:
         refuse_live(self.mode)
+        if self.execution not in ("immediate", "env"):
+            raise ConfigError(f"execution must be 'immediate' or 'env', got {self.execution!r}")
         if self.tick_updates < 0 or self.tick_interval_s < 0 or self.max_staleness_s < 0:
             raise ConfigError("tick_updates, tick_interval_s and max_staleness_s must be >= 0")
         if self.tick_updates == 0 and self.tick_interval_s == 0:
@@ -189,6 +205,21 @@ class EpisodeStore(Protocol):
     ) -> int: ...
 
     async def close_episode(self, episode_id: int, summary: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class _Pending:
+    """An order in flight (env execution): what to send, when, and the book it meets."""
+
+    side: int
+    action: int
+    limit: int
+    count: int
+    sent_ms: int  # exchange time of the decision that sent it (the dataset's ts)
+    step: int  # the decision step that sent it
+    px: np.ndarray  # the view of the last decision point not later than its arrival
+    qty: np.ndarray
+    liq: np.ndarray  # the paper client's consumption in the market at that point
 
 
 @dataclass
@@ -215,6 +246,9 @@ class OrderRules:
         self.mark_mode = MARK_MID if env.get("mark_mode") == "MID" else MARK_LIQUIDATION
         self.fees = fee_schedule(precision=int(env.get("member_precision", MEMBER_CENT)))
         self.lot = int(env.get("count_lot", 1))
+        # the env's latency (ms); a uniform range is taken at its lower end (see docs)
+        self.entry_ms = int(env.get("entry_latency_ms", (0, 0))[0])
+        self.ack_ms = int(env.get("ack_latency_ms", (0, 0))[0])
         # the same, as the decide kernels take them (kalshi_rl.trade.decide RULE_*)
         self.packed = np.zeros(RULE_LEN, dtype=np.int64)
         self.packed[RULE_MULTI] = self.multi
@@ -321,12 +355,17 @@ class Actor:
         self._meta_valid = self._meta_n = np.zeros(0, dtype=np.int64)
         self._best = np.zeros((0, N_SIDES), dtype=np.int32)
         self._max_age_ns = int(self.config.max_staleness_s * 1e9)
+        self._env_exec = self.config.execution == "env"
         self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
         # the step kernels, entered without per-call type dispatch (see FastCall)
         self._k_fast = FastCall(step_fast)
         self._k_observe = FastCall(decide_observe)
         self._k_after = FastCall(step_after_policy)
         self._grid_c: dict[int, tuple[Any, np.ndarray]] = {}  # i -> (grid, its C bool copy)
+        # env execution (config.execution == 'env'): orders in flight, acks, last steps
+        self._pending: dict[int, _Pending] = {}
+        self._busy_until: dict[int, int] = {}
+        self._last_step: dict[int, int] = {}
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self._ring_latency = self.ring.buf["latency_ns"]  # int64 views: cheap to write
         self._rec_latency = self._rec["latency_ns"]
@@ -358,6 +397,7 @@ class Actor:
             "shadow_decisions": 0,
             "stream_dropped": 0,
             "ring_overflow": 0,
+            "dropped_at_end": 0,
             **{f"skip_{n}": 0 for n in DS_NAMES[1:]},
         }
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
@@ -366,6 +406,9 @@ class Actor:
         # receipt) per decision when set to a list (None in production: nothing is kept)
         self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int, bool]] | None = None
         self.resumed: dict[str, int] = {}
+        # replays: (ticker, n-th snapshot) -> receipt ms of the recorded snapshot, for books
+        # without exchange time (the replay's own receipt is not the recording's; NO_TS: own)
+        self.receipt_ms: Callable[[str, int], int] | None = None
 
     # ================================================================== markets
     # per-market state: attribute -> (dtype, fill, row shape).  Each attribute is a view of
@@ -641,8 +684,13 @@ class Actor:
         return int(pos[slot]["position"]) if slot < pos.shape[0] else 0
 
     def _consumed_of(self, slot: int) -> np.ndarray:
-        """Liquidity state the order rule and the valuation use for market ``slot``."""
-        return self._liq
+        """Liquidity state the order rule and the valuation use for market ``slot``.
+
+        The paper client's own (what our orders took and the book still shows), as the env
+        uses its account's: the order rule skips what is taken, the valuation walks what
+        is left.
+        """
+        return self.paper.liquidity(slot)
 
     def _fill_acct(self, i: int) -> None:
         """Market ``i``'s sub-account: the paper position record, cash from start_cash."""
@@ -750,6 +798,8 @@ class Actor:
             if self.in_segment[i]:
                 self.in_segment[i] = False
                 self.pending_reset[i] = True
+                if i in self._pending:  # the segment ended: as the env does at its last row
+                    self._flush_pending(i)
             return
         n = int(self._meta_n[s])
         if not self.in_segment[i]:  # the update that opened a new clean segment
@@ -802,6 +852,8 @@ class Actor:
         Orders the paper client must handle in Python (``PaperClient.taker_prepare`` is
         None) go through ``submit_taker``.
         """
+        if self._env_exec:
+            return self._decide_env(i, recv_ns)
         slot = int(self.slots[i])
         books = self.books
         now = self.clock_ns()
@@ -836,7 +888,8 @@ class Actor:
                 books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
-                self._acct, self.start_cash, self._liq, rules.fees, self._obs, self._px,
+                self._acct, self.start_cash, ctx[TAKER_LIQ][slot : slot + 1], rules.fees,
+                self._obs, self._px,
                 self._qty, out, p.params, p.layer_in, p.layer_out, p.layer_off, p.act, p.heads,
                 policy.actions, policy.probs, policy._logits, policy._a, policy._b,
                 rules.packed, rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
@@ -895,12 +948,13 @@ class Actor:
     ) -> int:  # fmt: skip
         """``step_fast`` with the policy outside Numba (torch): same kernels around it."""
         books, rules, out, risk, ring = self.books, self._rules, self._out, self.risk, self.ring
+        liq = ctx[TAKER_LIQ][slot : slot + 1]
         st = int(
             self._k_observe(
                 books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
-                self.start_cash, self._liq, rules.fees, rules.mark_mode, self._obs, self._px,
+                self.start_cash, liq, rules.fees, rules.mark_mode, self._obs, self._px,
                 self._qty, out,
             )
         )  # fmt: skip
@@ -912,12 +966,190 @@ class Actor:
         return int(
             self._k_after(
                 books.qty, self._best, books.meta, slot, now, i, self.close_ms, self.closed,
-                self.slots, self._acct, self.start_cash, self._liq, rules.fees, self._px,
+                self.slots, self._acct, self.start_cash, liq, rules.fees, self._px,
                 self._qty, out, policy.actions, policy.probs, rules.packed, rules.slip_arr,
                 rules.size_arr, grid, has_grid, self._rec, int(risk.state), risk.limits,
                 risk.sent, risk.sent_ctl, ctx, paper_ok, self._hdr, ring.buf, ring.ctl, push,
             )
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ env execution
+    def _recv_ms(self, i: int, slot: int) -> int:
+        """``receipt_ms``'s time for market ``i``'s current snapshot (NO_TS: its own)."""
+        if self.receipt_ms is None:
+            return NO_TS
+        return int(self.receipt_ms(self.tickers[i], int(self.books.meta[slot]["n_snapshots"])))
+
+    def _row_ts(self, i: int, slot: int) -> int:
+        """The time the next decision on market ``i`` will have (``decide_observe``'s).
+
+        The book's exchange time (a snapshot without one: its receipt), run forward within
+        the segment -- the dataset's ``ts``, the env's clock.
+        """
+        m = self.books.meta[slot]
+        ts = int(m["last_exch_ts"])
+        if ts == NO_TS:
+            r = self._recv_ms(i, slot)
+            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        if self.pending_reset[i]:
+            return ts
+        return max(ts, int(self.seg_ts_max[i]))
+
+    def _decide_env(self, i: int, recv_ns: int) -> int:
+        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``)."""
+        slot = int(self.slots[i])
+        pend = self._pending.get(i)
+        if pend is not None and self._row_ts(i, slot) > pend.sent_ms + self._rules.entry_ms:
+            self._fill_pending(i)  # it arrived before this book: at the one before
+        books, paper, rules, out = self.books, self.paper, self._rules, self._out
+        now = self.clock_ns()
+        liq = paper.liquidity(slot)
+        grid = self._grid_of(i)
+        if books.best is not self._best_src:
+            self._best_src, self._best = books.best, books.best.view(np.ndarray)
+        st = int(
+            decide_observe(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, paper.taker_dummy()[TAKER_POS],
+                self._acct, self.start_cash, liq, rules.fees, rules.mark_mode, self._obs,
+                self._px, self._qty, out, self._recv_ms(i, slot),
+            )
+        )  # fmt: skip
+        if st != DS_OK:
+            self.counts[self._skip_keys[st]] += 1
+            return 0
+        self.last_decision_ns[i] = now
+        policy = self.model.policy
+        if policy.decide(self._obs) != POLICY_OK:
+            self.counts["bad_obs"] += 1
+            return 0
+        st = int(
+            decide_order(
+                policy.actions, policy.probs, rules.packed, rules.slip_arr, rules.size_arr,
+                self._any_grid if grid is None else grid, grid is not None, self._acct, liq,
+                self._px, self._qty, self._rec, out,
+            )
+        )  # fmt: skip
+        hdr = self._hdr
+        hdr[HDR_COUNT : HDR_REJECT + 1] = 0
+        status = AS_HOLD if st == DO_HOLD else AS_MASKED
+        if st == DO_ORDER:
+            status = self._send_env(i, int(out[OUT_EXCH_TS]), now)
+        run = self._live
+        self._count(status)
+        run.step += 1
+        self._last_step[i] = run.step
+        pend = self._pending.get(i)
+        if pend is not None:  # not arrived yet: this is the latest book it can meet
+            if pend.step == 0:
+                pend.step = run.step
+            pend.px[:] = self._px
+            pend.qty[:] = self._qty
+            pend.liq[:] = liq
+        hdr[HDR_EPISODE], hdr[HDR_STEP], hdr[HDR_VERSION] = (
+            run.episode_id,
+            run.step,
+            run.model.version,
+        )
+        hdr[HDR_STATUS], hdr[HDR_TS] = status, now
+        hdr[HDR_EXCH_TS], hdr[HDR_HASH] = out[OUT_EXCH_TS], out[OUT_HASH]
+        push = self._shadow is None and self.ring.overflow_pending == 0
+        out[OUT_PUSHED] = finish_record(
+            self._rec, paper.taker_dummy()[TAKER_POS], slot, self._acct, self.start_cash, liq,
+            rules.fees, rules.mark_mode, self._px, self._qty, hdr, self.ring.buf,
+            self.ring.ctl, push,
+        )  # fmt: skip
+        self._recorded(i, slot, now, recv_ns, status)
+        return 1
+
+    def _send_env(self, i: int, row_ts: int, now: int) -> int:
+        """The env's masks, the risk gate, then the order goes in flight (not to the paper yet)."""
+        from core.orders import collateral_need
+
+        out, rules, hdr = self._out, self._rules, self._hdr
+        side, act, limit, count, position = self._out[2:7].tolist()
+        if i in self._pending or row_ts < self._busy_until.get(i, -1):
+            return AS_MASKED  # in flight or not acknowledged: the env allows only hold
+        size, slip, _, _ = rules.size_slip(self.model.policy.actions)
+        if act == ORDER_BUY and count < size:
+            return AS_MASKED  # the env masks a buy beyond max_position (it is not clipped)
+        if act == ORDER_BUY:
+            touch = limit - slip
+            if (
+                collateral_need(position, side, act, touch, count, rules.fees)
+                > self._acct[0]["cash"]
+            ):
+                return AS_MASKED
+        secs = None
+        if self.closed[i]:
+            secs = 0.0
+        elif self.close_ms[i] != NO_TS:
+            secs = (int(self.close_ms[i]) - row_ts) / 1000.0
+        cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
+        exposure = self._exposure() if self.config.risk.max_exposure else 0
+        risk = self.risk
+        allowed, why = risk_check(
+            int(risk.state), risk.limits, risk.sent, risk.sent_ctl, position, side, act, count,
+            exposure, cost, math.nan if secs is None else secs, now,
+        )  # fmt: skip
+        out[OUT_RISK] = hdr[HDR_RISK] = why
+        if allowed <= 0:
+            return AS_RISK  # counted by _count
+        hdr[HDR_COUNT] = allowed
+        self._pending[i] = _Pending(
+            side, act, limit, allowed, row_ts, 0, self._px.copy(), self._qty.copy(),
+            self.paper.liquidity(int(self.slots[i])).copy(),
+        )  # fmt: skip
+        return AS_SENT
+
+    def _fill_pending(self, i: int, *, refresh: bool = True) -> None:
+        """Market ``i``'s order in flight executes at the book it met (``submit_on_view``).
+
+        ``refresh``: what it took then meets the book as it is now, as the env refreshes
+        its consumption at the next row (not at a segment's end: there is no next row).
+        """
+        pend = self._pending.pop(i)
+        self._busy_until[i] = pend.sent_ms + self._rules.entry_ms + self._rules.ack_ms
+        slot = int(self.slots[i])
+        if refresh:  # consumption as it was at that book (the paper has seen the next one)
+            self.paper.set_liquidity(slot, pend.liq)
+        try:
+            res = self.paper.submit_on_view(
+                self.tickers[i], pend.side, pend.action, pend.limit, pend.count, pend.px, pend.qty
+            )
+        except KalshiApiError as exc:
+            self.counts["rejected"] += 1
+            log.debug("paper rejected %s: %s", self.tickers[i], exc)
+            return
+        if res["fill_count"] != "0.00":
+            self.counts["fills"] += 1
+        if refresh:
+            self.paper.on_book_update(np.array([slot], dtype=np.int64))
+
+    def _flush_pending(self, i: int) -> None:
+        """The segment ended with an order in flight: as the env does at its last row.
+
+        Sent before the last decision point: it executes at the last one.  Sent at the
+        last decision point (the env does not act there; live the actor cannot know it
+        was the last): dropped (``counts['dropped_at_end']``).
+        """
+        pend = self._pending.get(i)
+        if pend is None:
+            return
+        if pend.step == self._last_step.get(i):
+            del self._pending[i]
+            self.counts["dropped_at_end"] += 1
+            return
+        self._fill_pending(i, refresh=False)
+
+    def flush_pending(self) -> int:
+        """End of the data (a replay): every order in flight as at a segment's end."""
+        n = 0
+        for i in list(self._pending):
+            self._flush_pending(i)
+            n += 1
+        return n
 
     def _grid_of(self, i: int) -> np.ndarray | None:
         """Market ``i``'s grid as a C-contiguous bool [1001] (the kernels' fixed type)."""
@@ -978,7 +1210,8 @@ class Actor:
         hdr[HDR_TS] = now
         out[OUT_PUSHED] = finish_record(
             self._rec, self._paper_positions(), slot, self._acct, self.start_cash,
-            self._liq, self._rules.fees, self._rules.mark_mode, self._px, self._qty, hdr,
+            self._consumed_of(slot), self._rules.fees, self._rules.mark_mode, self._px,
+            self._qty, hdr,
             self.ring.buf, self.ring.ctl, self._shadow is None and self.ring.overflow_pending == 0,
         )  # fmt: skip
         return status

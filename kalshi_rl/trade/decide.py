@@ -229,6 +229,7 @@ def decide_observe(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
     depth_px: np.ndarray,
     depth_qty: np.ndarray,
     out: np.ndarray,
+    recv_ms: int = NO_TS,
 ) -> int:
     """The decision's time, its market's sub-account and ``prepare_decision``.
 
@@ -248,6 +249,8 @@ def decide_observe(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
         start_cash, consumed, fees, mark_mode, obs, depth_px, depth_qty: as
             ``prepare_decision``.
         out: int64 [OUT_LEN] out (OUT_EXCH_TS, OUT_FROM_RECEIPT, OUT_HASH).
+        recv_ms: the receipt time (ms) to take for a book without exchange time instead of
+            its own (a replay: the recording's); NO_TS = its own.
 
     Returns:
         DS_OK or the DS_* skip code.
@@ -257,7 +260,7 @@ def decide_observe(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
     exch_ts = m["last_exch_ts"]
     receipt = exch_ts == NO_TS
     if receipt:  # a snapshot without exchange time: its receipt, as datasets do
-        exch_ts = m["last_recv_ts"] // 1_000_000
+        exch_ts = m["last_recv_ts"] // 1_000_000 if recv_ms == NO_TS else recv_ms
     if reset or exch_ts > seg_ts_max[i]:
         seg_ts_max[i] = exch_ts
         seg_ts_receipt[i] = receipt

@@ -112,6 +112,7 @@ from core.paper_book import (
     paper_replay_fills,
     paper_settle,
     paper_submit,
+    paper_submit_on,
     paper_taker_submit,
 )
 from core.queue import queue_join, queue_model, rest_level
@@ -381,6 +382,7 @@ class PaperClient:
         self._no_fill_ring = Ring(PAPER_FILL_DTYPE, 1)
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
         self._best_src: np.ndarray | None = None
+        self._view: tuple[np.ndarray, np.ndarray] | None = None  # submit_on_view's book
         self._k_on_book = FastCall(paper_on_book, key_arg=11)  # slots: int32/int64, strided
         self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
@@ -951,8 +953,45 @@ class PaperClient:
         self._watch = True
         return self._rejection(code, slot)
 
+    def submit_on_view(  # noqa: PLR0917 -- the order, positionally as submit's
+        self,
+        ticker: str,
+        side: int,
+        action: int,
+        price: int,
+        count: int,
+        px: np.ndarray,
+        qty: np.ndarray,
+    ) -> dict[str, Any]:
+        """An IOC taker ``submit`` that walks the book view ``px``/``qty`` instead of the live book.
+
+        For an order that executes at the book it arrived on, which is no longer the live
+        one (the actor's env execution: the env executes an order at the last decision
+        point not later than its arrival).  Same checks, fills, records and events as
+        ``submit``; liquidity consumption applies as usual.
+
+        Args:
+            ticker, side, action, price, count: as ``submit``.
+            px, qty: int16 / int64 [2, K] the book view (``core.book.book_top_k``'s form).
+        """
+        if px.dtype != np.int16 or qty.dtype != np.int64 or px.shape != qty.shape:
+            raise ValueError("the view must be int16 px and int64 qty of one shape [2, K]")
+        self._view = (np.ascontiguousarray(px), np.ascontiguousarray(qty))
+        try:
+            return self.submit(ticker, side, action, price, count, tif=TIF_IOC)
+        finally:
+            self._view = None
+
     def _engine_submit(self, i: int, now: int) -> tuple[int, int]:
-        """Run order ``i`` through ``core.paper_book.paper_submit``."""
+        """Run order ``i`` through ``core.paper_book.paper_submit`` (``paper_submit_on``)."""
+        if self._view is not None:
+            rej, n = paper_submit_on(
+                self._orders, self._extra, i, self._active, self._ctl, self._pos,
+                self.books.qty, self._liq, self._fees, self.config.start_cash,
+                self._self_trade_guard(i), now // 1_000_000, self._view[0], self._view[1],
+                self._fill_out,
+            )  # fmt: skip
+            return int(rej), int(n)
         rej, n = paper_submit(
             self._orders, self._extra, i, self._active, self._ctl, self._pos, self.books.qty,
             self.books.best, self._liq, self._fees, self.config.start_cash,
@@ -1483,6 +1522,21 @@ class PaperClient:
     def positions(self) -> np.ndarray:
         """POSITION_DTYPE per book slot (read-only view of the account state)."""
         return self._pos_view
+
+    def liquidity(self, slot: int) -> np.ndarray:
+        """LIQUIDITY_DTYPE [1] view: what our orders took in ``slot`` (core.liquidity)."""
+        self._sync_capacity()
+        return self._liq[slot : slot + 1]
+
+    def set_liquidity(self, slot: int, saved: np.ndarray) -> None:
+        """Put back a copy of ``liquidity(slot)`` taken earlier (an order executing at an
+        earlier book meets the consumption of that book; ``on_book_update`` then brings it
+        to the book now)."""
+        if saved.dtype != LIQUIDITY_DTYPE or saved.shape != (1,):
+            raise ValueError("saved liquidity must be LIQUIDITY_DTYPE [1]")
+        self._sync_capacity()
+        self._liq[slot] = saved[0]
+        self._watch = True
 
     def _best_plain(self) -> np.ndarray:
         # books.best as a plain ndarray (a subclass costs a kernel call ~1 us to type)
