@@ -955,7 +955,7 @@ class Actor:
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
                 self.start_cash, liq, rules.fees, rules.mark_mode, self._obs, self._px,
-                self._qty, out,
+                self._qty, out, NO_TS,
             )
         )  # fmt: skip
         if st != DS_OK:

@@ -55,5 +55,8 @@ class FastCall:
         return out
 
     def _resolve(self, args: tuple[Any, ...]) -> Any:
+        # the overload compiled for exactly these argument types; when there is none (e.g.
+        # a call that left defaulted arguments out), calls keep going through the dispatcher
         sig = tuple(self.kernel.typeof_pyval(a) for a in args)
-        return self.kernel.overloads[sig].entry_point
+        cres = self.kernel.overloads.get(sig)
+        return self.kernel if cres is None else cres.entry_point
