@@ -338,9 +338,6 @@ class Actor:
         self._acct = np.zeros(1, dtype=POSITION_DTYPE)
         self._px = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
-        # what our own orders took (core.liquidity); the paper client enforces it on fills,
-        # the order rule and the valuation see the displayed book (see docs/actor.md)
-        self._liq = new_liquidity(1)
         self._px_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)

@@ -145,11 +145,12 @@ def ttc_fraction(open_ms: int, close_ms: int, ts_ms: int) -> float:
 
 
 # =========================================================================== one decision, fused
-# The actor's hot path in as few Python->Numba transitions as possible.  ``decide_fast`` is
-# observation + the policy's forward pass (``core.policy``) + the order rule in one call;
-# the torch fallback runs ``decide_observe``, the policy in torch, then ``decide_order``, so
-# both paths share every step but the policy.  ``finish_record`` completes the decision
-# record after the paper client answered and pushes it into the action ring.
+# The actor's hot path in as few Python->Numba transitions as possible: ``decide_observe``
+# (time, sub-account, observation), the policy, ``decide_order`` (the order rule), then the
+# risk gate, the paper client's taker kernel and ``finish_record`` (the decision record
+# completed and pushed into the action ring) -- fused into ``step_fast`` below; the torch
+# fallback runs ``decide_observe``, the policy in torch, then ``step_after_policy``, so
+# both paths share every step but the policy.
 
 # ``decide_*`` outcomes besides the DS_* skips (``out`` holds the order when DO_ORDER)
 DO_BAD_OBS = 10  # the policy refused a non-finite observation
@@ -395,74 +396,6 @@ def decide_order(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
 
 
 @njit(cache=True)
-def decide_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    qty: np.ndarray,
-    best: np.ndarray,
-    meta: np.ndarray,
-    slot: int,
-    now_ns: int,
-    max_age_ns: int,
-    hist: np.ndarray,
-    hist_n: np.ndarray,
-    i: int,
-    pending_reset: np.ndarray,
-    seg_ts_max: np.ndarray,
-    seg_ts_receipt: np.ndarray,
-    seg_first_ms: np.ndarray,
-    open_ms: np.ndarray,
-    close_ms: np.ndarray,
-    paper_pos: np.ndarray,
-    acct: np.ndarray,
-    start_cash: int,
-    consumed: np.ndarray,
-    fees: np.ndarray,
-    obs: np.ndarray,
-    depth_px: np.ndarray,
-    depth_qty: np.ndarray,
-    out: np.ndarray,
-    params: np.ndarray,
-    layer_in: np.ndarray,
-    layer_out: np.ndarray,
-    layer_off: np.ndarray,
-    act: int,
-    heads: np.ndarray,
-    actions: np.ndarray,
-    probs: np.ndarray,
-    logits: np.ndarray,
-    buf_a: np.ndarray,
-    buf_b: np.ndarray,
-    rules: np.ndarray,
-    slip_choices: np.ndarray,
-    size_choices: np.ndarray,
-    grid: np.ndarray,
-    has_grid: bool,
-    rec: np.ndarray,
-) -> int:
-    """``decide_observe``, ``core.policy.policy_decide``, ``decide_order`` in one call.
-
-    Returns:
-        a DS_* skip code, DO_BAD_OBS, or ``decide_order``'s outcome.
-    """
-    st = decide_observe(
-        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, pending_reset, seg_ts_max,
-        seg_ts_receipt, seg_first_ms, open_ms, close_ms, paper_pos, acct, start_cash,
-        consumed, fees, rules[RULE_MARK_MODE], obs, depth_px, depth_qty, out,
-    )  # fmt: skip
-    if st != DS_OK:
-        return st
-    pst = policy_decide(
-        params, layer_in, layer_out, layer_off, act, heads, obs, actions, probs, logits,
-        buf_a, buf_b,
-    )  # fmt: skip
-    if pst != POLICY_OK:
-        return DO_BAD_OBS
-    return decide_order(
-        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
-        depth_px, depth_qty, rec, out,
-    )  # fmt: skip
-
-
-@njit(cache=True)
 def finish_record(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     rec: np.ndarray,
     paper_pos: np.ndarray,
@@ -608,8 +541,9 @@ def risk_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 # =========================================================================== the whole step
-# ``step_fast`` = ``decide_fast`` + risk gate + ``core.paper_book.paper_taker_submit`` +
-# ``finish_record`` in one call; ``step_after_policy`` the same after a torch policy.
+# ``step_fast`` = ``decide_observe`` + policy + ``decide_order`` + risk gate +
+# ``core.paper_book.paper_taker_submit`` + ``finish_record`` in one call;
+# ``step_after_policy`` the same after a torch policy.
 # Outcomes: a DS_* skip, DO_BAD_OBS, STEP_DONE + AS_* (recorded and pushed, unless the
 # ring had a backlog: ``out[OUT_PUSHED]`` 0), or STEP_SLOW (the order passed the risk gate
 # but the paper client needs Python: ``submit_taker`` then ``finish_record``).
@@ -786,10 +720,11 @@ def step_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 ):
     """One decision end to end: observation, policy, order rule, risk gate, paper, record.
 
-    Args: as ``decide_fast``, ``risk_check`` (risk_state, limits, sent, sent_ctl) and
-    ``finish_record`` (header with episode, step and version set; ring_buf, ring_ctl, push),
-    plus closed, slots (the actor's markets: close guard, exposure) and ``paper``:
-    ``PaperClient.taker_prepare``'s tuple (``paper_ok`` False: a dummy, go slow).
+    Args: as ``decide_observe``, ``core.policy.policy_decide``, ``decide_order``,
+    ``risk_check`` (risk_state, limits, sent, sent_ctl) and ``finish_record`` (header with
+    episode, step and version set; ring_buf, ring_ctl, push), plus closed, slots (the
+    actor's markets: close guard, exposure) and ``paper``: ``PaperClient.taker_prepare``'s
+    tuple (``paper_ok`` False: a dummy, go slow).
 
     Returns:
         see the section comment (STEP_*).

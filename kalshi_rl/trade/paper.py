@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -46,9 +43,6 @@ from core.dtypes import (
     FEE_DTYPE,
     FILL_DTYPE,
     LIQUIDITY_DTYPE,
-    MEMBER_CENT,
-    MEMBER_DIRECT,
-    MONEY_SCALE,
     N_PRICES,
     N_SIDES,
     NO_PRICE,
@@ -69,9 +63,6 @@ from core.dtypes import (
     POE_FILLED,
     POSITION_DTYPE,
     PRICE_MAX,
-    QUEUE_CONSERVATIVE,
-    QUEUE_PROB_LOG,
-    QUEUE_PROB_POWER,
     REJ_INSUFFICIENT_BALANCE,
     REJ_NONE,
     REJ_POST_ONLY_CROSS,
@@ -88,7 +79,7 @@ from core.dtypes import (
     TRADE_DTYPE,
 )
 from core.fees import fee_schedule
-from core.latency import latency_model, latency_sample
+from core.latency import latency_sample
 from core.orders import collateral_need
 from core.paper_book import (
     CTL_LEN,
@@ -123,165 +114,46 @@ from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure, price_grid
 from kalshi_rl.trade import shapes
 from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.paper_store import SavedAccount
+from kalshi_rl.trade.paper_types import (
+    _V2_FIELDS,
+    _V2_REQUIRED,
+    MAX_BATCH,
+    MAX_COUNT,
+    ORDER_GROUP_WINDOW_NS,
+    ErrorCode,
+    LatencyModel,
+    MarketInfo,
+    MarketStatus,
+    PaperConfig,
+    PaperRings,
+    QueueModel,
+    _err,
+    _Group,
+)
 
 log = logging.getLogger(__name__)
 
-ORDER_GROUP_WINDOW_NS = 15 * 1_000_000_000  # Kalshi: contracts limit over a rolling 15 s
-MAX_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (count units)
-MAX_BATCH = 20  # Kalshi's batch endpoints take at most 20 orders per call
 
-
-class ErrorCode(enum.StrEnum):
-    """Kalshi error codes the paper client returns (KalshiApiError.code)."""
-
-    MISSING_PARAMETERS = "missing_parameters"
-    INVALID_PARAMETERS = "invalid_parameters"
-    INVALID_ORDER = "invalid_order"
-    INVALID_PRICE = "invalid_price"
-    INVALID_COUNT = "invalid_count"
-    INSUFFICIENT_BALANCE = "insufficient_balance"
-    MARKET_CLOSED = "market_closed"
-    MARKET_INACTIVE = "market_inactive"
-    ORDER_ALREADY_EXISTS = "order_already_exists"
-    NOT_FOUND = "not_found"
-    ORDER_GROUP_TRIGGERED = "order_group_triggered"
-    BOOK_UNAVAILABLE = "book_unavailable"
+__all__ = [
+    "MAX_BATCH",
+    "MAX_COUNT",
+    "ORDER_GROUP_WINDOW_NS",
+    "ErrorCode",
+    "LatencyModel",
+    "MarketInfo",
+    "MarketStatus",
+    "PaperClient",
+    "PaperConfig",
+    "PaperRings",
+    "QueueModel",
+    "Subscription",
+    "create_trading_client",
+]
 
 
 def _room(ring: Ring, n: int) -> bool:
     """True when a kernel may push ``n`` records into ``ring`` (room, no overflow backlog)."""
     return ring.overflow_pending == 0 and ring.capacity - ring.occupancy >= n
-
-
-def _err(status: int, code: ErrorCode, message: str, details: str = "") -> KalshiApiError:
-    return KalshiApiError(status, code.value, message, details)
-
-
-class QueueModel(enum.IntEnum):
-    """Queue-position models of resting paper orders (core.paper_book)."""
-
-    CONSERVATIVE = QUEUE_CONSERVATIVE
-    PROB_POWER = QUEUE_PROB_POWER
-    PROB_LOG = QUEUE_PROB_LOG
-
-
-class MarketStatus(enum.StrEnum):
-    """Kalshi market states the client distinguishes (kalshi-protocol.md §5)."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"  # paused: no new orders; cancel_order_on_pause orders canceled
-    CLOSED = "closed"  # no order operations at all; resting orders canceled
-    DETERMINED = "determined"
-
-
-@dataclass(frozen=True)
-class LatencyModel:
-    """Order-entry and acknowledgement delays (``core.latency``: uniform in [min, max] ms).
-
-    Attributes:
-        entry_ms: (min, max) ms from the call to the order reaching the exchange.
-        ack_ms: (min, max) ms from the exchange's answer to the call returning.
-        seed: seed of the generator of the uniforms (reproducible runs).
-    """
-
-    entry_ms: tuple[int, int] = (0, 0)
-    ack_ms: tuple[int, int] = (0, 0)
-    seed: int = 0
-
-    def record(self) -> np.ndarray:
-        """The LATENCY_DTYPE [1] record (validated by ``core.latency.latency_model``)."""
-        (e0, e1), (a0, a1) = self.entry_ms, self.ack_ms
-        return latency_model((int(e0), int(e1)), (int(a0), int(a1)))
-
-    def __post_init__(self) -> None:
-        self.record()
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    """Settings of one paper account.
-
-    Attributes:
-        start_cash: money units ($0.0001) the account starts with.
-        queue_model: how resting orders move up their queue.
-        queue_power: exponent n of QueueModel.PROB_POWER's power function.
-        latency: entry/ack delays.
-        precision: member balance precision, money (MEMBER_CENT, the default, or
-            MEMBER_DIRECT): every fill's balance change is floored to it (core.fees).
-        user_id: ``user_id`` written into order and position messages.
-        order_capacity: initial size of the order array (grows by doubling).
-    """
-
-    start_cash: int = 1_000 * MONEY_SCALE
-    queue_model: QueueModel = QueueModel.CONSERVATIVE
-    queue_power: float = 2.0
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    user_id: str = "paper"
-    order_capacity: int = 1024
-    precision: int = MEMBER_CENT
-
-    def __post_init__(self) -> None:
-        if self.start_cash < 0:
-            raise ValueError(f"start_cash must be >= 0, got {self.start_cash}")
-        if self.queue_power <= 0:
-            raise ValueError(f"queue_power must be > 0, got {self.queue_power}")
-        if self.precision not in (MEMBER_CENT, MEMBER_DIRECT):
-            raise ValueError(
-                f"precision must be MEMBER_CENT or MEMBER_DIRECT, got {self.precision}"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as stored in paper_accounts.config."""
-        return {
-            "start_cash": self.start_cash,
-            "queue_model": self.queue_model.name.lower(),
-            "queue_power": self.queue_power,
-            "latency": {
-                "entry_ms": list(self.latency.entry_ms),
-                "ack_ms": list(self.latency.ack_ms),
-                "seed": self.latency.seed,
-            },
-            "user_id": self.user_id,
-            "precision": self.precision,
-        }
-
-
-class MarketInfo(NamedTuple):
-    """What the client must know about a market to validate orders on it."""
-
-    ticker: str
-    structure: PriceLevelStructure = PriceLevelStructure.LINEAR_CENT
-    status: MarketStatus = MarketStatus.ACTIVE
-    maker_fees: bool = False  # the series charges maker fees
-
-
-class PaperRings:
-    """The rings the writer drains into paper_orders / paper_fills / paper_settlements."""
-
-    def __init__(self, capacity: int = 1 << 12) -> None:
-        self.orders = Ring(PAPER_ORDER_EVENT_DTYPE, capacity)
-        self.fills = Ring(PAPER_FILL_DTYPE, capacity)
-        self.settlements = Ring(PAPER_SETTLEMENT_DTYPE, max(capacity // 16, 16))
-
-    def by_table(self) -> dict[str, Ring]:
-        """Table name -> ring, as ``kalshi_rl.store.writer.Writer`` takes them."""
-        return {
-            "paper_orders": self.orders,
-            "paper_fills": self.fills,
-            "paper_settlements": self.settlements,
-        }
-
-
-@dataclass
-class _Group:
-    """An order group: contracts filled in the last 15 s may not exceed ``limit``."""
-
-    gid: str
-    limit: int  # count units
-    window: deque[tuple[int, int]] = field(default_factory=deque)  # (ts ns, count)
-    filled: int = 0  # sum of counts in window
-    triggered: bool = False
-    deleted: bool = False
 
 
 class Subscription:
@@ -294,26 +166,6 @@ class Subscription:
     def close(self) -> None:
         """Stop receiving messages."""
         self._client._unsubscribe(self)
-
-
-_V2_FIELDS = frozenset(
-    {
-        "ticker",
-        "client_order_id",
-        "side",
-        "count",
-        "price",
-        "time_in_force",
-        "self_trade_prevention_type",
-        "post_only",
-        "reduce_only",
-        "order_group_id",
-        "cancel_order_on_pause",
-        "expiration_time",
-        "subaccount",
-    }
-)
-_V2_REQUIRED = ("ticker", "client_order_id", "side", "count", "price", "time_in_force")
 
 
 class PaperClient:
