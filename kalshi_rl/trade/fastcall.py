@@ -18,8 +18,8 @@ class FastCall:
     The first call goes through the dispatcher (compiling if needed) and keeps the
     overload for the arguments' types; later calls enter it directly.  The caller must
     pass arguments of the same types every time -- except argument ``key_arg`` (if given),
-    an array whose type may vary between calls: one overload is kept per (dtype, ndim,
-    contiguity, writeability) of it.  ``reset`` resolves again.
+    an array whose type may vary between calls: one overload is kept per (dtype, strides)
+    of it (the kernel must only read it).  ``reset`` resolves again.
 
     Args:
         kernel: an ``@njit`` dispatcher.
@@ -30,7 +30,7 @@ class FastCall:
         self.kernel = kernel
         self.key_arg = key_arg
         self._entry: Any = None
-        self._by_key: dict[tuple[int, int, bool, bool], Any] = {}
+        self._by_key: dict[tuple[int, tuple[int, ...]], Any] = {}
 
     def reset(self) -> None:
         """Resolve the overload again on the next call."""
@@ -46,7 +46,7 @@ class FastCall:
             self._entry = self._resolve(args)
             return out
         a: np.ndarray = args[self.key_arg]
-        key = (a.dtype.num, a.ndim, a.flags.c_contiguous, a.flags.writeable)
+        key = (a.dtype.num, a.strides)  # dtype, ndim and layout (numba's array type)
         entry = self._by_key.get(key)
         if entry is not None:
             return entry(*args)

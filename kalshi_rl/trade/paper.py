@@ -1314,7 +1314,8 @@ class PaperClient:
             return 0
         if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        self._sync_capacity()
+        if self.books.capacity != self._cap_m:
+            self._sync_capacity()
         now = self._clock()
         total = 0
         books = self.books
