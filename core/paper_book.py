@@ -32,11 +32,14 @@ from numba import njit
 from core.account import book_fill, settle
 from core.book import book_top_k
 from core.dtypes import (
+    COUNT_SCALE,
     NO_PRICE,
     ORD_CANCELED,
     ORD_EXECUTED,
     ORD_RESTING,
     ORDER_BUY,
+    POE_CREATED,
+    POE_FILLED,
     PRICE_MAX,
     REJ_NONE,
     SIDE_YES,
@@ -48,11 +51,22 @@ from core.matching import ladder_to_order_price, maker_fill, take_ladder, taker_
 from core.orders import collateral_need, order_check
 from core.queue import queue_join, queue_on_level, queue_on_trade_yes, rest_level, resting_crossed
 from core.records import other_side
+from core.ring import ring_push_batch
 
 # slots of the int64 control array of a paper book
 CTL_N_ACTIVE = 0  # resting orders listed in ``active``
+CTL_WATCH = 1  # set by paper_on_book: book updates can still matter (needs_book_updates)
 CTL_LEN = 4
 VIEW_LEVELS = 64  # depth per side of the book view a taker walk sees
+MAX_ORDER_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (count units)
+
+# ``paper_taker_submit`` refusals that are not engine REJ_* codes (those are >= 0)
+TAKER_NO_BOOK = -1  # the market's book is not valid (not served by the feed)
+TAKER_OFF_GRID = -2  # the limit is off the market's tick grid (or outside 1..999)
+TAKER_BAD_COUNT = -3  # count outside 1..MAX_ORDER_COUNT
+TAKER_I = 8  # position of the new order's index in ``paper_taker_submit``'s arguments
+TAKER_POS = 4  # ... and of the account's positions
+TAKER_LIQ = 5  # ... and of its liquidity state per slot
 
 
 # =========================================================================== account
@@ -187,12 +201,42 @@ def paper_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalar
         (REJ_* code, fills written).  On a rejection nothing changed but the order's status
         (ORD_CANCELED).
     """
+    book_top_k(qty, best, int(orders[i]["market"]), px.shape[1], px, vq)
+    return paper_submit_on(
+        orders, extra, i, active, ctl, pos, qty, liq, fees, start_cash, min_lp, ts_ms, px, vq,
+        fills,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def paper_submit_on(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    i: int,
+    active: np.ndarray,
+    ctl: np.ndarray,
+    pos: np.ndarray,
+    qty: np.ndarray,
+    liq: np.ndarray,
+    fees: np.ndarray,
+    start_cash: int,
+    min_lp: int,
+    ts_ms: int,
+    px: np.ndarray,
+    vq: np.ndarray,
+    fills: np.ndarray,
+) -> tuple[int, int]:
+    """``paper_submit`` against the book view ``px``/``vq`` as given (not read here).
+
+    The view may be an earlier book than the live one (an order executing at the book it
+    arrived on, as the env executes it); ``qty`` (the live book) only places a GTC
+    remainder in its queue.
+    """
     o = orders[i]
     m = int(o["market"])
     side = int(o["side"])
     action = int(o["action"])
     count = int(o["remaining"])
-    book_top_k(qty, best, m, px.shape[1], px, vq)
     free = account_cash(pos, start_cash) - account_reserved(extra, active, ctl)
     eff = effective_position(orders, active, ctl, pos, m, i)
     rej = order_check(
@@ -311,7 +355,8 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         (repeats fine); dirty: uint8 [cap] scratch, all 0 (left all 0).
 
     Returns:
-        Fills written to ``fills`` (stops when it is full; call again).
+        Fills written to ``fills`` (stops when it is full; call again); ``ctl[CTL_WATCH]``
+        says whether later book updates can still matter.
     """
     for k in range(slots.shape[0]):
         s = slots[k]
@@ -357,6 +402,7 @@ def paper_on_book(  # noqa: PLR0917 -- njit kernels take positional arrays/scala
         if 0 <= s < dirty.shape[0]:
             dirty[s] = 0
     _compact(orders, active, ctl)
+    ctl[CTL_WATCH] = needs_book_updates(liq, ctl)
     return n
 
 
@@ -635,3 +681,149 @@ def paper_order_record(  # noqa: PLR0917 -- njit kernels take positional arrays/
     r["coid_len"] = n
     for k in range(n):
         r["coid"][k] = coid[k]
+    for k in range(n, r["coid"].shape[0]):  # no bytes of an earlier record left behind
+        r["coid"][k] = 0
+
+
+# =========================================================================== typed taker entry
+
+
+@njit(cache=True)
+def taker_self_trade_guard(orders: np.ndarray, active: np.ndarray, ctl: np.ndarray, i: int) -> int:
+    """Lowest take-ladder price order ``i`` may reach without trading with our own orders.
+
+    ``taker_at_cross`` self-trade prevention: the walk stops strictly before the best of
+    our resting orders on the ladder it takes from.  Returns -1 when nothing of ours crosses.
+    """
+    o = orders[i]
+    m = o["market"]
+    ladder, our = rest_level(int(o["side"]), int(o["action"]), int(o["price"]))
+    guard = -1
+    for k in range(ctl[CTL_N_ACTIVE]):
+        j = active[k]
+        r = orders[j]
+        if j == i or r["market"] != m or r["status"] != ORD_RESTING:
+            continue
+        rl, rp = rest_level(int(r["side"]), int(r["action"]), int(r["price"]))
+        if rl == ladder or rp + our < PRICE_MAX:
+            continue  # same ladder, or does not cross
+        guard = max(guard, rp + 1)
+    return guard
+
+
+@njit(cache=True)
+def _coid_default(prefix: np.ndarray, n: int, out: np.ndarray) -> int:
+    # ``prefix`` + decimal ``n`` into out (the default client_order_id); returns its length
+    k = prefix.shape[0]
+    out[:k] = prefix
+    digits = 1
+    t = n
+    while t >= 10:
+        t //= 10
+        digits += 1
+    for d in range(digits - 1, -1, -1):
+        out[k + d] = 48 + n % 10
+        n //= 10
+    return k + digits
+
+
+@njit(cache=True)
+def paper_taker_submit(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    orders: np.ndarray,
+    extra: np.ndarray,
+    active: np.ndarray,
+    ctl: np.ndarray,
+    pos: np.ndarray,
+    liq: np.ndarray,
+    fees: np.ndarray,
+    grid: np.ndarray,
+    i: int,
+    start_cash: int,
+    now_ns: int,
+    px: np.ndarray,
+    vq: np.ndarray,
+    fill_out: np.ndarray,
+    hist: np.ndarray,
+    n_hist: int,
+    rec0: int,
+    coid_prefix: np.ndarray,
+    coid: np.ndarray,
+    events: np.ndarray,
+    rings_on: bool,
+    ord_buf: np.ndarray,
+    ord_ctl: np.ndarray,
+    fill_buf: np.ndarray,
+    fill_ctl: np.ndarray,
+    qty: np.ndarray,
+    best: np.ndarray,
+    meta: np.ndarray,
+    slot: int,
+    side: int,
+    action: int,
+    price: int,
+    count: int,
+    tif: int,
+) -> tuple[int, int, int, int, int]:
+    """A typed taker order in one call: what ``PaperClient.submit`` does, without Python.
+
+    Checks the limit is on the grid, the count in range and the book served, writes order ``i``
+    (``paper_init_order``: no flags, no group, ``taker_at_cross``), runs it through
+    ``paper_submit`` with the self-trade guard, books the fills into the history
+    (``paper_record_fills``) and, when ``rings_on``, writes the order's events (FILLED if it
+    filled, then CREATED -- the order the Python path emits them in) and pushes fills and
+    events into the rings (the caller checked they have room and no overflow backlog).
+
+    Args:
+        orders ... fees: the client's arrays (as ``paper_submit``); grid: bool [1001]
+            valid YES prices of the market; i: the new order's index.
+        start_cash: the account's start cash; now_ns: the client's wall clock.
+        px, vq, fill_out: scratch (as ``paper_submit``).
+        hist, n_hist: PAPER_FILL_DTYPE fill history and its length (room for ``px``'s
+            levels more); rec0: the next rec_id.
+        coid_prefix: uint8 bytes of ``paper-<account>-``; coid: uint8 [COID_MAX] scratch.
+        events: PAPER_ORDER_EVENT_DTYPE [2] out (the order's events, when ``rings_on``).
+        ord_buf, ord_ctl, fill_buf, fill_ctl: the order-event and fill rings.
+        qty, best, meta: the BookSet's arrays (``meta['valid']``); slot, side, action,
+            price, count, tif: the order.
+
+    The arguments up to ``fill_ctl`` are ``PaperClient.taker_prepare``'s tuple.
+
+    Returns:
+        (code, fills, rec_ids used, order's filled count, order's fees): code REJ_NONE,
+        an engine REJ_* (the order is to be forgotten), or TAKER_* (nothing written).
+    """
+    yp = price if side == SIDE_YES else PRICE_MAX - price
+    if yp <= 0 or yp >= PRICE_MAX or not grid[yp]:
+        return TAKER_OFF_GRID, 0, 0, 0, 0
+    if count <= 0 or count > MAX_ORDER_COUNT:
+        return TAKER_BAD_COUNT, 0, 0, 0, 0
+    if meta[slot]["valid"] == 0:
+        return TAKER_NO_BOOK, 0, 0, 0, 0
+    paper_init_order(orders, extra, i, now_ns, slot, side, action, price, count, tif, 0, -1)
+    guard = taker_self_trade_guard(orders, active, ctl, i)
+    rej, n = paper_submit(
+        orders, extra, i, active, ctl, pos, qty, best, liq, fees, start_cash, guard,
+        now_ns // 1_000_000, px, vq, fill_out,
+    )  # fmt: skip
+    if rej != REJ_NONE:
+        return rej, 0, 0, 0, 0
+    rec = rec0
+    if n:
+        paper_record_fills(fill_out, n, hist, n_hist, rec, now_ns, extra)
+        rec += n
+    if not rings_on:
+        extra[i]["updated_ns"] = now_ns
+        return REJ_NONE, n, rec - rec0, orders[i]["filled"], orders[i]["fees"]
+    k = _coid_default(coid_prefix, i + 1, coid)
+    ne = 0
+    if n:
+        paper_order_record(orders, extra, i, events[0:1], rec, now_ns, POE_FILLED, coid[:k])
+        rec += 1
+        ne = 1
+    paper_order_record(orders, extra, i, events[ne : ne + 1], rec, now_ns, POE_CREATED, coid[:k])
+    rec += 1
+    ne += 1
+    if n:
+        ring_push_batch(fill_buf, fill_ctl, hist[n_hist : n_hist + n])
+    ring_push_batch(ord_buf, ord_ctl, events[:ne])
+    return REJ_NONE, n, rec - rec0, orders[i]["filled"], orders[i]["fees"]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,15 +77,64 @@ from core.dtypes import (
     POSITION_DTYPE,
     PRICE_MAX,
     REJ_NONE,
-    SIDE_YES,
+    RING_HEAD,
     TIF_IOC,
 )
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.liquidity import new_liquidity
+from core.paper_book import TAKER_LIQ, TAKER_POS
+from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
-from kalshi_rl.trade.decide import DS_NAMES, DS_OK, prepare_decision, ttc_fraction
+from kalshi_rl.trade.decide import (
+    DO_BAD_OBS,
+    DO_HOLD,
+    DO_ORDER,
+    DS_NAMES,
+    DS_OK,
+    HDR_COUNT,
+    HDR_EPISODE,
+    HDR_EXCH_TS,
+    HDR_FEE,
+    HDR_FILLED,
+    HDR_HASH,
+    HDR_LEN,
+    HDR_REJECT,
+    HDR_RISK,
+    HDR_STATUS,
+    HDR_STEP,
+    HDR_TS,
+    HDR_VERSION,
+    OUT_ACTION,
+    OUT_ALLOWED,
+    OUT_EXCH_TS,
+    OUT_FROM_RECEIPT,
+    OUT_HASH,
+    OUT_LEN,
+    OUT_LIMIT,
+    OUT_N_FILLS,
+    OUT_PAPER,
+    OUT_PUSHED,
+    OUT_RECS,
+    OUT_RISK,
+    OUT_SIDE,
+    RULE_LEN,
+    RULE_MARK_MODE,
+    RULE_MAX_POSITION,
+    RULE_MULTI,
+    RULE_ORDER_SIZE,
+    RULE_SLIPPAGE,
+    STEP_DONE,
+    STEP_SLOW,
+    decide_observe,
+    decide_order,
+    finish_record,
+    risk_check,
+    step_after_policy,
+    step_fast,
+)
+from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.policy import LoadedModel, ModelIdentity
 from kalshi_rl.trade.risk import ActorState, KillSwitch, RiskConfig, RiskGate, RiskReason
 
@@ -117,6 +167,12 @@ class ActorConfig:
         start_cash: each market's sub-account start (money); None = the model's env config.
         risk: limits and kill switch.
         subscriber_queue: size of each action-stream subscriber's queue (full = dropped).
+        execution: 'immediate' (an order goes to the paper client at the book it was
+            decided on) or 'env' (as the model's env executes it: it arrives after the
+            env's entry latency in exchange time and executes at the last decision point
+            not later than that, i.e. at the book of the last update of the same
+            millisecond with zero latency; while it is in flight and until its ack no
+            other order goes; see docs/actor.md, Parity).
     """
 
     mode: str = "paper"
@@ -127,9 +183,12 @@ class ActorConfig:
     start_cash: int | None = None
     risk: RiskConfig = field(default_factory=RiskConfig)
     subscriber_queue: int = 10_000
+    execution: str = "immediate"
 
     def __post_init__(self) -> None:
         refuse_live(self.mode)
+        if self.execution not in ("immediate", "env"):
+            raise ConfigError(f"execution must be 'immediate' or 'env', got {self.execution!r}")
         if self.tick_updates < 0 or self.tick_interval_s < 0 or self.max_staleness_s < 0:
             raise ConfigError("tick_updates, tick_interval_s and max_staleness_s must be >= 0")
         if self.tick_updates == 0 and self.tick_interval_s == 0:
@@ -146,6 +205,21 @@ class EpisodeStore(Protocol):
     ) -> int: ...
 
     async def close_episode(self, episode_id: int, summary: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class _Pending:
+    """An order in flight (env execution): what to send, when, and the book it meets."""
+
+    side: int
+    action: int
+    limit: int
+    count: int
+    sent_ms: int  # exchange time of the decision that sent it (the dataset's ts)
+    step: int  # the decision step that sent it
+    px: np.ndarray  # the view of the last decision point not later than its arrival
+    qty: np.ndarray
+    liq: np.ndarray  # the paper client's consumption in the market at that point
 
 
 @dataclass
@@ -172,6 +246,18 @@ class OrderRules:
         self.mark_mode = MARK_MID if env.get("mark_mode") == "MID" else MARK_LIQUIDATION
         self.fees = fee_schedule(precision=int(env.get("member_precision", MEMBER_CENT)))
         self.lot = int(env.get("count_lot", 1))
+        # the env's latency (ms); a uniform range is taken at its lower end (see docs)
+        self.entry_ms = int(env.get("entry_latency_ms", (0, 0))[0])
+        self.ack_ms = int(env.get("ack_latency_ms", (0, 0))[0])
+        # the same, as the decide kernels take them (kalshi_rl.trade.decide RULE_*)
+        self.packed = np.zeros(RULE_LEN, dtype=np.int64)
+        self.packed[RULE_MULTI] = self.multi
+        self.packed[RULE_ORDER_SIZE] = self.order_size
+        self.packed[RULE_SLIPPAGE] = self.slippage
+        self.packed[RULE_MAX_POSITION] = self.max_position
+        self.packed[RULE_MARK_MODE] = self.mark_mode
+        self.slip_arr = np.asarray(self.slip_choices, dtype=np.int64)
+        self.size_arr = np.asarray(self.size_choices, dtype=np.int64)
 
     def size_slip(self, dims: np.ndarray) -> tuple[int, int, int, int]:
         """(size, slip, size_idx, slip_idx) for an action's dimensions."""
@@ -252,16 +338,34 @@ class Actor:
         self._acct = np.zeros(1, dtype=POSITION_DTYPE)
         self._px = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
-        # what our own orders took (core.liquidity); the paper client enforces it on fills,
-        # the order rule and the valuation see the displayed book (see docs/actor.md)
-        self._liq = new_liquidity(1)
         self._px_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int16)
         self._qty_v = np.zeros((N_SIDES, DEFAULT_TOP_K), dtype=np.int64)
         self._sh_order = np.zeros(1, dtype=ORDER_DTYPE)
         self._sh_fills = np.zeros(DEFAULT_TOP_K, dtype=FILL_DTYPE)
         self._sh_liq = new_liquidity(1)
         self._rec = np.zeros(1, dtype=DECISION_DTYPE)
+        self._out = np.zeros(OUT_LEN, dtype=np.int64)  # the decide kernels' scalars out
+        self._hdr = np.zeros(HDR_LEN, dtype=np.int64)  # finish_record's scalars in
+        self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)  # a market without a grid
+        self._best_src: np.ndarray | None = None  # books.best, and its plain-array view
+        self._meta_src: np.ndarray | None = None  # books.meta, and views of two fields
+        self._meta_valid = self._meta_n = np.zeros(0, dtype=np.int64)
+        self._best = np.zeros((0, N_SIDES), dtype=np.int32)
+        self._max_age_ns = int(self.config.max_staleness_s * 1e9)
+        self._env_exec = self.config.execution == "env"
+        self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
+        # the step kernels, entered without per-call type dispatch (see FastCall)
+        self._k_fast = FastCall(step_fast)
+        self._k_observe = FastCall(decide_observe)
+        self._k_after = FastCall(step_after_policy)
+        self._grid_c: dict[int, tuple[Any, np.ndarray]] = {}  # i -> (grid, its C bool copy)
+        # env execution (config.execution == 'env'): orders in flight, acks, last steps
+        self._pending: dict[int, _Pending] = {}
+        self._busy_until: dict[int, int] = {}
+        self._last_step: dict[int, int] = {}
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
+        self._ring_latency = self.ring.buf["latency_ns"]  # int64 views: cheap to write
+        self._rec_latency = self._rec["latency_ns"]
         self.risk = RiskGate(self.config.risk)
         self.kill_switch: KillSwitch = self.risk.kill
         self._live = _Run(model, 0)
@@ -290,6 +394,7 @@ class Actor:
             "shadow_decisions": 0,
             "stream_dropped": 0,
             "ring_overflow": 0,
+            "dropped_at_end": 0,
             **{f"skip_{n}": 0 for n in DS_NAMES[1:]},
         }
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
@@ -298,6 +403,9 @@ class Actor:
         # receipt) per decision when set to a list (None in production: nothing is kept)
         self.trace: list[tuple[int, int, np.ndarray, np.ndarray, int, bool]] | None = None
         self.resumed: dict[str, int] = {}
+        # replays: (ticker, n-th snapshot) -> receipt ms of the recorded snapshot, for books
+        # without exchange time (the replay's own receipt is not the recording's; NO_TS: own)
+        self.receipt_ms: Callable[[str, int], int] | None = None
 
     # ================================================================== markets
     # per-market state: attribute -> (dtype, fill, row shape).  Each attribute is a view of
@@ -512,6 +620,8 @@ class Actor:
         self._live = _Run(new, episode_id if episode_id is not None else old.episode_id)
         self._live.started_value = self.total_value()
         self._rules = OrderRules(new.env_config.get("env", {}))
+        for k in (self._k_fast, self._k_observe, self._k_after):
+            k.reset()
         self.counts["swaps"] += 1
         log.info("actor: %s -> %s", old.model.label, new.label)
         if episode_id is not None and episode_id != old.episode_id:
@@ -571,8 +681,13 @@ class Actor:
         return int(pos[slot]["position"]) if slot < pos.shape[0] else 0
 
     def _consumed_of(self, slot: int) -> np.ndarray:
-        """Liquidity state the order rule and the valuation use for market ``slot``."""
-        return self._liq
+        """Liquidity state the order rule and the valuation use for market ``slot``.
+
+        The paper client's own (what our orders took and the book still shows), as the env
+        uses its account's: the order rule skips what is taken, the valuation walks what
+        is left.
+        """
+        return self.paper.liquidity(slot)
 
     def _fill_acct(self, i: int) -> None:
         """Market ``i``'s sub-account: the paper position record, cash from start_cash."""
@@ -657,29 +772,44 @@ class Actor:
             return
         recv = self.clock_ns()
         idx_of = self.index_of_slot
-        seen: set[int] = set()
         meta = self.books.meta
-        n_upd = self.config.tick_updates
-        for s in slots.tolist() if slots.shape[0] > 1 else (int(slots[0]),):
+        if meta is not self._meta_src:  # field views of the meta array (cheaper reads)
+            self._meta_src = meta
+            self._meta_valid, self._meta_n = meta["valid"], meta["n_updates"]
+        if slots.shape[0] == 1:  # the feed's usual batch: one market
+            i = idx_of.get(int(slots[0]))
+            if i is not None:
+                self._tick(i, int(slots[0]), recv)
+            return
+        seen: set[int] = set()
+        for s in slots.tolist():
             i = idx_of.get(s)
             if i is None or i in seen:
                 continue
             seen.add(i)
-            valid = meta[s]["valid"] != 0
-            if not valid:
-                if self.in_segment[i]:
-                    self.in_segment[i] = False
-                    self.pending_reset[i] = True
-                continue
-            n = int(meta[s]["n_updates"])
-            if not self.in_segment[i]:  # the update that opened a new clean segment
-                self.in_segment[i] = True
-                self.last_updates[i] = n
-                self.decide(i, recv)
-            elif n_upd and n - self.last_updates[i] >= n_upd:
-                self.counts["coalesced_updates"] += int(n - self.last_updates[i] - n_upd)
-                self.last_updates[i] = n
-                self.decide(i, recv)
+            self._tick(i, s, recv)
+
+    def _tick(self, i: int, s: int, recv: int) -> None:
+        # market i (book slot s) changed: decide if its tick is due
+        if not self._meta_valid[s]:
+            if self.in_segment[i]:
+                self.in_segment[i] = False
+                self.pending_reset[i] = True
+                if i in self._pending:  # the segment ended: as the env does at its last row
+                    self._flush_pending(i)
+            return
+        n = int(self._meta_n[s])
+        if not self.in_segment[i]:  # the update that opened a new clean segment
+            self.in_segment[i] = True
+            self.last_updates[i] = n
+            self.decide(i, recv)
+            return
+        n_upd = self.config.tick_updates
+        last = int(self.last_updates[i])
+        if n_upd and n - last >= n_upd:
+            self.counts["coalesced_updates"] += n - last - n_upd
+            self.last_updates[i] = n
+            self.decide(i, recv)
 
     def tick_all(self) -> int:
         """Decide on every market whose interval tick is due; returns decisions made."""
@@ -710,166 +840,378 @@ class Actor:
 
     # ================================================================== one decision
     def decide(self, i: int, recv_ns: int) -> int:
-        """One decision for market ``i``; returns 1 if the policy was asked, else 0."""
+        """One decision for market ``i``; returns 1 if the policy was asked, else 0.
+
+        Fast path: one kernel call (``kalshi_rl.trade.decide.step_fast``: observation,
+        policy, order rule, risk gate, the paper client's taker kernel, the decision
+        record pushed to the ring); Python only counts.  The torch fallback runs
+        ``decide_observe``, the torch policy, then ``step_after_policy`` (the same rest).
+        Orders the paper client must handle in Python (``PaperClient.taker_prepare`` is
+        None) go through ``submit_taker``.
+        """
+        if self._env_exec:
+            return self._decide_env(i, recv_ns)
         slot = int(self.slots[i])
         books = self.books
         now = self.clock_ns()
-        reset = bool(self.pending_reset[i])
-        exch_ts = int(books.meta[slot]["last_exch_ts"])
-        receipt = exch_ts == NO_TS
-        if receipt:  # a snapshot without exchange time: its receipt, as datasets do
-            exch_ts = int(books.meta[slot]["last_recv_ts"]) // 1_000_000
-        # a book is known no earlier than the one before it: time runs forward within a
-        # segment (datasets take the running maximum the same way)
-        if reset or exch_ts > self.seg_ts_max[i]:
-            self.seg_ts_max[i] = exch_ts
-            self.seg_ts_receipt[i] = receipt
-        exch_ts = int(self.seg_ts_max[i])
-        from_receipt = bool(self.seg_ts_receipt[i])
-        if reset:
-            self.seg_first_ms[i] = exch_ts
-        o_ms = int(self.open_ms[i]) if self.open_ms[i] != NO_TS else int(self.seg_first_ms[i])
-        ttc = ttc_fraction(o_ms, int(self.close_ms[i]), exch_ts)
-        self._fill_acct(i)
-        max_age = int(self.config.max_staleness_s * 1e9)
+        run = self._live
+        model = run.model
+        policy = model.policy
         rules = self._rules
-        st, _mid, _value, h = prepare_decision(
-            books.qty, books.best, books.meta, slot, now, max_age, self.hist, self.hist_n, i,
-            reset, ttc, self._acct, self.start_cash, self._consumed_of(slot), rules.fees,
-            rules.mark_mode, self._obs, self._px, self._qty,
+        out = self._out
+        paper = self.paper
+        ctx = paper.taker_prepare(slot)
+        paper_ok = ctx is not None
+        if ctx is None:
+            ctx = paper.taker_dummy()
+        grid = self._grid_of(i)
+        has_grid = grid is not None
+        if grid is None:
+            grid = self._any_grid
+        best = books.best
+        if best is not self._best_src:  # kernels get the plain array (cheaper to pass)
+            self._best_src, self._best = best, best.view(np.ndarray)
+        hdr = self._hdr
+        hdr[HDR_COUNT : HDR_REJECT + 1] = 0
+        hdr[HDR_EPISODE] = run.episode_id
+        hdr[HDR_STEP] = run.step + 1
+        hdr[HDR_VERSION] = model.version
+        risk = self.risk
+        ring = self.ring
+        push = self._shadow is None and ring.overflow_pending == 0
+        if type(policy) is FastPolicy:  # the Numba forward pass, fused
+            p = policy.p
+            st = self._k_fast(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
+                self._acct, self.start_cash, ctx[TAKER_LIQ][slot : slot + 1], rules.fees,
+                self._obs, self._px,
+                self._qty, out, p.params, p.layer_in, p.layer_out, p.layer_off, p.act, p.heads,
+                policy.actions, policy.probs, policy._logits, policy._a, policy._b,
+                rules.packed, rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
+                int(risk.state), risk.limits, risk.sent, risk.sent_ctl, ctx, paper_ok, hdr,
+                ring.buf, ring.ctl, push,
+            )  # fmt: skip
+        else:
+            st = self._step_torch(i, slot, now, grid, has_grid, ctx, paper_ok, push)
+        if st < DO_BAD_OBS:  # a DS_* skip: nothing decided, nothing recorded
+            self.counts[self._skip_keys[st]] += 1
+            return 0
+        self.last_decision_ns[i] = now
+        if st == DO_BAD_OBS:
+            self.counts["bad_obs"] += 1
+            return 0
+        if st == STEP_SLOW:
+            status = self._submit_slow(i, slot, now)
+        else:
+            status = st - STEP_DONE
+            if status in (AS_SENT, AS_REJECTED):
+                self._paper_done(i, slot, status)
+        self._count(status)
+        run.step += 1
+        self._recorded(i, slot, now, recv_ns, status)
+        return 1
+
+    def _recorded(self, i: int, slot: int, now: int, recv_ns: int, status: int) -> None:
+        """After the step: shadow, latency, the record pushed (if the kernel did not), streams."""
+        out, ring = self._out, self.ring
+        exch_ts = int(out[OUT_EXCH_TS])
+        if self._shadow is not None:
+            self._decide_shadow(i, slot, self._shadow, int(out[OUT_HASH]), exch_ts, now)
+        recv = recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
+        latency = self.clock_ns() - recv
+        if out[OUT_PUSHED]:  # the kernel pushed the record: set its latency in place
+            self._ring_latency[(int(ring.ctl[RING_HEAD]) - 1) & (ring.capacity - 1)] = latency
+        self._rec_latency[0] = latency
+        if not out[OUT_PUSHED] and not ring.push(self._rec):
+            self.counts["ring_overflow"] += 1
+        if status in (AS_SENT, AS_REJECTED):
+            lat = self.latency_ns
+            lat.append(latency)
+            if len(lat) > 4096:
+                del lat[:2048]
+        if self._subscribers:
+            self._publish(self._rec[0], i)
+        if self.trace is not None:
+            self.trace.append(
+                (i, exch_ts, self._obs.copy(), self.model.policy.actions.copy(),
+                 int(self._hdr[HDR_FILLED]), bool(out[OUT_FROM_RECEIPT]))
+            )  # fmt: skip
+
+    def _step_torch(  # noqa: PLR0917 -- decide()'s context, positionally
+        self, i: int, slot: int, now: int, grid: np.ndarray, has_grid: bool,
+        ctx: tuple[Any, ...], paper_ok: bool, push: bool,
+    ) -> int:  # fmt: skip
+        """``step_fast`` with the policy outside Numba (torch): same kernels around it."""
+        books, rules, out, risk, ring = self.books, self._rules, self._out, self.risk, self.ring
+        liq = ctx[TAKER_LIQ][slot : slot + 1]
+        st = int(
+            self._k_observe(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
+                self.start_cash, liq, rules.fees, rules.mark_mode, self._obs, self._px,
+                self._qty, out, NO_TS,
+            )
         )  # fmt: skip
         if st != DS_OK:
-            self.counts[f"skip_{DS_NAMES[st]}"] += 1
+            return st
+        policy = self.model.policy
+        if policy.decide(self._obs) != POLICY_OK:
+            return DO_BAD_OBS
+        return int(
+            self._k_after(
+                books.qty, self._best, books.meta, slot, now, i, self.close_ms, self.closed,
+                self.slots, self._acct, self.start_cash, liq, rules.fees, self._px,
+                self._qty, out, policy.actions, policy.probs, rules.packed, rules.slip_arr,
+                rules.size_arr, grid, has_grid, self._rec, int(risk.state), risk.limits,
+                risk.sent, risk.sent_ctl, ctx, paper_ok, self._hdr, ring.buf, ring.ctl, push,
+            )
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ env execution
+    def _recv_ms(self, i: int, slot: int) -> int:
+        """``receipt_ms``'s time for market ``i``'s current snapshot (NO_TS: its own)."""
+        if self.receipt_ms is None:
+            return NO_TS
+        return int(self.receipt_ms(self.tickers[i], int(self.books.meta[slot]["n_snapshots"])))
+
+    def _row_ts(self, i: int, slot: int) -> int:
+        """The time the next decision on market ``i`` will have (``decide_observe``'s).
+
+        The book's exchange time (a snapshot without one: its receipt), run forward within
+        the segment -- the dataset's ``ts``, the env's clock.
+        """
+        m = self.books.meta[slot]
+        ts = int(m["last_exch_ts"])
+        if ts == NO_TS:
+            r = self._recv_ms(i, slot)
+            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        if self.pending_reset[i]:
+            return ts
+        return max(ts, int(self.seg_ts_max[i]))
+
+    def _decide_env(self, i: int, recv_ns: int) -> int:
+        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``)."""
+        slot = int(self.slots[i])
+        pend = self._pending.get(i)
+        if pend is not None and self._row_ts(i, slot) > pend.sent_ms + self._rules.entry_ms:
+            self._fill_pending(i)  # it arrived before this book: at the one before
+        books, paper, rules, out = self.books, self.paper, self._rules, self._out
+        now = self.clock_ns()
+        liq = paper.liquidity(slot)
+        grid = self._grid_of(i)
+        if books.best is not self._best_src:
+            self._best_src, self._best = books.best, books.best.view(np.ndarray)
+        st = int(
+            decide_observe(
+                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
+                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
+                self.seg_first_ms, self.open_ms, self.close_ms, paper.taker_dummy()[TAKER_POS],
+                self._acct, self.start_cash, liq, rules.fees, rules.mark_mode, self._obs,
+                self._px, self._qty, out, self._recv_ms(i, slot),
+            )
+        )  # fmt: skip
+        if st != DS_OK:
+            self.counts[self._skip_keys[st]] += 1
             return 0
-        self.pending_reset[i] = False
         self.last_decision_ns[i] = now
-        run = self._live
-        policy = run.model.policy
+        policy = self.model.policy
         if policy.decide(self._obs) != POLICY_OK:
             self.counts["bad_obs"] += 1
             return 0
-        self.counts["decisions"] += 1
-        shadow = self._shadow
-        if shadow is not None:
-            self._decide_shadow(i, slot, shadow, h, exch_ts, now)
-        rec = self._rec[0]
-        rec["probs"][:] = 0
-        n_probs = min(policy.probs.shape[0], ACTION_PROBS_MAX)
-        rec["probs"][:n_probs] = policy.probs[:n_probs]
-        rec["n_probs"] = n_probs
-        dims = policy.actions
-        action = int(dims[0])
-        size, slip, size_idx, slip_idx = self._rules.size_slip(dims)
-        rec["action"], rec["size_idx"], rec["slip_idx"] = action, size_idx, slip_idx
-        rec["count"] = rec["filled"] = rec["fee"] = 0
-        rec["price"], rec["side"], rec["order_action"] = NO_PRICE, -1, -1
-        rec["reject"], rec["risk"] = REJ_NONE, RiskReason.OK
-        status = AS_HOLD
-        if action != ACT_HOLD:
-            status = self._execute(i, slot, action, size, slip, rec, now, exch_ts)
-        run.step += 1
-        self._finish_record(rec, run, i, slot, h, exch_ts, now, recv_ns, status)
-        if self.trace is not None:
-            self.trace.append(
-                (i, exch_ts, self._obs.copy(), dims.copy(), int(rec["filled"]), from_receipt)
+        st = int(
+            decide_order(
+                policy.actions, policy.probs, rules.packed, rules.slip_arr, rules.size_arr,
+                self._any_grid if grid is None else grid, grid is not None, self._acct, liq,
+                self._px, self._qty, self._rec, out,
             )
+        )  # fmt: skip
+        hdr = self._hdr
+        hdr[HDR_COUNT : HDR_REJECT + 1] = 0
+        status = AS_HOLD if st == DO_HOLD else AS_MASKED
+        if st == DO_ORDER:
+            status = self._send_env(i, int(out[OUT_EXCH_TS]), now)
+        run = self._live
+        self._count(status)
+        run.step += 1
+        self._last_step[i] = run.step
+        pend = self._pending.get(i)
+        if pend is not None:  # not arrived yet: this is the latest book it can meet
+            if pend.step == 0:
+                pend.step = run.step
+            pend.px[:] = self._px
+            pend.qty[:] = self._qty
+            pend.liq[:] = liq
+        hdr[HDR_EPISODE], hdr[HDR_STEP], hdr[HDR_VERSION] = (
+            run.episode_id,
+            run.step,
+            run.model.version,
+        )
+        hdr[HDR_STATUS], hdr[HDR_TS] = status, now
+        hdr[HDR_EXCH_TS], hdr[HDR_HASH] = out[OUT_EXCH_TS], out[OUT_HASH]
+        push = self._shadow is None and self.ring.overflow_pending == 0
+        out[OUT_PUSHED] = finish_record(
+            self._rec, paper.taker_dummy()[TAKER_POS], slot, self._acct, self.start_cash, liq,
+            rules.fees, rules.mark_mode, self._px, self._qty, hdr, self.ring.buf,
+            self.ring.ctl, push,
+        )  # fmt: skip
+        self._recorded(i, slot, now, recv_ns, status)
         return 1
 
-    def _execute(  # noqa: PLR0917 -- the decision's context, positionally
-        self, i: int, slot: int, action: int, size: int, slip: int, rec: Any, now: int, exch_ts: int
-    ) -> int:
-        from core.orders import action_to_order
+    def _send_env(self, i: int, row_ts: int, now: int) -> int:
+        """The env's masks, the risk gate, then the order goes in flight (not to the paper yet)."""
+        from core.orders import collateral_need
 
-        position = int(self._acct[0]["position"])
-        rules = self._rules
-        side, act, limit, count, reject = action_to_order(
-            action, position, size, rules.max_position, slip, self._px, self._qty, self._liq
-        )
-        if reject == REJ_NONE and count > 0:
-            limit = self._on_grid(i, side, act, limit)
-        rec["side"], rec["order_action"], rec["price"] = side, act, limit
-        if reject != REJ_NONE or count <= 0 or limit == NO_PRICE:
-            rec["reject"] = reject
-            self.counts["masked"] += 1
-            return AS_MASKED
-        secs_to_close = None
+        out, rules, hdr = self._out, self._rules, self._hdr
+        side, act, limit, count, position = self._out[2:7].tolist()
+        if i in self._pending or row_ts < self._busy_until.get(i, -1):
+            return AS_MASKED  # in flight or not acknowledged: the env allows only hold
+        size, slip, _, _ = rules.size_slip(self.model.policy.actions)
+        if act == ORDER_BUY and count < size:
+            return AS_MASKED  # the env masks a buy beyond max_position (it is not clipped)
+        if act == ORDER_BUY:
+            touch = limit - slip
+            if (
+                collateral_need(position, side, act, touch, count, rules.fees)
+                > self._acct[0]["cash"]
+            ):
+                return AS_MASKED
+        secs = None
         if self.closed[i]:
-            secs_to_close = 0.0  # the market closed: only reducing orders
+            secs = 0.0
         elif self.close_ms[i] != NO_TS:
-            secs_to_close = (int(self.close_ms[i]) - exch_ts) / 1000.0
+            secs = (int(self.close_ms[i]) - row_ts) / 1000.0
         cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
         exposure = self._exposure() if self.config.risk.max_exposure else 0
-        allowed, why = self.risk.check(
-            position, side, act, count, exposure, cost, secs_to_close, now / 1e9
-        )
+        risk = self.risk
+        allowed, why = risk_check(
+            int(risk.state), risk.limits, risk.sent, risk.sent_ctl, position, side, act, count,
+            exposure, cost, math.nan if secs is None else secs, now,
+        )  # fmt: skip
+        out[OUT_RISK] = hdr[HDR_RISK] = why
         if allowed <= 0:
-            rec["risk"] = why
-            self.counts["risk_refused"] += 1
-            return AS_RISK
-        rec["risk"] = why
-        rec["count"] = allowed
-        pos = self._paper_positions()
-        vol0, fee0 = int(pos[slot]["volume"]), int(pos[slot]["fees_paid"])
-        try:
-            self.paper.submit(self.tickers[i], side, act, limit, allowed, tif=TIF_IOC)
-        except KalshiApiError as exc:
-            rec["reject"] = -1
-            self.counts["rejected"] += 1
-            log.debug("paper rejected %s: %s", self.tickers[i], exc)
-            return AS_REJECTED
-        pos = self._paper_positions()
-        filled = int(pos[slot]["volume"]) - vol0
-        rec["filled"] = filled
-        rec["fee"] = int(pos[slot]["fees_paid"]) - fee0
-        self.counts["orders"] += 1
-        if filled:
-            self.counts["fills"] += 1
+            return AS_RISK  # counted by _count
+        hdr[HDR_COUNT] = allowed
+        self._pending[i] = _Pending(
+            side, act, limit, allowed, row_ts, 0, self._px.copy(), self._qty.copy(),
+            self.paper.liquidity(int(self.slots[i])).copy(),
+        )  # fmt: skip
         return AS_SENT
 
-    def _on_grid(self, i: int, side: int, act: int, limit: int) -> int:
-        """``limit`` moved to the market's price grid, never more aggressive (NO_PRICE: none)."""
-        grid = self.grids[i]
-        if grid is None:
-            return limit
-        step = -1 if act == ORDER_BUY else 1  # a buy may only pay less, a sell get more
-        p = limit
-        while 0 < p < PRICE_MAX:
-            if grid[p if side == SIDE_YES else PRICE_MAX - p]:
-                return p
-            p += step
-        return NO_PRICE
+    def _fill_pending(self, i: int, *, refresh: bool = True) -> None:
+        """Market ``i``'s order in flight executes at the book it met (``submit_on_view``).
 
-    def _finish_record(  # noqa: PLR0917 -- the decision's context, positionally
-        self, rec: Any, run: _Run, i: int, slot: int, h: Any, exch_ts: int,
-        now: int, recv_ns: int, status: int,
-    ) -> None:  # fmt: skip
-        self._fill_acct(i)
-        rec["episode_id"] = run.episode_id
-        rec["step"] = run.step
-        rec["ts"] = now
-        rec["exch_ts"] = exch_ts
-        rec["obs_hash"] = h
-        rec["market"] = slot
-        rec["model_version"] = run.model.version
-        rec["status"] = status
-        rec["position"] = self._acct[0]["position"]
-        rec["cash"] = self._acct[0]["cash"]
-        rec["value"] = self._value_of(self._acct, i, self._rules, depth=True)
-        done = self.clock_ns()
-        rec["latency_ns"] = done - (
-            recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
+        ``refresh``: what it took then meets the book as it is now, as the env refreshes
+        its consumption at the next row (not at a segment's end: there is no next row).
+        """
+        pend = self._pending.pop(i)
+        self._busy_until[i] = pend.sent_ms + self._rules.entry_ms + self._rules.ack_ms
+        slot = int(self.slots[i])
+        if refresh:  # consumption as it was at that book (the paper has seen the next one)
+            self.paper.set_liquidity(slot, pend.liq)
+        try:
+            res = self.paper.submit_on_view(
+                self.tickers[i], pend.side, pend.action, pend.limit, pend.count, pend.px, pend.qty
+            )
+        except KalshiApiError as exc:
+            self.counts["rejected"] += 1
+            log.debug("paper rejected %s: %s", self.tickers[i], exc)
+            return
+        if res["fill_count"] != "0.00":
+            self.counts["fills"] += 1
+        if refresh:
+            self.paper.on_book_update(np.array([slot], dtype=np.int64))
+
+    def _flush_pending(self, i: int) -> None:
+        """The segment ended with an order in flight: as the env does at its last row.
+
+        Sent before the last decision point: it executes at the last one.  Sent at the
+        last decision point (the env does not act there; live the actor cannot know it
+        was the last): dropped (``counts['dropped_at_end']``).
+        """
+        pend = self._pending.get(i)
+        if pend is None:
+            return
+        if pend.step == self._last_step.get(i):
+            del self._pending[i]
+            self.counts["dropped_at_end"] += 1
+            return
+        self._fill_pending(i, refresh=False)
+
+    def flush_pending(self) -> int:
+        """End of the data (a replay): every order in flight as at a segment's end."""
+        n = 0
+        for i in list(self._pending):
+            self._flush_pending(i)
+            n += 1
+        return n
+
+    def _grid_of(self, i: int) -> np.ndarray | None:
+        """Market ``i``'s grid as a C-contiguous bool [1001] (the kernels' fixed type)."""
+        g = self.grids[i]
+        if g is None:
+            return None
+        c = self._grid_c.get(i)
+        if c is None or c[0] is not g:
+            c = (g, np.ascontiguousarray(g, dtype=np.bool_).reshape(PRICE_MAX + 1))
+            self._grid_c[i] = c
+        return c[1]
+
+    def _count(self, status: int) -> None:
+        counts = self.counts
+        counts["decisions"] += 1
+        if status == AS_SENT:
+            counts["orders"] += 1
+            if self._hdr[HDR_FILLED]:
+                counts["fills"] += 1
+        elif status == AS_HOLD:
+            counts["held"] += 1
+        elif status == AS_MASKED:
+            counts["masked"] += 1
+        elif status == AS_RISK:
+            self.risk.counted(0, int(self._out[OUT_RISK]))
+            counts["risk_refused"] += 1
+        elif status == AS_REJECTED:
+            counts["rejected"] += 1
+
+    def _paper_done(self, i: int, slot: int, status: int) -> None:
+        """The paper kernel ran in the step: the client books it (and names a refusal)."""
+        o = self._out.tolist()
+        err = self.paper.taker_commit(
+            slot, o[OUT_PAPER], o[OUT_N_FILLS], o[OUT_RECS], o[OUT_LIMIT], o[OUT_ALLOWED]
         )
-        if status == AS_HOLD:
-            self.counts["held"] += 1
-        if status in (AS_SENT, AS_REJECTED):
-            lat = self.latency_ns
-            lat.append(int(rec["latency_ns"]))
-            if len(lat) > 4096:
-                del lat[:2048]
-        if not self.ring.push(self._rec):
-            self.counts["ring_overflow"] += 1
-        if self._subscribers:
-            self._publish(rec, i)
+        if err is not None:
+            log.debug("paper rejected %s: %s", self.tickers[i], err)
+
+    def _submit_slow(self, i: int, slot: int, now: int) -> int:
+        """The order passed the risk gate; the paper client takes it through Python."""
+        out, hdr = self._out, self._hdr
+        allowed = int(out[OUT_ALLOWED])
+        hdr[HDR_COUNT] = allowed
+        status = AS_SENT
+        try:
+            _, filled, fee = self.paper.submit_taker(
+                slot, int(out[OUT_SIDE]), int(out[OUT_ACTION]), int(out[OUT_LIMIT]), allowed,
+                tif=TIF_IOC,
+            )  # fmt: skip
+            hdr[HDR_FILLED], hdr[HDR_FEE] = filled, fee
+        except KalshiApiError as exc:
+            hdr[HDR_REJECT] = -1
+            status = AS_REJECTED
+            log.debug("paper rejected %s: %s", self.tickers[i], exc)
+        hdr[HDR_STATUS] = status
+        hdr[HDR_EXCH_TS] = out[OUT_EXCH_TS]
+        hdr[HDR_HASH] = out[OUT_HASH]
+        hdr[HDR_TS] = now
+        out[OUT_PUSHED] = finish_record(
+            self._rec, self._paper_positions(), slot, self._acct, self.start_cash,
+            self._consumed_of(slot), self._rules.fees, self._rules.mark_mode, self._px,
+            self._qty, hdr,
+            self.ring.buf, self.ring.ctl, self._shadow is None and self.ring.overflow_pending == 0,
+        )  # fmt: skip
+        return status
 
     def _decide_shadow(  # noqa: PLR0917 -- the decision's context, positionally
         self, i: int, slot: int, run: _Run, h: Any, exch_ts: int, now: int

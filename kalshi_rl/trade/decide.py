@@ -24,8 +24,29 @@ from numba import njit
 
 from core.account import position_value
 from core.book import book_check, book_top_k
-from core.dtypes import ST_OK
+from core.dtypes import (
+    ACT_HOLD,
+    ACTION_PROBS_MAX,
+    AS_HOLD,
+    AS_MASKED,
+    AS_REJECTED,
+    AS_RISK,
+    AS_SENT,
+    NO_PRICE,
+    NO_TS,
+    ORDER_BUY,
+    POLICY_OK,
+    PRICE_MAX,
+    REJ_NONE,
+    SIDE_YES,
+    ST_OK,
+    TIF_IOC,
+)
 from core.features import book_mid, build_observation, hist_push
+from core.orders import action_to_order
+from core.paper_book import paper_taker_submit
+from core.policy import policy_decide
+from core.ring import ring_push
 
 # Decision skip codes (the actor counts each).
 DS_OK = 0
@@ -121,3 +142,662 @@ def ttc_fraction(open_ms: int, close_ms: int, ts_ms: int) -> float:
         return 1.0
     frac = min(max((close_ms - ts_ms) / float(span), 0.0), 1.0)
     return float(np.float32(frac))
+
+
+# =========================================================================== one decision, fused
+# The actor's hot path in as few Python->Numba transitions as possible: ``decide_observe``
+# (time, sub-account, observation), the policy, ``decide_order`` (the order rule), then the
+# risk gate, the paper client's taker kernel and ``finish_record`` (the decision record
+# completed and pushed into the action ring) -- fused into ``step_fast`` below; the torch
+# fallback runs ``decide_observe``, the policy in torch, then ``step_after_policy``, so
+# both paths share every step but the policy.
+
+# ``decide_*`` outcomes besides the DS_* skips (``out`` holds the order when DO_ORDER)
+DO_BAD_OBS = 10  # the policy refused a non-finite observation
+DO_HOLD = 11  # the policy held
+DO_MASKED = 12  # the action maps to no valid order here (the env's rule)
+DO_ORDER = 13  # an order to pass through the risk gate: out = side, action, limit, count
+
+# ``out`` int64 scratch of the decide kernels
+OUT_EXCH_TS = 0  # exchange time of the decision (ms; running max over the segment)
+OUT_FROM_RECEIPT = 1  # that time is a snapshot's receipt time
+OUT_SIDE = 2
+OUT_ACTION = 3
+OUT_LIMIT = 4
+OUT_COUNT = 5
+OUT_POSITION = 6  # the market's position before the order
+OUT_HASH = 7  # observation hash
+
+# ``finish_record`` header slots
+HDR_EPISODE = 0
+HDR_STEP = 1
+HDR_TS = 2
+HDR_EXCH_TS = 3
+HDR_HASH = 4
+HDR_VERSION = 5
+HDR_STATUS = 6
+HDR_COUNT = 7
+HDR_FILLED = 8
+HDR_FEE = 9
+HDR_RISK = 10
+HDR_REJECT = 11
+HDR_LATENCY = 12
+HDR_LEN = 13
+
+# ``rules`` int64 array of the order rule (``OrderRules.packed``)
+RULE_MULTI = 0
+RULE_ORDER_SIZE = 1
+RULE_SLIPPAGE = 2
+RULE_MAX_POSITION = 3
+RULE_MARK_MODE = 4
+RULE_LEN = 5
+
+
+@njit(cache=True, inline="always")
+def _ttc_fraction(open_ms: int, close_ms: int, ts_ms: int) -> float:
+    # ttc_fraction in njit: the same float64 division and float32 rounding
+    span = close_ms - open_ms
+    if open_ms < 0 or close_ms < 0 or span <= 0:
+        return 1.0
+    frac = min(max((close_ms - ts_ms) / float(span), 0.0), 1.0)
+    return float(np.float32(frac))
+
+
+@njit(cache=True)
+def decide_observe(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty: np.ndarray,
+    best: np.ndarray,
+    meta: np.ndarray,
+    slot: int,
+    now_ns: int,
+    max_age_ns: int,
+    hist: np.ndarray,
+    hist_n: np.ndarray,
+    i: int,
+    pending_reset: np.ndarray,
+    seg_ts_max: np.ndarray,
+    seg_ts_receipt: np.ndarray,
+    seg_first_ms: np.ndarray,
+    open_ms: np.ndarray,
+    close_ms: np.ndarray,
+    paper_pos: np.ndarray,
+    acct: np.ndarray,
+    start_cash: int,
+    consumed: np.ndarray,
+    fees: np.ndarray,
+    mark_mode: int,
+    obs: np.ndarray,
+    depth_px: np.ndarray,
+    depth_qty: np.ndarray,
+    out: np.ndarray,
+    recv_ms: int = NO_TS,
+) -> int:
+    """The decision's time, its market's sub-account and ``prepare_decision``.
+
+    The book's time is its exchange time (a snapshot without one: its receipt, ms), run
+    forward within the segment (running maximum, as datasets do; ``reset`` restarts it);
+    time-to-close comes from the market's open (else the segment's first time) and close.
+    The sub-account is the paper client's position record of ``slot`` with ``start_cash``
+    added to its cash flow.
+
+    Args:
+        qty, best, meta: the BookSet arrays; slot: book slot; now_ns, max_age_ns: as
+            ``prepare_decision``.
+        hist, hist_n, i: mid histories and the market's row.
+        pending_reset, seg_ts_max, seg_ts_receipt, seg_first_ms, open_ms, close_ms: the
+            actor's per-market arrays (updated for market ``i``).
+        paper_pos: the paper client's POSITION_DTYPE per slot; acct: POSITION_DTYPE [1] out.
+        start_cash, consumed, fees, mark_mode, obs, depth_px, depth_qty: as
+            ``prepare_decision``.
+        out: int64 [OUT_LEN] out (OUT_EXCH_TS, OUT_FROM_RECEIPT, OUT_HASH).
+        recv_ms: the receipt time (ms) to take for a book without exchange time instead of
+            its own (a replay: the recording's); NO_TS = its own.
+
+    Returns:
+        DS_OK or the DS_* skip code.
+    """
+    reset = pending_reset[i]
+    m = meta[slot]
+    exch_ts = m["last_exch_ts"]
+    receipt = exch_ts == NO_TS
+    if receipt:  # a snapshot without exchange time: its receipt, as datasets do
+        exch_ts = m["last_recv_ts"] // 1_000_000 if recv_ms == NO_TS else recv_ms
+    if reset or exch_ts > seg_ts_max[i]:
+        seg_ts_max[i] = exch_ts
+        seg_ts_receipt[i] = receipt
+    exch_ts = seg_ts_max[i]
+    if reset:
+        seg_first_ms[i] = exch_ts
+    o_ms = open_ms[i] if open_ms[i] != NO_TS else seg_first_ms[i]
+    ttc = _ttc_fraction(o_ms, close_ms[i], exch_ts)
+    out[OUT_EXCH_TS] = exch_ts
+    out[OUT_FROM_RECEIPT] = seg_ts_receipt[i]
+    fill_account(paper_pos, slot, start_cash, acct)
+    st, _mid, _value, h = prepare_decision(
+        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, reset, ttc, acct,
+        start_cash, consumed, fees, mark_mode, obs, depth_px, depth_qty,
+    )  # fmt: skip
+    if st != DS_OK:
+        return st
+    pending_reset[i] = False
+    out[OUT_HASH] = h
+    return DS_OK
+
+
+@njit(cache=True, inline="always")
+def fill_account(paper_pos: np.ndarray, slot: int, start_cash: int, acct: np.ndarray) -> None:
+    """``acct[0]`` = the paper position record of ``slot`` (zeros if none) + start_cash."""
+    if slot < paper_pos.shape[0]:
+        acct[0] = paper_pos[slot]
+    else:
+        a = acct[0]
+        a["position"] = 0
+        a["cost_basis"] = 0
+        a["cash"] = 0
+        a["realized_pnl"] = 0
+        a["fees_paid"] = 0
+        a["n_trades"] = 0
+        a["volume"] = 0
+        a["settlement_pnl"] = 0
+    acct[0]["cash"] += start_cash
+
+
+@njit(cache=True)
+def on_grid(grid: np.ndarray, side: int, act: int, limit: int) -> int:
+    """``limit`` moved onto the YES-price ``grid``, never more aggressive (NO_PRICE: none)."""
+    step = -1 if act == ORDER_BUY else 1  # a buy may only pay less, a sell get more
+    p = limit
+    while 0 < p < PRICE_MAX:
+        if grid[p if side == SIDE_YES else PRICE_MAX - p]:
+            return p
+        p += step
+    return NO_PRICE
+
+
+@njit(cache=True)
+def decide_order(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    actions: np.ndarray,
+    probs: np.ndarray,
+    rules: np.ndarray,
+    slip_choices: np.ndarray,
+    size_choices: np.ndarray,
+    grid: np.ndarray,
+    has_grid: bool,
+    acct: np.ndarray,
+    consumed: np.ndarray,
+    depth_px: np.ndarray,
+    depth_qty: np.ndarray,
+    rec: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """The policy's action -> the decision record's action part and the order to send.
+
+    ``core.orders.action_to_order`` (the env's rule), then the limit onto the market's
+    grid.  Writes ``rec[0]``'s probabilities, action, size/slippage indexes and order
+    fields (count/filled/fee zero, reject, risk OK).
+
+    Args:
+        actions: int64 [D] the policy's action dims; probs: float64 its probabilities.
+        rules: int64 [RULE_LEN]; slip_choices, size_choices: int64 (MULTI actions).
+        grid, has_grid: the market's valid YES prices (has_grid False: any price).
+        acct: the sub-account (its position); consumed, depth_px, depth_qty: as decided on.
+        rec: DECISION_DTYPE [1]; out: int64 [OUT_LEN] (OUT_SIDE.. OUT_POSITION out).
+
+    Returns:
+        DO_HOLD, DO_MASKED or DO_ORDER.
+    """
+    r = rec[0]
+    n_probs = min(probs.shape[0], ACTION_PROBS_MAX)
+    for k in range(ACTION_PROBS_MAX):
+        r["probs"][k] = probs[k] if k < n_probs else 0.0
+    r["n_probs"] = n_probs
+    action = actions[0]
+    if rules[RULE_MULTI]:
+        si = actions[1]
+        zi = actions[2]
+        size = size_choices[zi]
+        slip = slip_choices[si]
+    else:
+        si = -1
+        zi = -1
+        size = rules[RULE_ORDER_SIZE]
+        slip = rules[RULE_SLIPPAGE]
+    r["action"] = action
+    r["size_idx"] = zi
+    r["slip_idx"] = si
+    r["count"] = 0
+    r["filled"] = 0
+    r["fee"] = 0
+    r["price"] = NO_PRICE
+    r["side"] = -1
+    r["order_action"] = -1
+    r["reject"] = REJ_NONE
+    r["risk"] = 0
+    if action == ACT_HOLD:
+        return DO_HOLD
+    position = acct[0]["position"]
+    side, act, limit, count, reject = action_to_order(
+        action, position, size, rules[RULE_MAX_POSITION], slip, depth_px, depth_qty, consumed
+    )
+    if reject == REJ_NONE and count > 0 and has_grid:
+        limit = on_grid(grid, side, act, limit)
+    r["side"] = side
+    r["order_action"] = act
+    r["price"] = limit
+    if reject != REJ_NONE or count <= 0 or limit == NO_PRICE:
+        r["reject"] = reject
+        return DO_MASKED
+    out[OUT_SIDE] = side
+    out[OUT_ACTION] = act
+    out[OUT_LIMIT] = limit
+    out[OUT_COUNT] = count
+    out[OUT_POSITION] = position
+    return DO_ORDER
+
+
+@njit(cache=True)
+def finish_record(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    rec: np.ndarray,
+    paper_pos: np.ndarray,
+    slot: int,
+    acct: np.ndarray,
+    start_cash: int,
+    consumed: np.ndarray,
+    fees: np.ndarray,
+    mark_mode: int,
+    depth_px: np.ndarray,
+    depth_qty: np.ndarray,
+    header: np.ndarray,
+    ring_buf: np.ndarray,
+    ring_ctl: np.ndarray,
+    push: bool,
+) -> bool:
+    """Complete the decision record after the paper client answered; push it to the ring.
+
+    The sub-account is read again (after the fills); its value is the env's valuation over
+    the depth the decision read.
+
+    Args:
+        rec: DECISION_DTYPE [1]; paper_pos, slot, acct, start_cash: as ``decide_observe``.
+        consumed, fees, mark_mode, depth_px, depth_qty: the valuation's inputs.
+        header: int64 [HDR_LEN]: episode, step, ts, exch_ts, obs hash, model version,
+            status, count, filled, fee, risk, reject (if not 0), latency_ns.
+        ring_buf, ring_ctl: the action ring; push: push into it (False: the caller does).
+
+    Returns:
+        True when pushed.
+    """
+    fill_account(paper_pos, slot, start_cash, acct)
+    r = rec[0]
+    r["episode_id"] = header[HDR_EPISODE]
+    r["step"] = header[HDR_STEP]
+    r["ts"] = header[HDR_TS]
+    r["exch_ts"] = header[HDR_EXCH_TS]
+    r["obs_hash"] = header[HDR_HASH]
+    r["market"] = slot
+    r["model_version"] = header[HDR_VERSION]
+    r["status"] = header[HDR_STATUS]
+    if header[HDR_STATUS] == AS_SENT or header[HDR_STATUS] == AS_REJECTED:
+        r["count"] = header[HDR_COUNT]
+        r["filled"] = header[HDR_FILLED]
+        r["fee"] = header[HDR_FEE]
+    if (
+        header[HDR_STATUS] == AS_RISK
+        or header[HDR_STATUS] == AS_SENT
+        or (header[HDR_STATUS] == AS_REJECTED)
+    ):
+        r["risk"] = header[HDR_RISK]
+    if header[HDR_REJECT] != 0:
+        r["reject"] = header[HDR_REJECT]
+    r["position"] = acct[0]["position"]
+    r["cash"] = acct[0]["cash"]
+    v = position_value(acct[0]["position"], depth_px, depth_qty, consumed, fees, mark_mode)
+    r["value"] = acct[0]["cash"] + v
+    r["latency_ns"] = header[HDR_LATENCY]
+    if push:
+        return ring_push(ring_buf, ring_ctl, r)
+    return False
+
+
+# =========================================================================== risk gate
+# ``RiskGate``'s per-order check as a kernel (the gate calls it too, so the fused step and
+# the Python path share one rule).  ``limits`` float64 [LIM_LEN]; the order-rate window is
+# an int64 ring of send times (ns) with ``sent_ctl`` = (head, tail) counters.
+LIM_MAX_POSITION = 0
+LIM_MAX_EXPOSURE = 1
+LIM_MAX_ORDERS_PER_S = 2
+LIM_CLOSE_GUARD_S = 3
+LIM_LEN = 4
+RISK_RUNNING = 0  # ActorState values (kalshi_rl.trade.risk)
+RISK_REDUCING = 1
+RISK_HALTED = 2
+# RiskReason values (kalshi_rl.trade.risk)
+RR_OK = 0
+RR_HALTED = 1
+RR_REDUCING = 2
+RR_POSITION_LIMIT = 3
+RR_EXPOSURE_LIMIT = 4
+RR_ORDER_RATE = 5
+RR_CLOSE_GUARD = 6
+
+
+@njit(cache=True)
+def reduces_position(position: int, side: int, action: int, count: int) -> bool:
+    """True when the order only shrinks |position| (never flips or opens)."""
+    up = (side == SIDE_YES) == (action == ORDER_BUY)
+    if up:
+        return position < 0 and count <= -position
+    return position > 0 and count <= position
+
+
+@njit(cache=True)
+def risk_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state: int,
+    limits: np.ndarray,
+    sent: np.ndarray,
+    sent_ctl: np.ndarray,
+    position: int,
+    side: int,
+    action: int,
+    count: int,
+    exposure: int,
+    order_cost: int,
+    seconds_to_close: float,
+    now_ns: int,
+) -> tuple[int, int]:
+    """(count that may be sent, RR_* reason); see ``RiskGate.check``.
+
+    ``seconds_to_close`` NaN = unknown.  An order that passes is entered into the rate
+    window (``sent`` must hold ceil(max_orders_per_s) + 1 times).
+    """
+    reducing = reduces_position(position, side, action, count)
+    if state >= RISK_HALTED:
+        return 0, RR_HALTED
+    if state == RISK_REDUCING and not reducing:
+        return 0, RR_REDUCING
+    if not reducing:
+        if not np.isnan(seconds_to_close) and seconds_to_close <= limits[LIM_CLOSE_GUARD_S]:
+            return 0, RR_CLOSE_GUARD
+        cap = int(limits[LIM_MAX_POSITION])
+        if cap:
+            up = (side == SIDE_YES) == (action == ORDER_BUY)
+            room = cap - position if up else cap + position
+            if room <= 0:
+                return 0, RR_POSITION_LIMIT
+            count = min(count, room)
+        max_exp = int(limits[LIM_MAX_EXPOSURE])
+        if max_exp and exposure + order_cost > max_exp:
+            return 0, RR_EXPOSURE_LIMIT
+    rate = limits[LIM_MAX_ORDERS_PER_S]
+    if rate > 0:
+        n = sent.shape[0]
+        while sent_ctl[0] > sent_ctl[1] and now_ns - sent[sent_ctl[1] % n] >= 1_000_000_000:
+            sent_ctl[1] += 1
+        if sent_ctl[0] - sent_ctl[1] >= rate:
+            return 0, RR_ORDER_RATE
+        sent[sent_ctl[0] % n] = now_ns
+        sent_ctl[0] += 1
+    return count, RR_OK
+
+
+# =========================================================================== the whole step
+# ``step_fast`` = ``decide_observe`` + policy + ``decide_order`` + risk gate +
+# ``core.paper_book.paper_taker_submit`` + ``finish_record`` in one call;
+# ``step_after_policy`` the same after a torch policy.
+# Outcomes: a DS_* skip, DO_BAD_OBS, STEP_DONE + AS_* (recorded and pushed, unless the
+# ring had a backlog: ``out[OUT_PUSHED]`` 0), or STEP_SLOW (the order passed the risk gate
+# but the paper client needs Python: ``submit_taker`` then ``finish_record``).
+STEP_DONE = 20
+STEP_SLOW = 40
+OUT_RISK = 8  # RiskReason of the gate
+OUT_ALLOWED = 9  # count the gate let through
+OUT_PAPER = 10  # the paper kernel's code
+OUT_N_FILLS = 11
+OUT_RECS = 12  # rec_ids the paper kernel used
+OUT_FILLED = 13
+OUT_FEE = 14
+OUT_PUSHED = 15
+OUT_LEN = 16
+
+
+@njit(cache=True, inline="always")
+def _exposure(pos: np.ndarray, slots: np.ndarray) -> int:
+    total = 0
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        if s < pos.shape[0]:
+            total += pos[s]["cost_basis"]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _act(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
+    st,
+    i,
+    slot,
+    now_ns,
+    closed,
+    close_ms,
+    slots,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    qty,
+    best,
+    meta,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    mark_mode,
+    depth_px,
+    depth_qty,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+    rec,
+    out,
+):
+    # risk gate + paper + record, after decide_order's outcome ``st``
+    status = AS_HOLD
+    if st == DO_MASKED:
+        status = AS_MASKED
+    elif st == DO_ORDER:
+        side = out[OUT_SIDE]
+        act = out[OUT_ACTION]
+        limit = out[OUT_LIMIT]
+        count = out[OUT_COUNT]
+        exch_ts = out[OUT_EXCH_TS]
+        secs = np.nan
+        if closed[i]:
+            secs = 0.0  # the market closed: only reducing orders
+        elif close_ms[i] != NO_TS:
+            secs = (close_ms[i] - exch_ts) / 1000.0
+        cost = count * (limit if act == ORDER_BUY else PRICE_MAX - limit) // 10
+        exposure = _exposure(paper[4], slots) if limits[LIM_MAX_EXPOSURE] else 0
+        allowed, why = risk_check(
+            risk_state, limits, sent, sent_ctl, out[OUT_POSITION], side, act, count, exposure,
+            cost, secs, now_ns,
+        )  # fmt: skip
+        out[OUT_RISK] = why
+        out[OUT_ALLOWED] = allowed
+        header[HDR_RISK] = why
+        if allowed <= 0:
+            status = AS_RISK
+        elif not paper_ok:
+            return STEP_SLOW
+        else:
+            header[HDR_COUNT] = allowed
+            code, n, used, filled, fee = paper_taker_submit(
+                paper[0], paper[1], paper[2], paper[3], paper[4], paper[5], paper[6],
+                paper[7], paper[8], paper[9], paper[10], paper[11], paper[12], paper[13],
+                paper[14], paper[15], paper[16], paper[17], paper[18], paper[19], paper[20],
+                paper[21], paper[22], paper[23], paper[24],
+                qty, best, meta, slot, side, act, limit, allowed, TIF_IOC,
+            )  # fmt: skip
+            out[OUT_PAPER] = code
+            out[OUT_N_FILLS] = n
+            out[OUT_RECS] = used
+            out[OUT_FILLED] = filled
+            out[OUT_FEE] = fee
+            if code != REJ_NONE:
+                status = AS_REJECTED
+                header[HDR_REJECT] = -1
+            else:
+                status = AS_SENT
+                header[HDR_FILLED] = filled
+                header[HDR_FEE] = fee
+    header[HDR_STATUS] = status
+    header[HDR_EXCH_TS] = out[OUT_EXCH_TS]
+    header[HDR_HASH] = out[OUT_HASH]
+    header[HDR_TS] = now_ns
+    pushed = finish_record(
+        rec, paper[4], slot, acct, start_cash, consumed, fees, mark_mode, depth_px, depth_qty,
+        header, ring_buf, ring_ctl, push,
+    )  # fmt: skip
+    out[OUT_PUSHED] = pushed
+    return STEP_DONE + status
+
+
+@njit(cache=True)
+def step_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty,
+    best,
+    meta,
+    slot,
+    now_ns,
+    max_age_ns,
+    hist,
+    hist_n,
+    i,
+    pending_reset,
+    seg_ts_max,
+    seg_ts_receipt,
+    seg_first_ms,
+    open_ms,
+    close_ms,
+    closed,
+    slots,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    obs,
+    depth_px,
+    depth_qty,
+    out,
+    params,
+    layer_in,
+    layer_out,
+    layer_off,
+    act,
+    heads,
+    actions,
+    probs,
+    logits,
+    buf_a,
+    buf_b,
+    rules,
+    slip_choices,
+    size_choices,
+    grid,
+    has_grid,
+    rec,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+):
+    """One decision end to end: observation, policy, order rule, risk gate, paper, record.
+
+    Args: as ``decide_observe``, ``core.policy.policy_decide``, ``decide_order``,
+    ``risk_check`` (risk_state, limits, sent, sent_ctl) and ``finish_record`` (header with
+    episode, step and version set; ring_buf, ring_ctl, push), plus closed, slots (the
+    actor's markets: close guard, exposure) and ``paper``: ``PaperClient.taker_prepare``'s
+    tuple (``paper_ok`` False: a dummy, go slow).
+
+    Returns:
+        see the section comment (STEP_*).
+    """
+    mark_mode = rules[RULE_MARK_MODE]
+    st = decide_observe(
+        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, pending_reset, seg_ts_max,
+        seg_ts_receipt, seg_first_ms, open_ms, close_ms, paper[4], acct, start_cash,
+        consumed, fees, mark_mode, obs, depth_px, depth_qty, out,
+    )  # fmt: skip
+    if st != DS_OK:
+        return st
+    pst = policy_decide(
+        params, layer_in, layer_out, layer_off, act, heads, obs, actions, probs, logits,
+        buf_a, buf_b,
+    )  # fmt: skip
+    if pst != POLICY_OK:
+        return DO_BAD_OBS
+    st = decide_order(
+        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
+        depth_px, depth_qty, rec, out,
+    )  # fmt: skip
+    return _act(
+        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
+        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees, mark_mode,
+        depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def step_after_policy(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    qty,
+    best,
+    meta,
+    slot,
+    now_ns,
+    i,
+    close_ms,
+    closed,
+    slots,
+    acct,
+    start_cash,
+    consumed,
+    fees,
+    depth_px,
+    depth_qty,
+    out,
+    actions,
+    probs,
+    rules,
+    slip_choices,
+    size_choices,
+    grid,
+    has_grid,
+    rec,
+    risk_state,
+    limits,
+    sent,
+    sent_ctl,
+    paper,
+    paper_ok,
+    header,
+    ring_buf,
+    ring_ctl,
+    push,
+):
+    """``step_fast`` after ``decide_observe`` and a policy outside Numba (torch)."""
+    st = decide_order(
+        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
+        depth_px, depth_qty, rec, out,
+    )  # fmt: skip
+    return _act(
+        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
+        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees,
+        rules[RULE_MARK_MODE], depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
+    )  # fmt: skip

@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -46,9 +43,6 @@ from core.dtypes import (
     FEE_DTYPE,
     FILL_DTYPE,
     LIQUIDITY_DTYPE,
-    MEMBER_CENT,
-    MEMBER_DIRECT,
-    MONEY_SCALE,
     N_PRICES,
     N_SIDES,
     NO_PRICE,
@@ -69,9 +63,6 @@ from core.dtypes import (
     POE_FILLED,
     POSITION_DTYPE,
     PRICE_MAX,
-    QUEUE_CONSERVATIVE,
-    QUEUE_PROB_LOG,
-    QUEUE_PROB_POWER,
     REJ_INSUFFICIENT_BALANCE,
     REJ_NONE,
     REJ_POST_ONLY_CROSS,
@@ -84,19 +75,24 @@ from core.dtypes import (
     STP_MAKER,
     STP_TAKER_AT_CROSS,
     TIF_GTC,
+    TIF_IOC,
     TRADE_DTYPE,
 )
 from core.fees import fee_schedule
-from core.latency import latency_model, latency_sample
+from core.latency import latency_sample
 from core.orders import collateral_need
 from core.paper_book import (
     CTL_LEN,
     CTL_N_ACTIVE,
+    CTL_WATCH,
+    TAKER_BAD_COUNT,
+    TAKER_I,
+    TAKER_NO_BOOK,
+    TAKER_OFF_GRID,
     VIEW_LEVELS,
     account_cash,
     account_reserved,
     effective_position,
-    needs_book_updates,
     paper_cancel,
     paper_decrease,
     paper_init_order,
@@ -107,6 +103,8 @@ from core.paper_book import (
     paper_replay_fills,
     paper_settle,
     paper_submit,
+    paper_submit_on,
+    paper_taker_submit,
 )
 from core.queue import queue_join, queue_model, rest_level
 from core.ring import Ring
@@ -114,161 +112,48 @@ from kalshi_rl.errors import KalshiApiError, LiveTradingRefused, StoreError
 from kalshi_rl.kalshi.protocol import DecodeError, format_count, parse_count, parse_price
 from kalshi_rl.sim.grid import PriceLevelStructure, parse_structure, price_grid
 from kalshi_rl.trade import shapes
+from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.paper_store import SavedAccount
+from kalshi_rl.trade.paper_types import (
+    _V2_FIELDS,
+    _V2_REQUIRED,
+    MAX_BATCH,
+    MAX_COUNT,
+    ORDER_GROUP_WINDOW_NS,
+    ErrorCode,
+    LatencyModel,
+    MarketInfo,
+    MarketStatus,
+    PaperConfig,
+    PaperRings,
+    QueueModel,
+    _err,
+    _Group,
+)
 
 log = logging.getLogger(__name__)
 
-ORDER_GROUP_WINDOW_NS = 15 * 1_000_000_000  # Kalshi: contracts limit over a rolling 15 s
-MAX_COUNT = 1_000_000_000 * COUNT_SCALE  # a sanity bound on one order (count units)
-MAX_BATCH = 20  # Kalshi's batch endpoints take at most 20 orders per call
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_COUNT",
+    "ORDER_GROUP_WINDOW_NS",
+    "ErrorCode",
+    "LatencyModel",
+    "MarketInfo",
+    "MarketStatus",
+    "PaperClient",
+    "PaperConfig",
+    "PaperRings",
+    "QueueModel",
+    "Subscription",
+    "create_trading_client",
+]
 
 
-class ErrorCode(enum.StrEnum):
-    """Kalshi error codes the paper client returns (KalshiApiError.code)."""
-
-    MISSING_PARAMETERS = "missing_parameters"
-    INVALID_PARAMETERS = "invalid_parameters"
-    INVALID_ORDER = "invalid_order"
-    INVALID_PRICE = "invalid_price"
-    INVALID_COUNT = "invalid_count"
-    INSUFFICIENT_BALANCE = "insufficient_balance"
-    MARKET_CLOSED = "market_closed"
-    MARKET_INACTIVE = "market_inactive"
-    ORDER_ALREADY_EXISTS = "order_already_exists"
-    NOT_FOUND = "not_found"
-    ORDER_GROUP_TRIGGERED = "order_group_triggered"
-    BOOK_UNAVAILABLE = "book_unavailable"
-
-
-def _err(status: int, code: ErrorCode, message: str, details: str = "") -> KalshiApiError:
-    return KalshiApiError(status, code.value, message, details)
-
-
-class QueueModel(enum.IntEnum):
-    """Queue-position models of resting paper orders (core.paper_book)."""
-
-    CONSERVATIVE = QUEUE_CONSERVATIVE
-    PROB_POWER = QUEUE_PROB_POWER
-    PROB_LOG = QUEUE_PROB_LOG
-
-
-class MarketStatus(enum.StrEnum):
-    """Kalshi market states the client distinguishes (kalshi-protocol.md §5)."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"  # paused: no new orders; cancel_order_on_pause orders canceled
-    CLOSED = "closed"  # no order operations at all; resting orders canceled
-    DETERMINED = "determined"
-
-
-@dataclass(frozen=True)
-class LatencyModel:
-    """Order-entry and acknowledgement delays (``core.latency``: uniform in [min, max] ms).
-
-    Attributes:
-        entry_ms: (min, max) ms from the call to the order reaching the exchange.
-        ack_ms: (min, max) ms from the exchange's answer to the call returning.
-        seed: seed of the generator of the uniforms (reproducible runs).
-    """
-
-    entry_ms: tuple[int, int] = (0, 0)
-    ack_ms: tuple[int, int] = (0, 0)
-    seed: int = 0
-
-    def record(self) -> np.ndarray:
-        """The LATENCY_DTYPE [1] record (validated by ``core.latency.latency_model``)."""
-        (e0, e1), (a0, a1) = self.entry_ms, self.ack_ms
-        return latency_model((int(e0), int(e1)), (int(a0), int(a1)))
-
-    def __post_init__(self) -> None:
-        self.record()
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    """Settings of one paper account.
-
-    Attributes:
-        start_cash: money units ($0.0001) the account starts with.
-        queue_model: how resting orders move up their queue.
-        queue_power: exponent n of QueueModel.PROB_POWER's power function.
-        latency: entry/ack delays.
-        precision: member balance precision, money (MEMBER_CENT, the default, or
-            MEMBER_DIRECT): every fill's balance change is floored to it (core.fees).
-        user_id: ``user_id`` written into order and position messages.
-        order_capacity: initial size of the order array (grows by doubling).
-    """
-
-    start_cash: int = 1_000 * MONEY_SCALE
-    queue_model: QueueModel = QueueModel.CONSERVATIVE
-    queue_power: float = 2.0
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    user_id: str = "paper"
-    order_capacity: int = 1024
-    precision: int = MEMBER_CENT
-
-    def __post_init__(self) -> None:
-        if self.start_cash < 0:
-            raise ValueError(f"start_cash must be >= 0, got {self.start_cash}")
-        if self.queue_power <= 0:
-            raise ValueError(f"queue_power must be > 0, got {self.queue_power}")
-        if self.precision not in (MEMBER_CENT, MEMBER_DIRECT):
-            raise ValueError(
-                f"precision must be MEMBER_CENT or MEMBER_DIRECT, got {self.precision}"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as stored in paper_accounts.config."""
-        return {
-            "start_cash": self.start_cash,
-            "queue_model": self.queue_model.name.lower(),
-            "queue_power": self.queue_power,
-            "latency": {
-                "entry_ms": list(self.latency.entry_ms),
-                "ack_ms": list(self.latency.ack_ms),
-                "seed": self.latency.seed,
-            },
-            "user_id": self.user_id,
-            "precision": self.precision,
-        }
-
-
-class MarketInfo(NamedTuple):
-    """What the client must know about a market to validate orders on it."""
-
-    ticker: str
-    structure: PriceLevelStructure = PriceLevelStructure.LINEAR_CENT
-    status: MarketStatus = MarketStatus.ACTIVE
-    maker_fees: bool = False  # the series charges maker fees
-
-
-class PaperRings:
-    """The rings the writer drains into paper_orders / paper_fills / paper_settlements."""
-
-    def __init__(self, capacity: int = 1 << 12) -> None:
-        self.orders = Ring(PAPER_ORDER_EVENT_DTYPE, capacity)
-        self.fills = Ring(PAPER_FILL_DTYPE, capacity)
-        self.settlements = Ring(PAPER_SETTLEMENT_DTYPE, max(capacity // 16, 16))
-
-    def by_table(self) -> dict[str, Ring]:
-        """Table name -> ring, as ``kalshi_rl.store.writer.Writer`` takes them."""
-        return {
-            "paper_orders": self.orders,
-            "paper_fills": self.fills,
-            "paper_settlements": self.settlements,
-        }
-
-
-@dataclass
-class _Group:
-    """An order group: contracts filled in the last 15 s may not exceed ``limit``."""
-
-    gid: str
-    limit: int  # count units
-    window: deque[tuple[int, int]] = field(default_factory=deque)  # (ts ns, count)
-    filled: int = 0  # sum of counts in window
-    triggered: bool = False
-    deleted: bool = False
+def _room(ring: Ring, n: int) -> bool:
+    """True when a kernel may push ``n`` records into ``ring`` (room, no overflow backlog)."""
+    return ring.overflow_pending == 0 and ring.capacity - ring.occupancy >= n
 
 
 class Subscription:
@@ -281,26 +166,6 @@ class Subscription:
     def close(self) -> None:
         """Stop receiving messages."""
         self._client._unsubscribe(self)
-
-
-_V2_FIELDS = frozenset(
-    {
-        "ticker",
-        "client_order_id",
-        "side",
-        "count",
-        "price",
-        "time_in_force",
-        "self_trade_prevention_type",
-        "post_only",
-        "reduce_only",
-        "order_group_id",
-        "cancel_order_on_pause",
-        "expiration_time",
-        "subaccount",
-    }
-)
-_V2_REQUIRED = ("ticker", "client_order_id", "side", "count", "price", "time_in_force")
 
 
 class PaperClient:
@@ -338,13 +203,14 @@ class PaperClient:
         self._active = np.zeros(cap, dtype=np.int64)
         self._ctl = np.zeros(CTL_LEN, dtype=np.int64)
         self._n = 0
-        self._uuid: list[str] = []
-        self._coid: list[str] = []
-        self._coid_bytes: list[np.ndarray] = []
+        # order ids are derived from the index (``_uuid_of``); client order ids are kept
+        # only when given (None = the default ``paper-<account>-<n>``, ``_coid_of``)
+        self._coid: list[str | None] = []
         self._event_out = np.zeros(1, dtype=PAPER_ORDER_EVENT_DTYPE)
-        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
-        self._by_uuid: dict[str, int] = {}
-        self._by_coid: dict[str, int] = {}
+        self._events2 = np.zeros(2, dtype=PAPER_ORDER_EVENT_DTYPE)
+        self._coid_scratch = np.zeros(COID_MAX + 24, dtype=np.uint8)
+        self._set_account_prefixes()
+        self._by_coid: dict[str, int] = {}  # given client order ids only
         self._next_rec_id = 1
         self._groups: list[_Group] = []
         self._group_by_id: dict[str, int] = {}
@@ -363,6 +229,14 @@ class PaperClient:
         self._fill_out = np.zeros(N_PRICES, dtype=FILL_DTYPE)
         self._fills = np.zeros(256, dtype=PAPER_FILL_DTYPE)
         self._n_fills = 0
+        # stand-ins for the rings of a client that persists nothing (the kernel's signature)
+        self._no_ring = Ring(PAPER_ORDER_EVENT_DTYPE, 1)
+        self._no_fill_ring = Ring(PAPER_FILL_DTYPE, 1)
+        self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
+        self._best_src: np.ndarray | None = None
+        self._view: tuple[np.ndarray, np.ndarray] | None = None  # submit_on_view's book
+        self._k_on_book = FastCall(paper_on_book, key_arg=11)  # slots: int32/int64, strided
+        self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
         # False while no order rests and nothing is consumed: book updates are then no-ops
@@ -392,6 +266,8 @@ class PaperClient:
         fees[:n] = self._fees
         fees[n:] = fee_schedule(maker_fees=False, precision=self.config.precision)[0]
         self._pos, self._liq, self._fees = pos, liq, fees
+        self._pos_view = pos.view()
+        self._pos_view.flags.writeable = False
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
 
@@ -511,11 +387,39 @@ class PaperClient:
         self._next_rec_id += 1
         return r
 
+    def _set_account_prefixes(self) -> None:
+        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
+        self._coid_prefix = f"paper-{self.account_id}-"
+        self._coid_prefix_bytes = np.frombuffer(self._coid_prefix.encode(), dtype=np.uint8)
+
+    def _uuid_of(self, i: int) -> str:
+        """Order ``i``'s id (``shapes.paper_uuid("order", account, i + 1)``)."""
+        return self._uuid_prefix + f"{i + 1:012x}"
+
+    def _coid_of(self, i: int) -> str:
+        c = self._coid[i]
+        return c if c is not None else f"{self._coid_prefix}{i + 1}"
+
+    def _coid_taken(self, coid: str) -> bool:
+        """True when an order already has client order id ``coid`` (given or default)."""
+        if coid in self._by_coid:
+            return True
+        p = self._coid_prefix
+        if coid.startswith(p) and coid[len(p) :].isdigit() and coid[len(p)] != "0":
+            k = int(coid[len(p) :]) - 1
+            return 0 <= k < self._n and self._coid[k] is None
+        return False
+
     def _order_index(self, order_id: Any) -> int:
-        i = self._by_uuid.get(order_id) if isinstance(order_id, str) else None
-        if i is None:
-            raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id!r} not found")
-        return i
+        p = self._uuid_prefix
+        if isinstance(order_id, str) and len(order_id) == len(p) + 12 and order_id.startswith(p):
+            try:
+                i = int(order_id[len(p) :], 16) - 1
+            except ValueError:
+                i = -1
+            if 0 <= i < self._n and order_id == self._uuid_of(i):
+                return i
+        raise _err(404, ErrorCode.NOT_FOUND, f"order {order_id!r} not found")
 
     def _grow_orders(self) -> None:
         cap = self._orders.shape[0] * 2
@@ -527,24 +431,24 @@ class PaperClient:
         active[: self._active.shape[0]] = self._active
         self._orders, self._extra, self._active = orders, extra, active
 
-    def _new_order(self, coid: str) -> int:
-        """Register order index ``self._n`` (ids, client id); fields come from the kernel."""
+    def _new_order(self, coid: str | None) -> int:
+        """Register order index ``self._n`` (client id; None = the default one)."""
         if self._n >= self._orders.shape[0]:
             self._grow_orders()
         i = self._n
         self._n += 1
-        u = self._uuid_prefix + f"{i + 1:012x}"  # shapes.paper_uuid("order", account, id)
-        self._uuid.append(u)
+        if coid is not None and coid == f"{self._coid_prefix}{i + 1}":
+            coid = None  # the default id given explicitly: kept the same way
         self._coid.append(coid)
-        self._coid_bytes.append(np.frombuffer(coid.encode(), dtype=np.uint8))
-        self._by_uuid[u] = i
-        self._by_coid[coid] = i
+        if coid is not None:
+            self._by_coid[coid] = i
         return i
 
     def _order_event(self, i: int, event: int, now: int) -> None:
         if self.rings is not None:
+            coid = np.frombuffer(self._coid_of(i).encode(), dtype=np.uint8)
             paper_order_record(self._orders, self._extra, i, self._event_out, self._rec_id(),
-                               now, event, self._coid_bytes[i])  # fmt: skip
+                               now, event, coid)  # fmt: skip
             self.rings.orders.push_batch(self._event_out)
         else:
             self._extra[i]["updated_ns"] = now
@@ -558,8 +462,8 @@ class PaperClient:
         return shapes.order_json(
             o,
             e,
-            order_id=self._uuid[i],
-            client_order_id=self._coid[i],
+            order_id=self._uuid_of(i),
+            client_order_id=self._coid_of(i),
             ticker=self.books.ticker_of(int(o["market"])),
             user_id=self.config.user_id,
             group=self._groups[g].gid if g >= 0 else None,
@@ -585,7 +489,7 @@ class PaperClient:
                 ErrorCode.INVALID_PARAMETERS,
                 f"client_order_id must be an ASCII string of at most {COID_MAX} characters",
             )
-        if coid in self._by_coid:
+        if self._coid_taken(coid):
             raise _err(
                 409,
                 ErrorCode.ORDER_ALREADY_EXISTS,
@@ -776,8 +680,8 @@ class PaperClient:
             raise _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
         if not 0 < count <= MAX_COUNT:
             raise _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
-        coid = client_order_id or f"paper-{self.account_id}-{self._n + 1}"
-        if coid in self._by_coid:
+        coid = client_order_id or f"{self._coid_prefix}{self._n + 1}"
+        if self._coid_taken(coid):
             raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {coid!r} exists")
         req = {
             "slot": slot, "coid": coid, "side": side, "action": action, "price": price,
@@ -786,8 +690,160 @@ class PaperClient:
         }  # fmt: skip
         return self._create_response(self._place(req))
 
+    def submit_taker(
+        self, slot: int, side: int, action: int, price: int, count: int, *, tif: int = TIF_IOC
+    ) -> tuple[int, int, int]:
+        """``submit(ticker, side, action, price, count, tif=tif)`` for the actor's hot path.
+
+        The same checks, fills, records, rec_ids and errors as ``submit`` (the order gets
+        the default client order id), in one kernel call (``core.paper_book.
+        paper_taker_submit``), and no response dict.  Falls back to ``submit`` whenever
+        Python must take part: event subscribers, an order group, a ring with a backlog or
+        no room, a given client id equal to this order's default one.
+
+        Args:
+            slot: the market's book slot; side, action, price, count, tif: as ``submit``
+                (``tif`` IOC or FOK: a taker order never rests here).
+
+        Returns:
+            (order index, filled count units, fees money).
+
+        Raises:
+            KalshiApiError: as ``submit``.
+        """
+        info = self._markets.get(slot)
+        if info is None:
+            raise _err(404, ErrorCode.NOT_FOUND, f"market in slot {slot} not found")
+        self._tradable(slot)
+        typed = side in (SIDE_YES, SIDE_NO) and action in (ORDER_BUY, ORDER_SELL)
+        ctx = self.taker_prepare(slot) if typed and tif != TIF_GTC else None
+        if ctx is None:
+            return self._submit_slow(slot, side, action, price, count, tif)
+        books = self.books
+        code, n, used, filled, fees = paper_taker_submit(  # type: ignore[call-arg]
+            *ctx, books.qty, self._best_plain(), books.meta, slot, side, action, price, count, tif
+        )
+        err = self.taker_commit(slot, int(code), int(n), int(used), price, count)
+        if err is not None:
+            raise err
+        return ctx[TAKER_I], int(filled), int(fees)
+
+    def taker_prepare(self, slot: int) -> tuple[Any, ...] | None:
+        """``paper_taker_submit``'s arguments up to ``fill_ctl`` for a new order in ``slot``.
+
+        None when the order must go through Python (``submit_taker`` falls back to
+        ``submit``): the market unknown or not active, event subscribers, a ring with a
+        backlog or no room, a given client id equal to this order's default one.  Grows
+        the order and fill arrays first, so the kernel has room.  After the kernel call,
+        ``taker_commit`` must run (before any other call on this client).
+        """
+        info = self._markets.get(slot)
+        if info is None or info.status != MarketStatus.ACTIVE or self._subs or self._queues:
+            return None
+        rings = self.rings
+        if rings is not None and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):
+            return None
+        i = self._n
+        if self._by_coid and f"{self._coid_prefix}{i + 1}" in self._by_coid:
+            return None
+        if i >= self._orders.shape[0]:
+            self._grow_orders()
+        if self._n_fills + VIEW_LEVELS > self._fills.shape[0]:
+            self._grow_fills(VIEW_LEVELS)
+        self._sync_capacity()
+        return self._taker_args(self._grids[info.structure])
+
+    def taker_dummy(self) -> tuple[Any, ...]:
+        """A tuple shaped like ``taker_prepare``'s, for a kernel told not to use it."""
+        return self._taker_args(self._any_grid)
+
+    def _taker_args(self, grid: np.ndarray) -> tuple[Any, ...]:
+        rings = self.rings
+        r_ord = rings.orders if rings is not None else self._no_ring
+        r_fill = rings.fills if rings is not None else self._no_fill_ring
+        return (
+            self._orders, self._extra, self._active, self._ctl, self._pos, self._liq, self._fees,
+            grid, self._n, self.config.start_cash, self._clock(), self._px, self._vq,
+            self._fill_out, self._fills, self._n_fills, self._next_rec_id,
+            self._coid_prefix_bytes, self._coid_scratch, self._events2, rings is not None,
+            r_ord.buf, r_ord.ctl, r_fill.buf, r_fill.ctl,
+        )  # fmt: skip
+
+    def taker_commit(  # noqa: PLR0917 -- the kernel's outcome, positionally
+        self, slot: int, code: int, n: int, used: int, price: int, count: int
+    ) -> KalshiApiError | None:
+        """Book ``paper_taker_submit``'s outcome; the error ``submit`` would raise, or None."""
+        if code != REJ_NONE:
+            return self._taker_refused(code, slot, price, count)
+        self._n += 1
+        self._coid.append(None)
+        self._n_fills += n
+        self._next_rec_id += used
+        self._watch = True
+        return None
+
+    def _submit_slow(  # noqa: PLR0917 -- submit_taker's order, positionally
+        self, slot: int, side: int, action: int, price: int, count: int, tif: int
+    ) -> tuple[int, int, int]:
+        self.submit(self._markets[slot].ticker, side, action, price, count, tif=tif)
+        i = self._n - 1
+        o = self._orders[i]
+        return i, int(o["filled"]), int(o["fees"])
+
+    def _taker_refused(self, code: int, slot: int, price: int, count: int) -> KalshiApiError:
+        if code == TAKER_OFF_GRID:
+            return _err(400, ErrorCode.INVALID_PRICE, f"price {price} is off the tick grid")
+        if code == TAKER_BAD_COUNT:
+            return _err(400, ErrorCode.INVALID_COUNT, f"count {count} out of range")
+        self.n_rejected += 1
+        if code == TAKER_NO_BOOK:
+            return _err(
+                503,
+                ErrorCode.BOOK_UNAVAILABLE,
+                f"the paper client has no valid book for {self._markets[slot].ticker}",
+            )
+        self._watch = True
+        return self._rejection(code, slot)
+
+    def submit_on_view(  # noqa: PLR0917 -- the order, positionally as submit's
+        self,
+        ticker: str,
+        side: int,
+        action: int,
+        price: int,
+        count: int,
+        px: np.ndarray,
+        qty: np.ndarray,
+    ) -> dict[str, Any]:
+        """An IOC taker ``submit`` that walks the book view ``px``/``qty`` instead of the live book.
+
+        For an order that executes at the book it arrived on, which is no longer the live
+        one (the actor's env execution: the env executes an order at the last decision
+        point not later than its arrival).  Same checks, fills, records and events as
+        ``submit``; liquidity consumption applies as usual.
+
+        Args:
+            ticker, side, action, price, count: as ``submit``.
+            px, qty: int16 / int64 [2, K] the book view (``core.book.book_top_k``'s form).
+        """
+        if px.dtype != np.int16 or qty.dtype != np.int64 or px.shape != qty.shape:
+            raise ValueError("the view must be int16 px and int64 qty of one shape [2, K]")
+        self._view = (np.ascontiguousarray(px), np.ascontiguousarray(qty))
+        try:
+            return self.submit(ticker, side, action, price, count, tif=TIF_IOC)
+        finally:
+            self._view = None
+
     def _engine_submit(self, i: int, now: int) -> tuple[int, int]:
-        """Run order ``i`` through ``core.paper_book.paper_submit``."""
+        """Run order ``i`` through ``core.paper_book.paper_submit`` (``paper_submit_on``)."""
+        if self._view is not None:
+            rej, n = paper_submit_on(
+                self._orders, self._extra, i, self._active, self._ctl, self._pos,
+                self.books.qty, self._liq, self._fees, self.config.start_cash,
+                self._self_trade_guard(i), now // 1_000_000, self._view[0], self._view[1],
+                self._fill_out,
+            )  # fmt: skip
+            return int(rej), int(n)
         rej, n = paper_submit(
             self._orders, self._extra, i, self._active, self._ctl, self._pos, self.books.qty,
             self.books.best, self._liq, self._fees, self.config.start_cash,
@@ -831,9 +887,9 @@ class PaperClient:
     def _forget(self, i: int) -> None:
         # a rejected order never existed (Kalshi keeps no record of it)
         assert i == self._n - 1, "only the newest order can be forgotten"
-        self._by_uuid.pop(self._uuid.pop())
-        self._by_coid.pop(self._coid.pop())
-        self._coid_bytes.pop()
+        coid = self._coid.pop()
+        if coid is not None:
+            self._by_coid.pop(coid)
         self._n -= 1
 
     def _free_cash(self) -> int:
@@ -902,8 +958,8 @@ class PaperClient:
                 (int(o["fees"]) * COUNT_SCALE * 2 + filled) // (2 * filled)
             )
         return {
-            "order_id": self._uuid[i],
-            "client_order_id": self._coid[i],
+            "order_id": self._uuid_of(i),
+            "client_order_id": self._coid_of(i),
             "fill_count": format_count(filled),
             "remaining_count": format_count(int(o["remaining"])),
             "average_fill_price": shapes.avg_price_dollars(yp_notional, filled),
@@ -960,7 +1016,7 @@ class PaperClient:
             if count <= int(o["filled"]):
                 raise _err(400, ErrorCode.INVALID_COUNT, "count must exceed the filled count")
         new_coid = fields.get("updated_client_order_id")
-        if new_coid is not None and (not isinstance(new_coid, str) or new_coid in self._by_coid):
+        if new_coid is not None and (not isinstance(new_coid, str) or self._coid_taken(new_coid)):
             raise _err(409, ErrorCode.ORDER_ALREADY_EXISTS, f"client_order_id {new_coid!r} exists")
         old = self._order_json(i)
         saved_o = self._orders[i].copy()
@@ -983,7 +1039,9 @@ class PaperClient:
             self.n_rejected += 1
             raise self._rejection(rej, slot)
         if new_coid is not None:
-            self._by_coid.pop(self._coid[i])
+            old_coid = self._coid[i]
+            if old_coid is not None:
+                self._by_coid.pop(old_coid)
             self._coid[i] = new_coid
             self._by_coid[new_coid] = i
         if n:
@@ -1132,7 +1190,7 @@ class PaperClient:
         """``GET /portfolio/order_groups/{id}``."""
         g = self._group_index(gid)
         grp = self._groups[g]
-        ids = [self._uuid[i] for i in range(self._n) if self._extra[i]["group"] == g]
+        ids = [self._uuid_of(i) for i in range(self._n) if self._extra[i]["group"] == g]
         return {
             "order_group_id": grp.gid,
             "contracts_limit_fp": format_count(grp.limit),
@@ -1188,10 +1246,7 @@ class PaperClient:
     def _after_fills(self, n: int, now: int) -> None:
         """Record the ``n`` engine fills in the scratch buffer: history, ring, events, groups."""
         if self._n_fills + n > self._fills.shape[0]:
-            size = max(2 * self._fills.shape[0], self._n_fills + n)
-            grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
-            grown[: self._n_fills] = self._fills[: self._n_fills]
-            self._fills = grown
+            self._grow_fills(n)
         off = self._n_fills
         paper_record_fills(self._fill_out, n, self._fills, off, self._next_rec_id, now,
                            self._extra)  # fmt: skip
@@ -1227,14 +1282,20 @@ class PaperClient:
         for g in groups:
             self._check_group(g, now)
 
+    def _grow_fills(self, n: int) -> None:
+        size = max(2 * self._fills.shape[0], self._n_fills + n)
+        grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
+        grown[: self._n_fills] = self._fills[: self._n_fills]
+        self._fills = grown
+
     def _fill_json(self, k: int) -> dict[str, Any]:
         f = self._fills[k]
         i = int(f["order_id"]) - 1
         return shapes.fill_json(
             f,
             fill_id=shapes.paper_uuid("fill", self.account_id, int(f["rec_id"])),
-            order_id=self._uuid[i],
-            client_order_id=self._coid[i],
+            order_id=self._uuid_of(i),
+            client_order_id=self._coid_of(i),
             ticker=self.books.ticker_of(int(f["market"])),
         )
 
@@ -1253,21 +1314,22 @@ class PaperClient:
             return 0
         if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        self._sync_capacity()
+        if self.books.capacity != self._cap_m:
+            self._sync_capacity()
         now = self._clock()
         total = 0
+        books = self.books
         while True:
-            n = paper_on_book(
-                self._orders, self._extra, self._active, self._ctl, self._pos, self.books.qty,
-                self.books.best, self._liq, self._fees, self._qm, self.config.start_cash,
-                slots, self._dirty, now // 1_000_000,
-                self._px, self._vq, self._fill_out,
+            n = self._k_on_book(
+                self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
+                self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
+                slots, self._dirty, now // 1_000_000, self._px, self._vq, self._fill_out,
             )  # fmt: skip
             if n:
                 self._after_fills(int(n), now)
             total += int(n)
             if n < self._fill_out.shape[0]:
-                self._watch = bool(needs_book_updates(self._liq, self._ctl))
+                self._watch = bool(self._ctl[CTL_WATCH])
                 return total
 
     def on_trades(self, recs: np.ndarray) -> int:
@@ -1312,9 +1374,29 @@ class PaperClient:
     @property
     def positions(self) -> np.ndarray:
         """POSITION_DTYPE per book slot (read-only view of the account state)."""
-        view = self._pos.view()
-        view.flags.writeable = False
-        return view
+        return self._pos_view
+
+    def liquidity(self, slot: int) -> np.ndarray:
+        """LIQUIDITY_DTYPE [1] view: what our orders took in ``slot`` (core.liquidity)."""
+        self._sync_capacity()
+        return self._liq[slot : slot + 1]
+
+    def set_liquidity(self, slot: int, saved: np.ndarray) -> None:
+        """Put back a copy of ``liquidity(slot)`` taken earlier (an order executing at an
+        earlier book meets the consumption of that book; ``on_book_update`` then brings it
+        to the book now)."""
+        if saved.dtype != LIQUIDITY_DTYPE or saved.shape != (1,):
+            raise ValueError("saved liquidity must be LIQUIDITY_DTYPE [1]")
+        self._sync_capacity()
+        self._liq[slot] = saved[0]
+        self._watch = True
+
+    def _best_plain(self) -> np.ndarray:
+        # books.best as a plain ndarray (a subclass costs a kernel call ~1 us to type)
+        best = self.books.best
+        if best is not self._best_src:
+            self._best_src, self._best_view = best, best.view(np.ndarray)
+        return self._best_view
 
     def _positions_value(self) -> int:
         # marked at the best bid of the held side (what selling now would give at the top)
@@ -1433,7 +1515,7 @@ class PaperClient:
         if self._n or self._n_fills:
             raise StoreError("restore needs a fresh PaperClient")
         self.account_id = saved.account_id
-        self._uuid_prefix = shapes.paper_uuid("order", self.account_id, 0)[:-12]
+        self._set_account_prefixes()
         self.config = dataclasses.replace(self.config, start_cash=saved.start_cash)
         slot_of: dict[int, int] = {}
         for mid, ticker in saved.tickers.items():

@@ -16,8 +16,11 @@ One recorded feed session is checked end to end:
 The report compares, market by market and decision point by decision point: the count
 of decision points, market features (bit-identical: float32 bits), full observations
 (market + account features, bit-identical), actions, fills and P&L (paper vs backtest).
-Account features, fills and P&L can only agree while the paper client's fills equal the
-env's (same book, no latency, same fee rules); the report lists where they part.
+The actor runs with ``execution='env'``: an order executes as the env executes it (at the
+last decision point not later than its arrival in exchange time, no new order until its
+ack, the env's masks, consumption as the env's), so account features, fills and P&L agree
+too (docs/actor.md, Parity, lists what cannot: random latency, several segments of one
+market); the report lists and counts every divergence.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ class MarketParity:
     paper_fills: int = 0
     env_pnl: int = 0  # money
     paper_pnl: int = 0  # money
+    same_ms_rows: int = 0  # decision points sharing their millisecond with the next one
+    first_account_divergence: int = -1  # first row whose account features differ (-1: none)
+    from_lookahead: bool = False  # ... where the env's fill shows one row before live can
+
+    @property
+    def account_equal(self) -> bool:
+        """Observations (account features too), fills and P&L all equal the env's."""
+        return (
+            self.observation_mismatches == 0
+            and self.env_trades == self.paper_fills
+            and self.env_pnl == self.paper_pnl
+        )
 
 
 @dataclass
@@ -93,8 +108,29 @@ class ParityReport:
         return all(m.action_mismatches == 0 for m in self.markets)
 
     @property
+    def fills_equal(self) -> bool:
+        """The paper client filled as often as the env traded, in every market."""
+        return all(m.env_trades == m.paper_fills for m in self.markets)
+
+    @property
+    def pnl_equal(self) -> bool:
+        """Paper P&L equals the backtest's to the money unit, in every market."""
+        return all(m.env_pnl == m.paper_pnl for m in self.markets)
+
+    @property
+    def divergences_explained(self) -> bool:
+        """Every market agrees in full, or first parts where the env looks a row ahead."""
+        return all(m.account_equal or m.from_lookahead for m in self.markets)
+
+    @property
     def ok(self) -> bool:
-        return self.observations_identical and self.actions_equal
+        """Observations (market and account features), actions, fills and P&L all agree."""
+        return (
+            self.observations_identical
+            and self.actions_equal
+            and self.fills_equal
+            and (self.pnl_equal)
+        )
 
     def note(self, msg: str) -> None:
         if len(self.divergences) < MAX_LISTED * 4:
@@ -107,7 +143,8 @@ class ParityReport:
             f" (cadence {self.cadence_updates} updates, {self.events_replayed} events replayed)",
             f"{'market':<28} {'rows':>6} {'live':>6} {'mkt!=':>6} {'ttc*':>5} {'obs!=':>6}"
             f" {'act!=':>6}"
-            f" {'env tr':>6} {'fills':>6} {'env P&L $':>10} {'paper P&L $':>11}",
+            f" {'env tr':>6} {'fills':>6} {'env P&L $':>10} {'paper P&L $':>11}"
+            f" {'same ms':>7} {'1st acct!=':>10}",
         ]
         for m in self.markets:
             lines.append(
@@ -116,16 +153,27 @@ class ParityReport:
                 f" {m.observation_mismatches:>6}"
                 f" {m.action_mismatches:>6} {m.env_trades:>6} {m.paper_fills:>6}"
                 f" {m.env_pnl / 10_000:>10.4f} {m.paper_pnl / 10_000:>11.4f}"
+                f" {m.same_ms_rows:>7}"
+                f" {(str(m.first_account_divergence) + ('^' if m.from_lookahead else '')):>10}"
             )
         lines.append(
             f"market features bit-identical: {self.market_features_identical};"
             f" observations bit-identical: {self.observations_identical};"
-            f" actions equal: {self.actions_equal}"
+            f" actions equal: {self.actions_equal}; fills equal: {self.fills_equal};"
+            f" P&L equal: {self.pnl_equal}"
         )
         lines.append(
             "ttc* = decision points whose time is still the receipt time of the segment's"
             " opening snapshot (no exchange time on the wire; time runs forward from it): the"
             " dataset has the recording's receipt, the replay its own; only ttc differs"
+        )
+        lines.append(
+            "same ms = decision points whose next one has the same exchange millisecond; an"
+            " order in flight there executes, in the env, at the last of them and shows in"
+            " that row's account features -- the env knows the next row's time; live an"
+            " order's arrival is known one book later.  1st acct!= marked ^ is such a row"
+            " (the env's position changed at a row of the same ms as the one before):"
+            " the divergence is that lookahead, not a different execution"
         )
         if self.divergences:
             lines.append("divergences (first ones):")
@@ -183,6 +231,20 @@ async def _market_times(conn: Any, tickers: list[str]) -> dict[str, tuple[int, i
     }
 
 
+async def _snapshot_receipts(conn: Any, session_id: int) -> dict[str, list[int]]:
+    """ticker -> receipt time (ms) of each recorded snapshot, in recording order."""
+    rows = await conn.fetch(
+        "SELECT m.ticker, s.rec_id, min(s.recv_ts) AS recv FROM orderbook_snapshots s"
+        " JOIN markets m ON m.id = s.market_id WHERE s.session_id = $1"
+        " GROUP BY m.ticker, s.rec_id ORDER BY s.rec_id",
+        session_id,
+    )
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        out.setdefault(r["ticker"], []).append(int(r["recv"]) // 1_000_000)
+    return out
+
+
 async def build_session_dataset(dsn: str, session_id: int, cadence: int) -> tuple[Any, list[str]]:
     """The dataset training would build from ``session_id`` (every segment kept)."""
     from kalshi_rl.store import db
@@ -228,6 +290,7 @@ async def replay_with_actor(
     conn = await db.connect(dsn)
     try:
         times = await _market_times(conn, tickers)
+        receipts = await _snapshot_receipts(conn, session_id)
     finally:
         await conn.close()
     sim = SimExchange(
@@ -247,12 +310,19 @@ async def replay_with_actor(
             tick_updates=cadence,
             max_staleness_s=0.0,  # recorded times: a replayed book is never "stale"
             risk=RiskConfig(close_guard_s=0.0, kill_file="/nonexistent/parity.kill"),
+            execution="env",  # orders execute as the env executes them (docs/actor.md)
         )
         node = LiveNode(cfg, FeedConfig(ws_url=sim.ws_url), record=False)
         async with node:
+
+            def receipt_ms(ticker: str, k: int) -> int:
+                # the recording's receipt of the market's k-th snapshot (datasets use it)
+                r = receipts.get(ticker, [])
+                return r[k - 1] if 0 < k <= len(r) else NO_TS
+
             trading = await attach_trading(
                 node, model_ref, acfg, reload=False, persist=False, fast=fast,
-                market_times=times, trace=True,
+                market_times=times, trace=True, receipt_ms=receipt_ms,
             )  # fmt: skip
             actor = trading.actor
             feed = node.feed
@@ -275,6 +345,7 @@ async def replay_with_actor(
                 expected += 1 if (kinds == EV_SNAPSHOT).any() else 0
                 events += n
                 await _wait(lambda e=expected: seen() >= e, step_timeout_s, "the feed")
+            actor.flush_pending()  # the data ended: orders in flight as at a segment's end
             pnl = {t: actor.market_value(i) - actor.start_cash for i, t in enumerate(actor.tickers)}
             fills = trading.paper.fills_array()
             paper_fills = {t: int((fills["market"] == int(actor.slots[i])).sum())
@@ -371,6 +442,13 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
         mp.env_pnl = sum(env_runs[s]["pnl"] for s in segs)
         mp.paper_fills = int(fills.get(t, 0))
         mp.paper_pnl = int(paper_pnl.get(t, 0))
+        ts_rows = ds.ts[rows] if rows else np.zeros(0, dtype=np.int64)
+        same = np.zeros(len(rows), dtype=bool)
+        for s in segs:  # within a segment: row t and t + 1 share the millisecond
+            a, b = int(ds.seg_start[s]), int(ds.seg_end[s])
+            off = rows.index(a)
+            same[off : off + b - a - 1] = ds.ts[a + 1 : b] == ds.ts[a : b - 1]
+        mp.same_ms_rows = int(same.sum())
         for k, (row, rec) in enumerate(zip(rows, live, strict=False)):
             _i, ts, obs, dims, _filled, from_receipt = rec
             mp.compared += 1
@@ -395,6 +473,14 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
             if k < len(env_obs):
                 eo = env_obs[k]
                 if not np.array_equal(eo.view(np.uint32), obs.view(np.uint32)):
+                    if mp.first_account_divergence < 0:
+                        mp.first_account_divergence = k
+                        prev = env_obs[k - 1] if k > 0 else eo
+                        mp.from_lookahead = bool(
+                            k > 0
+                            and ts_rows[k] == ts_rows[k - 1]
+                            and not np.array_equal(prev[N_MARKET_FEATURES:], eo[N_MARKET_FEATURES:])
+                        )
                     mp.observation_mismatches += 1
                     j = int(np.flatnonzero(eo.view(np.uint32) != obs.view(np.uint32))[0])
                     report.note(

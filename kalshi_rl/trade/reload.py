@@ -60,16 +60,25 @@ class Reloader:
         poll_s: registry/mtime poll period (the fallback path).
         shadow: deployments become the shadow candidate instead of trading.
         fast: build the fast policy path for loaded versions.
+        listen: LISTEN for deployments (False: the polls alone, as while LISTEN is down).
     """
 
     def __init__(
-        self, actor: Any, pool: Any, *, poll_s: float = 2.0, shadow: bool = False, fast: bool = True
+        self,
+        actor: Any,
+        pool: Any,
+        *,
+        poll_s: float = 2.0,
+        shadow: bool = False,
+        fast: bool = True,
+        listen: bool = True,
     ) -> None:
         self.actor = actor
         self.pool = pool
         self.poll_s = poll_s
         self.shadow = shadow
         self.fast = fast
+        self.listen = listen
         self._conn: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._lock = asyncio.Lock()
@@ -80,6 +89,7 @@ class Reloader:
         self.swaps = 0
         self.refused = 0
         self.errors = 0
+        self.relistens = 0  # LISTEN connections re-established after one was lost
         self.last_swap_s: float | None = None  # NOTIFY received -> swapped, seconds
 
     @staticmethod
@@ -104,7 +114,8 @@ class Reloader:
         self._tasks.clear()
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            conn.remove_termination_listener(self._on_lost)
+            with contextlib.suppress(*DB_ERRORS):
+                conn.remove_termination_listener(self._on_lost)
             with contextlib.suppress(*DB_ERRORS):
                 await conn.remove_listener(registry.NOTIFY_CHANNEL, self._on_notify)
             with contextlib.suppress(*DB_ERRORS):
@@ -112,6 +123,8 @@ class Reloader:
         self.listening = False
 
     async def _listen(self) -> None:
+        if not self.listen:
+            return
         try:
             self._conn = await self.pool.acquire()
             await self._conn.add_listener(registry.NOTIFY_CHANNEL, self._on_notify)
@@ -198,9 +211,16 @@ class Reloader:
                 await self.reload(dep.id)
             if self._conn is not None:  # the lost one goes back (the pool discards it)
                 conn, self._conn = self._conn, None
+                # a lost connection may already be back in the pool (asyncpg detaches it):
+                # these calls then raise, and must not keep LISTEN from coming back
+                with contextlib.suppress(*DB_ERRORS):
+                    conn.remove_termination_listener(self._on_lost)
                 with contextlib.suppress(*DB_ERRORS):
                     await self.pool.release(conn)
-            await self._listen()
+                await self._listen()
+                self.relistens += int(self.listening)
+            else:
+                await self._listen()
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -28,15 +28,25 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import os
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.dtypes import ORDER_BUY, ORDER_SELL, SIDE_NO, SIDE_YES
 from kalshi_rl.errors import ConfigError
+from kalshi_rl.trade.decide import (
+    LIM_CLOSE_GUARD_S,
+    LIM_LEN,
+    LIM_MAX_EXPOSURE,
+    LIM_MAX_ORDERS_PER_S,
+    LIM_MAX_POSITION,
+    risk_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +172,15 @@ class RiskGate:
         self.kill = kill or KillSwitch(config.kill_file)
         self.state = ActorState.RUNNING
         self.reason = ""
-        self._sent: deque[float] = deque()
+        # the kernel form of the limits (kalshi_rl.trade.decide.risk_check) and the
+        # order-rate window: a ring of the last send times (ns), counters (head, tail)
+        self.limits = np.zeros(LIM_LEN, dtype=np.float64)
+        self.limits[LIM_MAX_POSITION] = config.max_position
+        self.limits[LIM_MAX_EXPOSURE] = config.max_exposure
+        self.limits[LIM_MAX_ORDERS_PER_S] = config.max_orders_per_s
+        self.limits[LIM_CLOSE_GUARD_S] = config.close_guard_s
+        self.sent = np.zeros(math.ceil(config.max_orders_per_s) + 1, dtype=np.int64)
+        self.sent_ctl = np.zeros(2, dtype=np.int64)
         self.day = time.gmtime().tm_yday
         self.day_start_value: int | None = None
         self.peak_value: int | None = None
@@ -243,34 +261,20 @@ class RiskGate:
             seconds_to_close: until the market closes (None = unknown).
             now: monotonic seconds (order-rate window).
         """
-        cfg = self.config
-        reducing = reduces(position, side, action, count)
-        if self.state >= ActorState.HALTED:
-            return self._refuse(RiskReason.HALTED)
-        if self.state == ActorState.REDUCING and not reducing:
-            return self._refuse(RiskReason.REDUCING)
-        if not reducing:
-            if seconds_to_close is not None and seconds_to_close <= cfg.close_guard_s:
-                return self._refuse(RiskReason.CLOSE_GUARD)
-            if cfg.max_position:
-                up = (side == SIDE_YES) == (action == ORDER_BUY)
-                room = cfg.max_position - position if up else cfg.max_position + position
-                if room <= 0:
-                    return self._refuse(RiskReason.POSITION_LIMIT)
-                count = min(count, room)
-            if cfg.max_exposure and exposure + order_cost > cfg.max_exposure:
-                return self._refuse(RiskReason.EXPOSURE_LIMIT)
-        if cfg.max_orders_per_s:
-            while self._sent and now - self._sent[0] >= 1.0:
-                self._sent.popleft()
-            if len(self._sent) >= cfg.max_orders_per_s:
-                return self._refuse(RiskReason.ORDER_RATE)
-            self._sent.append(now)
-        return count, RiskReason.OK
+        allowed, why = risk_check(
+            int(self.state), self.limits, self.sent, self.sent_ctl, position, side, action,
+            count, exposure, order_cost,
+            math.nan if seconds_to_close is None else float(seconds_to_close),
+            round(now * 1e9),
+        )  # fmt: skip
+        return self.counted(int(allowed), int(why))
 
-    def _refuse(self, r: RiskReason) -> tuple[int, RiskReason]:
-        self.refused[r.name] += 1
-        return 0, r
+    def counted(self, allowed: int, why: int) -> tuple[int, RiskReason]:
+        """A ``risk_check`` outcome, with a refusal counted by reason."""
+        r = RiskReason(why)
+        if allowed <= 0:
+            self.refused[r.name] += 1
+        return allowed, r
 
     def stats(self) -> dict[str, Any]:
         """State, reason, refusals by reason, limits in force."""

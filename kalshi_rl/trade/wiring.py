@@ -83,6 +83,7 @@ async def attach_trading(
     persist: bool = True,
     market_times: dict[str, tuple[int, int]] | None = None,
     trace: bool = False,
+    receipt_ms: Any = None,
 ) -> Trading:
     """Build and start the paper client + actor on ``node`` (see the module docstring).
 
@@ -100,6 +101,7 @@ async def attach_trading(
             episodes, action records stay in the actor's ring (``kalshi-rl parity``).
         market_times: ticker -> (open_ms, close_ms); default from the node's REST metadata.
         trace: keep every decision's observation and action in ``actor.trace`` (parity).
+        receipt_ms: ``Actor.receipt_ms`` (parity: the recording's snapshot receipt times).
 
     Raises:
         LiveTradingRefused: mode 'live'.  RegistryError / PolicyError: no usable model.
@@ -190,6 +192,7 @@ async def attach_trading(
     node.add_closer(actor.stop)
     if trace:
         actor.trace = []
+    actor.receipt_ms = receipt_ms
     await actor.start()
     node.add_book_listener(actor.on_books)
     if node.lifecycle is not None:

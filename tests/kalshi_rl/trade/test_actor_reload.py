@@ -166,8 +166,12 @@ async def test_shadow_candidate_decides_beside_live_without_trading(
 async def test_fallbacks_checkpoint_rewritten_in_place_and_registry_poll(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    """Without a NOTIFY: a checkpoint rewritten on disk is reloaded (mtime), and while the
-    LISTEN connection is down the registry's deployed version is polled."""
+    """Without a NOTIFY: a checkpoint rewritten on disk is reloaded (mtime), and while
+    LISTEN is down the registry's deployed version is polled; a lost LISTEN connection is
+    re-established and deployments are followed again.
+
+    Every step waits for the state it needs (no assumption on which task runs first).
+    """
     import os
 
     from kalshi_rl.store import db as store_db
@@ -181,10 +185,11 @@ async def test_fallbacks_checkpoint_rewritten_in_place_and_registry_poll(
         tr = await attach_trading(nd, "fb", acfg, account="f", reload=False)
         actor = tr.actor
         pool = await store_db.create_pool(pg_dsn)
-        rel = Reloader(actor, pool, poll_s=0.05)
+        # LISTEN down from the start: only the polls can see anything
+        rel = Reloader(actor, pool, poll_s=0.05, listen=False)
         try:
             await rel.start()
-            rel.listening = False  # as after a lost LISTEN connection (no notifications)
+            assert not rel.listening
             # 1. the running checkpoint rewritten in place (same version, new weights)
             path = Path(actor.model.path)
             flip_flop_model(cfg, ACT_BUY_NO, ACT_SELL_NO).save(path)
@@ -193,10 +198,23 @@ async def test_fallbacks_checkpoint_rewritten_in_place_and_registry_poll(
             await until(lambda: actor.counts["swaps"] > before, "mtime reload", timeout=20)
             assert actor.model.version == 1
             # 2. a new version deployed while nobody listens: found by the registry poll
-            await rel._conn.remove_listener("kalshi_rl_models", rel._on_notify)
-            rel.listening = False
             await register(pg_dsn, tmp_path, "fb", flip_flop_model(cfg), cfg)
             await until(lambda: actor.model.version == 2, "registry poll", timeout=20)
+            assert rel.notifications == 0 and rel.swaps >= 1  # the poll did it
+        finally:
+            await rel.close()
+        # 3. a LISTEN connection lost (its backend terminated) comes back
+        rel = Reloader(actor, pool, poll_s=0.05)
+        try:
+            await rel.start()
+            assert rel.listening
+            pid = rel._conn.get_server_pid()
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT pg_terminate_backend($1)", pid)
+            await until(lambda: rel.relistens >= 1 and rel.listening, "LISTEN again", timeout=20)
+            assert rel._conn.get_server_pid() != pid
+            await register(pg_dsn, tmp_path, "fb", flip_flop_model(cfg), cfg)
+            await until(lambda: actor.model.version == 3, "deployment followed", timeout=20)
         finally:
             await rel.close()
             await pool.close()
