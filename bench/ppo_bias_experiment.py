@@ -18,6 +18,7 @@ Needs PostgreSQL: DATABASE_URL, else the embedded server under --out.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import time
 from pathlib import Path
@@ -144,7 +145,10 @@ def main() -> None:
     extra: dict[str, object] = {} if a.timesteps is None else {"timesteps": a.timesteps}
     for kv in a.set:  # exploration only: the documented result uses the shipped defaults
         k, _, v = kv.partition("=")
-        extra[k] = type(getattr(Args, k))(v) if hasattr(Args, k) else v
+        try:  # numbers, True/False, tuples such as (128,128)
+            extra[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            extra[k] = v
     args = Args(
         dataset=str(path),
         seed=a.seed,
@@ -157,6 +161,11 @@ def main() -> None:
     t0 = time.perf_counter()
     res = train(args)
     print(f"trained in {time.perf_counter() - t0:.0f} s; report in {res.checkpoint.parent}")
+    sel = res.report.get("selection")
+    if sel:
+        print(f"selected the policy at {sel['timesteps']} env-steps (validation P&L"
+              f" {sel['val_pnl']:+.2f} on {sel['val_segments']} segments)")  # fmt: skip
+    print(f"test: {res.report['segments']} held-out segments")
     print(markdown_table(res.report))
 
 

@@ -48,8 +48,15 @@ class Args:
         seed: seeds numpy, torch, SB3 and the envs.
         name: model name in the registry (versions count up per name).
         parent: model id to fine-tune/resume from (its checkpoint is loaded).
-        eval_every: env-steps between held-out evaluations (0 = only at the end).
-        eval_fraction: share of segments (the last ones, i.e. the latest data) held out.
+        eval_every: env-steps between validation evaluations (0 = only at the end).
+        eval_fraction: share of segments (the last ones, i.e. the latest data) held out
+            as the test set: only the final report sees them.
+        val_fraction: share of segments (the ones just before the test set) held out for
+            validation: the agent is evaluated on them every ``eval_every`` env-steps and
+            at the end (0 = no validation set: the test set is evaluated instead, as
+            before, and ``select_best`` has nothing to choose from).
+        select_best: keep the policy of the evaluation with the best validation P&L
+            (early stopping by checkpoint selection) instead of the last one.
         progress_every: env-steps between progress rows.
         database_url: PostgreSQL DSN (None: DATABASE_URL or the embedded server).
         checkpoint_dir: checkpoint store root (None: <data dir>/models).
@@ -78,6 +85,10 @@ class Args:
     parent: int | None = None
     eval_every: int = 50_000
     eval_fraction: float = 0.2
+    # a validation split and checkpoint selection on it: see docs/training.md (the seed
+    # spread of the last policy was as large as the result itself)
+    val_fraction: float = 0.2
+    select_best: bool = True
     progress_every: int = 10_000
     database_url: str | None = None
     checkpoint_dir: Path | None = None
@@ -110,6 +121,10 @@ class Args:
             )
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0 - self.eval_fraction:
+            raise ConfigError(
+                f"val_fraction must be in [0, 1 - eval_fraction), got {self.val_fraction}"
+            )
 
     def hyperparams(self) -> dict[str, Any]:
         """Algorithm hyperparameters as stored in the registry (JSON-able)."""
@@ -126,6 +141,9 @@ class Args:
             "net_arch",
             "seed",
             "timesteps",
+            "eval_fraction",
+            "val_fraction",
+            "select_best",
         )
         out = {k: getattr(self, k) for k in keys}
         out["net_arch"] = list(self.net_arch)
@@ -171,6 +189,38 @@ def split_segments(ds: Dataset, eval_fraction: float) -> tuple[Dataset, Dataset]
     n_eval = min(n_eval, n - 1)
     idx = np.arange(n)
     return ds.subset(idx[: n - n_eval]), ds.subset(idx[n - n_eval :])
+
+
+class Split(NamedTuple):
+    """Segments of a dataset by use: train on ``train``, select on ``val``, report ``test``."""
+
+    train: Dataset
+    val: Dataset | None  # None: no validation split (val_fraction 0 or too few segments)
+    test: Dataset
+
+
+def split_train_val_test(ds: Dataset, val_fraction: float, test_fraction: float) -> Split:
+    """Split by segment in time order: train | validation | test (the latest data).
+
+    Segments are markets (or clean runs of one), so no market's rows are in two parts.
+    A part that would be empty is dropped (validation first, logged): with fewer than 3
+    segments there is no validation set, with fewer than 2 the one dataset serves both
+    training and test (``split_segments``).
+    """
+    n = ds.n_segments
+    n_val = round(n * val_fraction)
+    n_test = round(n * test_fraction)
+    if n_val == 0 or n - n_val - max(n_test, 1) < 1:
+        if val_fraction > 0:
+            log.warning("%d segment(s): no validation split", n)
+        train_ds, test_ds = split_segments(ds, test_fraction)
+        return Split(train_ds, None, test_ds)
+    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    idx = np.arange(n)
+    n_train = n - n_val - n_test
+    val_ds = ds.subset(idx[n_train : n_train + n_val])
+    test_ds = ds.subset(idx[n_train + n_val :]) if n_test else val_ds
+    return Split(ds.subset(idx[:n_train]), val_ds, test_ds)
 
 
 def env_identity(env: EnvConfig) -> dict[str, Any]:
@@ -249,7 +299,11 @@ def train(args: Args) -> TrainResult:
     ds = load_data(args.dataset)
     if ds.n_rows == 0:
         raise DatasetError(f"dataset {args.dataset} has no rows")
-    train_ds, eval_ds = split_segments(ds, args.eval_fraction)
+    train_ds, val_ds, eval_ds = split_train_val_test(ds, args.val_fraction, args.eval_fraction)
+    # what the periodic evaluations see: validation if there is one, else the test set
+    # (the wave-1 behaviour; then there is no selection, the test set stays untouched)
+    watch_ds = val_ds if val_ds is not None else eval_ds
+    select = args.select_best and val_ds is not None
 
     # 2. envs (all data in memory; no I/O from here to the end of learning)
     venv = KalshiVecEnv(train_ds, n_envs=args.n_envs, config=args.env, seed=args.seed)
@@ -268,6 +322,7 @@ def train(args: Args) -> TrainResult:
         "rows": ds.n_rows,
         "segments": ds.n_segments,
         "train_segments": train_ds.n_segments,
+        "val_segments": 0 if val_ds is None else val_ds.n_segments,
         "eval_segments": eval_ds.n_segments,
         "ts_start": int(ds.ts.min()) if ds.n_rows else None,
         "ts_end": int(ds.ts.max()) if ds.n_rows else None,
@@ -308,8 +363,9 @@ def train(args: Args) -> TrainResult:
         model = make_model(args, venv, parent_ckpt)
         run_dir = store.version_dir(args.name, mv.version)
         callbacks: list[BaseCallback] = [ProgressCallback(rec, every=args.progress_every)]
+        evaluator = EvalCallback(watch_ds, args.env, rec, every=args.eval_every, keep_best=select)
+        callbacks.append(evaluator)
         if args.eval_every > 0:
-            callbacks.append(EvalCallback(eval_ds, args.env, rec, every=args.eval_every))
             callbacks.append(
                 CheckpointCallback(
                     save_freq=max(args.eval_every // args.n_envs, 1),
@@ -323,6 +379,7 @@ def train(args: Args) -> TrainResult:
             progress_bar=args.progress_bar,
             reset_num_timesteps=args.parent is None,
         )
+        selection = evaluator.restore_best() if select else None
 
         # 5. report, checkpoint, registry
         policies = [
@@ -338,7 +395,18 @@ def train(args: Args) -> TrainResult:
             name=f"{args.name}-v{mv.version}-eval",
             seed=args.seed,
         )
-        metrics = {"eval": report["policies"], "timesteps": int(model.num_timesteps)}
+        metrics: dict[str, Any] = {
+            "eval": report["policies"],
+            "timesteps": int(model.num_timesteps),
+            "validation": [{"timesteps": ts, **m} for ts, m in evaluator.history],
+        }
+        if selection is not None:
+            metrics["selected_timesteps"], metrics["selected_val_pnl"] = selection
+            report["selection"] = {
+                "timesteps": selection[0],
+                "val_pnl": selection[1],
+                "val_segments": watch_ds.n_segments,
+            }
         meta = registry.checkpoint_metadata(
             config,
             name=args.name,
