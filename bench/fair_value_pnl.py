@@ -51,6 +51,12 @@ _MID = MARKET_FEATURE_NAMES.index("mid")
 _TWO = MARKET_FEATURE_NAMES.index("two_sided")
 
 
+def _value(position: int, fair: float) -> float:
+    """Dollars the position (count units, + YES / - NO) is worth at the fair probability."""
+    c = position / COUNT_SCALE
+    return c * fair if c > 0 else -c * (1.0 - fair)
+
+
 def fair_pnl(ds, policy: Policy, config: EnvConfig) -> dict[str, float]:
     """Trade every segment of ``ds`` once with ``policy``; the fair-value split of its trades."""
     venv = KalshiVecEnv(ds, n_envs=1, config=eval_config(config), seed=0)
@@ -82,8 +88,8 @@ def fair_pnl(ds, policy: Policy, config: EnvConfig) -> dict[str, float]:
         if p1 == p0 or np.isnan(fair):
             continue
         out["trades"] += 1
-        dp = (p1 - p0) / COUNT_SCALE  # + = YES bought (or NO closed)
-        edge = (c1 - c0) / MONEY_SCALE + dp * fair  # value change at the fair price
+        # value change at the fair price: YES contracts are worth fair, NO ones 1 - fair
+        edge = (c1 - c0) / MONEY_SCALE + _value(p1, fair) - _value(p0, fair)
         opening = abs(p1) > abs(p0)
         if not opening:
             out["closing"] += edge

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.dtypes import MS_DETERMINED, MS_SETTLED
+from kalshi_rl.train.run import Args, TrainResult
 
 
 async def record(dsn: str, out: Path, markets: int, seed: int, speed: float) -> int:
@@ -140,7 +141,7 @@ def main() -> None:
     path = asyncio.run(prepare())
 
     from kalshi_rl.train.evaluate import markdown_table
-    from kalshi_rl.train.run import Args, train
+    from kalshi_rl.train.run import train
 
     extra: dict[str, object] = {} if a.timesteps is None else {"timesteps": a.timesteps}
     for kv in a.set:  # exploration only: the documented result uses the shipped defaults
@@ -167,6 +168,28 @@ def main() -> None:
               f" {sel['val_pnl']:+.2f} on {sel['val_segments']} segments)")  # fmt: skip
     print(f"test: {res.report['segments']} held-out segments")
     print(markdown_table(res.report))
+    fair_table(res, Path(args.dataset), args)
+
+
+def fair_table(res: TrainResult, dataset: Path, args: Args) -> None:
+    """The same policies on the test markets, valued at the sim's fair value (no result
+    noise; bench/fair_value_pnl.py says how)."""
+    from fair_value_pnl import fair_pnl  # bench/ is this script's directory
+    from stable_baselines3 import PPO
+
+    from kalshi_rl.store.parquet import load_dataset
+    from kalshi_rl.train.baselines import ModelPolicy, baseline_policies, reference_policies
+    from kalshi_rl.train.evaluate import settled_only
+    from kalshi_rl.train.run import split_train_val_test
+
+    sp = split_train_val_test(load_dataset(dataset), args.val_fraction, args.eval_fraction)
+    test = settled_only(sp.test)
+    agent = ModelPolicy(PPO.load(res.checkpoint, device="cpu"), name="agent")
+    print(f"fair-value P&L on the {test.n_segments} settled test markets:")
+    print("| policy | realized P&L | fair-value P&L | trades |\n|---|---:|---:|---:|")
+    for pol in [agent, *baseline_policies(args.seed)[1:], *reference_policies()]:
+        r = fair_pnl(test, pol, args.env)
+        print(f"| {pol.name} | {r['pnl']:+.2f} | {r['fair_pnl']:+.2f} | {r['trades']} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,7 +66,9 @@ class Args:
         n_steps: rollout length per env (PPO/A2C).
         batch_size: PPO minibatch size.
         n_epochs: PPO epochs per rollout.
-        learning_rate: optimiser step size.
+        learning_rate: optimiser step size at the start.
+        learning_rate_final: step size at the end of the run, reached linearly (equal to
+            ``learning_rate``: constant).
         gamma: discount factor.
         gae_lambda: GAE lambda.
         ent_coef: entropy bonus.
@@ -98,6 +101,7 @@ class Args:
     batch_size: int = 512
     n_epochs: int = 15
     learning_rate: float = 7e-4
+    learning_rate_final: float = 7e-4
     gamma: float = 0.999
     # gae_lambda 0.9 and a small entropy bonus (vs 0.95 / 0.0): on the benchmark
     # (bench/train_throughput.py, 100k env-steps, seeds 0-2) held-out P&L 43.5 -> 50.1 and
@@ -135,6 +139,7 @@ class Args:
             "batch_size",
             "n_epochs",
             "learning_rate",
+            "learning_rate_final",
             "gamma",
             "gae_lambda",
             "ent_coef",
@@ -251,7 +256,7 @@ def _build(cls: Any, args: Args, venv: Any, parent_checkpoint: str | None) -> An
         return cls.load(parent_checkpoint, env=venv, device="cpu", seed=args.seed)
     policy_kwargs = {"net_arch": list(args.net_arch)}
     common: dict[str, Any] = {
-        "learning_rate": args.learning_rate,
+        "learning_rate": lr_schedule(args.learning_rate, args.learning_rate_final),
         "n_steps": args.n_steps,
         "gamma": args.gamma,
         "gae_lambda": args.gae_lambda,
@@ -264,6 +269,18 @@ def _build(cls: Any, args: Args, venv: Any, parent_checkpoint: str | None) -> An
     if args.algo == "ppo":
         return cls("MlpPolicy", venv, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
     return cls("MlpPolicy", venv, **common)
+
+
+def lr_schedule(start: float, final: float) -> float | Callable[[float], float]:
+    """SB3's learning rate: ``start`` if constant, else linear from ``start`` to ``final``
+    (SB3 calls it with the share of the run still to go, 1 -> 0)."""
+    if final == start:
+        return start
+
+    def rate(progress_remaining: float) -> float:
+        return final + (start - final) * progress_remaining
+
+    return rate
 
 
 def seed_everything(seed: int, torch_threads: int) -> None:
