@@ -3,14 +3,15 @@
 Read it like CleanRL's ``ppo.py``: ``Args`` documents every knob; ``train(args)`` seeds,
 loads the dataset (no DB needed for data), splits held-out segments, builds the Numba
 ``KalshiVecEnv``, builds (or loads the parent's) SB3 model, registers the model version as
-``training``, learns with progress/eval/checkpoint callbacks writing to PostgreSQL, then
-saves the checkpoint, writes the evaluation report (agent vs baselines, JSON + PNG), and
-marks the version ``ready`` with its metrics.  Any failure marks run and version failed.
+``training``, learns with progress/validation/checkpoint callbacks writing to PostgreSQL,
+keeps the policy with the best validation P&L, then saves the checkpoint, writes the
+evaluation report (agent vs baselines on the test segments, JSON + PNG), and marks the
+version ``ready`` with its metrics.  Any failure marks run and version failed.
 
 Defaults are tuned for a 2-core CPU (see docs/training.md): 64 envs x 64 steps per
-rollout, 15 epochs of 512-sample minibatches at lr 7e-4, GAE lambda 0.9, entropy bonus
-0.005, a 64x64 MLP and ONE torch thread -- the updates dominate PPO's time, and torch's
-intra-op threads fight the env for the cores.
+rollout, 15 epochs of 512-sample minibatches at lr 7e-4 decaying linearly to 0, GAE
+lambda 0.9, entropy bonus 0.005, gamma 0.999, a 64x64 MLP and ONE torch thread -- the
+updates dominate PPO's time, and torch's intra-op threads fight the env for the cores.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ class Args:
     batch_size: int = 512
     n_epochs: int = 15
     learning_rate: float = 7e-4
-    learning_rate_final: float = 7e-4
+    # linear decay to 0 (CleanRL's anneal_lr): with a constant rate the weak seed drifted to
+    # over-trading late in the run (validation P&L falling); docs/training.md has the seeds
+    learning_rate_final: float = 0.0
     gamma: float = 0.999
     # gae_lambda 0.9 and a small entropy bonus (vs 0.95 / 0.0): on the benchmark
     # (bench/train_throughput.py, 100k env-steps, seeds 0-2) held-out P&L 43.5 -> 50.1 and

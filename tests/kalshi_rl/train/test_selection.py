@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,23 @@ def test_without_keep_best_the_final_policy_stays() -> None:
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     assert cb.restore_best() is None and len(cb.history) == 1  # only the end evaluation
     assert all(torch.equal(before[k], v) for k, v in model.policy.state_dict().items())
+
+
+def test_learning_rate_decays_linearly_to_its_final_value() -> None:
+    torch.set_num_threads(1)
+    ds = random_walk_dataset(4, 60, seed=5)
+    venv = KalshiVecEnv(ds, n_envs=8, config=EnvConfig(), seed=0)
+    args = Args(dataset="-", n_envs=8, n_steps=64, batch_size=256, n_epochs=1)
+    assert (args.learning_rate, args.learning_rate_final) == (7e-4, 0.0)  # shipped defaults
+    model = make_model(
+        dataclasses.replace(args, learning_rate=1e-3, learning_rate_final=1e-4), venv
+    )
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3)
+    assert model.lr_schedule(0.5) == pytest.approx(5.5e-4)
+    assert model.lr_schedule(0.0) == pytest.approx(1e-4)
+    model.learn(total_timesteps=1024)  # two rollouts: the optimiser's rate is the schedule's
+    lr_now = model.policy.optimizer.param_groups[0]["lr"]
+    assert 1e-4 < lr_now < 1e-3
+    const = make_model(Args(dataset="-", n_envs=8, n_steps=64, batch_size=256,
+                            learning_rate=3e-4, learning_rate_final=3e-4), venv)  # fmt: skip
+    assert const.lr_schedule(0.0) == const.lr_schedule(1.0) == pytest.approx(3e-4)
