@@ -213,7 +213,8 @@ def split_train_val_test(ds: Dataset, val_fraction: float, test_fraction: float)
     Segments are markets (or clean runs of one), so no market's rows are in two parts.
     A part that would be empty is dropped (validation first, logged): with fewer than 3
     segments there is no validation set, with fewer than 2 the one dataset serves both
-    training and test (``split_segments``).
+    training and test (``split_segments``).  With ``test_fraction`` 0 the validation set
+    is also the test set (the report then shows what the selection saw).
     """
     n = ds.n_segments
     n_val = round(n * val_fraction)
