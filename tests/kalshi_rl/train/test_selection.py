@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_rl.env.config import EnvConfig
 from kalshi_rl.env.synthetic import random_walk_dataset
@@ -91,9 +92,18 @@ def test_learning_rate_decays_linearly_to_its_final_value() -> None:
     assert model.lr_schedule(1.0) == pytest.approx(1e-3)
     assert model.lr_schedule(0.5) == pytest.approx(5.5e-4)
     assert model.lr_schedule(0.0) == pytest.approx(1e-4)
-    model.learn(total_timesteps=1024)  # two rollouts: the optimiser's rate is the schedule's
-    lr_now = model.policy.optimizer.param_groups[0]["lr"]
-    assert 1e-4 < lr_now < 1e-3
+    seen: list[float] = []
+
+    class LrAtRolloutEnd(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:  # before the update: the rate of the last one
+            seen.append(self.model.policy.optimizer.param_groups[0]["lr"])
+
+    model.learn(total_timesteps=1024, callback=LrAtRolloutEnd())  # two rollouts of 512
+    seen.append(model.policy.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([1e-3, 5.5e-4, 1e-4])  # progress 1, 0.5, 0 of the run
     const = make_model(Args(dataset="-", n_envs=8, n_steps=64, batch_size=256,
                             learning_rate=3e-4, learning_rate_final=3e-4), venv)  # fmt: skip
     assert const.lr_schedule(0.0) == const.lr_schedule(1.0) == pytest.approx(3e-4)
