@@ -18,6 +18,7 @@ Needs PostgreSQL: DATABASE_URL, else the embedded server under --out.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.dtypes import MS_DETERMINED, MS_SETTLED
+from kalshi_rl.train.run import Args, TrainResult
 
 
 async def record(dsn: str, out: Path, markets: int, seed: int, speed: float) -> int:
@@ -139,12 +141,15 @@ def main() -> None:
     path = asyncio.run(prepare())
 
     from kalshi_rl.train.evaluate import markdown_table
-    from kalshi_rl.train.run import Args, train
+    from kalshi_rl.train.run import train
 
     extra: dict[str, object] = {} if a.timesteps is None else {"timesteps": a.timesteps}
     for kv in a.set:  # exploration only: the documented result uses the shipped defaults
         k, _, v = kv.partition("=")
-        extra[k] = type(getattr(Args, k))(v) if hasattr(Args, k) else v
+        try:  # numbers, True/False, tuples such as (128,128)
+            extra[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            extra[k] = v
     args = Args(
         dataset=str(path),
         seed=a.seed,
@@ -157,7 +162,34 @@ def main() -> None:
     t0 = time.perf_counter()
     res = train(args)
     print(f"trained in {time.perf_counter() - t0:.0f} s; report in {res.checkpoint.parent}")
+    sel = res.report.get("selection")
+    if sel:
+        print(f"selected the policy at {sel['timesteps']} env-steps (validation P&L"
+              f" {sel['val_pnl']:+.2f} on {sel['val_segments']} segments)")  # fmt: skip
+    print(f"test: {res.report['segments']} held-out segments")
     print(markdown_table(res.report))
+    fair_table(res, Path(args.dataset), args)
+
+
+def fair_table(res: TrainResult, dataset: Path, args: Args) -> None:
+    """The same policies on the test markets, valued at the sim's fair value (no result
+    noise; bench/fair_value_pnl.py says how)."""
+    from fair_value_pnl import fair_pnl  # bench/ is this script's directory
+    from stable_baselines3 import PPO
+
+    from kalshi_rl.store.parquet import load_dataset
+    from kalshi_rl.train.baselines import ModelPolicy, baseline_policies, reference_policies
+    from kalshi_rl.train.evaluate import settled_only
+    from kalshi_rl.train.run import split_train_val_test
+
+    sp = split_train_val_test(load_dataset(dataset), args.val_fraction, args.eval_fraction)
+    test = settled_only(sp.test)
+    agent = ModelPolicy(PPO.load(res.checkpoint, device="cpu"), name="agent")
+    print(f"fair-value P&L on the {test.n_segments} settled test markets:")
+    print("| policy | realized P&L | fair-value P&L | trades |\n|---|---:|---:|---:|")
+    for pol in [agent, *baseline_policies(args.seed)[1:], *reference_policies()]:
+        r = fair_pnl(test, pol, args.env)
+        print(f"| {pol.name} | {r['pnl']:+.2f} | {r['fair_pnl']:+.2f} | {r['trades']} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+# The defaults below are ``kalshi_rl.train.run.Args``' (written out so that the CLI does not
+# import numba/torch to start; tests/kalshi_rl/train/test_command.py checks they agree).
+
 
 def train(
     *,
@@ -21,8 +24,21 @@ def train(
     name: Annotated[str, typer.Option(help="Model name in the registry.")] = "kalshi-ppo",
     parent: Annotated[int | None, typer.Option(help="Model id to fine-tune/resume from.")] = None,
     eval_every: Annotated[
-        int, typer.Option(help="Env-steps between held-out evaluations (0: end only).")
+        int, typer.Option(help="Env-steps between validation evaluations (0: end only).")
     ] = 50_000,
+    eval_fraction: Annotated[
+        float, typer.Option(help="Share of segments (the latest) held out as the test set.")
+    ] = 0.2,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of segments (before the test set) for validation.")
+    ] = 0.2,
+    select_best: Annotated[
+        bool,
+        typer.Option(
+            "--select-best/--no-select-best",
+            help="Keep the policy with the best validation P&L (else the last one).",
+        ),
+    ] = True,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint store root (default <data dir>/models).")
     ] = None,
@@ -48,6 +64,9 @@ def train(
         name=name,
         parent=parent,
         eval_every=eval_every,
+        eval_fraction=eval_fraction,
+        val_fraction=val_fraction,
+        select_best=select_best,
         database_url=database_url,
         checkpoint_dir=checkpoint_dir,
         progress_bar=progress_bar,
@@ -75,7 +94,7 @@ def _report_table(report: dict) -> str:
 def _batch_size(n_envs: int) -> int:
     """PPO's default minibatch (512) or the largest power of two dividing the rollout."""
     rollout = n_envs * 64  # Args.n_steps
-    size = 512
+    size = 512  # Args.batch_size
     while rollout % size:
         size //= 2
     return size

@@ -2,8 +2,9 @@
 
 * ``ProgressCallback``  -- every ``every`` env-steps: throughput, episode stats, losses ->
   a ``ProgressSink`` (CleanRL-style metric names: ``charts/...``, ``losses/...``).
-* ``EvalCallback``      -- every ``every`` env-steps: the agent on the held-out segments
-  (``train.evaluate``) -> ``eval/...`` metrics to the sink.
+* ``EvalCallback``      -- every ``every`` env-steps and at the end: the agent on the
+  validation segments (``train.evaluate``) -> ``eval/...`` metrics to the sink; with
+  ``keep_best`` it remembers the policy of the best validation P&L (checkpoint selection).
 * ``RunRecorder``       -- the sink writing ``training_runs`` / ``training_progress`` rows
   and ``NOTIFY kalshi_rl_training, '<json>'`` for the dashboard.
 
@@ -14,6 +15,7 @@ asyncio event loop and one connection for the run's life; it never runs inside t
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -110,23 +112,36 @@ class ProgressCallback(BaseCallback):
 
 
 class EvalCallback(BaseCallback):
-    """Evaluate the agent on held-out segments every ``every`` env-steps.
+    """Evaluate the agent on held-out (validation) segments every ``every`` env-steps and
+    once more when training ends.
 
     Args:
         dataset: held-out segments.
         config: env config (made unshaped/sequential by ``eval_config``).
         sink: receives ``eval/<metric>`` values.
-        every: env-steps between evaluations.
+        every: env-steps between evaluations (0: only the one at the end).
+        keep_best: remember the policy weights of the evaluation with the highest total
+            P&L (the first of equals); ``restore_best`` loads them back into the model.
     """
 
-    def __init__(self, dataset: Dataset, config: EnvConfig, sink: ProgressSink, every: int) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: EnvConfig,
+        sink: ProgressSink,
+        every: int,
+        keep_best: bool = False,
+    ) -> None:
         super().__init__()
         self.dataset = dataset
         self.config = config
         self.sink = sink
         self.every = every
+        self.keep_best = keep_best
         self._last = 0
         self.history: list[tuple[int, dict[str, float]]] = []
+        self.best: tuple[int, float] | None = None  # (timesteps, total P&L) of the best
+        self._best_state: dict[str, Any] | None = None
 
     def _on_training_start(self) -> None:
         self._last = self.num_timesteps
@@ -138,6 +153,21 @@ class EvalCallback(BaseCallback):
         if self.every > 0 and self.num_timesteps - self._last >= self.every:
             self._last = self.num_timesteps
             self.evaluate_now()
+
+    def _on_training_end(self) -> None:
+        if not self.history or self.history[-1][0] != self.num_timesteps:
+            self.evaluate_now()  # the final policy is a candidate too
+
+    def restore_best(self) -> tuple[int, float] | None:
+        """Load the best evaluation's weights into the model (``keep_best`` only).
+
+        Returns:
+            (timesteps, total P&L) of the policy now in the model, or None if nothing was
+            evaluated.
+        """
+        if self._best_state is not None:
+            self.model.policy.load_state_dict(self._best_state)
+        return self.best
 
     def evaluate_now(self) -> dict[str, float]:
         """Run the evaluation and send it to the sink. Returns the metrics."""
@@ -154,6 +184,10 @@ class EvalCallback(BaseCallback):
             "eval/trades": float(rep.trades),
         }
         self.history.append((self.num_timesteps, m))
+        if self.keep_best and (self.best is None or rep.total_pnl > self.best[1]):
+            self.best = (self.num_timesteps, rep.total_pnl)
+            # a copy: the optimiser updates the live tensors in place
+            self._best_state = copy.deepcopy(self.model.policy.state_dict())
         self.sink.write(self.num_timesteps, m)
         return m
 

@@ -3,20 +3,22 @@
 Read it like CleanRL's ``ppo.py``: ``Args`` documents every knob; ``train(args)`` seeds,
 loads the dataset (no DB needed for data), splits held-out segments, builds the Numba
 ``KalshiVecEnv``, builds (or loads the parent's) SB3 model, registers the model version as
-``training``, learns with progress/eval/checkpoint callbacks writing to PostgreSQL, then
-saves the checkpoint, writes the evaluation report (agent vs baselines, JSON + PNG), and
-marks the version ``ready`` with its metrics.  Any failure marks run and version failed.
+``training``, learns with progress/validation/checkpoint callbacks writing to PostgreSQL,
+keeps the policy with the best validation P&L, then saves the checkpoint, writes the
+evaluation report (agent vs baselines on the test segments, JSON + PNG), and marks the
+version ``ready`` with its metrics.  Any failure marks run and version failed.
 
 Defaults are tuned for a 2-core CPU (see docs/training.md): 64 envs x 64 steps per
-rollout, 15 epochs of 512-sample minibatches at lr 7e-4, GAE lambda 0.9, entropy bonus
-0.005, a 64x64 MLP and ONE torch thread -- the updates dominate PPO's time, and torch's
-intra-op threads fight the env for the cores.
+rollout, 15 epochs of 512-sample minibatches at lr 7e-4 decaying linearly to 0, GAE
+lambda 0.9, entropy bonus 0.005, gamma 0.999, a 64x64 MLP and ONE torch thread -- the
+updates dominate PPO's time, and torch's intra-op threads fight the env for the cores.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,8 +50,15 @@ class Args:
         seed: seeds numpy, torch, SB3 and the envs.
         name: model name in the registry (versions count up per name).
         parent: model id to fine-tune/resume from (its checkpoint is loaded).
-        eval_every: env-steps between held-out evaluations (0 = only at the end).
-        eval_fraction: share of segments (the last ones, i.e. the latest data) held out.
+        eval_every: env-steps between validation evaluations (0 = only at the end).
+        eval_fraction: share of segments (the last ones, i.e. the latest data) held out
+            as the test set: only the final report sees them.
+        val_fraction: share of segments (the ones just before the test set) held out for
+            validation: the agent is evaluated on them every ``eval_every`` env-steps and
+            at the end (0 = no validation set: the test set is evaluated instead, as
+            before, and ``select_best`` has nothing to choose from).
+        select_best: keep the policy of the evaluation with the best validation P&L
+            (early stopping by checkpoint selection) instead of the last one.
         progress_every: env-steps between progress rows.
         database_url: PostgreSQL DSN (None: DATABASE_URL or the embedded server).
         checkpoint_dir: checkpoint store root (None: <data dir>/models).
@@ -58,7 +67,9 @@ class Args:
         n_steps: rollout length per env (PPO/A2C).
         batch_size: PPO minibatch size.
         n_epochs: PPO epochs per rollout.
-        learning_rate: optimiser step size.
+        learning_rate: optimiser step size at the start.
+        learning_rate_final: step size at the end of the run, reached linearly (equal to
+            ``learning_rate``: constant).
         gamma: discount factor.
         gae_lambda: GAE lambda.
         ent_coef: entropy bonus.
@@ -78,6 +89,10 @@ class Args:
     parent: int | None = None
     eval_every: int = 50_000
     eval_fraction: float = 0.2
+    # a validation split and checkpoint selection on it: see docs/training.md (the seed
+    # spread of the last policy was as large as the result itself)
+    val_fraction: float = 0.2
+    select_best: bool = True
     progress_every: int = 10_000
     database_url: str | None = None
     checkpoint_dir: Path | None = None
@@ -87,6 +102,9 @@ class Args:
     batch_size: int = 512
     n_epochs: int = 15
     learning_rate: float = 7e-4
+    # linear decay to 0 (CleanRL's anneal_lr): with a constant rate the weak seed drifted to
+    # over-trading late in the run (validation P&L falling); docs/training.md has the seeds
+    learning_rate_final: float = 0.0
     gamma: float = 0.999
     # gae_lambda 0.9 and a small entropy bonus (vs 0.95 / 0.0): on the benchmark
     # (bench/train_throughput.py, 100k env-steps, seeds 0-2) held-out P&L 43.5 -> 50.1 and
@@ -110,6 +128,10 @@ class Args:
             )
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0 - self.eval_fraction:
+            raise ConfigError(
+                f"val_fraction must be in [0, 1 - eval_fraction), got {self.val_fraction}"
+            )
 
     def hyperparams(self) -> dict[str, Any]:
         """Algorithm hyperparameters as stored in the registry (JSON-able)."""
@@ -120,12 +142,16 @@ class Args:
             "batch_size",
             "n_epochs",
             "learning_rate",
+            "learning_rate_final",
             "gamma",
             "gae_lambda",
             "ent_coef",
             "net_arch",
             "seed",
             "timesteps",
+            "eval_fraction",
+            "val_fraction",
+            "select_best",
         )
         out = {k: getattr(self, k) for k in keys}
         out["net_arch"] = list(self.net_arch)
@@ -173,6 +199,39 @@ def split_segments(ds: Dataset, eval_fraction: float) -> tuple[Dataset, Dataset]
     return ds.subset(idx[: n - n_eval]), ds.subset(idx[n - n_eval :])
 
 
+class Split(NamedTuple):
+    """Segments of a dataset by use: train on ``train``, select on ``val``, report ``test``."""
+
+    train: Dataset
+    val: Dataset | None  # None: no validation split (val_fraction 0 or too few segments)
+    test: Dataset
+
+
+def split_train_val_test(ds: Dataset, val_fraction: float, test_fraction: float) -> Split:
+    """Split by segment in time order: train | validation | test (the latest data).
+
+    Segments are markets (or clean runs of one), so no market's rows are in two parts.
+    A part that would be empty is dropped (validation first, logged): with fewer than 3
+    segments there is no validation set, with fewer than 2 the one dataset serves both
+    training and test (``split_segments``).  With ``test_fraction`` 0 the validation set
+    is also the test set (the report then shows what the selection saw).
+    """
+    n = ds.n_segments
+    n_val = round(n * val_fraction)
+    n_test = round(n * test_fraction)
+    if n_val == 0 or n - n_val - max(n_test, 1) < 1:
+        if val_fraction > 0:
+            log.warning("%d segment(s): no validation split", n)
+        train_ds, test_ds = split_segments(ds, test_fraction)
+        return Split(train_ds, None, test_ds)
+    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    idx = np.arange(n)
+    n_train = n - n_val - n_test
+    val_ds = ds.subset(idx[n_train : n_train + n_val])
+    test_ds = ds.subset(idx[n_train + n_val :]) if n_test else val_ds
+    return Split(ds.subset(idx[:n_train]), val_ds, test_ds)
+
+
 def env_identity(env: EnvConfig) -> dict[str, Any]:
     """Env + observation layout: hashed into the model's ``config_hash``."""
     return {
@@ -201,7 +260,7 @@ def _build(cls: Any, args: Args, venv: Any, parent_checkpoint: str | None) -> An
         return cls.load(parent_checkpoint, env=venv, device="cpu", seed=args.seed)
     policy_kwargs = {"net_arch": list(args.net_arch)}
     common: dict[str, Any] = {
-        "learning_rate": args.learning_rate,
+        "learning_rate": lr_schedule(args.learning_rate, args.learning_rate_final),
         "n_steps": args.n_steps,
         "gamma": args.gamma,
         "gae_lambda": args.gae_lambda,
@@ -214,6 +273,18 @@ def _build(cls: Any, args: Args, venv: Any, parent_checkpoint: str | None) -> An
     if args.algo == "ppo":
         return cls("MlpPolicy", venv, batch_size=args.batch_size, n_epochs=args.n_epochs, **common)
     return cls("MlpPolicy", venv, **common)
+
+
+def lr_schedule(start: float, final: float) -> float | Callable[[float], float]:
+    """SB3's learning rate: ``start`` if constant, else linear from ``start`` to ``final``
+    (SB3 calls it with the share of the run still to go, 1 -> 0)."""
+    if final == start:
+        return start
+
+    def rate(progress_remaining: float) -> float:
+        return final + (start - final) * progress_remaining
+
+    return rate
 
 
 def seed_everything(seed: int, torch_threads: int) -> None:
@@ -249,7 +320,11 @@ def train(args: Args) -> TrainResult:
     ds = load_data(args.dataset)
     if ds.n_rows == 0:
         raise DatasetError(f"dataset {args.dataset} has no rows")
-    train_ds, eval_ds = split_segments(ds, args.eval_fraction)
+    train_ds, val_ds, eval_ds = split_train_val_test(ds, args.val_fraction, args.eval_fraction)
+    # what the periodic evaluations see: validation if there is one, else the test set
+    # (the wave-1 behaviour; then there is no selection, the test set stays untouched)
+    watch_ds = val_ds if val_ds is not None else eval_ds
+    select = args.select_best and val_ds is not None
 
     # 2. envs (all data in memory; no I/O from here to the end of learning)
     venv = KalshiVecEnv(train_ds, n_envs=args.n_envs, config=args.env, seed=args.seed)
@@ -268,6 +343,7 @@ def train(args: Args) -> TrainResult:
         "rows": ds.n_rows,
         "segments": ds.n_segments,
         "train_segments": train_ds.n_segments,
+        "val_segments": 0 if val_ds is None else val_ds.n_segments,
         "eval_segments": eval_ds.n_segments,
         "ts_start": int(ds.ts.min()) if ds.n_rows else None,
         "ts_end": int(ds.ts.max()) if ds.n_rows else None,
@@ -308,8 +384,9 @@ def train(args: Args) -> TrainResult:
         model = make_model(args, venv, parent_ckpt)
         run_dir = store.version_dir(args.name, mv.version)
         callbacks: list[BaseCallback] = [ProgressCallback(rec, every=args.progress_every)]
+        evaluator = EvalCallback(watch_ds, args.env, rec, every=args.eval_every, keep_best=select)
+        callbacks.append(evaluator)
         if args.eval_every > 0:
-            callbacks.append(EvalCallback(eval_ds, args.env, rec, every=args.eval_every))
             callbacks.append(
                 CheckpointCallback(
                     save_freq=max(args.eval_every // args.n_envs, 1),
@@ -323,6 +400,7 @@ def train(args: Args) -> TrainResult:
             progress_bar=args.progress_bar,
             reset_num_timesteps=args.parent is None,
         )
+        selection = evaluator.restore_best() if select else None
 
         # 5. report, checkpoint, registry
         policies = [
@@ -338,7 +416,18 @@ def train(args: Args) -> TrainResult:
             name=f"{args.name}-v{mv.version}-eval",
             seed=args.seed,
         )
-        metrics = {"eval": report["policies"], "timesteps": int(model.num_timesteps)}
+        metrics: dict[str, Any] = {
+            "eval": report["policies"],
+            "timesteps": int(model.num_timesteps),
+            "validation": [{"timesteps": ts, **m} for ts, m in evaluator.history],
+        }
+        if selection is not None:
+            metrics["selected_timesteps"], metrics["selected_val_pnl"] = selection
+            report["selection"] = {
+                "timesteps": selection[0],
+                "val_pnl": selection[1],
+                "val_segments": watch_ds.n_segments,
+            }
         meta = registry.checkpoint_metadata(
             config,
             name=args.name,

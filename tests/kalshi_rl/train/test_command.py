@@ -63,3 +63,21 @@ def test_cli_rejects_unknown_algo(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, argv)
     assert result.exit_code != 0
     assert "algo must be one of" in str(result.exception)
+
+
+def test_cli_defaults_are_the_args_defaults() -> None:
+    import inspect
+
+    from kalshi_rl.commands.train import _batch_size
+    from kalshi_rl.commands.train import train as cli_train
+    from kalshi_rl.train.run import Args
+
+    shipped = Args(dataset="-")
+    params = inspect.signature(cli_train).parameters
+    shared = [n for n in params if n in Args.__dataclass_fields__ and n != "dataset"]
+    assert {"timesteps", "n_envs", "seed", "eval_every", "val_fraction", "select_best"} <= set(
+        shared
+    )
+    for n in shared:
+        assert params[n].default == getattr(shipped, n), n
+    assert _batch_size(shipped.n_envs) == shipped.batch_size

@@ -65,6 +65,13 @@ async def test_train_ppo_registers_ready_model_with_progress(pg_dsn: str, tmp_pa
             "oracle",
         }
         assert mv.env_config["n_features"] == N_FEATURES
+        # 10 segments: 6 train, 2 validation, 2 test; the kept policy is the best validation
+        assert (mv.data_window["train_segments"], mv.data_window["val_segments"]) == (6, 2)
+        assert mv.data_window["eval_segments"] == 2 and res.report["segments"] == 2
+        val = {v["timesteps"]: v["eval/total_pnl"] for v in mv.metrics["validation"]}
+        assert len(val) >= 2 and max(val) == mv.metrics["timesteps"]  # the end is evaluated
+        assert val[mv.metrics["selected_timesteps"]] == max(val.values())
+        assert mv.metrics["selected_val_pnl"] == max(val.values())
         run = await conn.fetchrow("SELECT * FROM training_runs WHERE id = $1", res.run_id)
         assert run["status"] == "finished" and run["model_id"] == res.model_id
         rows = await conn.fetch(
