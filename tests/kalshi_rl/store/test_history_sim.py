@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ pytestmark = pytest.mark.slow
 LIFETIME_MS = 24_000  # sim ms from start to close (the collector starts within half of it)
 
 
-async def until(pred: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
+async def until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Wait for a state the collector reaches asynchronously; fail naming it on timeout."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while not await pred():
+    while not pred():
         if loop.time() > end:
             pytest.fail(f"timed out waiting for: {what}")
         await asyncio.sleep(0.02)
@@ -74,28 +74,18 @@ async def _record(dsn: str, spill: Path) -> tuple[CollectorResult, dict[str, int
         )
         await asyncio.wait_for(started.wait(), 30)
 
-        async def snapshots_in() -> bool:  # book and lifecycle channels: one subscribe
-            return feeds[0].books_valid() == 4
-
-        await until(snapshots_in, "the initial snapshots")
+        # book and lifecycle channels come in one subscribe: all snapshots in = subscribed
+        await until(lambda: feeds[0].books_valid() == 4, "the initial snapshots")
         if time.time() * 1000 >= sim.model.now_ms + LIFETIME_MS // 2:
             pytest.fail("the collector took over half the markets' lifetime to start")
         while not sim.model.all_settled():
             sim.advance(400)
             await asyncio.sleep(0.01)
-        # The sim sent everything; its settle events are the last frames of each market.
-        # Stop once the markets table shows them (the node's tick wrote them), not after a
-        # fixed time: a loaded machine takes longer to drain the socket.
-        conn = await db.connect(dsn)
 
-        async def settled_in() -> bool:
-            n = await conn.fetchval("SELECT count(*) FROM markets WHERE status = 'settled'")
-            return bool(n == 4)
-
-        try:
-            await until(settled_in, "the settle events in the markets table")
-        finally:
-            await conn.close()
+        # The sim sent everything; determined + settled are each market's last frames.
+        # Stop once the feed has them all, not after a fixed time (a loaded machine takes
+        # longer to drain the socket); stopping writes what the 1 s tick has not yet.
+        await until(lambda: feeds[0].stats.lifecycle >= 2 * 4, "the determined + settled events")
         stop.set()
         res = await asyncio.wait_for(task, 60)
         results = {t: int(sim.model.mk[i]["result"]) for i, t in enumerate(sim.tickers)}
