@@ -5,7 +5,10 @@ real PostgreSQL throughout."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,30 +35,57 @@ from kalshi_rl.store.parquet import dataset_info, load_dataset, save_dataset
 
 pytestmark = pytest.mark.slow
 
-LIFETIME_MS = 12_000  # sim ms from start to close
+LIFETIME_MS = 24_000  # sim ms from start to close (the collector starts within half of it)
+
+
+async def until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait for a state the collector reaches asynchronously; fail naming it on timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.02)
 
 
 async def _record(dsn: str, spill: Path) -> tuple[CollectorResult, dict[str, int]]:
     """Record the sim until every market settled; returns the run and the sim's results."""
     model = ModelParams(lifetime_ms=LIFETIME_MS, determine_delay_ms=300, settle_delay_ms=300)
-    async with SimExchange(SimConfig(n_markets=4, autostart=False, seed=7, model=model)) as sim:
+    sim_cfg = SimConfig(n_markets=4, autostart=False, seed=7, model=model)
+    # The sim's clock starts at the wall clock when it is built and stands still until we
+    # advance it, but the first snapshots carry their receive (wall) time: the collector
+    # must be up within the markets' lifetime.  Build the model once first, so a cold
+    # Numba cache compiles its kernels (seconds) before that clock starts, not after.
+    SimExchange(sim_cfg)
+    async with SimExchange(sim_cfg) as sim:
         stop = asyncio.Event()
         started = asyncio.Event()
+        feeds: list[Any] = []
+
+        def on_started(feed: Any, _writer: Any) -> None:
+            feeds.append(feed)
+            started.set()
+
         cfg = CollectorConfig(rest_url=sim.rest_url, tickers=tuple(sim.tickers),
                               database_url=dsn, mode="sim", ring_capacity=1 << 14,
                               progress_interval_s=0.2, spill_dir=str(spill))  # fmt: skip
         task = asyncio.create_task(
-            run_collector(
-                cfg, FeedConfig(ws_url=sim.ws_url), stop=stop, on_started=lambda *_: started.set()
-            )
+            run_collector(cfg, FeedConfig(ws_url=sim.ws_url), stop=stop, on_started=on_started)
         )
         await asyncio.wait_for(started.wait(), 30)
-        await asyncio.sleep(0.3)  # initial snapshots
+
+        # book and lifecycle channels come in one subscribe: all snapshots in = subscribed
+        await until(lambda: feeds[0].books_valid() == 4, "the initial snapshots")
+        if time.time() * 1000 >= sim.model.now_ms + LIFETIME_MS // 2:
+            pytest.fail("the collector took over half the markets' lifetime to start")
         while not sim.model.all_settled():
-            sim.advance(200)
+            sim.advance(400)
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)  # lifecycle events reach the markets table (1 s tick)
-        await asyncio.sleep(0.6)
+
+        # The sim sent everything; determined + settled are each market's last frames.
+        # Stop once the feed has them all, not after a fixed time (a loaded machine takes
+        # longer to drain the socket); stopping writes what the 1 s tick has not yet.
+        await until(lambda: feeds[0].stats.lifecycle >= 2 * 4, "the determined + settled events")
         stop.set()
         res = await asyncio.wait_for(task, 60)
         results = {t: int(sim.model.mk[i]["result"]) for i, t in enumerate(sim.tickers)}
