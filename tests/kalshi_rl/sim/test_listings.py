@@ -298,3 +298,31 @@ async def test_markets_listed_at_start_get_a_valid_book(subscribe_first: bool) -
     for t in at_start:
         b = sim.book(t)
         assert b["yes"] and b["no"], (t, b)  # the makers quote both sides
+
+
+async def test_rest_times_keep_milliseconds_and_the_clock_starts_on_a_second() -> None:
+    """REST open/close times are RFC 3339 with the milliseconds when there are any (not
+    truncated to the second); by default the sim's clock starts on a whole second, so its
+    markets open and close on whole seconds, as Kalshi's do, and the lifecycle events'
+    unix-second times are exact."""
+    from datetime import datetime
+
+    series = default_series(2, lifetime_ms=4000, lead_ms=400)
+    odd = SimConfig(series=series, model=FAST, rate=2000, **{**MANUAL, "start_ts_ms": T0 + 517})
+    async with SimExchange(odd) as sim:
+        t = next(t for t in sim.tickers if t)
+        m = (await asyncio.to_thread(_rest, sim, f"/markets/{t}"))["market"]
+        close_ms = sim.model.spec_by_ticker(t).close_ts
+        assert close_ms % 1000 == 517
+        assert m["close_time"].endswith(".517Z"), m["close_time"]
+        assert datetime.fromisoformat(m["close_time"]).timestamp() * 1000 == close_ms
+        assert m["open_time"].endswith(".517Z")
+    wall = SimConfig(series=series, model=FAST, rate=2000, autostart=False, record_limit=0)
+    async with SimExchange(wall) as sim:
+        assert sim.open_ts_ms % 1000 == 0
+        for t in (t for t in sim.tickers if t):
+            m = (await asyncio.to_thread(_rest, sim, f"/markets/{t}"))["market"]
+            assert "." not in m["close_time"], m["close_time"]
+            assert datetime.fromisoformat(m["close_time"]).timestamp() * 1000 == (
+                sim.model.spec_by_ticker(t).close_ts
+            )
