@@ -111,6 +111,18 @@ async def _deploy_and_trade(stack: Any, dsn: str, model_id: int) -> None:
     typer.echo(f"[up] deployed {mv.name} v{mv.version} (id {mv.id}); the actor trades it on paper")
 
 
+# a first model that learned to hold (no trade on held-out data) is trained again with the
+# next seed on the same data, up to this many runs in all: on the default rolling history
+# one seed in three or four learned to hold at 150k steps (docs/web.md "The main job")
+FIRST_RUNS = 3
+
+
+def _heldout_trades(mv: Any) -> int:
+    """Trades of the agent in the model's held-out evaluation (-1: not evaluated)."""
+    agent = (mv.metrics or {}).get("eval", {}).get("agent", {})
+    return int(agent.get("trades", -1)) if isinstance(agent, dict) else -1
+
+
 async def _first_model(
     stack: Any, launcher: Any, dsn: str, *, name: str, algo: str, timesteps: int, seed: int,
     dataset: str,
@@ -119,14 +131,16 @@ async def _first_model(
     from kalshi_rl.web.schemas import TrainingStart
 
     mv = await _usable_model(dsn, name)
-    if mv is None:
+    run = 0
+    while mv is None:
         req = TrainingStart(
-            name=name, algorithm=algo, timesteps=timesteps, seed=seed, n_envs=64,  # type: ignore[arg-type]
+            name=name, algorithm=algo, timesteps=timesteps, seed=seed + run, n_envs=64,  # type: ignore[arg-type]
             dataset=dataset, eval_every=max(timesteps // 4, 1000),
         )  # fmt: skip
         job = launcher.start(req)
         typer.echo(
-            f"[up] first training run: {algo} on {dataset}, {timesteps} steps (job {job.job_id})"
+            f"[up] first training run: {algo} on {dataset}, {timesteps} steps, seed"
+            f" {seed + run} (job {job.job_id})"
         )
         assert job.task is not None
         await job.task
@@ -139,6 +153,14 @@ async def _first_model(
         if mv is None:
             typer.echo("[up] training finished but registered no usable model")
             return
+        run += 1
+        if _heldout_trades(mv) == 0 and run < FIRST_RUNS:
+            typer.echo(
+                f"[up] {mv.name} v{mv.version} learned to hold (no held-out trade):"
+                f" training again with seed {seed + run} on the same data"
+            )
+            mv = None
+            dataset = job.dataset_path or dataset  # the generated data, not generated again
     await _deploy_and_trade(stack, dsn, mv.id)
 
 

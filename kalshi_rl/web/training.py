@@ -47,6 +47,7 @@ class Job:
     stop_requested: bool = False
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL))
     task: asyncio.Task[None] | None = None
+    dataset_path: str | None = None  # the Parquet dataset trained on (once built)
 
     def view(self) -> TrainingJob:
         return TrainingJob(
@@ -164,6 +165,7 @@ class TrainingLauncher:
                     return
                 dataset = str(path)
             job.state = "training"
+            job.dataset_path = dataset
             rc = await self._child(job, self._train_args(job, dataset))
             job.exit_code = rc
             job.state = "finished" if rc == 0 else ("stopped" if job.stop_requested else "failed")

@@ -97,7 +97,11 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
     out: list[str] = []
     try:
         url = (await _read_until(proc, r"\[up\] dashboard: (http://\S+)/", out, deadline))[1]
-        await _read_until(proc, r"\[up\] deployed smoke v1 .* trades it on paper", out, deadline)
+        # v1, or a later version when v1 learned to hold (``up`` then trains again)
+        deployed = await _read_until(
+            proc, r"\[up\] deployed smoke v(\d+) .* trades it on paper", out, deadline
+        )
+        version = int(deployed[1])
         # every market the node has seen by now (the actor started just before that line)
         before = {m["ticker"] for m in await _get_json(f"{url}/rl/markets")}
         # keep reading its output: a full pipe would block the process
@@ -113,7 +117,8 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(f"{url}/#/agent")
             await page.locator("[data-testid=actor-state]", has_text="running").wait_for()
-            assert "smoke v1" in await page.locator("[data-testid=actor-model]").inner_text()
+            model = await page.locator("[data-testid=actor-model]").inner_text()
+            assert f"smoke v{version}" in model, model
             await page.locator("[data-testid=status-actor]", has_text="running").wait_for()
             # an order on a market listed after the actor started, in the action feed
             later = await _wait_for_order_row(page, before, deadline, out)
@@ -146,7 +151,9 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
             "SELECT count(*) FROM orderbook_deltas WHERE session_id = $1", session["id"]
         )
         assert n_deltas > 100 and n_deltas == session["n_deltas"]  # every delta flushed
-        model = await conn.fetchrow("SELECT * FROM models WHERE name = 'smoke'")
+        model = await conn.fetchrow(
+            "SELECT * FROM models WHERE name = 'smoke' AND version = $1", version
+        )
         assert model["status"] == "deployed" and Path(model["checkpoint_path"]).exists()
         ep = await conn.fetchrow("SELECT * FROM trading_episodes WHERE model_id = $1", model["id"])
         assert ep["mode"] == "paper" and ep["ended_at"] is not None  # closed on shutdown
