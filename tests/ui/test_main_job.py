@@ -89,8 +89,9 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kalshi_rl.cli", "up", "--port", "0", "--web-port", "0",
         # the defaults (4 rolling series, the first run's data and steps) but a shorter
-        # market life: a new market is listed every 15 s instead of every 45 s
-        "--market-life", "60000", "--rate", "200", "--name", "smoke",
+        # market life: a new market is listed every 7.5 s instead of every 45 s, so the
+        # actor meets many markets listed after it started within the budget
+        "--market-life", "30000", "--rate", "200", "--name", "smoke",
         "--database-url", pg_dsn,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
