@@ -32,7 +32,9 @@ async def test_dashboard_answers_while_the_sim_runs_flat_out(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_app: Any
 ) -> None:
     monkeypatch.setenv("KALSHI_RL_DATA_DIR", str(tmp_path / "data"))
-    scfg = SimConfig(series=default_series(4, lifetime_ms=60_000), rate=0, record_limit=0)
+    # rolling markets of 10 sim minutes: the listings keep the follower and the feed busy
+    # (lifecycle events, subscriptions) beside the book stream, as in ``up --rate 0``
+    scfg = SimConfig(series=default_series(4, lifetime_ms=600_000), rate=0, record_limit=0)
     async with live_stack(
         pg_dsn, sim_config=scfg, ring_capacity=1 << 16, spill_dir=str(tmp_path / "spill")
     ) as st:
