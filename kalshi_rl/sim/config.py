@@ -47,6 +47,9 @@ class SimConfig:
             (capped at the interval).
         autostart: run the generator task; False = drive it with ``SimExchange.advance``.
         batch_steps: most model steps generated per batch.
+        max_batch_ms: at full speed (``rate=0``) a batch is sized to take about this much
+            wall time (generation + fan-out), then the generator yields the event loop, so
+            a dashboard or feed sharing the process stays responsive.
         slow_reader_bytes: a client whose unsent backlog exceeds this gets error 25 on
             its sids and loses them (Kalshi's slow-reader behaviour).
         blast_frames: >0 enables blast mode with this many pre-encoded delta frames.
@@ -78,6 +81,7 @@ class SimConfig:
     pong_timeout_s: float = 10.0
     autostart: bool = True
     batch_steps: int = 2048
+    max_batch_ms: float = 4.0
     slow_reader_bytes: int = 64 * 1024 * 1024
     blast_frames: int = 0
     replay_session: int | None = None
@@ -108,6 +112,8 @@ class SimConfig:
             raise ConfigError(f"replay_speed must be >= 0, got {self.replay_speed}")
         if self.ping_interval_s <= 0 or self.pong_timeout_s <= 0:
             raise ConfigError("ping_interval_s and pong_timeout_s must be positive")
+        if self.max_batch_ms <= 0:
+            raise ConfigError(f"max_batch_ms must be positive, got {self.max_batch_ms}")
         if self.batch_steps < 1 or self.blast_frames < 0 or self.gap_every < 0:
             raise ConfigError("batch_steps must be >= 1; blast_frames, gap_every >= 0")
         if self.fault_every_s < 0:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.dtypes import LC_CREATED, LC_DETERMINED, LC_SETTLED, PRICE_MAX, RESULT_YES
 from kalshi_rl.sim.grid import DOLLARS
+from kalshi_rl.sim.model import empty_book
 
 if TYPE_CHECKING:
     from kalshi_rl.sim.model import MarketModel, MarketSpec
@@ -89,12 +90,15 @@ def reuse_slot(hub: Subscriptions, m: int, serial: int) -> MarketSpec:
     _slot, spec = hub.markets.model.listing(serial)
     old = hub.markets.tickers[m]
     hub.markets.rename(m, spec.ticker)
-    # the public book starts as the model's: empty until the market opens
-    pub = hub.markets.books
-    pub.qty[m] = hub.markets.model.books.qty[m]
-    pub.best[m] = hub.markets.model.books.best[m]
-    pub.meta[m] = hub.markets.model.books.meta[m]
-    if old:
+    # The public book starts as the model's book was when the market was listed: empty
+    # (MarketModel.list_market empties it).  It must not be copied from the model now: the
+    # model has already run this whole batch, so a market that opens inside the batch (the
+    # ones listed at the sim's start open at once) would get the batch's quotes twice,
+    # once copied and once as the batch's deltas -- a crossed book the feed resyncs forever.
+    empty_book(hub.markets.books, m)
+    # Markets listed at the sim's start are named before their ``created`` event is sent
+    # (REST lists them at once): a subscription to that ticker keeps it.
+    if old and old != spec.ticker:
         for idx in hub.index.values():
             for sub in list(idx[m]):
                 if sub.markets is not None:  # it named the old ticker: that market is gone

@@ -33,7 +33,12 @@ class SimMarkets:
     """
 
     def __init__(self, specs: list[MarketSpec], config: SimConfig, quote: bool = True) -> None:
-        ts0 = config.start_ts_ms if config.start_ts_ms is not None else int(time.time() * 1000)
+        # the clock starts on a whole second (as Kalshi's market times are): rolling markets
+        # then open and close on whole seconds too, which the lifecycle events' unix-second
+        # open_ts / close_ts carry exactly
+        ts0 = config.start_ts_ms
+        if ts0 is None:
+            ts0 = int(time.time()) * 1000
         schedule = None
         if config.series is not None:
             schedule = ListingSchedule(config.series, ts0)

@@ -974,6 +974,19 @@ def generate_steps(  # noqa: PLR0917 -- njit kernels take positional arrays/scal
 
 # =========================================================================== facade
 
+
+def empty_book(books: BookSet, slot: int) -> None:
+    """Make ``slot`` of ``books`` a valid book with no levels (a newly listed market)."""
+    books.clear(slot)
+    # the empty-snapshot marker row validates a book with no levels
+    marker = np.zeros(1, dtype=SNAPSHOT_LEVEL_DTYPE)
+    marker["side"] = -1
+    marker["price"] = NO_PRICE
+    marker["market"] = slot
+    if books.apply_snapshot(slot, marker) != ST_OK:
+        raise ConfigError(f"could not initialise the book of slot {slot}")
+
+
 RETIRED_KEEP = 10_000  # retired markets REST still answers for
 _LISTED_KEEP = 4096  # listing serial -> (slot, spec) kept for the dispatcher
 
@@ -1092,13 +1105,7 @@ class MarketModel:
         self.mk[slot]["grid_len"] = len(g)
 
     def _empty_book(self, slot: int) -> None:
-        # the empty-snapshot marker row validates a book with no levels
-        marker = np.zeros(1, dtype=SNAPSHOT_LEVEL_DTYPE)
-        marker["side"] = -1
-        marker["price"] = NO_PRICE
-        marker["market"] = slot
-        if self.books.apply_snapshot(slot, marker) != ST_OK:
-            raise ConfigError(f"could not initialise the book of slot {slot}")
+        empty_book(self.books, slot)
         self.anchor[slot] = -1
 
     def _init_books(self) -> None:

@@ -47,9 +47,13 @@ _FILTER = {
 
 
 def _iso(ms: int) -> str | None:
+    """Unix ms as an RFC 3339 time (Kalshi's REST form, ``2026-01-01T00:00:00Z``), with
+    the milliseconds when there are any: truncated to the second, a close time would cut
+    the data of the last second before close from a history that trusts it."""
     if ms <= 0 or ms >= 2**62:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{t}.{ms % 1000:03d}Z" if ms % 1000 else f"{t}Z"
 
 
 def _err(status: int, code: str, message: str) -> tuple[int, bytes]:

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,19 @@ from kalshi_rl.sim.subscriptions import CHANNELS, SentMessage, Subscriptions
 log = logging.getLogger(__name__)
 
 __all__ = ["CHANNELS", "GARBAGE_KINDS", "BlastResult", "SentMessage", "SimExchange"]
+
+
+def _bounded_batch(n: int, took_s: float, cfg: SimConfig) -> int:
+    """The next full-speed batch size: the steps that take about ``cfg.max_batch_ms``
+    at the pace just measured (``n`` steps in ``took_s``), within 1..batch_steps, growing
+    at most 2x a batch (a cheap batch of a quiet moment must not make the next one huge).
+
+    Without the bound one batch of 2048 steps plus its fan-out held the event loop for
+    tens of ms at a time, back to back, and a dashboard in the same process timed out on
+    WebSocket handshakes."""
+    target = cfg.max_batch_ms / 1000.0
+    want = n * target / took_s if took_s > 0 else 2 * n
+    return max(1, min(cfg.batch_steps, 2 * n, int(want)))
 
 
 class SimExchange:
@@ -323,6 +337,7 @@ class SimExchange:
         rate = cfg.wall_rate(len(self.tickers))
         t0 = loop.time()
         emitted = 0
+        flat_out = cfg.batch_steps  # full-speed batch size, adapted to max_batch_ms
         while True:
             now = loop.time()
             stall_until = self.faults.stall_until
@@ -348,8 +363,11 @@ class SimExchange:
                 if not self.has_listeners() or self.backlogged():
                     await asyncio.sleep(0.001)
                     continue
-                n = cfg.batch_steps
+                n = flat_out
+            started = time.perf_counter()
             emitted += self.advance(n)
+            if rate <= 0:
+                flat_out = _bounded_batch(n, time.perf_counter() - started, cfg)
             await asyncio.sleep(0)
 
     # ----------------------------------------------------------------- Python API

@@ -281,6 +281,9 @@ class Actor:
         market_grids: ticker -> bool [1001] valid YES prices (its price_level_structure);
             a limit off the grid is moved to the nearest less aggressive valid price.
         clock_ns: wall clock in ns (tests, parity replays).
+        follow: the markets come from a followed market list (rolling listings): the
+            actor may start with none and gets them from ``add_markets`` as they are
+            listed.  Without it an empty ``markets`` is an error.
     """
 
     # per-market arrays (views sized len(tickers); see _PER_MARKET)
@@ -311,10 +314,11 @@ class Actor:
         market_times: Mapping[str, tuple[int, int]] | None = None,
         market_grids: Mapping[str, np.ndarray] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        follow: bool = False,
     ) -> None:
         self.config = config or ActorConfig()
         refuse_live(self.config.mode)
-        if not markets:
+        if not markets and not follow:
             raise ConfigError("the actor needs at least one market")
         self.books = books
         self.paper = paper
@@ -430,7 +434,7 @@ class Actor:
 
     def _grow_to(self, n: int) -> None:
         """Make room for ``n`` markets (capacity doubles; rows kept; views re-sliced)."""
-        if n > self._cap:
+        if n > self._cap or not self._bufs:  # (an actor may start with no market)
             cap = max(n, 2 * self._cap, 4)
             for name, dtype, fill, shape in self._PER_MARKET:
                 buf = np.zeros((cap, *shape), dtype=dtype)

@@ -118,8 +118,11 @@ async def attach_trading(
 
     refuse_live(config.mode)
     tickers = await _tradable(node)
-    if not tickers:
+    following = node.follower is not None
+    if not tickers and not following:  # a fixed market list with nothing in it
         raise ConfigError("the node trades no markets")
+    if not tickers:
+        log.info("the node follows the market list: trading markets as they are listed")
     async with node.pool.acquire() as conn:
         mv = await resolve_ref(conn, model_ref)
     loaded = await load_version(mv, fast=fast)
@@ -184,7 +187,7 @@ async def attach_trading(
     grids = {t: _grid(structure(t)) for t in tickers}
     actor = Actor(
         node.books, paper, loaded, tickers, config,
-        store=store, market_times=times, market_grids=grids,
+        store=store, market_times=times, market_grids=grids, follow=following,
     )  # fmt: skip
     sink = ActionSink(actor.ring, node.pool, node.books.ticker_of)
     if persist:
@@ -289,11 +292,11 @@ class MarketSync:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
             try:
                 await self.sync()
             except (OSError, TimeoutError, KalshiRLError) as exc:
                 log.warning("actor market sync postponed: %s", exc)
+            await asyncio.sleep(self.interval_s)
 
 
 def _grid(structure: Any) -> Any:

@@ -436,8 +436,8 @@ class TrainingController(Controller):
 
 
 def _check_dataset(spec: str) -> None:
-    """400 unless ``spec`` is ``synthetic:S:L:SEED``, ``sim:MARKETS:SECONDS:SEED`` or a
-    Parquet file / dir of them."""
+    """400 unless ``spec`` is ``synthetic:S:L:SEED``, ``sim:MARKETS:SECONDS:SEED``,
+    ``rolling:SERIES:SECONDS:SEED`` or a Parquet file / dir of them."""
     if spec.startswith("sim:"):
         parts = spec.removeprefix("sim:").split(":")
         ok = len(parts) == 3 and all(p.isdigit() for p in parts)
@@ -445,6 +445,15 @@ def _check_dataset(spec: str) -> None:
             raise HTTPException(
                 status_code=400,
                 detail=f"dataset {spec!r}: sim:MARKETS(1-64):SECONDS(1-3600):SEED",
+            )
+        return
+    if spec.startswith("rolling:"):
+        parts = spec.removeprefix("rolling:").split(":")
+        ok = len(parts) == 3 and all(p.isdigit() for p in parts)
+        if not ok or not (1 <= int(parts[0]) <= 8 and 1 <= int(parts[1]) <= 3600):
+            raise HTTPException(
+                status_code=400,
+                detail=f"dataset {spec!r}: rolling:SERIES(1-8):SECONDS(1-3600):SEED",
             )
         return
     if spec.startswith("synthetic:"):

@@ -277,8 +277,9 @@ class TrainingStart(Struct, kw_only=True, forbid_unknown_fields=True):
     """Start a training run in a separate process.
 
     Data: exactly one of ``dataset`` (a Parquet path, ``synthetic:SEGMENTS:LENGTH:SEED`` for a
-    random walk, or ``sim:MARKETS:SECONDS:SEED`` for generated history: the local exchange
-    recorded in fast mode first) or ``session_id`` (a recorded session, optionally cut to
+    random walk, ``sim:MARKETS:SECONDS:SEED`` for generated history: the local exchange
+    recorded in fast mode first, or ``rolling:SERIES:SECONDS:SEED``: the same with rolling
+    series of short-lived markets) or ``session_id`` (a recorded session, optionally cut to
     ``start_ms``..``end_ms``; a dataset is built from it first).
     """
 

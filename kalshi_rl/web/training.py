@@ -28,6 +28,8 @@ _TAIL = 40
 # dataset spec "sim:MARKETS:SECONDS:SEED": generated history from the local exchange's fast
 # mode (``kalshi-rl generate``) is recorded first, then trained on
 GENERATED_PREFIX = "sim:"
+# "rolling:SERIES:SECONDS:SEED": the same, with SERIES rolling series of short-lived markets
+ROLLING_PREFIX = "rolling:"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Job:
     stop_requested: bool = False
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL))
     task: asyncio.Task[None] | None = None
+    dataset_path: str | None = None  # the Parquet dataset trained on (once built)
 
     def view(self) -> TrainingJob:
         return TrainingJob(
@@ -136,11 +139,12 @@ class TrainingLauncher:
         r = job.request
         try:
             dataset = r.dataset
-            if dataset is not None and dataset.startswith(GENERATED_PREFIX):
-                markets, seconds, seed = dataset.removeprefix(GENERATED_PREFIX).split(":")
+            if dataset is not None and dataset.startswith((GENERATED_PREFIX, ROLLING_PREFIX)):
+                kind, n, seconds, seed = dataset.split(":")
                 path = self.data_dir / "datasets" / f"generated-job{job.job_id}"
-                gen = ["generate", "--out", str(path), "--markets", markets, "--seconds",
-                       seconds, "--seed", seed]  # fmt: skip
+                what = ["--rolling", n] if kind + ":" == ROLLING_PREFIX else ["--markets", n]
+                gen = ["generate", "--out", str(path), *what, "--seconds", seconds,
+                       "--seed", seed]  # fmt: skip
                 rc = await self._child(job, gen)
                 if rc != 0 or job.stop_requested:
                     job.exit_code = rc
@@ -161,6 +165,7 @@ class TrainingLauncher:
                     return
                 dataset = str(path)
             job.state = "training"
+            job.dataset_path = dataset
             rc = await self._child(job, self._train_args(job, dataset))
             job.exit_code = rc
             job.state = "finished" if rc == 0 else ("stopped" if job.stop_requested else "failed")

@@ -1,7 +1,8 @@
 """The README's main job, end to end: ``kalshi-rl up`` on a fresh data dir brings up the
-embedded stack, trains a first model on generated history, deploys it and trades it on
-paper, all visible in the dashboard (checked in Debian Chromium); Ctrl-C (SIGINT) then
-stops everything cleanly with every buffer flushed."""
+embedded stack and the local exchange's rolling markets (its default), trains a first model
+on generated rolling history, deploys it and trades it on paper -- also on markets listed
+after the actor started -- all visible in the dashboard (checked in Debian Chromium);
+Ctrl-C (SIGINT) then stops everything cleanly with every buffer flushed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,18 +31,50 @@ async def _read_until(proc: asyncio.subprocess.Process, pattern: str, out: list[
     rx = re.compile(pattern)
     while True:
         left = deadline - time.monotonic()
-        assert left > 0, f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:])
+        if left <= 0:
+            pytest.fail(f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:]))
         try:
             raw = await asyncio.wait_for(proc.stdout.readline(), left)
         except TimeoutError:
-            raise AssertionError(
-                f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:])
-            ) from None
+            pytest.fail(f"no {pattern!r} within the budget:\n" + "\n".join(out[-60:]))
         assert raw, f"kalshi-rl up exited before {pattern!r}:\n" + "\n".join(out[-60:])
         line = f"{time.monotonic() - T0[0]:6.1f}s {raw.decode(errors='replace').rstrip()}"
         out.append(line)
         if m := rx.search(line):
             return m
+
+
+async def _drain(proc: asyncio.subprocess.Process, out: list[str]) -> None:
+    """Read the process's output to its end."""
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        out.append(f"{time.monotonic() - T0[0]:6.1f}s {raw.decode(errors='replace').rstrip()}")
+
+
+async def _get_json(url: str) -> Any:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.get(url)
+        r.raise_for_status()
+        return r.json()
+
+
+async def _wait_for_order_row(page: Any, before: set[str], deadline: float, out: list[str]) -> str:
+    """The ticker of an action row that sent an order on a market not in ``before``."""
+    while time.monotonic() < deadline:
+        rows = await page.eval_on_selector_all(
+            "[data-testid=action-row]",
+            "rows => rows.map(r => [r.cells[1].innerText, r.cells[8].innerText])",
+        )
+        for ticker, status in rows:
+            if ticker not in before and status.startswith(("sent", "filled")):
+                return str(ticker)
+        await asyncio.sleep(0.5)
+    pytest.fail(
+        f"no order on a market listed after the actor started (known: {sorted(before)}):\n"
+        + "\n".join(out[-60:])
+    )
 
 
 async def test_up_trains_deploys_trades_and_stops_cleanly(
@@ -54,14 +88,25 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
     deadline = t0 + BUDGET_S
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kalshi_rl.cli", "up", "--port", "0", "--web-port", "0",
-        "--markets", "4", "--rate", "200", "--timesteps", "4096", "--name", "smoke",
+        # the defaults (4 rolling series, the first run's data and steps) but a shorter
+        # market life: a new market is listed every 7.5 s instead of every 45 s, so the
+        # actor meets many markets listed after it started within the budget
+        "--market-life", "30000", "--rate", "200", "--name", "smoke",
         "--database-url", pg_dsn,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     out: list[str] = []
     try:
         url = (await _read_until(proc, r"\[up\] dashboard: (http://\S+)/", out, deadline))[1]
-        await _read_until(proc, r"\[up\] deployed smoke v1 .* trades it on paper", out, deadline)
+        # v1, or a later version when v1 learned to hold (``up`` then trains again)
+        deployed = await _read_until(
+            proc, r"\[up\] deployed smoke v(\d+) .* trades it on paper", out, deadline
+        )
+        version = int(deployed[1])
+        # every market the node has seen by now (the actor started just before that line)
+        before = {m["ticker"] for m in await _get_json(f"{url}/rl/markets")}
+        # keep reading its output: a full pipe would block the process
+        drain = asyncio.create_task(_drain(proc, out))
 
         from playwright.async_api import async_playwright
 
@@ -69,32 +114,35 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
             b = await p.chromium.launch(executable_path=executable, args=args)
             page = await b.new_page(viewport={"width": 1440, "height": 900})
             errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(f"{url}/#/agent")
             await page.locator("[data-testid=actor-state]", has_text="running").wait_for()
-            assert "smoke v1" in await page.locator("[data-testid=actor-model]").inner_text()
-            await page.locator("[data-testid=action-row]").first.wait_for(timeout=60_000)
+            model = await page.locator("[data-testid=actor-model]").inner_text()
+            assert f"smoke v{version}" in model, model
             await page.locator("[data-testid=status-actor]", has_text="running").wait_for()
+            # an order on a market listed after the actor started, in the action feed
+            later = await _wait_for_order_row(page, before, deadline, out)
             await page.screenshot(path=artifacts / "up-agent.png")
             await b.close()
-            assert errors == []
+            assert errors == [], errors
         took = time.monotonic() - t0
-        assert took < BUDGET_S
         (artifacts / "up-log.txt").write_text(
-            "\n".join(out) + f"\ntrading visible after {took:.0f} s\n"
+            "\n".join(out) + f"\ntrading on {later} (listed after the actor started)"
+            f" visible after {took:.0f} s\n"
         )
 
         proc.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(proc.communicate(), 120)
-        out += rest.decode(errors="replace").splitlines()
-        assert proc.returncode == 0, "\n".join(out[-60:])
+        await asyncio.wait_for(drain, 120)
+        assert await proc.wait() == 0, "\n".join(out[-60:])
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     text = "\n".join(out)
     assert "[up] stopping: web, training, actor, then flushing every buffer" in text
-    assert "books valid at stop 4/4" in text, text[-3000:]
+    stop = re.search(r"books valid at stop (\d+)/(\d+)", text)
+    assert stop is not None and 1 <= int(stop[1]) <= int(stop[2]), text[-3000:]
 
     conn = await db.connect(pg_dsn)
     try:
@@ -104,7 +152,9 @@ async def test_up_trains_deploys_trades_and_stops_cleanly(
             "SELECT count(*) FROM orderbook_deltas WHERE session_id = $1", session["id"]
         )
         assert n_deltas > 100 and n_deltas == session["n_deltas"]  # every delta flushed
-        model = await conn.fetchrow("SELECT * FROM models WHERE name = 'smoke'")
+        model = await conn.fetchrow(
+            "SELECT * FROM models WHERE name = 'smoke' AND version = $1", version
+        )
         assert model["status"] == "deployed" and Path(model["checkpoint_path"]).exists()
         ep = await conn.fetchrow("SELECT * FROM trading_episodes WHERE model_id = $1", model["id"])
         assert ep["mode"] == "paper" and ep["ended_at"] is not None  # closed on shutdown

@@ -239,3 +239,90 @@ async def test_fast_mode_generates_the_same_market_sooner(ws_client: Any) -> Non
                 res = "yes" if e["price"] == RESULT_YES else "no"
                 want.append((names[int(e["market"])], res))
     assert got == want[:want_n]
+
+
+async def _feed_until(pred: Any, what: str, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("subscribe_first", [True, False])
+async def test_markets_listed_at_start_get_a_valid_book(subscribe_first: bool) -> None:
+    """The markets the sim lists at its own start (``k = -1``: they open at once with what
+    is left of their life) keep a valid book over the project's real feed: no gaps, no
+    desyncs, and the feed's book equals the sim's.  Before the fix their public book was
+    copied from the maker's *after* the first batch's quotes and then got those quotes
+    again (crossed: the feed resynced it in a loop), and a subscription made before the
+    first step lost the market at its ``created`` event."""
+    from core.book import BookSet
+    from kalshi_rl.config import FeedConfig
+    from kalshi_rl.kalshi.feed import Feed, FeedRings
+
+    series = default_series(3, lifetime_ms=60_000, lead_ms=400)
+    cfg = SimConfig(series=series, model=FAST, rate=2000, step_ms=2.0, **MANUAL)
+    async with SimExchange(cfg) as sim:
+        at_start = [t for t in sim.tickers if t]
+        assert len(at_start) == 3  # one open market per series at the start
+        if not subscribe_first:
+            sim.advance(1)
+        books = BookSet(8)
+        feed = Feed(FeedConfig(ws_url=sim.ws_url), books, FeedRings.create(1 << 16), at_start)
+        task = asyncio.create_task(feed.run())
+        try:
+            await _feed_until(
+                lambda: feed.stats.snapshots >= len(at_start), "the snapshots of the markets"
+            )
+            for _ in range(20):  # 20 x 200 steps = 8 sim s: quotes, trades, requotes
+                sim.advance(200)
+                await asyncio.sleep(0.01)
+
+            def same() -> bool:
+                return all(
+                    books.valid(books.slot(t))
+                    and {"yes": books.levels(books.slot(t), SIDE_YES),
+                         "no": books.levels(books.slot(t), SIDE_NO)} == sim.book(t)
+                    for t in at_start
+                )  # fmt: skip
+
+            await _feed_until(same, "the feed's books to equal the sim's")
+        finally:
+            feed.stop()
+            await asyncio.wait_for(task, 10)
+    st = feed.stats
+    assert st.deltas > 100, st.as_dict()
+    assert st.gaps == 0 and st.desyncs == 0 and st.resyncs == 0, st.as_dict()
+    for t in at_start:
+        b = sim.book(t)
+        assert b["yes"] and b["no"], (t, b)  # the makers quote both sides
+
+
+async def test_rest_times_keep_milliseconds_and_the_clock_starts_on_a_second() -> None:
+    """REST open/close times are RFC 3339 with the milliseconds when there are any (not
+    truncated to the second); by default the sim's clock starts on a whole second, so its
+    markets open and close on whole seconds, as Kalshi's do, and the lifecycle events'
+    unix-second times are exact."""
+    from datetime import datetime
+
+    series = default_series(2, lifetime_ms=4000, lead_ms=400)
+    odd = SimConfig(series=series, model=FAST, rate=2000, **{**MANUAL, "start_ts_ms": T0 + 517})
+    async with SimExchange(odd) as sim:
+        t = next(t for t in sim.tickers if t)
+        m = (await asyncio.to_thread(_rest, sim, f"/markets/{t}"))["market"]
+        close_ms = sim.model.spec_by_ticker(t).close_ts
+        assert close_ms % 1000 == 517
+        assert m["close_time"].endswith(".517Z"), m["close_time"]
+        assert datetime.fromisoformat(m["close_time"]).timestamp() * 1000 == close_ms
+        assert m["open_time"].endswith(".517Z")
+    wall = SimConfig(series=series, model=FAST, rate=2000, autostart=False, record_limit=0)
+    async with SimExchange(wall) as sim:
+        assert sim.open_ts_ms % 1000 == 0
+        for t in (t for t in sim.tickers if t):
+            m = (await asyncio.to_thread(_rest, sim, f"/markets/{t}"))["market"]
+            assert "." not in m["close_time"], m["close_time"]
+            assert datetime.fromisoformat(m["close_time"]).timestamp() * 1000 == (
+                sim.model.spec_by_ticker(t).close_ts
+            )

@@ -800,3 +800,46 @@ async def test_orders_expire_on_the_sim_clock(key_pem: bytes) -> None:
             with pytest.raises(KalshiApiError):
                 await alice.create_order(t, "bid", count=C, price=10, expiration_time="soon")
         assert sim.engine.check_invariants() == []
+
+
+async def test_positions_stay_with_their_market_when_a_rolling_slot_is_reused(
+    key_pem: bytes,
+) -> None:
+    """Accounts keep a rolling market's position under that market, not its book slot:
+    after the market settles and a new listing takes the slot, ``/portfolio/positions``
+    shows the settled position under the old ticker, the new market starts flat, and a
+    trade in the new market opens a position of its own."""
+    from kalshi_rl.sim.listings import default_series
+
+    series = default_series(1, lifetime_ms=3000, lead_ms=0)
+    params = ModelParams(determine_delay_ms=200, settle_delay_ms=200)
+    cfg = sim_cfg(key_pem, series=series, model=params, rate=2000.0, step_ms=2.0, n_markets=1)
+    async with SimExchange(cfg) as sim:
+        sim.advance(1)  # lists and opens the first market
+        a = next(t for t in sim.tickers if t)
+        slot = sim.slot[a]
+        c = creds(key_pem, "alice")
+        async with TradingClient(sim.rest_url, c) as alice:
+            q, n = best_no(sim, a)
+            buy = await alice.create_order(a, "bid", count=min(n, 2 * C), price=PRICE_MAX - q)
+            assert buy.fill_count > 0
+            while sim.tickers[slot] == a:  # a settles, then a new listing takes its slot
+                sim.advance(100)
+            b = sim.tickers[slot]
+            assert b and b != a
+            pos = {p.ticker: p for p in await alice.get_positions()}
+            assert set(pos) == {a}, pos
+            assert pos[a].position == 0 and pos[a].total_traded > 0  # settled, kept
+            assert [p.ticker for p in await alice.get_positions(ticker=b)] == []
+            for _ in range(50):  # until the new market opens and quotes
+                if sim.book(b)["no"]:
+                    break
+                sim.advance(20)
+            q, n = best_no(sim, b)
+            buy = await alice.create_order(b, "bid", count=min(n, C), price=PRICE_MAX - q)
+            assert buy.fill_count > 0
+            pos = {p.ticker: p for p in await alice.get_positions()}
+            assert set(pos) == {a, b}
+            assert pos[b].position == buy.fill_count and pos[a].position == 0
+            fills = await alice.get_fills()
+            assert {f.ticker for f in fills} == {a, b}

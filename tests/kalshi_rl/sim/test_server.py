@@ -649,3 +649,18 @@ async def test_reply_without_id_when_the_command_had_none(ws_client: Any) -> Non
         await c.send_raw('{"cmd": "subscribe", "params": {"channels": ["trade"]}}')
         assert await c.recv() == {"type": "subscribed", "msg": {"channel": "trade", "sid": 1}}
         await c.close()
+
+
+def test_full_speed_batches_are_sized_to_the_time_budget() -> None:
+    """At ``rate=0`` the next batch takes about ``max_batch_ms`` at the pace just measured,
+    within 1..batch_steps, and grows at most 2x per batch."""
+    from kalshi_rl.sim.server import _bounded_batch
+
+    cfg = SimConfig(rate=0, batch_steps=2048, max_batch_ms=4.0)
+    assert _bounded_batch(2048, 0.040, cfg) == 204  # 40 ms for 2048 steps: a tenth
+    assert _bounded_batch(100, 0.001, cfg) == 200  # fast: doubles, not 400
+    assert _bounded_batch(1500, 0.0001, cfg) == 2048  # capped at batch_steps
+    assert _bounded_batch(1, 1.0, cfg) == 1  # never below one step
+    assert _bounded_batch(64, 0.0, cfg) == 128  # no measurable time: grow
+    with pytest.raises(ConfigError):
+        SimConfig(max_batch_ms=0).check()

@@ -26,7 +26,7 @@ from kalshi_rl.live.node import LiveNode
 from kalshi_rl.sim import SimConfig, SimExchange
 from kalshi_rl.sim.listings import default_series
 from kalshi_rl.sim.model import ModelParams
-from kalshi_rl.trade.actor import ActorConfig
+from kalshi_rl.trade.actor import Actor, ActorConfig
 from kalshi_rl.trade.risk import RiskConfig
 from kalshi_rl.trade.wiring import attach_trading
 
@@ -48,18 +48,25 @@ async def test_actor_trades_markets_listed_after_it_started(pg_dsn: str, tmp_pat
             rescan_interval_s=0.5,
         )  # fmt: skip
         async with LiveNode(ccfg, FeedConfig(ws_url=sim.ws_url)) as nd:
-            await nd.feed.wait_connected(10)
+            # no wait for the feed or the follower: the actor may start before the node
+            # follows any market (it then starts with none and picks them up as listed)
             tr = await attach_trading(nd, "roll", acfg, account="rolling")
             actor = tr.actor
             at_start = list(actor.tickers)
+            listed_before = sim.model.n_listed  # listings made before the actor started
             q = actor.subscribe()
             sent: dict[str, int] = {}
+
+            def listed_after_start(t: str) -> bool:
+                spec = sim.model.spec_by_ticker(t)
+                return spec is not None and spec.serial >= listed_before
 
             def later_sent() -> bool:
                 while not q.empty():
                     msg: dict[str, Any] = q.get_nowait()
-                    if msg["market"] not in at_start and msg["status"] == AS_SENT:
-                        sent[msg["market"]] = sent.get(msg["market"], 0) + 1
+                    t = msg["market"]
+                    if listed_after_start(t) and t not in at_start and msg["status"] == AS_SENT:
+                        sent[t] = sent.get(t, 0) + 1
                 return len(sent) >= 2
 
             await until(later_sent, "orders on two markets listed after the actor started", 120)
@@ -77,3 +84,34 @@ async def test_actor_trades_markets_listed_after_it_started(pg_dsn: str, tmp_pat
                 assert tr.paper.get_orders(ticker=t)["orders"], t
             assert actor.counts["orders"] >= len(later)
     assert tr.actor.counts["decisions"] > 0
+
+
+async def test_an_actor_following_listings_may_start_with_no_market(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """With ``follow`` the actor starts on an empty market list and trades what is added;
+    without it (a fixed market list) an empty list is refused."""
+    from core.book import BookSet
+    from kalshi_rl.errors import ConfigError
+    from kalshi_rl.trade.paper import MarketInfo, PaperClient
+    from kalshi_rl.trade.reload import load_version
+
+    cfg = EnvConfig()
+    mv = await register(pg_dsn, tmp_path, "empty", flip_flop_model(cfg), cfg)
+    loaded = await load_version(mv)
+    books = BookSet(4)
+    paper = PaperClient(books)
+    acfg = ActorConfig(risk=RiskConfig(kill_file=str(tmp_path / "trade.kill")))
+    with pytest.raises(ConfigError, match="at least one market"):
+        Actor(books, paper, loaded, [], acfg)
+    actor = Actor(books, paper, loaded, [], acfg, follow=True)
+    await actor.start()
+    try:
+        assert actor.tickers == [] and actor.total_value() == 0
+        assert actor.tick_all() == 0
+        paper.add_market(MarketInfo("NEW-1"))
+        assert actor.add_markets(["NEW-1"]) == ["NEW-1"]
+        assert actor.tickers == ["NEW-1"] and actor.slots.shape == (1,)
+        assert int(actor.slots[0]) == books.slot("NEW-1")
+    finally:
+        await actor.stop()

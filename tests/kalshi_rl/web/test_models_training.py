@@ -132,6 +132,7 @@ async def test_training_stop_and_bad_requests(
         ({k: v for k, v in TRAIN.items() if k != "dataset"}, "exactly one of dataset"),
         ({**TRAIN, "dataset": "/nope/x.parquet"}, "not found"),
         ({**TRAIN, "dataset": "sim:0:20:1"}, "sim:MARKETS"),
+        ({**TRAIN, "dataset": "rolling:9:20:1"}, "rolling:SERIES"),
         ({**TRAIN, "dataset": "synthetic:a:b"}, "synthetic:S:L:SEED"),
     ):
         r = await client.post("/rl/training", json=body)

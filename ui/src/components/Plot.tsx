@@ -30,7 +30,13 @@ export function Plot({ title, series, data, height = 220, xTime = true, testId }
       title,
       width: box.current.clientWidth || 600,
       height,
-      scales: { x: { time: xTime } },
+      // a single point (or one instant) gets a minute around it, not uPlot's default span
+      scales: {
+        x: {
+          time: xTime,
+          range: (_u, min, max) => (min === max ? [min - 30, max + 30] : [min, max]),
+        },
+      },
       legend: { live: true },
       series: [
         {},
@@ -45,7 +51,10 @@ export function Plot({ title, series, data, height = 220, xTime = true, testId }
     const empty = [[], ...series.map(() => [])] as uPlot.AlignedData;
     plot.current = new uPlot(opts, empty, box.current);
     const ro = new ResizeObserver(() => {
-      if (box.current && plot.current) plot.current.setSize({ width: box.current.clientWidth, height });
+      // hidden while empty (width 0): keep the last size until it is shown again
+      if (box.current && plot.current && box.current.clientWidth > 0) {
+        plot.current.setSize({ width: box.current.clientWidth, height });
+      }
     });
     ro.observe(box.current);
     return () => {
@@ -62,5 +71,17 @@ export function Plot({ title, series, data, height = 220, xTime = true, testId }
     }
   }, [data, series.length]);
 
-  return <div className="plot" ref={box} data-testid={testId} />;
+  // no points yet: an empty state instead of axes over a made-up range (uPlot would draw
+  // an empty time axis spanning decades)
+  const empty = !data.length || !data[0] || data[0].length === 0;
+  return (
+    <div className={empty ? "plot plot-empty-box" : "plot"} data-testid={testId} data-empty={empty ? "1" : "0"}>
+      {empty && (
+        <div className="plot-empty" data-testid={testId ? `${testId}-empty` : undefined}>
+          {title ? `${title}: ` : ""}no data yet
+        </div>
+      )}
+      <div ref={box} style={empty ? { display: "none" } : undefined} />
+    </div>
+  );
 }
