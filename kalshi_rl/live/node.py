@@ -13,7 +13,9 @@ module wires them once; nothing else does.  Callers take the parts from the node
         await node.run(stop, on_tick=...)
 
 Order on enter: REST metadata -> pool + migrations -> markets + session row -> books,
-rings, writers (started) -> feed task.  On exit (also on error or cancellation): the
+rings, writers (started) -> feed task; meanwhile a thread compiles (or loads from Numba's
+cache) the record path's kernels (``kalshi_rl.live.warm``), awaited before the feed is
+made, so no frame waits for a compile.  On exit (also on error or cancellation): the
 books valid just before the stop are noted, the feed is stopped and awaited, sinks and
 writers flushed and closed, pending lifecycle updates written, the session row closed
 with the feed's counters, the pool closed.  ``session_id`` is known from enter on, so a
@@ -132,6 +134,7 @@ class LiveNode:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._entered = False
         self._drain_task: asyncio.Task[None] | None = None
+        self._warm_task: asyncio.Task[None] | None = None
         self._rest: Any = None
         self._follow_task: asyncio.Task[None] | None = None
         self.follower: Any = None
@@ -192,6 +195,9 @@ class LiveNode:
         from kalshi_rl.store.writer import Writer
 
         cfg = self.config
+        # compile/load the record path's kernels while REST and PostgreSQL are set up, so
+        # the first frames never wait for Numba (seconds on a cold cache)
+        self._warm_task = asyncio.create_task(self._warm(), name="node-warm-kernels")
         meta = await self._discover()
         self.meta = {m["ticker"]: m for m in meta if isinstance(m.get("ticker"), str)}
         self.dsn = db.resolve_dsn(cfg.database_url)
@@ -237,6 +243,8 @@ class LiveNode:
             ]
         )  # fmt: skip
         self.lifecycle = LifecycleUpdates(self.pool)
+        warm, self._warm_task = self._warm_task, None
+        await warm  # before the feed connects: no first-use compile on the hot path
         self.feed = Feed(
             self.feed_config,
             self.books,
@@ -263,6 +271,16 @@ class LiveNode:
             self._follow_task = asyncio.create_task(self.follower.run(), name="market-follower")
         self.started_at = time.time()
 
+    async def _warm(self) -> None:
+        from kalshi_rl.live.warm import warm_live_kernels
+
+        try:
+            took = await asyncio.to_thread(warm_live_kernels)
+        except Exception:  # the kernels then compile on first use; recording still works
+            log.exception("live node: warming the record-path kernels failed")
+            return
+        log.info("record-path kernels ready in %.2f s (Numba compile/cache load)", took)
+
     async def _discard(self) -> None:
         while True:
             await asyncio.sleep(0.05)
@@ -271,6 +289,9 @@ class LiveNode:
                 self.discarded += len(ring.drain())
 
     async def _close(self) -> None:
+        if self._warm_task is not None:  # _open failed early: let the thread finish
+            warm, self._warm_task = self._warm_task, None
+            await asyncio.wait([warm])  # never raises; _warm logs its own errors
         if self._drain_task is not None:
             self._drain_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

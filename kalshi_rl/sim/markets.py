@@ -17,7 +17,22 @@ from kalshi_rl.errors import ConfigError
 from kalshi_rl.sim import wire
 from kalshi_rl.sim.config import SimConfig
 from kalshi_rl.sim.listings import ListingSchedule
-from kalshi_rl.sim.model import MarketModel, MarketSpec
+from kalshi_rl.sim.model import MarketModel, MarketSpec, default_markets
+
+
+def compile_model(config: SimConfig, quote: bool = True) -> None:
+    """Run the model's kernels once on a throwaway one-market model.
+
+    Numba compiles them on first use (about 12 s on a cold cache).  A sim whose clock
+    starts at the wall clock calls this first, so its clock does not start ~12 s behind.
+    """
+    MarketModel(
+        list[MarketSpec | None](default_markets(1)),
+        config.model,
+        seed=config.seed,
+        ts0=0,
+        initial_quotes=quote,
+    ).step(4)
 
 
 class SimMarkets:
@@ -33,6 +48,8 @@ class SimMarkets:
     """
 
     def __init__(self, specs: list[MarketSpec], config: SimConfig, quote: bool = True) -> None:
+        if config.start_ts_ms is None:
+            compile_model(config, quote)  # before the clock is read, not after
         # the clock starts on a whole second (as Kalshi's market times are): rolling markets
         # then open and close on whole seconds too, which the lifecycle events' unix-second
         # open_ts / close_ts carry exactly

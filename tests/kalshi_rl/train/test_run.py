@@ -45,7 +45,12 @@ async def test_train_ppo_registers_ready_model_with_progress(pg_dsn: str, tmp_pa
     await listener.add_listener(NOTIFY_CHANNEL, lambda *a: notes.append(json.loads(a[3])))
     try:
         res = await asyncio.to_thread(train, _args(pg_dsn, tmp_path))
-        await asyncio.sleep(0.2)
+        # NOTIFY is asynchronous: wait for the run's "finished" event, not a fixed time
+        end = asyncio.get_running_loop().time() + 30
+        while not any(n["run_id"] == res.run_id and n["event"] == "finished" for n in notes):
+            if asyncio.get_running_loop().time() > end:
+                pytest.fail(f"no 'finished' notification for run {res.run_id}: {notes}")
+            await asyncio.sleep(0.02)
     finally:
         await listener.close()
 

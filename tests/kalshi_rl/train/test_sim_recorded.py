@@ -4,7 +4,9 @@ Parquet -> PPO -> registry.  Real loopback WebSockets and a real PostgreSQL thro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,25 +23,49 @@ from kalshi_rl.train.run import Args, train
 pytestmark = pytest.mark.slow
 
 
+async def until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait for a state the collector reaches asynchronously; fail naming it on timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
 async def _record(dsn: str, spill: Path, steps: int) -> tuple[str, ...]:
     """Run the sim with a collector attached for ``steps`` model steps; return the tickers."""
-    async with SimExchange(SimConfig(n_markets=4, autostart=False, seed=11)) as sim:
+    sim_cfg = SimConfig(n_markets=4, autostart=False, seed=11)
+    # build the model once first: a cold Numba cache compiles its kernels (seconds) here,
+    # not after the timed sim's clock started (tests/kalshi_rl/store/test_history_sim.py)
+    SimExchange(sim_cfg)
+    async with SimExchange(sim_cfg) as sim:
         stop = asyncio.Event()
-        started = asyncio.Event()
+        feeds: list[Any] = []
         cfg = CollectorConfig(rest_url=sim.rest_url, tickers=tuple(sim.tickers),
                               database_url=dsn, mode="sim", ring_capacity=1 << 14,
                               progress_interval_s=0.0, spill_dir=str(spill))  # fmt: skip
         task = asyncio.create_task(
             run_collector(
-                cfg, FeedConfig(ws_url=sim.ws_url), stop=stop, on_started=lambda *_: started.set()
+                cfg,
+                FeedConfig(ws_url=sim.ws_url),
+                stop=stop,
+                on_started=lambda feed, _writer: feeds.append(feed),
             )
         )
-        await asyncio.wait_for(started.wait(), 30)
-        await asyncio.sleep(0.5)  # initial snapshots
+        await until(lambda: bool(feeds) or task.done(), "the collector to start", 30)
+        if not feeds:
+            await task  # raises what stopped the collector
+            pytest.fail("the collector ended before it started")
+        feed = feeds[0]
+        await until(lambda: feed.books_valid() == 4, "the initial snapshots")
+        sent0, got0 = sim.stats["deltas"], feed.stats.deltas
         for _ in range(steps // 200):
             sim.advance(200)
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)
+        # one subscription to every market: each delta the sim sent reaches this feed
+        sent = sim.stats["deltas"] - sent0
+        await until(lambda: feed.stats.deltas - got0 >= sent, f"all {sent} deltas received")
         stop.set()
         await asyncio.wait_for(task, 60)
         return tuple(sim.tickers)
