@@ -252,6 +252,12 @@ class FastPolicy:
         self._logits = np.zeros(p.n_logits, dtype=np.float64)
         self._a = np.zeros(p.width, dtype=np.float64)
         self._b = np.zeros(p.width, dtype=np.float64)
+        # the forward pass's arguments in a fused kernel's order (weights, then scratch),
+        # built once: the actor's hot path passes them without ~11 attribute loads a call
+        self.step_args = (
+            p.params, p.layer_in, p.layer_out, p.layer_off, p.act, p.heads,
+            self.actions, self.probs, self._logits, self._a, self._b,
+        )  # fmt: skip
 
     def decide(self, obs: np.ndarray) -> int:
         """Run the policy on ``obs`` (float32 [n_inputs]); POLICY_OK or POLICY_BAD_OBS."""

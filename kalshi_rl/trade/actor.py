@@ -884,16 +884,13 @@ class Actor:
         ring = self.ring
         push = self._shadow is None and ring.overflow_pending == 0
         if type(policy) is FastPolicy:  # the Numba forward pass, fused
-            p = policy.p
             st = self._k_fast(
                 books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
                 self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
                 self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
                 self._acct, self.start_cash, ctx[TAKER_LIQ][slot : slot + 1], rules.fees,
-                self._obs, self._px,
-                self._qty, out, p.params, p.layer_in, p.layer_out, p.layer_off, p.act, p.heads,
-                policy.actions, policy.probs, policy._logits, policy._a, policy._b,
-                rules.packed, rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
+                self._obs, self._px, self._qty, out, *policy.step_args, rules.packed,
+                rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
                 int(risk.state), risk.limits, risk.sent, risk.sent_ctl, ctx, paper_ok, hdr,
                 ring.buf, ring.ctl, push,
             )  # fmt: skip
@@ -920,15 +917,16 @@ class Actor:
     def _recorded(self, i: int, slot: int, now: int, recv_ns: int, status: int) -> None:
         """After the step: shadow, latency, the record pushed (if the kernel did not), streams."""
         out, ring = self._out, self.ring
-        exch_ts = int(out[OUT_EXCH_TS])
         if self._shadow is not None:
-            self._decide_shadow(i, slot, self._shadow, int(out[OUT_HASH]), exch_ts, now)
+            self._decide_shadow(
+                i, slot, self._shadow, int(out[OUT_HASH]), int(out[OUT_EXCH_TS]), now
+            )
         recv = recv_ns if recv_ns else int(self.books.meta[slot]["last_recv_ts"])
         latency = self.clock_ns() - recv
+        self._rec_latency[0] = latency
         if out[OUT_PUSHED]:  # the kernel pushed the record: set its latency in place
             self._ring_latency[(int(ring.ctl[RING_HEAD]) - 1) & (ring.capacity - 1)] = latency
-        self._rec_latency[0] = latency
-        if not out[OUT_PUSHED] and not ring.push(self._rec):
+        elif not ring.push(self._rec):
             self.counts["ring_overflow"] += 1
         if status in (AS_SENT, AS_REJECTED):
             lat = self.latency_ns
@@ -939,7 +937,7 @@ class Actor:
             self._publish(self._rec[0], i)
         if self.trace is not None:
             self.trace.append(
-                (i, exch_ts, self._obs.copy(), self.model.policy.actions.copy(),
+                (i, int(out[OUT_EXCH_TS]), self._obs.copy(), self.model.policy.actions.copy(),
                  int(self._hdr[HDR_FILLED]), bool(out[OUT_FROM_RECEIPT]))
             )  # fmt: skip
 
