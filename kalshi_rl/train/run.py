@@ -16,9 +16,12 @@ updates dominate PPO's time, and torch's intra-op threads fight the env for the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -287,6 +290,39 @@ def lr_schedule(start: float, final: float) -> float | Callable[[float], float]:
     return rate
 
 
+class StopRequest:
+    """Set by the first SIGINT: the run stops between env steps (see ``stop_on_sigint``)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextlib.contextmanager
+def stop_on_sigint() -> Iterator[StopRequest]:
+    """The first SIGINT asks the run to stop at the next env step; a second one interrupts.
+
+    A KeyboardInterrupt raised at an arbitrary point (inside the recorder's event loop
+    mid-query, inside a Numba compile) can leave the child hung instead of stopped, so the
+    dashboard's Stop (which sends SIGINT) and Ctrl-C become a flag that a callback checks
+    after every vec step.  Outside the main thread signals cannot be handled: no-op.
+    """
+    req = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield req
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        req.requested = True
+        log.warning("stop requested (SIGINT): stopping after the current env step")
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one interrupts
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield req
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def seed_everything(seed: int, torch_threads: int) -> None:
     """Seed python/numpy/torch and set torch's thread count."""
     import torch
@@ -306,6 +342,11 @@ def train(args: Args) -> TrainResult:
         ConfigError, DatasetError, StoreError, RegistryError: with a message; the run and
         the model version are marked failed when they exist.
     """
+    with stop_on_sigint() as stop:
+        return _train(args, stop)
+
+
+def _train(args: Args, stop: StopRequest) -> TrainResult:
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
     from kalshi_rl import registry
@@ -394,12 +435,21 @@ def train(args: Args) -> TrainResult:
                     name_prefix="step",
                 )
             )
+        if stop.requested:  # asked before learning began
+            raise KeyboardInterrupt("stop requested")
+
+        class _StopCallback(BaseCallback):
+            def _on_step(self) -> bool:
+                return not stop.requested
+
         model.learn(
             total_timesteps=args.timesteps,
-            callback=CallbackList(callbacks),
+            callback=CallbackList([_StopCallback(), *callbacks]),
             progress_bar=args.progress_bar,
             reset_num_timesteps=args.parent is None,
         )
+        if stop.requested:
+            raise KeyboardInterrupt("stop requested")
         selection = evaluator.restore_best() if select else None
 
         # 5. report, checkpoint, registry

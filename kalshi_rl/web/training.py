@@ -32,6 +32,19 @@ GENERATED_PREFIX = "sim:"
 ROLLING_PREFIX = "rolling:"
 
 
+# seconds a training child gets to stop after SIGINT (it stops at its next env step and
+# records the run as stopped) before it is killed
+STOP_GRACE_S = 30.0
+
+
+def _kill_if_running(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        log.warning("training child %s did not stop within %.0f s of SIGINT: killing it",
+                    proc.pid, STOP_GRACE_S)  # fmt: skip
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
 @dataclass
 class Job:
     """One training process (and its dataset build, if any)."""
@@ -102,9 +115,13 @@ class TrainingLauncher:
         if job.state not in ("building", "training"):
             return False
         job.stop_requested = True
-        if job.proc is not None and job.proc.returncode is None:
+        proc = job.proc
+        if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                job.proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGINT)
+            # a child that has not stopped by then is killed: Stop always ends the job
+            with contextlib.suppress(RuntimeError):  # no running loop (closing)
+                asyncio.get_running_loop().call_later(STOP_GRACE_S, _kill_if_running, proc)
         return True
 
     async def close(self, timeout: float = 20.0) -> None:
