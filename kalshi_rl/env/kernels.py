@@ -286,6 +286,42 @@ def _arrived(orders, i, ts, t):
 
 
 @njit(cache=True)
+def _segment_end(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state,
+    pos,
+    orders,
+    liq,
+    i,
+    t,
+    s,
+    features,
+    depth_px,
+    depth_qty,
+    ts,
+    seg_result,
+    start_cash,
+    fees,
+    lot,
+    mark_mode,
+    term_obs,
+    fills,
+):
+    # env i stands on its segment's last row t: the observation there, as the agent sees
+    # it, then the segment ends (an order still in flight, settlement); returns settled
+    lq = liq[i : i + 1]
+    _, open_value = _value(pos, i, depth_px[t], depth_qty[t], lq, fees, mark_mode)
+    write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
+    if orders[i]["status"] == ORD_PENDING:
+        # no row later than its arrival: it meets the last book (live: the actor executes
+        # it when the segment ends, Actor._flush_pending)
+        _execute(state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees, lot, fills)
+    if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
+        settle(pos[i], seg_result[s] == RESULT_YES)
+        return True
+    return False
+
+
+@njit(cache=True)
 def reset_envs(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     state,
     pos,
@@ -433,20 +469,11 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
             liquidity_refresh(px, qty, lq)
         is_term = t >= seg_last
         settled = False
-        if is_term:
-            # the last row's observation, as the agent sees it there; then the segment ends
-            _, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
-            write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
-            if orders[i]["status"] == ORD_PENDING:
-                # no row later than its arrival: it meets the last book (live: the actor
-                # executes it when the segment ends, Actor._flush_pending)
-                _execute(
-                    state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
-                    fees, lot, fills,
-                )  # fmt: skip
-            if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
-                settle(pos[i], seg_result[s] == RESULT_YES)
-                settled = True
+        if is_term:  # once per episode: out of line, the loop stays small
+            settled = _segment_end(
+                state, pos, orders, liq, i, t, s, features, depth_px, depth_qty, ts,
+                seg_result, start_cash, fees, lot, mark_mode, term_obs, fills,
+            )  # fmt: skip
         after, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
         state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
