@@ -2,7 +2,8 @@
 
 Replays a recorded feed session through the sim with the actor attached, builds the
 dataset of the same session and runs the env with the same model; prints the report of
-``kalshi_rl.trade.parity`` (exit 1 when observations or actions diverge).
+``kalshi_rl.trade.parity`` (exit 1 unless every market matches in full: observations,
+actions, fills, fees and P&L).
 """
 
 from __future__ import annotations

@@ -15,9 +15,21 @@ the open position is valued at the last row (liquidation value by default).
 
 Latency, in decision-point time over the dataset's ``ts`` (ms): an order sent at row t
 reaches the exchange at ``ts[t] + entry`` and executes against the last row whose ts is
-not later (the book as it stood then); until then it is in flight.  The agent can send the
-next order only once the outcome is acknowledged (``+ ack``): until then masks allow only
-hold.  With a cadence coarser than the latency the order executes at row t.
+not later (the book as it stood then); until then it is in flight.  No lookahead: the env
+learns that the order arrived only at the first row whose ts IS later (as live, where the
+next book's time is not known in advance), so the fill is booked there, against the row
+before, and shows from that row's observation on.  With a cadence coarser than the
+latency the order executes against row t and shows at row t + 1; when several rows share
+a millisecond, it executes against the last of them and shows at the first row after.
+A segment that ends with the order still in flight (no row later than its arrival)
+executes it against the last row after that row's observation (live: the actor executes
+it when it learns that the segment ended, ``Actor._flush_pending``).  The agent can send
+the next order only once the outcome is acknowledged (``+ ack``): until then masks allow
+only hold.
+
+The last row's observation (``term_obs``) is what the agent would see there; the
+segment's end (an order in flight executed, settlement) comes after it and counts in the
+last reward and the episode's P&L.
 
 Liquidity consumption: per env, what its orders took stays taken until the recorded book
 shows the level gone (``core.matching``); it is forgotten at a new episode.
@@ -199,19 +211,16 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
     liq,
     i,
     t,
-    seg_last,
     depth_px,
     depth_qty,
     ts,
     max_position,
     fees,
     lat,
-    lot,
-    fills,
-    masks,
-    mask_size,
 ):
-    # env i acts at row t; returns True when the action was not allowed (it runs as hold)
+    # env i acts at row t; returns True when the action was not allowed (it runs as hold).
+    # An order sent goes in flight; the step executes it at the first row later than its
+    # arrival (``step_envs``): nothing is known to have arrived at the decision's own row.
     if a == ACT_HOLD:
         return False
     # the rules of the masks (core.orders action_check), for the size actually sent
@@ -238,11 +247,6 @@ def _act(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
             return True
     _send(state, orders, i, t, side, act, limit, count, ts, lat)
     state[i]["busy_until"] = _NEVER
-    if _due(orders, i, ts, t, seg_last):
-        _execute(
-            state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees,
-            lot, fills,
-        )  # fmt: skip
     return False
 
 
@@ -275,11 +279,46 @@ def _send(state, orders, i, t, side, act, limit, count, ts, lat):  # noqa: PLR09
 
 
 @njit(cache=True, inline="always")
-def _due(orders, i, ts, t, seg_last):
-    # the in-flight order executes at row t when t is the last row not after its arrival
-    return orders[i]["status"] == ORD_PENDING and (
-        t >= seg_last or ts[t + 1] > orders[i]["active_ts"]
-    )
+def _arrived(orders, i, ts, t):
+    # env i's order in flight reached the exchange before row t's time: row t is the first
+    # row later than its arrival, so it met the book of row t - 1 (the last not later)
+    return orders[i]["status"] == ORD_PENDING and ts[t] > orders[i]["active_ts"]
+
+
+@njit(cache=True)
+def _segment_end(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
+    state,
+    pos,
+    orders,
+    liq,
+    i,
+    t,
+    s,
+    features,
+    depth_px,
+    depth_qty,
+    ts,
+    seg_result,
+    start_cash,
+    fees,
+    lot,
+    mark_mode,
+    term_obs,
+    fills,
+):
+    # env i stands on its segment's last row t: the observation there, as the agent sees
+    # it, then the segment ends (an order still in flight, settlement); returns settled
+    lq = liq[i : i + 1]
+    _, open_value = _value(pos, i, depth_px[t], depth_qty[t], lq, fees, mark_mode)
+    write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
+    if orders[i]["status"] == ORD_PENDING:
+        # no row later than its arrival: it meets the last book (live: the actor executes
+        # it when the segment ends, Actor._flush_pending)
+        _execute(state, orders, pos, i, depth_px, depth_qty, ts, t, liq, fees, lot, fills)
+    if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
+        settle(pos[i], seg_result[s] == RESULT_YES)
+        return True
+    return False
 
 
 @njit(cache=True)
@@ -408,8 +447,7 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         trades_before = pos[i]["n_trades"]
         bad = actions[i] != ACT_HOLD and _act(
             actions[i], sizes[i], slips[i], state, pos, orders, liq, i,
-            t, seg_last, depth_px, depth_qty, ts, max_position, fees, lat, lot, fills, masks,
-            mask_size,
+            t, depth_px, depth_qty, ts, max_position, fees, lat,
         )  # fmt: skip
         invalid[i] = bad
         if bad:
@@ -417,24 +455,25 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         t += 1
         state[i]["t"] = t
         state[i]["steps"] += 1
+        if _arrived(orders, i, ts, t):
+            # it met row t - 1's book, with that row's consumption (not yet refreshed to
+            # row t); the fill shows from row t on, where live learns it too
+            _execute(
+                state, orders, pos, i, depth_px, depth_qty, ts, t - 1, liq,
+                fees, lot, fills,
+            )  # fmt: skip
         px = depth_px[t]  # one view per row: views cost reference counting
         qty = depth_qty[t]
         lq = liq[i : i + 1]  # a slice: the engine writes its nested arrays through
         if liq[i]["n"][0] + liq[i]["n"][1] > 0:
             liquidity_refresh(px, qty, lq)
-        if _due(orders, i, ts, t, seg_last):
-            _execute(
-                state, orders, pos, i, depth_px, depth_qty, ts, t, liq,
-                fees, lot, fills,
-            )  # fmt: skip
         is_term = t >= seg_last
         settled = False
-        if is_term:
-            if orders[i]["status"] == ORD_PENDING:
-                orders[i]["status"] = ORD_CANCELED  # the data ended before it arrived
-            if seg_result[s] >= RESULT_NO:  # known: RESULT_NO or RESULT_YES
-                settle(pos[i], seg_result[s] == RESULT_YES)
-                settled = True
+        if is_term:  # once per episode: out of line, the loop stays small
+            settled = _segment_end(
+                state, pos, orders, liq, i, t, s, features, depth_px, depth_qty, ts,
+                seg_result, start_cash, fees, lot, mark_mode, term_obs, fills,
+            )  # fmt: skip
         after, open_value = _value(pos, i, px, qty, lq, fees, mark_mode)
         state[i]["value"] = after
         r = (after - before) / MONEY_SCALE
@@ -449,7 +488,8 @@ def step_envs(  # noqa: PLR0917 -- the one step kernel, positional by design
         truncated[i] = is_trunc
         if is_term or is_trunc:
             n_done += 1
-            write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
+            if is_trunc:
+                write_obs(features, t, pos, i, open_value, start_cash, term_obs[i])
             _write_episode(episodes[i], state, pos, i, after, open_value, start_cash, settled)
             start_episode(
                 state, pos, orders, liq, i, eligible, seg_start,

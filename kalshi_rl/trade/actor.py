@@ -999,7 +999,9 @@ class Actor:
         slot = int(self.slots[i])
         pend = self._pending.get(i)
         if pend is not None and self._row_ts(i, slot) > pend.sent_ms + self._rules.entry_ms:
-            self._fill_pending(i)  # it arrived before this book: at the one before
+            # this book is the first later than its arrival: it met the one before (the
+            # env's rule, no lookahead on either side); the fill shows in this observation
+            self._fill_pending(i)
         books, paper, rules, out = self.books, self.paper, self._rules, self._out
         now = self.clock_ns()
         liq = paper.liquidity(slot)
@@ -1129,9 +1131,11 @@ class Actor:
     def _flush_pending(self, i: int) -> None:
         """The segment ended with an order in flight: as the env does at its last row.
 
-        Sent before the last decision point: it executes at the last one.  Sent at the
-        last decision point (the env does not act there; live the actor cannot know it
-        was the last): dropped (``counts['dropped_at_end']``).
+        Sent before the last decision point and no later book came: it executes against
+        the last one, after that decision's observation (the env books it after the last
+        row's observation, ``kalshi_rl.env.kernels``).  Sent at the last decision point
+        (the env does not act there; live the actor cannot know it was the last):
+        dropped (``counts['dropped_at_end']``).
         """
         pend = self._pending.get(i)
         if pend is None:

@@ -16,11 +16,14 @@ One recorded feed session is checked end to end:
 The report compares, market by market and decision point by decision point: the count
 of decision points, market features (bit-identical: float32 bits), full observations
 (market + account features, bit-identical), actions, fills and P&L (paper vs backtest).
-The actor runs with ``execution='env'``: an order executes as the env executes it (at the
-last decision point not later than its arrival in exchange time, no new order until its
-ack, the env's masks, consumption as the env's), so account features, fills and P&L agree
-too (docs/actor.md, Parity, lists what cannot: random latency, several segments of one
-market); the report lists and counts every divergence.
+The actor runs with ``execution='env'``: an order executes as the env executes it
+(against the last decision point not later than its arrival in exchange time, known --
+and shown in the account features -- from the first decision point later than that, no
+new order until its ack, the env's masks, consumption as the env's), so account
+features, fills, fees and P&L agree too.  Neither side looks ahead: the env does not
+read the next row's time (docs/engine.md), so a market either matches in full or is a
+counted failure (docs/actor.md, Parity, lists what cannot match: random latency, several
+segments of one market); the report lists and counts every divergence.
 """
 
 from __future__ import annotations
@@ -61,17 +64,30 @@ class MarketParity:
     paper_fills: int = 0
     env_pnl: int = 0  # money
     paper_pnl: int = 0  # money
+    env_fees: int = 0  # money
+    paper_fees: int = 0  # money
     same_ms_rows: int = 0  # decision points sharing their millisecond with the next one
     first_account_divergence: int = -1  # first row whose account features differ (-1: none)
-    from_lookahead: bool = False  # ... where the env's fill shows one row before live can
 
     @property
     def account_equal(self) -> bool:
-        """Observations (account features too), fills and P&L all equal the env's."""
+        """Observations (account features too), fills, fees and P&L all equal the env's."""
         return (
             self.observation_mismatches == 0
             and self.env_trades == self.paper_fills
             and self.env_pnl == self.paper_pnl
+            and self.env_fees == self.paper_fees
+        )
+
+    @property
+    def matched(self) -> bool:
+        """This market agrees in full: every decision point compared, market features
+        bit-identical, observations bit-identical, actions, fills, fees and P&L equal."""
+        return (
+            self.dataset_rows == self.live_decisions == self.compared
+            and self.market_feature_mismatches == 0
+            and self.action_mismatches == 0
+            and self.account_equal
         )
 
 
@@ -114,23 +130,19 @@ class ParityReport:
 
     @property
     def pnl_equal(self) -> bool:
-        """Paper P&L equals the backtest's to the money unit, in every market."""
-        return all(m.env_pnl == m.paper_pnl for m in self.markets)
+        """Paper P&L and fees equal the backtest's to the money unit, in every market."""
+        return all(m.env_pnl == m.paper_pnl and m.env_fees == m.paper_fees for m in self.markets)
 
     @property
-    def divergences_explained(self) -> bool:
-        """Every market agrees in full, or first parts where the env looks a row ahead."""
-        return all(m.account_equal or m.from_lookahead for m in self.markets)
+    def markets_matched(self) -> int:
+        """Markets that agree in full (``MarketParity.matched``)."""
+        return sum(m.matched for m in self.markets)
 
     @property
     def ok(self) -> bool:
-        """Observations (market and account features), actions, fills and P&L all agree."""
-        return (
-            self.observations_identical
-            and self.actions_equal
-            and self.fills_equal
-            and (self.pnl_equal)
-        )
+        """Every market agrees in full: observations (market and account features),
+        actions, fills, fees and P&L; a market that does not is a failure."""
+        return bool(self.markets) and self.markets_matched == len(self.markets)
 
     def note(self, msg: str) -> None:
         if len(self.divergences) < MAX_LISTED * 4:
@@ -144,7 +156,8 @@ class ParityReport:
             f"{'market':<28} {'rows':>6} {'live':>6} {'mkt!=':>6} {'ttc*':>5} {'obs!=':>6}"
             f" {'act!=':>6}"
             f" {'env tr':>6} {'fills':>6} {'env P&L $':>10} {'paper P&L $':>11}"
-            f" {'same ms':>7} {'1st acct!=':>10}",
+            f" {'env fee $':>9} {'paper fee $':>11} {'same ms':>7} {'1st acct!=':>10}"
+            f" {'match':>5}",
         ]
         for m in self.markets:
             lines.append(
@@ -153,14 +166,19 @@ class ParityReport:
                 f" {m.observation_mismatches:>6}"
                 f" {m.action_mismatches:>6} {m.env_trades:>6} {m.paper_fills:>6}"
                 f" {m.env_pnl / 10_000:>10.4f} {m.paper_pnl / 10_000:>11.4f}"
-                f" {m.same_ms_rows:>7}"
-                f" {(str(m.first_account_divergence) + ('^' if m.from_lookahead else '')):>10}"
+                f" {m.env_fees / 10_000:>9.4f} {m.paper_fees / 10_000:>11.4f}"
+                f" {m.same_ms_rows:>7} {m.first_account_divergence:>10}"
+                f" {'yes' if m.matched else 'NO':>5}"
             )
         lines.append(
             f"market features bit-identical: {self.market_features_identical};"
             f" observations bit-identical: {self.observations_identical};"
             f" actions equal: {self.actions_equal}; fills equal: {self.fills_equal};"
-            f" P&L equal: {self.pnl_equal}"
+            f" P&L and fees equal: {self.pnl_equal}"
+        )
+        lines.append(
+            f"markets matched in full: {self.markets_matched} / {len(self.markets)}"
+            f" ({self.decision_points} decision points)"
         )
         lines.append(
             "ttc* = decision points whose time is still the receipt time of the segment's"
@@ -168,12 +186,10 @@ class ParityReport:
             " dataset has the recording's receipt, the replay its own; only ttc differs"
         )
         lines.append(
-            "same ms = decision points whose next one has the same exchange millisecond; an"
-            " order in flight there executes, in the env, at the last of them and shows in"
-            " that row's account features -- the env knows the next row's time; live an"
-            " order's arrival is known one book later.  1st acct!= marked ^ is such a row"
-            " (the env's position changed at a row of the same ms as the one before):"
-            " the divergence is that lookahead, not a different execution"
+            "same ms = decision points whose next one has the same exchange millisecond (an"
+            " order in flight there meets the last of them and shows from the first later"
+            " one, in the env as live); 1st acct!= = the first decision point whose"
+            " observation differs (-1: none)"
         )
         if self.divergences:
             lines.append("divergences (first ones):")
@@ -370,12 +386,12 @@ def run_env(
     """The backtest: each segment once with ``model.predict(obs, deterministic=True)``.
 
     Returns:
-        per segment: ``obs`` [n, F], ``actions`` [n-1, D], ``trades``, ``pnl`` (money);
-        ``notes`` receives what had to be adapted.
+        per segment: ``obs`` [n, F], ``actions`` [n-1, D], ``trades``, ``pnl`` and
+        ``fees`` (money); ``notes`` receives what had to be adapted.
     """
     notes = notes if notes is not None else []
     from kalshi_rl.env.config import SegmentOrder
-    from kalshi_rl.env.trading import INFO_PNL, INFO_TRADES, KalshiTradingEnv
+    from kalshi_rl.env.trading import INFO_TRADES, KalshiTradingEnv
 
     cfg = env_cfg.replace(segment_order=SegmentOrder.SEQUENTIAL, random_start=False,
                           max_episode_steps=0)  # fmt: skip
@@ -383,7 +399,9 @@ def run_env(
     for s in range(ds.n_segments):
         sub = ds.subset(np.array([s]))
         if sub.n_rows < 2:
-            out.append({"obs": np.zeros((sub.n_rows, 0)), "actions": [], "trades": 0, "pnl": 0})
+            out.append(
+                {"obs": np.zeros((sub.n_rows, 0)), "actions": [], "trades": 0, "pnl": 0, "fees": 0}
+            )
             continue
         if np.any(np.diff(sub.ts) < 0):
             # a snapshot row may carry its receive time (no exchange time on the wire), later
@@ -405,7 +423,8 @@ def run_env(
             "obs": np.asarray(all_obs, dtype=np.float32),
             "actions": acts,
             "trades": int(info.get(INFO_TRADES, 0)),
-            "pnl": round(float(info.get(INFO_PNL, 0.0)) * 10_000),
+            "pnl": int(env._batch.episodes[0]["pnl"]),  # money, exact
+            "fees": int(env._batch.episodes[0]["fees"]),
         })  # fmt: skip
     return out
 
@@ -417,6 +436,7 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
     env_runs: list[dict[str, Any]],
     paper_pnl: dict[str, int],
     paper_fills: dict[str, int],
+    paper_fees: dict[str, int] | None = None,
 ) -> ParityReport:
     """Fill ``report`` from the dataset, the actor's trace and the env runs."""
     trace = actor.trace or []
@@ -442,7 +462,8 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
         mp.env_pnl = sum(env_runs[s]["pnl"] for s in segs)
         mp.paper_fills = int(fills.get(t, 0))
         mp.paper_pnl = int(paper_pnl.get(t, 0))
-        ts_rows = ds.ts[rows] if rows else np.zeros(0, dtype=np.int64)
+        mp.env_fees = sum(env_runs[s].get("fees", 0) for s in segs)
+        mp.paper_fees = int((paper_fees or {}).get(t, 0))
         same = np.zeros(len(rows), dtype=bool)
         for s in segs:  # within a segment: row t and t + 1 share the millisecond
             a, b = int(ds.seg_start[s]), int(ds.seg_end[s])
@@ -475,12 +496,6 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
                 if not np.array_equal(eo.view(np.uint32), obs.view(np.uint32)):
                     if mp.first_account_divergence < 0:
                         mp.first_account_divergence = k
-                        prev = env_obs[k - 1] if k > 0 else eo
-                        mp.from_lookahead = bool(
-                            k > 0
-                            and ts_rows[k] == ts_rows[k - 1]
-                            and not np.array_equal(prev[N_MARKET_FEATURES:], eo[N_MARKET_FEATURES:])
-                        )
                     mp.observation_mismatches += 1
                     j = int(np.flatnonzero(eo.view(np.uint32) != obs.view(np.uint32))[0])
                     report.note(
@@ -490,12 +505,20 @@ def compare(  # noqa: PLR0917 -- the report and the five things compared
             if ea is not None and not np.array_equal(np.asarray(ea), dims):
                 mp.action_mismatches += 1
                 report.note(f"{t} row {k}: action env {ea.tolist()} live {dims.tolist()}")
-        if mp.env_trades != mp.paper_fills:
-            report.note(f"{t}: env traded {mp.env_trades} times, paper filled {mp.paper_fills}")
-        if mp.env_pnl != mp.paper_pnl:
-            report.note(f"{t}: P&L backtest {mp.env_pnl} vs paper {mp.paper_pnl} (money)")
+        _note_totals(report, mp)
         report.markets.append(mp)
     return report
+
+
+def _note_totals(report: ParityReport, mp: MarketParity) -> None:
+    """Note market ``mp``'s trade, P&L and fee differences (money)."""
+    t = mp.ticker
+    if mp.env_trades != mp.paper_fills:
+        report.note(f"{t}: env traded {mp.env_trades} times, paper filled {mp.paper_fills}")
+    if mp.env_pnl != mp.paper_pnl:
+        report.note(f"{t}: P&L backtest {mp.env_pnl} vs paper {mp.paper_pnl} (money)")
+    if mp.env_fees != mp.paper_fees:
+        report.note(f"{t}: fees backtest {mp.env_fees} vs paper {mp.paper_fees} (money)")
 
 
 async def run_parity(
@@ -520,4 +543,13 @@ async def run_parity(
     report = ParityReport(session_id, f"{mv.name}:v{mv.version}", cadence, events_replayed=events)
     for n in notes:
         report.note(n)
-    return compare(report, ds, actor, env_runs, pnl, fills)
+    return compare(report, ds, actor, env_runs, pnl, fills, paper_fees(actor))
+
+
+def paper_fees(actor: Any) -> dict[str, int]:
+    """ticker -> fees the paper client charged in that market (money), as the env counts them."""
+    out = {}
+    for i, t in enumerate(actor.tickers):
+        actor._fill_acct(i)
+        out[t] = int(actor._acct[0]["fees_paid"])
+    return out

@@ -19,7 +19,7 @@ from core.dtypes import (
     RESULT_UNKNOWN,
     SIDE_NO,
 )
-from core.features import MARKET_FEATURE_NAMES, features_for_levels
+from core.features import MARKET_FEATURE_NAMES, N_MARKET_FEATURES, features_for_levels
 from kalshi_rl.env.batch import EnvBatch
 from kalshi_rl.env.config import ActionMode, EnvConfig, MarkMode, SegmentOrder
 from kalshi_rl.env.synthetic import random_walk_dataset
@@ -163,30 +163,72 @@ def test_sequential_order_visits_every_segment_once_per_pass() -> None:
 
 
 def test_latency_executes_against_the_book_when_the_order_arrives() -> None:
-    """Rows 10 ms apart, 50 ms entry: an order sent at row 0 fills at row 5's ask; until
-    it is acknowledged (+30 ms) only hold is allowed."""
+    """Rows 10 ms apart, 50 ms entry: an order sent at row 0 (0 ms) arrives at 50 ms and
+    fills at row 5's ask (the last book not later); the env learns it only at row 6 (60 ms,
+    the first row later than the arrival: no lookahead at row 6's time from row 5), where
+    the fill shows; until it is acknowledged (+30 ms = 80 ms, row 8) only hold is allowed."""
     t = 12
     px = np.full((t, 2, K), NO_PRICE, dtype=np.int16)
     qty = np.zeros((t, 2, K), dtype=np.int64)
     px[:, 0, 0], qty[:, 0, 0] = 400, 10_000
     px[:, 1, 0], qty[:, 1, 0] = 550, 10_000  # YES ask 45c ...
     px[3:, 1, 0] = 500  # ... 50c from row 3 on
+    px[6:, 1, 0] = 480  # ... 52c from row 6 on (after the arrival)
     ds = rows_dataset(px, qty, ts_step=10)
     cfg = EnvConfig(entry_latency_ms=(50, 50), ack_latency_ms=(30, 30), slippage_ticks=100)
     env = KalshiTradingEnv(ds, cfg)
-    env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
+    flat = obs[N_MARKET_FEATURES:].copy()
     env.step(ACT_BUY_YES)  # row 0, arrives at +50 ms = row 5
-    for k in range(1, 5):
+    for k in range(1, 6):  # rows 1..5: in flight, not known to have arrived
         assert env.action_masks().tolist() == [True, False, False, False, False], k
-        assert int(env._batch.pos[0]["position"]) == 0
-        env.step(ACT_HOLD)
+        assert int(env._batch.pos[0]["position"]) == 0, k
+        obs, _r, _term, _trunc, _info = env.step(ACT_HOLD)
+    # row 6: the fill shows, at row 5's price
+    assert int(env._batch.state[0]["t"]) == 6
     assert int(env._batch.pos[0]["position"]) == 100
-    assert int(env._batch.orders[0]["notional"]) == 100 * 500  # row 5's price
-    env.step(ACT_HOLD)  # row 6..7: ack at row 8 (80 ms)
-    env.step(ACT_HOLD)
+    assert int(env._batch.orders[0]["notional"]) == 100 * 500  # row 5's price, not row 6's
+    assert int(env._batch.orders[0]["ack_ts"]) == int(ds.ts[0]) + 80
+    assert not np.array_equal(obs[N_MARKET_FEATURES:], flat)  # the account features moved
+    assert not env.action_masks()[ACT_BUY_YES]  # row 6 (60 ms): not acknowledged yet
+    env.step(ACT_HOLD)  # row 7 (70 ms)
     assert not env.action_masks()[ACT_BUY_YES]
-    env.step(ACT_HOLD)
+    env.step(ACT_HOLD)  # row 8 (80 ms): acknowledged
     assert env.action_masks()[ACT_BUY_YES]
+
+
+def test_same_millisecond_rows_fill_at_the_last_and_show_after_it() -> None:
+    """Zero latency, rows 0-2 at 0 ms, row 3 at 1 ms: an order sent at row 0 meets row 2's
+    book (the last not later than its arrival) and shows only at row 3; an order still in
+    flight when the segment ends meets the last book, after the last observation."""
+    t = 6
+    px = np.full((t, 2, K), NO_PRICE, dtype=np.int16)
+    qty = np.zeros((t, 2, K), dtype=np.int64)
+    px[:, 0, 0], qty[:, 0, 0] = 400, 10_000
+    px[:, 1, 0], qty[:, 1, 0] = 550, 10_000
+    px[2, 1, 0] = 530  # row 2's YES ask: 47c
+    px[5, 1, 0] = 520  # the last row's: 48c
+    ds = rows_dataset(px, qty, ts_step=10)
+    ds = ds._replace(ts=np.array([0, 0, 0, 1, 2, 2], dtype=np.int64))
+    cfg = EnvConfig(entry_latency_ms=(0, 0), ack_latency_ms=(0, 0), slippage_ticks=100)
+    env = KalshiTradingEnv(ds, cfg)
+    env.reset(seed=0)
+    env.step(ACT_BUY_YES)  # row 0
+    assert int(env._batch.pos[0]["position"]) == 0  # row 1: same ms, not known yet
+    assert env.action_masks().tolist() == [True, False, False, False, False]
+    env.step(ACT_HOLD)
+    assert int(env._batch.pos[0]["position"]) == 0  # row 2: still the same ms
+    env.step(ACT_HOLD)
+    assert int(env._batch.pos[0]["position"]) == 100  # row 3 (1 ms): it arrived
+    assert int(env._batch.orders[0]["notional"]) == 100 * 470  # at row 2's book
+    assert env.action_masks()[ACT_BUY_YES]  # acknowledged (zero ack latency)
+    held, _r, _term, _trunc, _info = env.step(ACT_HOLD)  # row 4 (2 ms); the last: 5 (2 ms)
+    obs, _r, term, _trunc, info = env.step(ACT_BUY_YES)  # in flight at the segment's end
+    assert term
+    # the last observation shows one contract (as live sees it at that row) ...
+    assert obs[N_MARKET_FEATURES] == held[N_MARKET_FEATURES]
+    assert info["trades"] == 2  # ... then the order met the last book: 2 contracts held
+    assert int(env._batch.orders[0]["notional"]) == 100 * 480  # the last row's YES ask
 
 
 def test_pnl_components_add_up_in_every_episode() -> None:

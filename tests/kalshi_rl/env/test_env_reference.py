@@ -135,11 +135,11 @@ class ReferenceEnvs:
         self.b.state["rng"] = np.array([r.x for r in self.rng], dtype=np.uint64)
 
     # ------------------------------------------------------------------ orders
-    def _due(self, i: int, t: int, seg_last: int) -> bool:
+    def _arrived(self, i: int, t: int) -> bool:
+        # row t is the first row later than the order's arrival (no lookahead: row t + 1's
+        # time is not looked at)
         o = self.b.orders[i]
-        return int(o["status"]) == ORD_PENDING and (
-            t >= seg_last or int(self.b.ts[t + 1]) > int(o["active_ts"])
-        )
+        return int(o["status"]) == ORD_PENDING and int(self.b.ts[t]) > int(o["active_ts"])
 
     def _execute(self, i: int, t: int) -> None:
         b = self.b
@@ -172,7 +172,7 @@ class ReferenceEnvs:
         o["ts"], o["active_ts"], o["ack_ts"] = ts, ts + entry, ts + entry + ack
         o["status"] = ORD_PENDING
 
-    def _act(self, i: int, a: int, size: int, slip: int, t: int, seg_last: int) -> bool:
+    def _act(self, i: int, a: int, size: int, slip: int, t: int) -> bool:
         """True when the action was not allowed (it runs as hold)."""
         b, c = self.b, self.c
         if a == ACT_HOLD:
@@ -200,8 +200,6 @@ class ReferenceEnvs:
                 return True
         self._send(i, t, side, act, limit, count)
         b.state[i]["busy_until"] = _NEVER
-        if self._due(i, t, seg_last):
-            self._execute(i, t)
         return False
 
     # ------------------------------------------------------------------ step
@@ -236,22 +234,24 @@ class ReferenceEnvs:
             seg_last = int(b.seg_end[s]) - 1
             before = int(st["value"])
             trades_before = int(b.pos[i]["n_trades"])
-            bad = self._act(i, int(actions[i]), int(sizes[i]), int(slips[i]), t, seg_last)
+            bad = self._act(i, int(actions[i]), int(sizes[i]), int(slips[i]), t)
             b.invalid[i] = bad
             if bad:
                 st["n_invalid"] += 1
             t += 1
             st["t"] = t
             st["steps"] += 1
+            if self._arrived(i, t):  # it met the row before, shows from this row on
+                self._execute(i, t - 1)
             if b.liq[i]["n"][0] + b.liq[i]["n"][1] > 0:
                 liquidity_refresh(b.depth_px[t], b.depth_qty[t], b.liq[i : i + 1])
-            if self._due(i, t, seg_last):
-                self._execute(i, t)
             is_term = t >= seg_last
             settled = False
             if is_term:
+                # the last row's observation first; then the segment's end
+                self._obs(i, t, self._value(i, t)[1], b.term_obs[i])
                 if int(b.orders[i]["status"]) == ORD_PENDING:
-                    b.orders[i]["status"] = ORD_CANCELED
+                    self._execute(i, t)  # never arrived inside the data: the last book
                 if int(b.seg_result[s]) >= RESULT_NO:
                     settle(b.pos[i : i + 1], int(b.seg_result[s]) == RESULT_YES)
                     settled = True
@@ -270,7 +270,8 @@ class ReferenceEnvs:
             b.terminated[i], b.truncated[i] = is_term, is_trunc
             if is_term or is_trunc:
                 n_done += 1
-                self._obs(i, t, open_value, b.term_obs[i])
+                if is_trunc:
+                    self._obs(i, t, open_value, b.term_obs[i])
                 self._episode(i, after, open_value, settled)
                 self._start(i)
                 t = int(st["t"])
