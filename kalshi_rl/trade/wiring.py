@@ -199,6 +199,7 @@ async def attach_trading(
     await actor.start()
     node.add_book_listener(actor.on_books)
     if node.lifecycle is not None:
+        node.lifecycle.listeners.append(PaperSettler(paper).on_lifecycle)
         node.lifecycle.listeners.append(actor.on_lifecycle)
     node.actor = actor
     if node.follower is not None:  # rolling listings: trade the markets the node follows
@@ -227,6 +228,39 @@ async def _tradable(node: Any) -> list[str]:
         except (OSError, TimeoutError, KalshiRLError) as exc:
             log.warning("market metadata of %d followed markets unavailable: %s", len(missing), exc)
     return tickers
+
+
+class PaperSettler:
+    """Settles the paper account's positions when a market is determined (lifecycle listener).
+
+    Kalshi pays a determined market's winning contracts $1 and closes the position; the
+    paper client does the same in ``settle_market`` (cancels its resting orders, pays out,
+    records a settlement row).  Without this a position in a finished market would stay
+    open, marked against the emptied book at close (liquidation value 0) forever, and the
+    P&L split would never show a settlement.  A market the paper client does not know (never
+    traded, or listed and determined before the market sync added it) is skipped; the
+    ``settled`` event after ``determined`` settles nothing twice.
+    """
+
+    def __init__(self, paper: Any) -> None:
+        self.paper = paper
+        self.settled: set[str] = set()
+        self.n_settlements = 0
+
+    def on_lifecycle(self, ev: Any) -> None:
+        if ev.event_type not in ("determined", "settled") or ev.result not in ("yes", "no"):
+            return
+        if ev.ticker in self.settled:
+            return
+        try:
+            out = self.paper.settle_market(ev.ticker, ev.result)
+        except KalshiRLError as exc:  # not a market of the paper client
+            log.debug("paper settlement of %s skipped: %s", ev.ticker, exc)
+            return
+        self.settled.add(ev.ticker)
+        if out is not None:
+            self.n_settlements += 1
+            log.info("paper: %s determined %s, position settled", ev.ticker, ev.result)
 
 
 class MarketSync:
