@@ -82,8 +82,8 @@ def model_out(mv: registry.ModelVersion) -> ModelOut:
 
 
 async def market_meta(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
-    """ticker -> (id, status, title, close_time) of every market."""
-    rows = await conn.fetch("SELECT id, ticker, status, title, close_time FROM markets")
+    """ticker -> (id, status, title, open_time, close_time) of every market."""
+    rows = await conn.fetch("SELECT id, ticker, status, title, open_time, close_time FROM markets")
     return {r["ticker"]: r for r in rows}
 
 
