@@ -214,6 +214,36 @@ async def attach_trading(
     return Trading(actor, paper, sink, reloader, account_id)
 
 
+DEFAULT_CLOSE_GUARD_S = 60.0  # RiskConfig's default, made for Kalshi's long markets
+CLOSE_GUARD_LIFE_FRACTION = 20  # the guard is 1/20 of the market's life, at most the default
+
+
+def close_guard_for_life(
+    market_life_ms: float | None, default_s: float = DEFAULT_CLOSE_GUARD_S
+) -> float:
+    """The close guard (no opening orders this close to close, seconds) for markets living
+    ``market_life_ms``: 1/20 of the life, at most ``default_s`` (9 s for the sim's 3-minute
+    markets; Kalshi's long markets keep 60 s).  A fixed 60 s guard refuses every opening
+    order of a one-minute market.  Unknown life: ``default_s``.  ``kalshi-rl up`` and
+    ``kalshi-rl trade`` both use this rule."""
+    if market_life_ms is None or market_life_ms <= 0:
+        return default_s
+    return min(default_s, market_life_ms / (1000.0 * CLOSE_GUARD_LIFE_FRACTION))
+
+
+def market_life_ms(meta: dict[str, Any]) -> float | None:
+    """The longest open -> close span of the markets in ``meta`` (ticker -> REST market
+    object), ms; None when no market has both times.  The longest, not a typical one: the
+    first markets of staggered rolling series open with part of their life already gone,
+    and on a mix of markets the longer life gives the larger (safer) guard."""
+    lives = []
+    for m in meta.values():
+        o, c = _ms(m.get("open_time")), _ms(m.get("close_time"))
+        if NO_TS not in (o, c) and c > o:
+            lives.append(c - o)
+    return float(max(lives)) if lives else None
+
+
 async def _tradable(node: Any) -> list[str]:
     """The node's markets at the start plus those it follows now (rolling listings: the
     exchange may have listed none open when the node started), with their REST objects in
