@@ -127,6 +127,7 @@ async def attach_trading(
         mv = await resolve_ref(conn, model_ref)
     loaded = await load_version(mv, fast=fast)
     pcfg = paper_config or PaperConfig()
+    await _warm(loaded, config, pcfg)
     account_id, saved = 0, None
     if persist:
         async with node.pool.acquire() as conn:
@@ -242,6 +243,18 @@ def market_life_ms(meta: dict[str, Any]) -> float | None:
         if NO_TS not in (o, c) and c > o:
             lives.append(c - o)
     return float(max(lives)) if lives else None
+
+
+async def _warm(loaded: Any, config: ActorConfig, pcfg: Any) -> None:
+    """Compile (or load) the trading path's kernels off the event loop before trading."""
+    from kalshi_rl.live.warm import warm_trading_kernels
+
+    try:
+        took = await asyncio.to_thread(warm_trading_kernels, loaded, config, pcfg)
+    except Exception:  # the kernels then compile on first use; trading still works
+        log.exception("warming the trading kernels failed")
+        return
+    log.info("trading kernels ready in %.2f s (Numba compile/cache load)", took)
 
 
 async def _tradable(node: Any) -> list[str]:
