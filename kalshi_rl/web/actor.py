@@ -176,6 +176,8 @@ class ActorControl:
                 "mark_value": int(a.market_value(i)) - int(a.start_cash),
                 "realized": int(p["realized_pnl"]),
             })  # fmt: skip
+        # open positions first (markets already settled or flat after it)
+        out.sort(key=lambda r: r["position"] == 0)
         return out
 
     def _orders(self) -> list[dict[str, Any]]:

@@ -325,7 +325,24 @@ _SESSION_COLS = (
 )
 
 
-def session_out(r: asyncpg.Record, live_id: int | None) -> SessionOut:
+def session_out(r: asyncpg.Record, live_id: int | None, feed: Any = None) -> SessionOut:
+    """One session row; the live one (``live_id``) with the feed's counters from memory
+    (``feed``: the node's feed; its row's counters are written when the session closes)."""
+    live = r["id"] == live_id
+    if live and feed is not None:
+        st = feed.stats
+        counts = {
+            "n_messages": int(st.msgs), "n_deltas": int(st.deltas),
+            "n_snapshots": int(st.snapshots), "n_trades": int(st.trades),
+            "n_gaps": int(st.gaps), "n_decode_errors": int(st.decode_errors),
+            "n_reconnects": int(st.reconnects),
+        }  # fmt: skip
+        n_markets = max(int(r["n_markets"] or 0), len(getattr(feed, "tickers", ())))
+        return SessionOut(
+            id=r["id"], started_at=r["started_at"], ended_at=r["ended_at"], source=r["source"],
+            mode=r["mode"], n_markets=n_markets, duration_s=float(r["duration_s"]), live=True,
+            **counts,
+        )  # fmt: skip
     return SessionOut(
         id=r["id"],
         started_at=r["started_at"],
@@ -341,7 +358,7 @@ def session_out(r: asyncpg.Record, live_id: int | None) -> SessionOut:
         n_gaps=r["n_gaps"],
         n_decode_errors=r["n_decode_errors"],
         n_reconnects=r["n_reconnects"],
-        live=r["id"] == live_id,
+        live=live,
     )
 
 
