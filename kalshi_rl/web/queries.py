@@ -18,6 +18,7 @@ from core.dtypes import (
     ACT_SELL_NO,
     ACT_SELL_YES,
     ACTION_STATUS_NAMES,
+    GAP_REASON_END,
 )
 from kalshi_rl import registry
 from kalshi_rl.web import perf
@@ -391,7 +392,9 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
     """Per market: rows, gaps, and how long its book was invalid (gap -> next snapshot).
 
     Time invalid sums, over the market's gap rows, the wait from the gap to the next
-    snapshot of that market (to the session's end if none came).
+    snapshot of that market (to the session's end if none came).  A market's end-of-
+    recording row (GAP_REASON_END: determined, or the session closed) is no gap: it is
+    not counted, and the time after it is not "invalid".
     """
     rows = await conn.fetch(
         """
@@ -410,7 +413,7 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
                    LEFT JOIN LATERAL (SELECT min(sn.recv_ts) AS recv_ts
                        FROM orderbook_snapshots sn WHERE sn.session_id = $1
                        AND sn.market_id = gp.market_id AND sn.recv_ts > gp.recv_ts) nx ON true
-                   WHERE gp.session_id = $1 GROUP BY gp.market_id),
+                   WHERE gp.session_id = $1 AND gp.reason <> $2 GROUP BY gp.market_id),
              ids AS (SELECT market_id FROM d UNION SELECT market_id FROM s
                      UNION SELECT market_id FROM g)
         SELECT m.ticker, coalesce(d.n, 0) deltas, coalesce(s.n, 0) snapshots,
@@ -422,6 +425,7 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
         ORDER BY m.ticker
         """,
         session_id,
+        GAP_REASON_END,
     )
     return [
         MarketCoverage(

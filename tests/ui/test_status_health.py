@@ -91,6 +91,13 @@ async def test_status_ok_through_listings_and_closes_degraded_on_a_broken_book(
             assert s["books_valid"] + s["books_waiting"] + s["books_closed"] == s["books_total"]
             await asyncio.sleep(0.2)
 
+        # the markets that ended have an end-of-recording row, which is not a gap
+        sid = node.session_id
+        cov = (await client.get(f"/rl/sessions/{sid}")).json()["markets"]
+        ended = [m for m in cov if m["ticker"] not in node.feed.tickers and m["snapshots"]]
+        assert len(ended) >= 2, cov
+        assert all(m["gaps"] == 0 and m["time_invalid_s"] == 0 for m in ended), ended
+
         page = await browser.new_page(viewport={"width": 1440, "height": 900})
         await page.goto(f"{base}/#/markets")
         bar = page.locator("[data-testid=status-bar]")
