@@ -1,5 +1,5 @@
 import { useCallback, useRef, useState } from "react";
-import { ago, api, duration, px, qty, type Schemas } from "../api/client";
+import { ago, api, duration, px, qty, usd, type Schemas } from "../api/client";
 import { usePoll, useSocket } from "../api/ws";
 import { Plot } from "../components/Plot";
 
@@ -153,7 +153,7 @@ function MarketDetail({ ticker }: { ticker: string }) {
                 <tbody>
                   {(detail?.fills ?? []).slice(0, 25).map((f, i) => (
                     <tr key={i}><td>{new Date(f.ts_ms).toLocaleTimeString()}</td><td>{f.action} {f.side}</td>
-                      <td className="num">{px(f.price)}</td><td className="num">{qty(f.count)}</td><td className="num">{f.fee}</td></tr>
+                      <td className="num">{px(f.price)}</td><td className="num">{qty(f.count)}</td><td className="num">{usd(f.fee)}</td></tr>
                   ))}
                 </tbody>
               </table>
