@@ -239,6 +239,9 @@ class PaperClient:
         self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
+        # bumped whenever an array the taker kernel gets, a market's grid or the start
+        # cash changes (the actor rebuilds its step context then; ``taker_layout``)
+        self.taker_layout = 0
         # False while no order rests and nothing is consumed: book updates are then no-ops
         self._watch = False
         self._subs: list[Subscription] = []
@@ -270,6 +273,7 @@ class PaperClient:
         self._pos_view.flags.writeable = False
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
+        self.taker_layout += 1
 
     def add_market(self, info: MarketInfo) -> int:
         """Make ``info.ticker`` tradable (or update its info); returns its book slot."""
@@ -283,6 +287,7 @@ class PaperClient:
             grid = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
             grid[price_grid(structure)] = True
             self._grids[structure] = grid
+        self.taker_layout += 1
         self._fees[slot] = fee_schedule(
             maker_fees=bool(info.maker_fees), precision=self.config.precision
         )[0]
@@ -430,6 +435,7 @@ class PaperClient:
         active = np.zeros(cap, dtype=np.int64)
         active[: self._active.shape[0]] = self._active
         self._orders, self._extra, self._active = orders, extra, active
+        self.taker_layout += 1
 
     def _new_order(self, coid: str | None) -> int:
         """Register order index ``self._n`` (client id; None = the default one)."""
@@ -752,6 +758,34 @@ class PaperClient:
             self._grow_fills(VIEW_LEVELS)
         self._sync_capacity()
         return self._taker_args(self._grids[info.structure])
+
+    def taker_ready(self, slot: int) -> bool:
+        """``taker_prepare(slot) is not None`` without building the tuple (the actor's tick).
+
+        The actor's step context holds the arrays themselves (rebuilt when
+        ``taker_layout`` changes); the scalars come from ``taker_scalars``.
+        """
+        info = self._markets.get(slot)
+        if info is None or info.status != MarketStatus.ACTIVE or self._subs or self._queues:
+            return False
+        rings = self.rings
+        if rings is not None and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):
+            return False
+        i = self._n
+        if self._by_coid and f"{self._coid_prefix}{i + 1}" in self._by_coid:
+            return False
+        if i >= self._orders.shape[0]:
+            self._grow_orders()
+        if self._n_fills + VIEW_LEVELS > self._fills.shape[0]:
+            self._grow_fills(VIEW_LEVELS)
+        if self.books.qty.shape[0] != self._cap_m:
+            self._sync_capacity()
+        return True
+
+    def grid_of(self, slot: int) -> np.ndarray | None:
+        """The valid-YES-price grid of the market in ``slot`` (None: not a market here)."""
+        info = self._markets.get(slot)
+        return None if info is None else self._grids[info.structure]
 
     def taker_dummy(self) -> tuple[Any, ...]:
         """A tuple shaped like ``taker_prepare``'s, for a kernel told not to use it."""
@@ -1287,6 +1321,7 @@ class PaperClient:
         grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
         grown[: self._n_fills] = self._fills[: self._n_fills]
         self._fills = grown
+        self.taker_layout += 1
 
     def _fill_json(self, k: int) -> dict[str, Any]:
         f = self._fills[k]
@@ -1544,6 +1579,7 @@ class PaperClient:
         self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
         self._fills[: fills.shape[0]] = fills
         self._n_fills = fills.shape[0]
+        self.taker_layout += 1
         for k, row in enumerate(sorted(saved.orders, key=lambda r: r["order_id"])):
             if int(row["order_id"]) != k + 1:
                 raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")
