@@ -603,7 +603,7 @@ class BookSet:
                 book_apply_deltas.typeof_pyval(a)
                 for a in (self.qty, self._best_plain, self.meta, recs)
             )
-            cres = book_apply_deltas.overloads.get(sig)
+            cres: Any = book_apply_deltas.overloads.get(sig)
             if cres is not None:
                 _DELTAS_ENTRY[0] = cres.entry_point
             return n
