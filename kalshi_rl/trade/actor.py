@@ -118,6 +118,7 @@ from kalshi_rl.trade.decide import (
     OUT_PAPER,
     OUT_PUSHED,
     OUT_RECS,
+    OUT_RING_AT,
     OUT_RISK,
     OUT_SIDE,
     PH_AFTER,
@@ -961,29 +962,52 @@ class Actor:
             i, slot, now, run.episode_id, run.step + 1, model.version, int(self.risk.state),
             paper_ok, push, paper._n, paper._clock(), paper._n_fills, paper._next_rec_id,
         )  # fmt: skip
+        k = self._k_tick.entry  # the compiled overload (None: resolve on this call)
+        if k is None:
+            k = self._k_tick
         if self._ctx_fast:
-            st = self._k_tick(ctx, PH_FAST | tick_flag, *args)
+            st = k(ctx, PH_FAST | tick_flag, *args)
             if st < STEP_DONE or st >= TICK_IDLE:
                 return 0  # not due, skipped or a non-finite observation (counted)
         else:
-            st = self._k_tick(ctx, PH_OBSERVE | tick_flag, *args)
+            st = k(ctx, PH_OBSERVE | tick_flag, *args)
             if st != DS_OK:
                 return 0
             if model.policy.decide(self._obs) != POLICY_OK:
                 self.counts["bad_obs"] += 1
                 return 0
-            st = self._k_tick(ctx, PH_AFTER, *args)
-        if st == STEP_SLOW:
+            st = k(ctx, PH_AFTER, *args)
+        if st == STEP_SLOW:  # the paper client takes the order through Python
             status = self._submit_slow(i, slot, now)
             self._count(status)
-        else:
-            status = st - STEP_DONE
-            if status in (AS_SENT, AS_REJECTED):
-                self._paper_done(i, slot, status)
-            elif status == AS_RISK:
-                self.risk.counted(0, int(self._out[OUT_RISK]))
+            run.step += 1
+            self._recorded(i, slot, now, recv_ns, status)
+            return 1
+        status = st - STEP_DONE
+        o = self._out.tolist()
+        if status == AS_SENT:
+            paper.taker_booked(o[OUT_N_FILLS], o[OUT_RECS])
+        elif status == AS_REJECTED:
+            self._paper_done(i, slot, status)  # books and names the refusal
+        elif status == AS_RISK:
+            self.risk.counted(0, o[OUT_RISK])
         run.step += 1
-        self._recorded(i, slot, now, recv_ns, status)
+        if (
+            not o[OUT_PUSHED]
+            or self._shadow is not None
+            or self._subscribers
+            or self.trace is not None
+        ):
+            self._recorded(i, slot, now, recv_ns, status)
+            return 1
+        # the kernel pushed the record: its latency is set in place (as _recorded does)
+        latency = self.clock_ns() - (recv_ns or int(self.books.meta[slot]["last_recv_ts"]))
+        self._ring_latency[o[OUT_RING_AT]] = latency
+        if status in (AS_SENT, AS_REJECTED):
+            lat = self.latency_ns
+            lat.append(latency)
+            if len(lat) > 4096:
+                del lat[:2048]
         return 1
 
     def _recorded(self, i: int, slot: int, now: int, recv_ns: int, status: int) -> None:

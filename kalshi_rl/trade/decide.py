@@ -50,7 +50,7 @@ from core.features import book_mid, build_observation, hist_push
 from core.orders import action_to_order
 from core.paper_book import paper_taker_submit
 from core.policy import policy_decide
-from core.ring import ring_push
+from core.ring import RING_HEAD, ring_push
 
 # Decision skip codes (the actor counts each).
 DS_OK = 0
@@ -561,7 +561,8 @@ OUT_RECS = 12  # rec_ids the paper kernel used
 OUT_FILLED = 13
 OUT_FEE = 14
 OUT_PUSHED = 15
-OUT_LEN = 16
+OUT_RING_AT = 16  # where in the action ring the record went (``tick``, when pushed)
+OUT_LEN = 17
 
 
 @njit(cache=True, inline="always")
@@ -1038,4 +1039,5 @@ def tick(  # noqa: PLR0917 -- the call's scalars, positionally
     )  # fmt: skip
     if res != STEP_SLOW:
         _count_status(c, res - STEP_DONE)
+        c.out[OUT_RING_AT] = (c.ring_ctl[RING_HEAD] - 1) & (c.ring_buf.shape[0] - 1)
     return res

@@ -32,6 +32,12 @@ class FastCall:
         self._entry: Any = None
         self._by_key: dict[tuple[int, tuple[int, ...]], Any] = {}
 
+    @property
+    def entry(self) -> Any:
+        """The resolved overload's entry point (call it with the same argument types), or
+        None before the first call / after ``reset`` (then call this object)."""
+        return self._entry
+
     def reset(self) -> None:
         """Resolve the overload again on the next call."""
         self._entry = None

@@ -35,6 +35,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
+from numba.core import types
+from numba.experimental import structref
 
 from core.book import BookSet
 from core.dtypes import (
@@ -151,6 +154,48 @@ __all__ = [
 ]
 
 
+_ON_BOOK_FIELDS = (
+    "orders", "extra", "active", "ctl", "pos", "qty", "best", "liq", "fees", "qm",
+    "start_cash", "dirty", "px", "vq", "fill_out",
+)  # fmt: skip
+
+
+@structref.register
+class OnBookCtxType(types.StructRef):
+    """Numba type of ``OnBookCtx``: ``paper_on_book``'s arrays but the changed slots."""
+
+    def preprocess_fields(self, fields: Any) -> Any:
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class OnBookCtx(structref.StructRefProxy):
+    """``PaperClient.on_book_update``'s kernel state (``_ON_BOOK_FIELDS``)."""
+
+
+structref.define_proxy(OnBookCtx, OnBookCtxType, list(_ON_BOOK_FIELDS))
+
+
+@njit(cache=True)
+def new_on_book_ctx(  # noqa: PLR0917 -- the fields, positionally (_ON_BOOK_FIELDS)
+    orders, extra, active, ctl, pos, qty, best, liq, fees, qm, start_cash, dirty, px, vq,
+    fill_out,
+):  # fmt: skip
+    """An ``OnBookCtx`` (compiled once and cached)."""
+    return OnBookCtx(
+        orders, extra, active, ctl, pos, qty, best, liq, fees, qm, start_cash, dirty, px, vq,
+        fill_out,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def paper_on_book_ctx(c, slots, ts_ms):
+    """``core.paper_book.paper_on_book`` over an ``OnBookCtx``."""
+    return paper_on_book(
+        c.orders, c.extra, c.active, c.ctl, c.pos, c.qty, c.best, c.liq, c.fees, c.qm,
+        c.start_cash, slots, c.dirty, ts_ms, c.px, c.vq, c.fill_out,
+    )  # fmt: skip
+
+
 def _room(ring: Ring, n: int) -> bool:
     """True when a kernel may push ``n`` records into ``ring`` (room, no overflow backlog)."""
     return ring.overflow_pending == 0 and ring.capacity - ring.occupancy >= n
@@ -235,7 +280,11 @@ class PaperClient:
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
         self._best_src: np.ndarray | None = None
         self._view: tuple[np.ndarray, np.ndarray] | None = None  # submit_on_view's book
-        self._k_on_book = FastCall(paper_on_book, key_arg=11)  # slots: int32/int64, strided
+        # the book listener's kernel entry and its state (one structref: unboxing the 17
+        # arguments of paper_on_book cost ~1 us a call; rebuilt when an array is replaced)
+        self._k_on_book = FastCall(paper_on_book_ctx, key_arg=1)  # slots: int32/int64, strided
+        self._ob_ctx: Any = None
+        self._ob_key: tuple[int, Any] = (-1, None)
         self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
@@ -809,12 +858,16 @@ class PaperClient:
         """Book ``paper_taker_submit``'s outcome; the error ``submit`` would raise, or None."""
         if code != REJ_NONE:
             return self._taker_refused(code, slot, price, count)
+        self.taker_booked(n, used)
+        return None
+
+    def taker_booked(self, n: int, used: int) -> None:
+        """``taker_commit`` of an accepted order (``n`` fills, ``used`` rec_ids)."""
         self._n += 1
         self._coid.append(None)
         self._n_fills += n
         self._next_rec_id += used
         self._watch = True
-        return None
 
     def _submit_slow(  # noqa: PLR0917 -- submit_taker's order, positionally
         self, slot: int, side: int, action: int, price: int, count: int, tif: int
@@ -1347,25 +1400,35 @@ class PaperClient:
         """
         if not self._watch:
             return 0
-        if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
+        if type(slots) is not np.ndarray or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        if self.books.capacity != self._cap_m:
+        books = self.books
+        if books.qty.shape[0] != self._cap_m:
             self._sync_capacity()
+        ctx = self._ob_ctx
+        if ctx is None or self._ob_key[0] != self.taker_layout or self._ob_key[1] is not books.qty:
+            ctx = self._on_book_ctx()
         now = self._clock()
         total = 0
-        books = self.books
         while True:
-            n = self._k_on_book(
-                self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
-                self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
-                slots, self._dirty, now // 1_000_000, self._px, self._vq, self._fill_out,
-            )  # fmt: skip
+            n = self._k_on_book(ctx, slots, now // 1_000_000)
             if n:
                 self._after_fills(int(n), now)
             total += int(n)
             if n < self._fill_out.shape[0]:
                 self._watch = bool(self._ctl[CTL_WATCH])
                 return total
+
+    def _on_book_ctx(self) -> Any:
+        books = self.books
+        self._ob_ctx = new_on_book_ctx(
+            self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
+            self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
+            self._dirty, self._px, self._vq, self._fill_out,
+        )  # fmt: skip
+        self._ob_key = (self.taker_layout, books.qty)
+        self._k_on_book.reset()
+        return self._ob_ctx
 
     def on_trades(self, recs: np.ndarray) -> int:
         """Public trades (TRADE_DTYPE records, ``market`` = book slot) hit our ladders.
