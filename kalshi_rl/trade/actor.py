@@ -437,6 +437,20 @@ class Actor:
         # replays: (ticker, n-th snapshot) -> receipt ms of the recorded snapshot, for books
         # without exchange time (the replay's own receipt is not the recording's; NO_TS: own)
         self.receipt_ms: Callable[[str, int], int] | None = None
+        self._warm()
+
+    def _warm(self) -> None:
+        """Compile or load the hot path's kernels now (construction is off the hot path)."""
+        if self._env_exec:
+            return
+        ctx = self._ctx_build()
+        paper = self.paper
+        self._k_tick.prepare(
+            ctx, PH_FAST, 0, 0, 0, 0, 1, 0, 0, True, True, paper._n, 0, paper._n_fills, 1
+        )
+        warm_book = getattr(paper, "warm_on_book", None)
+        if warm_book is not None:
+            warm_book()
 
     # ================================================================== markets
     # per-market state: attribute -> (dtype, fill, row shape).  Each attribute is a view of
@@ -885,12 +899,12 @@ class Actor:
     def decide(self, i: int, recv_ns: int) -> int:
         """One decision for market ``i``; returns 1 if the policy was asked, else 0.
 
-        Fast path: one kernel call (``kalshi_rl.trade.decide.step_fast``: observation,
-        policy, order rule, risk gate, the paper client's taker kernel, the decision
-        record pushed to the ring); Python only counts.  The torch fallback runs
-        ``decide_observe``, the torch policy, then ``step_after_policy`` (the same rest).
-        Orders the paper client must handle in Python (``PaperClient.taker_prepare`` is
-        None) go through ``submit_taker``.
+        Fast path: one kernel call (``kalshi_rl.trade.decide.tick``: observation, policy,
+        order rule, risk gate, the paper client's taker kernel, the decision record pushed
+        to the ring, the counters); Python books the paper's order and stamps the latency.
+        The torch fallback runs ``tick``'s observation phase, the torch policy, then its
+        PH_AFTER phase (the same kernels).  Orders the paper client must handle in Python
+        (``PaperClient.taker_ready`` False) go through ``submit_taker``.
         """
         if self._env_exec:
             return self._decide_env(i, recv_ns)

@@ -152,9 +152,9 @@ def ttc_fraction(open_ms: int, close_ms: int, ts_ms: int) -> float:
 # The actor's hot path in as few Python->Numba transitions as possible: ``decide_observe``
 # (time, sub-account, observation), the policy, ``decide_order`` (the order rule), then the
 # risk gate, the paper client's taker kernel and ``finish_record`` (the decision record
-# completed and pushed into the action ring) -- fused into ``step_fast`` below; the torch
-# fallback runs ``decide_observe``, the policy in torch, then ``step_after_policy``, so
-# both paths share every step but the policy.
+# completed and pushed into the action ring) -- fused into ``tick`` below; the torch
+# fallback runs the same kernels in two ``tick`` calls around ``model.predict``, so both
+# paths share every step but the policy.
 
 # ``decide_*`` outcomes besides the DS_* skips (``out`` holds the order when DO_ORDER)
 DO_BAD_OBS = 10  # the policy refused a non-finite observation
@@ -545,9 +545,9 @@ def risk_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 # =========================================================================== the whole step
-# ``step_fast`` = ``decide_observe`` + policy + ``decide_order`` + risk gate +
-# ``core.paper_book.paper_taker_submit`` + ``finish_record`` in one call;
-# ``step_after_policy`` the same after a torch policy.
+# ``tick`` (below) = ``decide_observe`` + policy + ``decide_order`` + risk gate (``_act``:
+# + ``core.paper_book.paper_taker_submit`` + ``finish_record``) in one call; with a torch
+# policy the same kernels run in two calls around it.
 # Outcomes: a DS_* skip, DO_BAD_OBS, STEP_DONE + AS_* (recorded and pushed, unless the
 # ring had a backlog: ``out[OUT_PUSHED]`` 0), or STEP_SLOW (the order passed the risk gate
 # but the paper client needs Python: ``submit_taker`` then ``finish_record``).
@@ -668,146 +668,6 @@ def _act(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
     return STEP_DONE + status
 
 
-@njit(cache=True)
-def step_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    qty,
-    best,
-    meta,
-    slot,
-    now_ns,
-    max_age_ns,
-    hist,
-    hist_n,
-    i,
-    pending_reset,
-    seg_ts_max,
-    seg_ts_receipt,
-    seg_first_ms,
-    open_ms,
-    close_ms,
-    closed,
-    slots,
-    acct,
-    start_cash,
-    consumed,
-    fees,
-    obs,
-    depth_px,
-    depth_qty,
-    out,
-    params,
-    layer_in,
-    layer_out,
-    layer_off,
-    act,
-    heads,
-    actions,
-    probs,
-    logits,
-    buf_a,
-    buf_b,
-    rules,
-    slip_choices,
-    size_choices,
-    grid,
-    has_grid,
-    rec,
-    risk_state,
-    limits,
-    sent,
-    sent_ctl,
-    paper,
-    paper_ok,
-    header,
-    ring_buf,
-    ring_ctl,
-    push,
-):
-    """One decision end to end: observation, policy, order rule, risk gate, paper, record.
-
-    Args: as ``decide_observe``, ``core.policy.policy_decide``, ``decide_order``,
-    ``risk_check`` (risk_state, limits, sent, sent_ctl) and ``finish_record`` (header with
-    episode, step and version set; ring_buf, ring_ctl, push), plus closed, slots (the
-    actor's markets: close guard, exposure) and ``paper``: ``PaperClient.taker_prepare``'s
-    tuple (``paper_ok`` False: a dummy, go slow).
-
-    Returns:
-        see the section comment (STEP_*).
-    """
-    mark_mode = rules[RULE_MARK_MODE]
-    st = decide_observe(
-        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, pending_reset, seg_ts_max,
-        seg_ts_receipt, seg_first_ms, open_ms, close_ms, paper[4], acct, start_cash,
-        consumed, fees, mark_mode, obs, depth_px, depth_qty, out,
-    )  # fmt: skip
-    if st != DS_OK:
-        return st
-    pst = policy_decide(
-        params, layer_in, layer_out, layer_off, act, heads, obs, actions, probs, logits,
-        buf_a, buf_b,
-    )  # fmt: skip
-    if pst != POLICY_OK:
-        return DO_BAD_OBS
-    st = decide_order(
-        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
-        depth_px, depth_qty, rec, out,
-    )  # fmt: skip
-    return _act(
-        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
-        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees, mark_mode,
-        depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
-    )  # fmt: skip
-
-
-@njit(cache=True)
-def step_after_policy(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    qty,
-    best,
-    meta,
-    slot,
-    now_ns,
-    i,
-    close_ms,
-    closed,
-    slots,
-    acct,
-    start_cash,
-    consumed,
-    fees,
-    depth_px,
-    depth_qty,
-    out,
-    actions,
-    probs,
-    rules,
-    slip_choices,
-    size_choices,
-    grid,
-    has_grid,
-    rec,
-    risk_state,
-    limits,
-    sent,
-    sent_ctl,
-    paper,
-    paper_ok,
-    header,
-    ring_buf,
-    ring_ctl,
-    push,
-):
-    """``step_fast`` after ``decide_observe`` and a policy outside Numba (torch)."""
-    st = decide_order(
-        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
-        depth_px, depth_qty, rec, out,
-    )  # fmt: skip
-    return _act(
-        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
-        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees,
-        rules[RULE_MARK_MODE], depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
-    )  # fmt: skip
-
-
 # =========================================================================== the actor's tick
 # The book listener's whole per-market work in one kernel entry whose state is one
 # ``StepCtx`` (a Numba structref holding every array the step reads or writes): passing
@@ -815,8 +675,8 @@ def step_after_policy(  # noqa: PLR0917 -- njit kernels take positional arrays/s
 # array object (cold after something else ran); one structref costs ~0.1 us.  The kernel
 # runs the tick test of ``Actor._tick`` (a book that turned invalid ends the segment; the
 # update that makes it valid opens one; else every ``tick_updates`` updates), then the
-# decision exactly as ``step_fast`` / ``step_after_policy`` (the same kernels), and counts
-# (``ctx.counts``, ``C_*``).
+# decision (the kernels above: observation, policy, order rule, risk gate, the paper
+# client's taker kernel, the record), and counts (``ctx.counts``, ``C_*``).
 C_DECISIONS = 0
 C_ORDERS = 1
 C_FILLS = 2

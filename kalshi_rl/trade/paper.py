@@ -1419,6 +1419,12 @@ class PaperClient:
                 self._watch = bool(self._ctl[CTL_WATCH])
                 return total
 
+    def warm_on_book(self) -> None:
+        """Compile or load ``on_book_update``'s kernel now (for int32 and int64 slots)."""
+        ctx = self._on_book_ctx()
+        for dt in (np.int32, np.int64):
+            self._k_on_book.prepare(ctx, np.zeros(1, dtype=dt), 0)
+
     def _on_book_ctx(self) -> Any:
         books = self.books
         self._ob_ctx = new_on_book_ctx(
