@@ -189,11 +189,12 @@ def new_on_book_ctx(  # noqa: PLR0917 -- the fields, positionally (_ON_BOOK_FIEL
 
 @njit(cache=True)
 def paper_on_book_ctx(c, slots, ts_ms):
-    """``core.paper_book.paper_on_book`` over an ``OnBookCtx``."""
-    return paper_on_book(
+    """``core.paper_book.paper_on_book`` over an ``OnBookCtx``: 2 x fills + CTL_WATCH."""
+    n = paper_on_book(
         c.orders, c.extra, c.active, c.ctl, c.pos, c.qty, c.best, c.liq, c.fees, c.qm,
         c.start_cash, slots, c.dirty, ts_ms, c.px, c.vq, c.fill_out,
     )  # fmt: skip
+    return 2 * n + c.ctl[CTL_WATCH]
 
 
 def _room(ring: Ring, n: int) -> bool:
@@ -284,7 +285,8 @@ class PaperClient:
         # arguments of paper_on_book cost ~1 us a call; rebuilt when an array is replaced)
         self._k_on_book = FastCall(paper_on_book_ctx, key_arg=1)  # slots: int32/int64, strided
         self._ob_ctx: Any = None
-        self._ob_key: tuple[int, Any] = (-1, None)
+        self._ob_layout = -1  # taker_layout and books.qty it was built on
+        self._ob_qty: np.ndarray | None = None
         self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
@@ -1402,21 +1404,22 @@ class PaperClient:
             return 0
         if type(slots) is not np.ndarray or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        books = self.books
-        if books.qty.shape[0] != self._cap_m:
-            self._sync_capacity()
         ctx = self._ob_ctx
-        if ctx is None or self._ob_key[0] != self.taker_layout or self._ob_key[1] is not books.qty:
+        qty = self.books.qty
+        if ctx is None or self._ob_qty is not qty or self._ob_layout != self.taker_layout:
+            if qty.shape[0] != self._cap_m:  # the books grew (qty was replaced)
+                self._sync_capacity()
             ctx = self._on_book_ctx()
         now = self._clock()
         total = 0
         while True:
-            n = self._k_on_book(ctx, slots, now // 1_000_000)
+            r = self._k_on_book(ctx, slots, now // 1_000_000)
+            n = r >> 1
             if n:
-                self._after_fills(int(n), now)
-            total += int(n)
-            if n < self._fill_out.shape[0]:
-                self._watch = bool(self._ctl[CTL_WATCH])
+                self._after_fills(n, now)
+            total += n
+            if n < N_PRICES:  # the fill scratch (N_PRICES records) was not filled up
+                self._watch = bool(r & 1)
                 return total
 
     def warm_on_book(self) -> None:
@@ -1432,7 +1435,7 @@ class PaperClient:
             self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
             self._dirty, self._px, self._vq, self._fill_out,
         )  # fmt: skip
-        self._ob_key = (self.taker_layout, books.qty)
+        self._ob_layout, self._ob_qty = self.taker_layout, books.qty
         self._k_on_book.reset()
         return self._ob_ctx
 
