@@ -5,15 +5,19 @@ paper account in a real PostgreSQL; the trader stops holding a position; the mar
 and is determined while nothing listens (no lifecycle event will ever reach the account);
 the trader restarts, restores the account, looks the market up over REST
 (``GET /markets/{ticker}``) and settles it.  Cash is checked against an independent
-recomputation from the paper_fills rows plus the sim's results.
+recomputation from the paper_fills rows plus the sim's results, and on the dashboard's
+``/rl/actor`` (served over loopback on the restarted node).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,6 +35,9 @@ from kalshi_rl.store import db
 from kalshi_rl.trade.actor import ActorConfig
 from kalshi_rl.trade.risk import RiskConfig
 from kalshi_rl.trade.wiring import PaperSettler, RestoreSettler, attach_trading
+from kalshi_rl.web.actor import ActorControl
+from kalshi_rl.web.app import create_app, serve
+from kalshi_rl.web.config import WebConfig
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +109,14 @@ async def test_a_position_determined_while_down_is_settled_on_restart(
                 assert tr2.paper.positions[tr2.paper.books.slots[t]]["position"] == 0
             assert tr2.actor.state.name == "HALTED"  # the kill switch held: no trading
             final_cash = tr2.paper.cash
+            shown = await _dashboard_actor(nd2, tr2, tmp_path)
+    # the dashboard's /rl/actor: the cash, the restart's settlements, the restore counters
+    assert shown["cash"] == final_cash
+    by_ticker = {x["ticker"]: x for x in shown["settlements"]}
+    for t, p in down.items():
+        assert by_ticker[t]["result"] == results[t] and by_ticker[t]["position"] == p, t
+    assert shown["restore"]["settled"] >= len(down) and shown["restore"]["failed"] == 0
+    assert not set(down) & set(shown["restore"]["pending"])
     # independent: the fills' cash flows plus $1 per winning contract of every settled market
     rec = await recompute_from_fills(pg_dsn, account_id, start)
     conn = await db.connect(pg_dsn)
@@ -124,6 +139,27 @@ async def test_a_position_determined_while_down_is_settled_on_restart(
     for t, p in down.items():
         assert stored[t] == (max(p if results[t] == "yes" else -p, 0)) * 100, t
     assert final_cash == rec.cash + payout
+
+
+async def _dashboard_actor(nd: LiveNode, trading: object, tmp: Path) -> dict[str, Any]:
+    """GET /rl/actor of the dashboard app served over loopback on this node and trading."""
+    control = ActorControl(nd)
+    control.trading = trading
+    wcfg = WebConfig(port=0, data_dir=tmp / "data", ui_dir=tmp / "no-ui")
+    app = create_app(nd, wcfg, actor=control)
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(app, wcfg, started))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        url = f"http://127.0.0.1:{app.state.bound_port}"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            r = await client.get("/rl/actor")
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _failed_lookups_are_counted_and_retried(paper: object, down: set[str]) -> None:
