@@ -330,11 +330,13 @@ class RestoreSettler:
     and Kalshi); a determined one is settled by the paper client (``settle_market``, recorded
     to paper_settlements like a live settlement, through the shared ``PaperSettler`` so a
     lifecycle event never settles it twice).  A market still open is kept and looked up again
-    every ``recheck_s`` (a followed market settles by its lifecycle event first); a lookup
-    that fails is logged, counted in ``stats['failed']`` and retried after ``retry_s``.
+    every ``recheck_s`` (a followed market settles by its lifecycle event first; the recheck
+    also covers a ``determined`` event lost in a feed gap); a lookup that fails is logged,
+    counted in ``stats['failed']`` and retried after ``retry_s``.
     """
 
-    SETTLED_STATUSES = frozenset({"determined", "settled", "finalized"})
+    # REST statuses with a final result ("disputed" waits for the dispute's outcome)
+    SETTLED_STATUSES = frozenset({"determined", "settled", "finalized", "amended"})
 
     def __init__(
         self, node: Any, paper: Any, settler: PaperSettler, *,
@@ -351,10 +353,15 @@ class RestoreSettler:
         self._task: asyncio.Task[None] | None = None
 
     def held(self) -> list[str]:
-        """Tickers of the paper client's markets with a non-zero position."""
-        pos = self.paper.positions
+        """Tickers of the paper client's markets with a non-zero position or a resting order
+        (settling a determined market cancels its orders too)."""
+        from core.dtypes import ORD_RESTING
+
+        slots = set(np.flatnonzero(self.paper.positions["position"] != 0).tolist())
+        orders = self.paper.orders_array()
+        slots |= set(orders["market"][orders["status"] == ORD_RESTING].tolist())
         ticker_of = self.paper.books.ticker_of
-        return sorted({ticker_of(int(s)) for s in np.flatnonzero(pos["position"] != 0)})
+        return sorted({ticker_of(int(s)) for s in slots})
 
     async def start(self) -> None:
         """Start looking up the held markets (the first pass runs in the background)."""
@@ -392,8 +399,12 @@ class RestoreSettler:
                 log.warning("restored position in %s: market lookup failed (%s); retrying", t, exc)
                 continue
             status, result = m.get("status"), m.get("result")
-            if status not in self.SETTLED_STATUSES or result not in ("yes", "no"):
+            if status not in self.SETTLED_STATUSES:
                 continue  # still open (or closed, not determined yet): kept, checked again
+            if result not in ("yes", "no"):
+                log.warning("restored position in %s: market %s with result %r: kept", t,
+                            status, result)  # fmt: skip
+                continue
             self.settler.on_settled(t, str(result))
             self.pending.remove(t)
             self.stats["settled"] += 1
