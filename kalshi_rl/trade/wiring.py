@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.dtypes import NO_TS
 from kalshi_rl import registry
 from kalshi_rl.errors import ConfigError, KalshiRLError, RegistryError
@@ -44,6 +46,7 @@ class Trading:
     sink: ActionSink
     reloader: Reloader | None
     account_id: int
+    restored: RestoreSettler | None = None
 
 
 async def resolve_ref(conn: Any, ref: str) -> registry.ModelVersion:
@@ -199,9 +202,15 @@ async def attach_trading(
     actor.receipt_ms = receipt_ms
     await actor.start()
     node.add_book_listener(actor.on_books)
+    settler = PaperSettler(paper)
     if node.lifecycle is not None:
-        node.lifecycle.listeners.append(PaperSettler(paper).on_lifecycle)
+        node.lifecycle.listeners.append(settler.on_lifecycle)
         node.lifecycle.listeners.append(actor.on_lifecycle)
+    restored = None
+    if saved is not None:  # positions held across the restart: settle those determined meanwhile
+        restored = RestoreSettler(node, paper, settler)
+        await restored.start()
+        node.add_closer(restored.close)
     node.actor = actor
     if node.follower is not None:  # rolling listings: trade the markets the node follows
         sync = MarketSync(node, paper, actor)
@@ -212,7 +221,7 @@ async def attach_trading(
         reloader = Reloader(actor, node.pool, poll_s=poll_s, shadow=shadow_reload, fast=fast)
         await reloader.start()
         node.add_closer(reloader.close)
-    return Trading(actor, paper, sink, reloader, account_id)
+    return Trading(actor, paper, sink, reloader, account_id, restored)
 
 
 DEFAULT_CLOSE_GUARD_S = 60.0  # RiskConfig's default, made for Kalshi's long markets
@@ -293,17 +302,120 @@ class PaperSettler:
     def on_lifecycle(self, ev: Any) -> None:
         if ev.event_type not in ("determined", "settled") or ev.result not in ("yes", "no"):
             return
-        if ev.ticker in self.settled:
+        self.on_settled(ev.ticker, ev.result)
+
+    def on_settled(self, ticker: str, result: str) -> None:
+        """Market ``ticker`` was determined ``result`` (yes|no): settle it once."""
+        if ticker in self.settled:
             return
         try:
-            out = self.paper.settle_market(ev.ticker, ev.result)
+            out = self.paper.settle_market(ticker, result)
         except KalshiRLError as exc:  # not a market of the paper client
-            log.debug("paper settlement of %s skipped: %s", ev.ticker, exc)
+            log.debug("paper settlement of %s skipped: %s", ticker, exc)
             return
-        self.settled.add(ev.ticker)
+        self.settled.add(ticker)
         if out is not None:
             self.n_settlements += 1
-            log.info("paper: %s determined %s, position settled", ev.ticker, ev.result)
+            log.info("paper: %s determined %s, position settled", ticker, result)
+
+
+class RestoreSettler:
+    """Settles positions whose market was determined while the account was down.
+
+    A restored paper account may hold positions in markets that closed and were determined
+    while nothing listened: no lifecycle event will come for them (the follower drops a
+    determined market), so without this they would stay open forever, cash short of their
+    payout.  After the restore every market with a non-zero position is looked up over the
+    exchange's REST API (``GET /markets/{ticker}``, the same ``KalshiRest`` client for the sim
+    and Kalshi); a determined one is settled by the paper client (``settle_market``, recorded
+    to paper_settlements like a live settlement, through the shared ``PaperSettler`` so a
+    lifecycle event never settles it twice).  A market still open is kept and looked up again
+    every ``recheck_s`` (a followed market settles by its lifecycle event first; the recheck
+    also covers a ``determined`` event lost in a feed gap); a lookup that fails is logged,
+    counted in ``stats['failed']`` and retried after ``retry_s``.
+    """
+
+    # REST statuses with a final result ("disputed" waits for the dispute's outcome)
+    SETTLED_STATUSES = frozenset({"determined", "settled", "finalized", "amended"})
+
+    def __init__(
+        self, node: Any, paper: Any, settler: PaperSettler, *,
+        retry_s: float = 5.0, recheck_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        self.node = node
+        self.paper = paper
+        self.settler = settler
+        self.retry_s = retry_s
+        self.recheck_s = recheck_s
+        self.pending = self.held()
+        self.stats = {"held": len(self.pending), "lookups": 0, "failed": 0, "settled": 0}
+        self._rest: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def held(self) -> list[str]:
+        """Tickers of the paper client's markets with a non-zero position or a resting order
+        (settling a determined market cancels its orders too)."""
+        from core.dtypes import ORD_RESTING
+
+        slots = set(np.flatnonzero(self.paper.positions["position"] != 0).tolist())
+        orders = self.paper.orders_array()
+        slots |= set(orders["market"][orders["status"] == ORD_RESTING].tolist())
+        ticker_of = self.paper.books.ticker_of
+        return sorted({ticker_of(int(s)) for s in slots})
+
+    async def start(self) -> None:
+        """Start looking up the held markets (the first pass runs in the background)."""
+        if not self.pending:
+            return
+        from kalshi_rl.kalshi.rest import KalshiRest
+
+        log.info("restored positions in %d markets: checking them over REST", len(self.pending))
+        self._rest = KalshiRest(self.node.config.rest_url, self.node.credentials, max_retries=1)
+        self._task = asyncio.create_task(self._run(), name="paper-restore-settler")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._rest is not None:
+            await self._rest.aclose()
+            self._rest = None
+
+    async def check(self) -> bool:
+        """One pass over the pending markets; True if a lookup failed (retry sooner)."""
+        failed = False
+        for t in list(self.pending):
+            if t in self.settler.settled:  # its lifecycle event settled it meanwhile
+                self.pending.remove(t)
+                continue
+            self.stats["lookups"] += 1
+            try:
+                m = await self._rest.market(t)
+            except (OSError, TimeoutError, KalshiRLError, KeyError, ValueError) as exc:
+                self.stats["failed"] += 1
+                failed = True
+                log.warning("restored position in %s: market lookup failed (%s); retrying", t, exc)
+                continue
+            status, result = m.get("status"), m.get("result")
+            if status not in self.SETTLED_STATUSES:
+                continue  # still open (or closed, not determined yet): kept, checked again
+            if result not in ("yes", "no"):
+                log.warning("restored position in %s: market %s with result %r: kept", t,
+                            status, result)  # fmt: skip
+                continue
+            self.settler.on_settled(t, str(result))
+            self.pending.remove(t)
+            self.stats["settled"] += 1
+            log.info("restored position in %s settled: market determined %s", t, result)
+        return failed
+
+    async def _run(self) -> None:
+        while self.pending:
+            failed = await self.check()
+            if self.pending:
+                await asyncio.sleep(self.retry_s if failed else self.recheck_s)
 
 
 class MarketSync:

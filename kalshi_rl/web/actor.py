@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import Any
 
-from core.dtypes import ORD_RESTING, ORDER_BUY, SIDE_YES
+from core.dtypes import ORD_RESTING, ORDER_BUY, RESULT_YES, SIDE_YES
 from kalshi_rl import registry
 from kalshi_rl.errors import KalshiRLError
 
@@ -238,7 +238,32 @@ class ActorControl:
             "pnl_history": history,
             "n_actions": int(a.counts.get("decisions", 0)),
             "model_label": a.model.label,
+            "settlements": self._settlements(),
+            "restore": self._restore(),
         }
+
+    def _settlements(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The paper account's settlements, newest first (those made at a restart, for
+        markets determined while the account was down, included)."""
+        a = self.actor
+        rows = a.paper.settlements_array()[-limit:][::-1]
+        return [
+            {
+                "ticker": a.books.ticker_of(int(r["market"])),
+                "result": "yes" if int(r["result"]) == RESULT_YES else "no",
+                "position": int(r["position"]),
+                "cost_basis": int(r["cost_basis"]),
+                "payout": int(r["payout"]),
+                "ts_ms": int(r["ts"]) // 1_000_000,
+            }
+            for r in rows
+        ]
+
+    def _restore(self) -> dict[str, Any] | None:
+        rs = getattr(self.trading, "restored", None)
+        if rs is None:
+            return None
+        return {**rs.stats, "pending": sorted(rs.pending)}
 
     async def _sample(self) -> None:
         while True:

@@ -49,8 +49,10 @@ from kalshi_rl.web.schemas import (
     PnlPoint,
     Position,
     RestingOrder,
+    RestoreStats,
     SessionDetail,
     SessionOut,
+    Settlement,
     Status,
     TrainingJob,
     TrainingRunDetail,
@@ -524,7 +526,7 @@ async def actor_out(web: Web, conn: asyncpg.Connection | None) -> ActorOut:
         return ActorOut(
             available=False, state="none", mode="paper", model_id=None, model_name=None,
             model_version=None, episode_id=None, halted_reason=None, cash=0, positions=[],
-            pnl=None, pnl_history=[], n_actions=0, orders=[],
+            pnl=None, pnl_history=[], n_actions=0, orders=[], settlements=[], restore=None,
         )  # fmt: skip
     snap = _actor_snapshot(actor)
     name = version = None
@@ -562,7 +564,26 @@ async def actor_out(web: Web, conn: asyncpg.Connection | None) -> ActorOut:
         pnl_history=history[-2000:],
         n_actions=_int(snap.get("n_actions")),
         orders=orders,
+        settlements=[_settlement(x) for x in snap.get("settlements", []) if isinstance(x, dict)],
+        restore=_restore_of(snap.get("restore")),
     )
+
+
+def _settlement(x: dict[str, Any]) -> Settlement:
+    return Settlement(
+        ticker=str(x.get("ticker", "")), result="yes" if x.get("result") == "yes" else "no",
+        position=_int(x.get("position")), cost_basis=_int(x.get("cost_basis")),
+        payout=_int(x.get("payout")), ts_ms=_int(x.get("ts_ms")),
+    )  # fmt: skip
+
+
+def _restore_of(r: Any) -> RestoreStats | None:
+    if not isinstance(r, dict):
+        return None
+    return RestoreStats(
+        held=_int(r.get("held")), lookups=_int(r.get("lookups")), failed=_int(r.get("failed")),
+        settled=_int(r.get("settled")), pending=[str(t) for t in r.get("pending", [])],
+    )  # fmt: skip
 
 
 class ActorController(Controller):

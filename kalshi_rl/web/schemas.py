@@ -371,6 +371,29 @@ class PnlPoint(Struct, kw_only=True):
     total: int
 
 
+class Settlement(Struct, kw_only=True):
+    """A paper position paid out when its market was determined (money in $0.0001 units)."""
+
+    ticker: str
+    result: Literal["yes", "no"]
+    position: int  # hundredths held at settlement, + YES / - NO
+    cost_basis: int
+    payout: int
+    ts_ms: int
+
+
+class RestoreStats(Struct, kw_only=True):
+    """Positions restored from PostgreSQL at the start, checked over the exchange's REST:
+    held = markets with a position, settled = determined while the account was down (paid
+    out now), failed = lookups that failed (retried), pending = still to settle."""
+
+    held: int
+    lookups: int
+    failed: int
+    settled: int
+    pending: list[str]
+
+
 class ActorOut(Struct, kw_only=True):
     """The actor: state, model, positions, P&L split (money in $0.0001 units)."""
 
@@ -388,6 +411,8 @@ class ActorOut(Struct, kw_only=True):
     pnl_history: list[PnlPoint]
     n_actions: int
     orders: list[RestingOrder]
+    settlements: list[Settlement]  # newest first
+    restore: RestoreStats | None  # None: the account started fresh (nothing restored)
 
 
 # ------------------------------------------------------------------ recording sessions

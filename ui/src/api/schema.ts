@@ -562,6 +562,8 @@ export interface components {
             pnl: components["schemas"]["PnlPoint"] | null;
             pnl_history: components["schemas"]["PnlPoint"][];
             positions: components["schemas"]["Position"][];
+            restore: components["schemas"]["RestoreStats"] | null;
+            settlements: components["schemas"]["Settlement"][];
             state: string;
         };
         /** ActorStart */
@@ -804,6 +806,14 @@ export interface components {
             side: "yes" | "no";
             ticker: string;
         };
+        /** RestoreStats */
+        RestoreStats: {
+            failed: number;
+            held: number;
+            lookups: number;
+            pending: string[];
+            settled: number;
+        };
         /** SessionDetail */
         SessionDetail: {
             durability_lag_ms: number | null;
@@ -831,6 +841,16 @@ export interface components {
             source: string;
             /** Format: date-time */
             started_at: string;
+        };
+        /** Settlement */
+        Settlement: {
+            cost_basis: number;
+            payout: number;
+            position: number;
+            /** @enum {string} */
+            result: "yes" | "no";
+            ticker: string;
+            ts_ms: number;
         };
         /** Status */
         Status: {
