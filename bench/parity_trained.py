@@ -64,7 +64,7 @@ async def subset_db(dsn: str, session: int, tickers: list[str]) -> str:
                     "SELECT id FROM markets WHERE ticker = ANY($1::text[])", tickers
                 )
             ]
-            queries = [
+            queries: list[tuple[str, str, tuple[Any, ...]]] = [
                 ("markets", "SELECT * FROM markets ORDER BY id", ()),
                 ("models", "SELECT * FROM models ORDER BY id", ()),
                 (
