@@ -301,6 +301,8 @@ class Actor:
     last_decision_ns: np.ndarray
     pending_reset: np.ndarray
     _shadow_pos: np.ndarray
+    # env execution: books updated at or after their market's close (no decision there)
+    after_close_books: int = 0
 
     def __init__(
         self,
@@ -979,24 +981,43 @@ class Actor:
             return NO_TS
         return int(self.receipt_ms(self.tickers[i], int(self.books.meta[slot]["n_snapshots"])))
 
+    def _book_ts(self, i: int, slot: int) -> int:
+        """The time of market ``i``'s last update: its exchange time (a snapshot without
+        one: its receipt) -- the time a dataset build compares with the market's close."""
+        m = self.books.meta[slot]
+        ts = int(m["last_exch_ts"])
+        if ts == NO_TS:
+            r = self._recv_ms(i, slot)
+            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        return ts
+
     def _row_ts(self, i: int, slot: int) -> int:
         """The time the next decision on market ``i`` will have (``decide_observe``'s).
 
         The book's exchange time (a snapshot without one: its receipt), run forward within
         the segment -- the dataset's ``ts``, the env's clock.
         """
-        m = self.books.meta[slot]
-        ts = int(m["last_exch_ts"])
-        if ts == NO_TS:
-            r = self._recv_ms(i, slot)
-            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        ts = self._book_ts(i, slot)
         if self.pending_reset[i]:
             return ts
         return max(ts, int(self.seg_ts_max[i]))
 
     def _decide_env(self, i: int, recv_ns: int) -> int:
-        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``)."""
+        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``).
+
+        A book updated at or after the market's close time is no decision point: a dataset
+        build ends the market's segment at such an update (``store.history``, END_CLOSE),
+        so the env's episode ended at the decision point before it.  An order still in
+        flight executes as at a segment's end (``_flush_pending``); the book is counted in
+        ``after_close_books``.
+        """
         slot = int(self.slots[i])
+        close = int(self.close_ms[i])
+        if close != NO_TS and self._book_ts(i, slot) >= close:
+            self.after_close_books += 1
+            if i in self._pending:
+                self._flush_pending(i)
+            return 0
         pend = self._pending.get(i)
         if pend is not None and self._row_ts(i, slot) > pend.sent_ms + self._rules.entry_ms:
             # this book is the first later than its arrival: it met the one before (the
