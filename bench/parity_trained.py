@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, help="NAME:VERSION")
     ap.add_argument("--cadence", type=int, default=100)
     ap.add_argument("--limit", type=int, default=0, help="the first N test markets (0: all)")
+    ap.add_argument("--tail", type=int, default=0, help="the last N test markets (0: all)")
     ap.add_argument("--full-report", action="store_true", help="print the per-market table")
     a = ap.parse_args()
 
@@ -149,6 +150,8 @@ def main() -> None:
     tickers = test_tickers(a.dataset)
     if a.limit:
         tickers = tickers[: a.limit]
+    if a.tail:
+        tickers = tickers[-a.tail :]
     sub = asyncio.run(subset_db(dsn, a.session, tickers))
     print(f"{sub}: {len(tickers)} markets of session {a.session}", flush=True)
     for ref in a.model:

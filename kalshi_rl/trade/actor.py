@@ -369,6 +369,7 @@ class Actor:
         self._pending: dict[int, _Pending] = {}
         self._busy_until: dict[int, int] = {}
         self._last_step: dict[int, int] = {}
+        self._last_view: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (px, qty)
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self._ring_latency = self.ring.buf["latency_ns"]  # int64 views: cheap to write
         self._rec_latency = self._rec["latency_ns"]
@@ -729,6 +730,23 @@ class Actor:
         self._fill_acct(i)
         return self._value_of(self._acct, i, self._rules)
 
+    def value_at_last_decision(self, i: int) -> int:
+        """Market ``i``'s sub-account value (money) with its open position marked at the
+        book of its last decision point (env execution), as the env values an episode that
+        ends unsettled at its last row; the book now may have moved since."""
+        from core.account import position_value
+
+        view = self._last_view.get(i)
+        if view is None:
+            return self.market_value(i)
+        self._fill_acct(i)
+        rules, acct = self._rules, self._acct
+        v = position_value(
+            int(acct[0]["position"]), view[0], view[1], self._consumed_of(int(self.slots[i])),
+            rules.fees, rules.mark_mode,
+        )  # fmt: skip
+        return int(acct[0]["cash"]) + int(v)
+
     def total_value(self) -> int:
         """Sum of the markets' sub-account values (money); starts at start_cash x markets."""
         return sum(self.market_value(i) for i in range(len(self.tickers)))
@@ -1042,6 +1060,7 @@ class Actor:
             self.counts[self._skip_keys[st]] += 1
             return 0
         self.last_decision_ns[i] = now
+        self._last_view[i] = (self._px.copy(), self._qty.copy())
         policy = self.model.policy
         if policy.decide(self._obs) != POLICY_OK:
             self.counts["bad_obs"] += 1

@@ -370,7 +370,9 @@ async def replay_with_actor(
             actor.flush_pending()  # the data ended: orders in flight as at a segment's end
             for t, res in (results or {}).items():
                 trading.paper.settle_market(t, res)
-            pnl = {t: actor.market_value(i) - actor.start_cash for i, t in enumerate(actor.tickers)}
+            # marked as the env marks an unsettled episode's end: at its last decision point
+            pnl = {t: actor.value_at_last_decision(i) - actor.start_cash
+                   for i, t in enumerate(actor.tickers)}  # fmt: skip
             fills = trading.paper.fills_array()
             paper_fills = {t: int((fills["market"] == int(actor.slots[i])).sum())
                            for i, t in enumerate(actor.tickers)}  # fmt: skip
