@@ -9,7 +9,10 @@ One recorded feed session is checked end to end:
    ``LiveNode`` that does not record (``record=False``) feeds its books; the paper client
    and the actor (``tick_updates = N``, nothing persisted) trade on them.  The replay is
    stepped one recorded event at a time and each is awaited until the feed applied it,
-   so the actor sees every intermediate book (as the dataset replay does).
+   so the actor sees every intermediate book (as the dataset replay does).  After it,
+   the markets the dataset settles at their result are settled on the paper client (the
+   replay serves no lifecycle events); the paper P&L marks what is still open at the
+   book of the market's last decision point, as the env marks an unsettled end.
 3. **Backtest** -- the env (``KalshiTradingEnv``, the model's own ``EnvConfig``) runs each
    segment with the same model's deterministic action (``model.predict``).
 
