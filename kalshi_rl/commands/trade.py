@@ -64,7 +64,13 @@ def trade(  # noqa: PLR0917 -- typer maps CLI options to parameters
     max_orders_per_s: Annotated[float, typer.Option(help="Order rate cap (0 off).")] = 0.0,
     daily_loss: Annotated[float, typer.Option(help="Dollars lost today -> HALTED.")] = 0.0,
     max_drawdown: Annotated[float, typer.Option(help="Dollars off the peak -> REDUCING.")] = 0.0,
-    close_guard: Annotated[float, typer.Option(help="No new positions N s before close.")] = 60.0,
+    close_guard: Annotated[
+        float | None,
+        typer.Option(
+            help="No new positions N s before close (default: 1/20 of the markets' life, at"
+            " most 60 s; 60 s when the life is unknown)."
+        ),
+    ] = None,
     flatten_on_halt: Annotated[bool, typer.Option(help="Close positions when HALTED.")] = False,
     shadow: Annotated[bool, typer.Option(help="New deployments run in shadow.")] = False,
     torch_only: Annotated[bool, typer.Option(help="Skip the Numba fast path.")] = False,
@@ -93,7 +99,7 @@ def trade(  # noqa: PLR0917 -- typer maps CLI options to parameters
             max_orders_per_s=max_orders_per_s,
             daily_loss_limit=round(daily_loss * MONEY_PER_DOLLAR),
             max_drawdown=round(max_drawdown * MONEY_PER_DOLLAR),
-            close_guard_s=close_guard,
+            close_guard_s=60.0 if close_guard is None else close_guard,
             flatten_on_halt=flatten_on_halt,
             kill_file=kill_file or None,
         )
@@ -117,7 +123,7 @@ def trade(  # noqa: PLR0917 -- typer maps CLI options to parameters
             model, acfg, tickers=tickers, all_markets=all_markets, sim=sim,
             sim_markets=sim_markets, ws_url=ws_url, rest_url=rest_url, account=account,
             shadow=shadow, fast=not torch_only, duration=duration, database_url=database_url,
-            stop=stop, echo=typer.echo,
+            stop=stop, echo=typer.echo, close_guard_s=close_guard,
         )  # fmt: skip
 
     import uvloop
@@ -146,13 +152,21 @@ async def run_trader(
     database_url: str | None = None,
     stop: asyncio.Event | None = None,
     echo: Any = None,
+    close_guard_s: float | None = None,
 ) -> dict[str, Any]:
-    """The ``trade`` process; returns the actor's final stats."""
+    """The ``trade`` process; returns the actor's final stats.
+
+    ``close_guard_s`` None: the close guard follows the markets' life as in ``kalshi-rl
+    up`` (``trade.wiring.close_guard_for_life`` over the longest open -> close span of the
+    markets the node knows at start; 60 s when unknown); a number overrides ``acfg``'s.
+    """
+    import dataclasses
+
     from kalshi_rl.config import CollectorConfig, FeedConfig
     from kalshi_rl.errors import AuthError
     from kalshi_rl.kalshi.auth import Credentials
     from kalshi_rl.live.node import LiveNode
-    from kalshi_rl.trade.wiring import attach_trading
+    from kalshi_rl.trade.wiring import attach_trading, close_guard_for_life, market_life_ms
 
     stop = stop or asyncio.Event()
     exchange = None
@@ -183,6 +197,16 @@ async def run_trader(
     )
     try:
         async with LiveNode(cfg, FeedConfig.from_env(ws_url=ws_url), credentials=creds) as node:
+            if close_guard_s is None:
+                life = market_life_ms(node.meta)
+                close_guard_s = close_guard_for_life(life)
+                log.info(
+                    "close guard %.1f s (market life %s)",
+                    close_guard_s, "unknown" if life is None else f"{life / 1000:.0f} s",
+                )  # fmt: skip
+            acfg = dataclasses.replace(
+                acfg, risk=dataclasses.replace(acfg.risk, close_guard_s=close_guard_s)
+            )
             trading = await attach_trading(
                 node, model, acfg, account=account, shadow_reload=shadow, fast=fast
             )
@@ -202,7 +226,7 @@ async def run_trader(
                 )
 
             await node.run(stop, duration_s=duration, interval_s=2.0, on_tick=tick)
-            return actor.stats()
+            return {**actor.stats(), "close_guard_s": close_guard_s}
     finally:
         if exchange is not None:
             await exchange.stop()

@@ -72,13 +72,15 @@ def _kalshi_credentials() -> Any:
 def _rolling_actor_config(market_life_ms: int) -> Any:
     """The actor's settings on the sim's rolling markets: the risk gate's close guard (no
     opening orders this close to close; 60 s by default, made for Kalshi's long markets)
-    scaled to the markets' life -- a 60 s guard would refuse every opening order of a
-    one-minute market, and the first model trades most near close, where the planted bias
-    pays (docs/sim.md).  1/20 of the life, at most 60 s: 9 s for the default 3 minutes."""
+    scaled to the markets' life (``trade.wiring.close_guard_for_life``, shared with
+    ``kalshi-rl trade``) -- a 60 s guard would refuse every opening order of a one-minute
+    market, and the first model trades most near close, where the planted bias pays
+    (docs/sim.md).  1/20 of the life, at most 60 s: 9 s for the default 3 minutes."""
     from kalshi_rl.trade.actor import ActorConfig
     from kalshi_rl.trade.risk import RiskConfig
+    from kalshi_rl.trade.wiring import close_guard_for_life
 
-    return ActorConfig(risk=RiskConfig(close_guard_s=min(60.0, market_life_ms / 20_000)))
+    return ActorConfig(risk=RiskConfig(close_guard_s=close_guard_for_life(market_life_ms)))
 
 
 async def _usable_model(dsn: str, name: str) -> Any:

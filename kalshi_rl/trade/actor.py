@@ -44,9 +44,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -83,12 +83,13 @@ from core.dtypes import (
 from core.features import N_FEATURES, N_MARKET_FEATURES
 from core.fees import fee_schedule
 from core.liquidity import new_liquidity
-from core.paper_book import TAKER_LIQ, TAKER_POS
+from core.paper_book import TAKER_POS
 from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
 from kalshi_rl.trade.decide import (
-    DO_BAD_OBS,
+    C_LEN,
+    COUNT_NAMES,
     DO_HOLD,
     DO_ORDER,
     DS_NAMES,
@@ -117,8 +118,13 @@ from kalshi_rl.trade.decide import (
     OUT_PAPER,
     OUT_PUSHED,
     OUT_RECS,
+    OUT_RING_AT,
     OUT_RISK,
     OUT_SIDE,
+    PH_AFTER,
+    PH_FAST,
+    PH_OBSERVE,
+    PH_TICK,
     RULE_LEN,
     RULE_MARK_MODE,
     RULE_MAX_POSITION,
@@ -127,12 +133,13 @@ from kalshi_rl.trade.decide import (
     RULE_SLIPPAGE,
     STEP_DONE,
     STEP_SLOW,
+    TICK_IDLE,
     decide_observe,
     decide_order,
     finish_record,
+    new_step_ctx,
     risk_check,
-    step_after_policy,
-    step_fast,
+    tick,
 )
 from kalshi_rl.trade.fastcall import FastCall
 from kalshi_rl.trade.policy import LoadedModel, ModelIdentity
@@ -230,6 +237,38 @@ class _Run:
     episode_id: int
     step: int = 0
     started_value: int = 0
+
+
+class Counts(MutableMapping[str, int]):
+    """The actor's counters: an int64 array the tick kernel writes, read as a dict.
+
+    ``counts["orders"]``, ``counts["orders"] += 1``, ``dict(counts)`` work as on a dict;
+    the keys are fixed (``kalshi_rl.trade.decide.COUNT_NAMES``).
+    """
+
+    __slots__ = ("arr",)
+    _index: ClassVar[dict[str, int]] = {name: k for k, name in enumerate(COUNT_NAMES)}
+
+    def __init__(self) -> None:
+        self.arr = np.zeros(C_LEN, dtype=np.int64)
+
+    def __getitem__(self, key: str) -> int:
+        return int(self.arr[self._index[key]])
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self.arr[self._index[key]] = value
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the actor's counters cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COUNT_NAMES)
+
+    def __len__(self) -> int:
+        return C_LEN
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 class OrderRules:
@@ -360,10 +399,14 @@ class Actor:
         self._max_age_ns = int(self.config.max_staleness_s * 1e9)
         self._env_exec = self.config.execution == "env"
         self._skip_keys = tuple(f"skip_{n}" for n in DS_NAMES)
-        # the step kernels, entered without per-call type dispatch (see FastCall)
-        self._k_fast = FastCall(step_fast)
-        self._k_observe = FastCall(decide_observe)
-        self._k_after = FastCall(step_after_policy)
+        # the tick kernel, entered without per-call type dispatch (see FastCall), and its
+        # state (``_ctx_build``; None: rebuild before the next decision)
+        self._k_tick = FastCall(tick)
+        self._ctx: Any = None
+        self._ctx_books: np.ndarray | None = None  # books.qty the context was built on
+        self._ctx_paper = -1  # the paper client's taker_layout it was built on
+        self._ctx_fast = False
+        self._ctx_policy: Any = None  # the policy it was built for
         self._grid_c: dict[int, tuple[Any, np.ndarray]] = {}  # i -> (grid, its C bool copy)
         # env execution (config.execution == 'env'): orders in flight, acks, last steps
         self._pending: dict[int, _Pending] = {}
@@ -387,23 +430,7 @@ class Actor:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = True
         self.refusals: list[str] = []  # model switches refused, newest last
-        self.counts: dict[str, int] = {
-            "decisions": 0,
-            "orders": 0,
-            "fills": 0,
-            "held": 0,
-            "masked": 0,
-            "risk_refused": 0,
-            "rejected": 0,
-            "coalesced_updates": 0,
-            "bad_obs": 0,
-            "swaps": 0,
-            "shadow_decisions": 0,
-            "stream_dropped": 0,
-            "ring_overflow": 0,
-            "dropped_at_end": 0,
-            **{f"skip_{n}": 0 for n in DS_NAMES[1:]},
-        }
+        self.counts = Counts()
         self.latency_ns: list[int] = []  # book received -> order answered, last 4096
         self.on_halt: list[Callable[[str], None]] = []
         # parity checks: (market index, exch_ts, observation, action dims, filled, ts from
@@ -413,6 +440,20 @@ class Actor:
         # replays: (ticker, n-th snapshot) -> receipt ms of the recorded snapshot, for books
         # without exchange time (the replay's own receipt is not the recording's; NO_TS: own)
         self.receipt_ms: Callable[[str, int], int] | None = None
+        self._warm()
+
+    def _warm(self) -> None:
+        """Compile or load the hot path's kernels now (construction is off the hot path)."""
+        if self._env_exec:
+            return
+        ctx = self._ctx_build()
+        paper = self.paper
+        self._k_tick.prepare(
+            ctx, PH_FAST, 0, 0, 0, 0, 1, 0, 0, True, True, paper._n, 0, paper._n_fills, 1
+        )
+        warm_book = getattr(paper, "warm_on_book", None)
+        if warm_book is not None:
+            warm_book()
 
     # ================================================================== markets
     # per-market state: attribute -> (dtype, fill, row shape).  Each attribute is a view of
@@ -450,6 +491,7 @@ class Actor:
             self._cap = cap
         for name, *_ in self._PER_MARKET:
             setattr(self, name, self._bufs[name][:n])
+        self._ctx = None  # the step context holds these views
 
     def _append(
         self,
@@ -627,8 +669,7 @@ class Actor:
         self._live = _Run(new, episode_id if episode_id is not None else old.episode_id)
         self._live.started_value = self.total_value()
         self._rules = OrderRules(new.env_config.get("env", {}))
-        for k in (self._k_fast, self._k_observe, self._k_after):
-            k.reset()
+        self._ctx = None  # its policy and rules are in the step context
         self.counts["swaps"] += 1
         log.info("actor: %s -> %s", old.model.label, new.label)
         if episode_id is not None and episode_id != old.episode_id:
@@ -791,19 +832,28 @@ class Actor:
 
     # ================================================================== ticks
     def on_books(self, slots: np.ndarray) -> None:
-        """The live node's book listener: decide on every market whose tick is due."""
+        """The live node's book listener: decide on every market whose tick is due.
+
+        One kernel call per changed market (``kalshi_rl.trade.decide.tick``: the tick test,
+        then the decision); env execution keeps the Python tick test (``_tick``).
+        """
         if self._stopped or slots.shape[0] == 0:
             return
         recv = self.clock_ns()
         idx_of = self.index_of_slot
-        meta = self.books.meta
-        if meta is not self._meta_src:  # field views of the meta array (cheaper reads)
-            self._meta_src = meta
-            self._meta_valid, self._meta_n = meta["valid"], meta["n_updates"]
+        if self._env_exec:
+            meta = self.books.meta
+            if meta is not self._meta_src:  # field views of the meta array (cheaper reads)
+                self._meta_src = meta
+                self._meta_valid, self._meta_n = meta["valid"], meta["n_updates"]
         if slots.shape[0] == 1:  # the feed's usual batch: one market
-            i = idx_of.get(int(slots[0]))
+            s = int(slots[0])
+            i = idx_of.get(s)
             if i is not None:
-                self._tick(i, int(slots[0]), recv)
+                if self._env_exec:
+                    self._tick(i, s, recv)
+                else:
+                    self._run(i, s, recv, PH_TICK)
             return
         seen: set[int] = set()
         for s in slots.tolist():
@@ -811,7 +861,10 @@ class Actor:
             if i is None or i in seen:
                 continue
             seen.add(i)
-            self._tick(i, s, recv)
+            if self._env_exec:
+                self._tick(i, s, recv)
+            else:
+                self._run(i, s, recv, PH_TICK)
 
     def _tick(self, i: int, s: int, recv: int) -> None:
         # market i (book slot s) changed: decide if its tick is due
@@ -866,72 +919,129 @@ class Actor:
     def decide(self, i: int, recv_ns: int) -> int:
         """One decision for market ``i``; returns 1 if the policy was asked, else 0.
 
-        Fast path: one kernel call (``kalshi_rl.trade.decide.step_fast``: observation,
-        policy, order rule, risk gate, the paper client's taker kernel, the decision
-        record pushed to the ring); Python only counts.  The torch fallback runs
-        ``decide_observe``, the torch policy, then ``step_after_policy`` (the same rest).
-        Orders the paper client must handle in Python (``PaperClient.taker_prepare`` is
-        None) go through ``submit_taker``.
+        Fast path: one kernel call (``kalshi_rl.trade.decide.tick``: observation, policy,
+        order rule, risk gate, the paper client's taker kernel, the decision record pushed
+        to the ring, the counters); Python books the paper's order and stamps the latency.
+        The torch fallback runs ``tick``'s observation phase, the torch policy, then its
+        PH_AFTER phase (the same kernels).  Orders the paper client must handle in Python
+        (``PaperClient.taker_ready`` False) go through ``submit_taker``.
         """
         if self._env_exec:
             return self._decide_env(i, recv_ns)
-        slot = int(self.slots[i])
-        books = self.books
-        now = self.clock_ns()
+        return self._run(i, int(self.slots[i]), recv_ns, 0)
+
+    def _ctx_build(self) -> Any:
+        """The tick kernel's ``StepCtx`` over the current arrays (books, markets, model,
+        paper client); rebuilt when any of them is replaced."""
+        books, paper, rules, ring, risk = self.books, self.paper, self._rules, self.ring, self.risk
+        policy = self.model.policy
+        fast = type(policy) is FastPolicy
+        if fast:
+            pol = policy.step_args
+        else:  # torch decides outside: its actions/probs, placeholders for the MLP's arrays
+            f0, i0 = np.zeros(1, dtype=np.float64), np.zeros(1, dtype=np.int64)
+            pol = (f0, i0, i0, i0, 0, i0, policy.actions, policy.probs, f0, f0, f0)
+        if books.best is not self._best_src:
+            self._best_src, self._best = books.best, books.best.view(np.ndarray)
+        paper._sync_capacity()
+        n = len(self.tickers)
+        grids = np.ones((n, PRICE_MAX + 1), dtype=np.bool_)
+        has_grid = np.zeros(n, dtype=np.bool_)
+        p_grids = np.ones((n, PRICE_MAX + 1), dtype=np.bool_)
+        for i in range(n):
+            g = self._grid_of(i)
+            if g is not None:
+                grids[i], has_grid[i] = g, True
+            pg = paper.grid_of(int(self.slots[i]))
+            if pg is not None:
+                p_grids[i] = pg
+        d = paper.taker_dummy()  # the paper kernel's arrays (as taker_prepare's)
+        ctx = new_step_ctx(  # type: ignore[call-arg]
+            books.qty, self._best, books.meta, self.hist, self.hist_n, self.pending_reset,
+            self.seg_ts_max, self.seg_ts_receipt, self.seg_first_ms, self.open_ms, self.close_ms,
+            self.closed, self.slots, self.last_updates, self.in_segment, self.last_decision_ns,
+            grids, has_grid, self._acct, self._obs, self._px, self._qty, self._out, self._rec,
+            self._hdr, self.counts.arr, *pol, rules.packed, rules.slip_arr, rules.size_arr,
+            rules.fees, risk.limits, risk.sent, risk.sent_ctl, ring.buf, ring.ctl,
+            d[0], d[1], d[2], d[3], d[4], d[5], d[6], p_grids, d[9], d[11], d[12], d[13], d[14],
+            d[17], d[18], d[19], d[20], d[21], d[22], d[23], d[24], self._max_age_ns,
+            self.start_cash, self.config.tick_updates,
+        )  # fmt: skip
+        self._ctx, self._ctx_fast, self._ctx_policy = ctx, fast, policy
+        self._ctx_books, self._ctx_paper = books.qty, paper.taker_layout
+        self._k_tick.reset()  # a new context may have other types
+        return ctx
+
+    def _run(self, i: int, slot: int, recv_ns: int, tick_flag: int) -> int:
+        """Market ``i``: (``tick_flag`` PH_TICK: if its tick is due) one decision.
+
+        One ``tick`` kernel call (fast path), or observe / torch / the rest (fallback).
+        Returns 1 if the policy was asked (a decision recorded), else 0.
+        """
+        paper = self.paper
+        paper_ok = paper.taker_ready(slot)  # (may grow the paper's arrays: checked next)
+        ctx = self._ctx
         run = self._live
         model = run.model
-        policy = model.policy
-        rules = self._rules
-        out = self._out
-        paper = self.paper
-        ctx = paper.taker_prepare(slot)
-        paper_ok = ctx is not None
-        if ctx is None:
-            ctx = paper.taker_dummy()
-        grid = self._grid_of(i)
-        has_grid = grid is not None
-        if grid is None:
-            grid = self._any_grid
-        best = books.best
-        if best is not self._best_src:  # kernels get the plain array (cheaper to pass)
-            self._best_src, self._best = best, best.view(np.ndarray)
-        hdr = self._hdr
-        hdr[HDR_COUNT : HDR_REJECT + 1] = 0
-        hdr[HDR_EPISODE] = run.episode_id
-        hdr[HDR_STEP] = run.step + 1
-        hdr[HDR_VERSION] = model.version
-        risk = self.risk
-        ring = self.ring
-        push = self._shadow is None and ring.overflow_pending == 0
-        if type(policy) is FastPolicy:  # the Numba forward pass, fused
-            st = self._k_fast(
-                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
-                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
-                self.seg_first_ms, self.open_ms, self.close_ms, self.closed, self.slots,
-                self._acct, self.start_cash, ctx[TAKER_LIQ][slot : slot + 1], rules.fees,
-                self._obs, self._px, self._qty, out, *policy.step_args, rules.packed,
-                rules.slip_arr, rules.size_arr, grid, has_grid, self._rec,
-                int(risk.state), risk.limits, risk.sent, risk.sent_ctl, ctx, paper_ok, hdr,
-                ring.buf, ring.ctl, push,
-            )  # fmt: skip
+        if (
+            ctx is None
+            or paper.taker_layout != self._ctx_paper
+            or self.books.qty is not self._ctx_books
+            or model.policy is not self._ctx_policy
+        ):
+            ctx = self._ctx_build()
+        now = self.clock_ns()
+        push = self._shadow is None and self.ring.overflow_pending == 0
+        args = (
+            i, slot, now, run.episode_id, run.step + 1, model.version, int(self.risk.state),
+            paper_ok, push, paper._n, paper._clock(), paper._n_fills, paper._next_rec_id,
+        )  # fmt: skip
+        k = self._k_tick.entry  # the compiled overload (None: resolve on this call)
+        if k is None:
+            k = self._k_tick
+        if self._ctx_fast:
+            st = k(ctx, PH_FAST | tick_flag, *args)
+            if st < STEP_DONE or st >= TICK_IDLE:
+                return 0  # not due, skipped or a non-finite observation (counted)
         else:
-            st = self._step_torch(i, slot, now, grid, has_grid, ctx, paper_ok, push)
-        if st < DO_BAD_OBS:  # a DS_* skip: nothing decided, nothing recorded
-            self.counts[self._skip_keys[st]] += 1
-            return 0
-        self.last_decision_ns[i] = now
-        if st == DO_BAD_OBS:
-            self.counts["bad_obs"] += 1
-            return 0
-        if st == STEP_SLOW:
+            st = k(ctx, PH_OBSERVE | tick_flag, *args)
+            if st != DS_OK:
+                return 0
+            if model.policy.decide(self._obs) != POLICY_OK:
+                self.counts["bad_obs"] += 1
+                return 0
+            st = k(ctx, PH_AFTER, *args)
+        if st == STEP_SLOW:  # the paper client takes the order through Python
             status = self._submit_slow(i, slot, now)
-        else:
-            status = st - STEP_DONE
-            if status in (AS_SENT, AS_REJECTED):
-                self._paper_done(i, slot, status)
-        self._count(status)
+            self._count(status)
+            run.step += 1
+            self._recorded(i, slot, now, recv_ns, status)
+            return 1
+        status = st - STEP_DONE
+        o = self._out.tolist()
+        if status == AS_SENT:
+            paper.taker_booked(o[OUT_N_FILLS], o[OUT_RECS])
+        elif status == AS_REJECTED:
+            self._paper_done(i, slot, status)  # books and names the refusal
+        elif status == AS_RISK:
+            self.risk.counted(0, o[OUT_RISK])
         run.step += 1
-        self._recorded(i, slot, now, recv_ns, status)
+        if (
+            not o[OUT_PUSHED]
+            or self._shadow is not None
+            or self._subscribers
+            or self.trace is not None
+        ):
+            self._recorded(i, slot, now, recv_ns, status)
+            return 1
+        # the kernel pushed the record: its latency is set in place (as _recorded does)
+        latency = self.clock_ns() - (recv_ns or int(self.books.meta[slot]["last_recv_ts"]))
+        self._ring_latency[o[OUT_RING_AT]] = latency
+        if status in (AS_SENT, AS_REJECTED):
+            lat = self.latency_ns
+            lat.append(latency)
+            if len(lat) > 4096:
+                del lat[:2048]
         return 1
 
     def _recorded(self, i: int, slot: int, now: int, recv_ns: int, status: int) -> None:
@@ -960,37 +1070,6 @@ class Actor:
                 (i, int(out[OUT_EXCH_TS]), self._obs.copy(), self.model.policy.actions.copy(),
                  int(self._hdr[HDR_FILLED]), bool(out[OUT_FROM_RECEIPT]))
             )  # fmt: skip
-
-    def _step_torch(  # noqa: PLR0917 -- decide()'s context, positionally
-        self, i: int, slot: int, now: int, grid: np.ndarray, has_grid: bool,
-        ctx: tuple[Any, ...], paper_ok: bool, push: bool,
-    ) -> int:  # fmt: skip
-        """``step_fast`` with the policy outside Numba (torch): same kernels around it."""
-        books, rules, out, risk, ring = self.books, self._rules, self._out, self.risk, self.ring
-        liq = ctx[TAKER_LIQ][slot : slot + 1]
-        st = int(
-            self._k_observe(
-                books.qty, self._best, books.meta, slot, now, self._max_age_ns, self.hist,
-                self.hist_n, i, self.pending_reset, self.seg_ts_max, self.seg_ts_receipt,
-                self.seg_first_ms, self.open_ms, self.close_ms, ctx[TAKER_POS], self._acct,
-                self.start_cash, liq, rules.fees, rules.mark_mode, self._obs, self._px,
-                self._qty, out, NO_TS,
-            )
-        )  # fmt: skip
-        if st != DS_OK:
-            return st
-        policy = self.model.policy
-        if policy.decide(self._obs) != POLICY_OK:
-            return DO_BAD_OBS
-        return int(
-            self._k_after(
-                books.qty, self._best, books.meta, slot, now, i, self.close_ms, self.closed,
-                self.slots, self._acct, self.start_cash, liq, rules.fees, self._px,
-                self._qty, out, policy.actions, policy.probs, rules.packed, rules.slip_arr,
-                rules.size_arr, grid, has_grid, self._rec, int(risk.state), risk.limits,
-                risk.sent, risk.sent_ctl, ctx, paper_ok, self._hdr, ring.buf, ring.ctl, push,
-            )
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ env execution
     def _recv_ms(self, i: int, slot: int) -> int:

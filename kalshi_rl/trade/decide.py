@@ -19,8 +19,12 @@ policy", so the hot path pays one Python->Numba transition, not ten:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
+from numba.core import types
+from numba.experimental import structref
 
 from core.account import position_value
 from core.book import book_check, book_top_k
@@ -46,7 +50,7 @@ from core.features import book_mid, build_observation, hist_push
 from core.orders import action_to_order
 from core.paper_book import paper_taker_submit
 from core.policy import policy_decide
-from core.ring import ring_push
+from core.ring import RING_HEAD, ring_push
 
 # Decision skip codes (the actor counts each).
 DS_OK = 0
@@ -148,9 +152,9 @@ def ttc_fraction(open_ms: int, close_ms: int, ts_ms: int) -> float:
 # The actor's hot path in as few Python->Numba transitions as possible: ``decide_observe``
 # (time, sub-account, observation), the policy, ``decide_order`` (the order rule), then the
 # risk gate, the paper client's taker kernel and ``finish_record`` (the decision record
-# completed and pushed into the action ring) -- fused into ``step_fast`` below; the torch
-# fallback runs ``decide_observe``, the policy in torch, then ``step_after_policy``, so
-# both paths share every step but the policy.
+# completed and pushed into the action ring) -- fused into ``tick`` below; the torch
+# fallback runs the same kernels in two ``tick`` calls around ``model.predict``, so both
+# paths share every step but the policy.
 
 # ``decide_*`` outcomes besides the DS_* skips (``out`` holds the order when DO_ORDER)
 DO_BAD_OBS = 10  # the policy refused a non-finite observation
@@ -541,9 +545,9 @@ def risk_check(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
 
 
 # =========================================================================== the whole step
-# ``step_fast`` = ``decide_observe`` + policy + ``decide_order`` + risk gate +
-# ``core.paper_book.paper_taker_submit`` + ``finish_record`` in one call;
-# ``step_after_policy`` the same after a torch policy.
+# ``tick`` (below) = ``decide_observe`` + policy + ``decide_order`` + risk gate (``_act``:
+# + ``core.paper_book.paper_taker_submit`` + ``finish_record``) in one call; with a torch
+# policy the same kernels run in two calls around it.
 # Outcomes: a DS_* skip, DO_BAD_OBS, STEP_DONE + AS_* (recorded and pushed, unless the
 # ring had a backlog: ``out[OUT_PUSHED]`` 0), or STEP_SLOW (the order passed the risk gate
 # but the paper client needs Python: ``submit_taker`` then ``finish_record``).
@@ -557,7 +561,8 @@ OUT_RECS = 12  # rec_ids the paper kernel used
 OUT_FILLED = 13
 OUT_FEE = 14
 OUT_PUSHED = 15
-OUT_LEN = 16
+OUT_RING_AT = 16  # where in the action ring the record went (``tick``, when pushed)
+OUT_LEN = 17
 
 
 @njit(cache=True, inline="always")
@@ -663,141 +668,236 @@ def _act(  # noqa: PLR0917 -- njit helper over positional arrays/scalars
     return STEP_DONE + status
 
 
+# =========================================================================== the actor's tick
+# The book listener's whole per-market work in one kernel entry whose state is one
+# ``StepCtx`` (a Numba structref holding every array the step reads or writes): passing
+# ~60 arrays costs ~50 ns each to unbox on every call (~3 us a decision) and touches every
+# array object (cold after something else ran); one structref costs ~0.1 us.  The kernel
+# runs the tick test of ``Actor._tick`` (a book that turned invalid ends the segment; the
+# update that makes it valid opens one; else every ``tick_updates`` updates), then the
+# decision (the kernels above: observation, policy, order rule, risk gate, the paper
+# client's taker kernel, the record), and counts (``ctx.counts``, ``C_*``).
+C_DECISIONS = 0
+C_ORDERS = 1
+C_FILLS = 2
+C_HELD = 3
+C_MASKED = 4
+C_RISK_REFUSED = 5
+C_REJECTED = 6
+C_COALESCED = 7
+C_BAD_OBS = 8
+C_SWAPS = 9
+C_SHADOW = 10
+C_STREAM_DROPPED = 11
+C_RING_OVERFLOW = 12
+C_DROPPED_AT_END = 13
+C_SKIP_INVALID = 14  # C_SKIP_INVALID + DS_* - 1 for each skip code
+C_SKIP_STALE = 15
+C_SKIP_MALFORMED = 16
+COUNT_NAMES = (
+    "decisions", "orders", "fills", "held", "masked", "risk_refused", "rejected",
+    "coalesced_updates", "bad_obs", "swaps", "shadow_decisions", "stream_dropped",
+    "ring_overflow", "dropped_at_end", "skip_invalid", "skip_stale", "skip_malformed",
+)  # fmt: skip
+C_LEN = len(COUNT_NAMES)
+
+# ``tick`` phases (PH_TICK or-ed in: the tick test first) and its outcomes besides the step's
+PH_FAST = 0  # the whole step with the Numba policy
+PH_OBSERVE = 1  # the observation (a torch policy decides next; DS_OK: ask it)
+PH_AFTER = 2  # the rest of the step after the torch policy
+PH_TICK = 4  # run the tick test first (the book listener; not interval ticks)
+TICK_IDLE = 30  # not due: nothing done
+TICK_SEG_END = 31  # the book turned invalid: the market's segment ended (nothing decided)
+
+STEP_CTX_FIELDS = (
+    # the BookSet (best as a plain ndarray)
+    "qty", "best", "meta",
+    # the actor's per-market arrays (views of its first len(tickers) rows)
+    "hist", "hist_n", "pending_reset", "seg_ts_max", "seg_ts_receipt", "seg_first_ms",
+    "open_ms", "close_ms", "closed", "slots", "last_updates", "in_segment",
+    "last_decision_ns", "grids", "has_grid",
+    # the decision's scratch, counters
+    "acct", "obs", "depth_px", "depth_qty", "out", "rec", "header", "counts",
+    # the policy (a torch policy: its actions/probs, the rest placeholders)
+    "params", "layer_in", "layer_out", "layer_off", "act", "heads", "actions", "probs",
+    "logits", "buf_a", "buf_b",
+    # the order rule, the risk gate, the action ring
+    "rules", "slip_choices", "size_choices", "fees", "limits", "sent", "sent_ctl",
+    "ring_buf", "ring_ctl",
+    # the paper client (``paper_taker_submit``'s arrays; p_grids: its grid per market)
+    "p_orders", "p_extra", "p_active", "p_ctl", "p_pos", "p_liq", "p_fees", "p_grids",
+    "p_start_cash", "p_px", "p_vq", "p_fill_out", "p_hist", "p_coid_prefix", "p_coid",
+    "p_events", "p_rings_on", "p_ord_buf", "p_ord_ctl", "p_fill_buf", "p_fill_ctl",
+    # settings
+    "max_age_ns", "start_cash", "tick_updates",
+)  # fmt: skip
+
+
+@structref.register
+class StepCtxType(types.StructRef):
+    """Numba type of ``StepCtx``."""
+
+    def preprocess_fields(self, fields: Any) -> Any:
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class StepCtx(structref.StructRefProxy):
+    """The actor tick's state (``STEP_CTX_FIELDS``); built by ``Actor._ctx_build``."""
+
+
+structref.define_proxy(StepCtx, StepCtxType, list(STEP_CTX_FIELDS))
+
+
 @njit(cache=True)
-def step_fast(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    qty,
-    best,
-    meta,
+def new_step_ctx(  # noqa: PLR0917 -- the fields, positionally (STEP_CTX_FIELDS)
+    qty, best, meta, hist, hist_n, pending_reset, seg_ts_max, seg_ts_receipt, seg_first_ms,
+    open_ms, close_ms, closed, slots, last_updates, in_segment, last_decision_ns, grids,
+    has_grid, acct, obs, depth_px, depth_qty, out, rec, header, counts, params, layer_in,
+    layer_out, layer_off, act, heads, actions, probs, logits, buf_a, buf_b, rules,
+    slip_choices, size_choices, fees, limits, sent, sent_ctl, ring_buf, ring_ctl, p_orders,
+    p_extra, p_active, p_ctl, p_pos, p_liq, p_fees, p_grids, p_start_cash, p_px, p_vq,
+    p_fill_out, p_hist, p_coid_prefix, p_coid, p_events, p_rings_on, p_ord_buf, p_ord_ctl,
+    p_fill_buf, p_fill_ctl, max_age_ns, start_cash, tick_updates,
+):  # fmt: skip
+    """A ``StepCtx`` (compiled once and cached: the proxy's own constructor is not)."""
+    return StepCtx(
+        qty, best, meta, hist, hist_n, pending_reset, seg_ts_max, seg_ts_receipt, seg_first_ms,
+        open_ms, close_ms, closed, slots, last_updates, in_segment, last_decision_ns, grids,
+        has_grid, acct, obs, depth_px, depth_qty, out, rec, header, counts, params, layer_in,
+        layer_out, layer_off, act, heads, actions, probs, logits, buf_a, buf_b, rules,
+        slip_choices, size_choices, fees, limits, sent, sent_ctl, ring_buf, ring_ctl, p_orders,
+        p_extra, p_active, p_ctl, p_pos, p_liq, p_fees, p_grids, p_start_cash, p_px, p_vq,
+        p_fill_out, p_hist, p_coid_prefix, p_coid, p_events, p_rings_on, p_ord_buf, p_ord_ctl,
+        p_fill_buf, p_fill_ctl, max_age_ns, start_cash, tick_updates,
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _tick_due(c, i, s):
+    # Actor._tick's test for market i (book slot s): TICK_* or -1 (decide now)
+    m = c.meta[s]
+    if m["valid"] == 0:
+        if c.in_segment[i]:
+            c.in_segment[i] = False
+            c.pending_reset[i] = True
+            return TICK_SEG_END
+        return TICK_IDLE
+    n = m["n_updates"]
+    if not c.in_segment[i]:  # the update that opened a new clean segment
+        c.in_segment[i] = True
+        c.last_updates[i] = n
+        return -1
+    last = c.last_updates[i]
+    if c.tick_updates and n - last >= c.tick_updates:
+        c.counts[C_COALESCED] += n - last - c.tick_updates
+        c.last_updates[i] = n
+        return -1
+    return TICK_IDLE
+
+
+@njit(cache=True, inline="always")
+def _count_status(c, status):
+    # Actor._count for a step the kernel completed
+    counts = c.counts
+    counts[C_DECISIONS] += 1
+    if status == AS_SENT:
+        counts[C_ORDERS] += 1
+        if c.header[HDR_FILLED]:
+            counts[C_FILLS] += 1
+    elif status == AS_HOLD:
+        counts[C_HELD] += 1
+    elif status == AS_MASKED:
+        counts[C_MASKED] += 1
+    elif status == AS_RISK:
+        counts[C_RISK_REFUSED] += 1
+    elif status == AS_REJECTED:
+        counts[C_REJECTED] += 1
+
+
+@njit(cache=True)
+def tick(  # noqa: PLR0917 -- the call's scalars, positionally
+    c,
+    phase,
+    i,
     slot,
     now_ns,
-    max_age_ns,
-    hist,
-    hist_n,
-    i,
-    pending_reset,
-    seg_ts_max,
-    seg_ts_receipt,
-    seg_first_ms,
-    open_ms,
-    close_ms,
-    closed,
-    slots,
-    acct,
-    start_cash,
-    consumed,
-    fees,
-    obs,
-    depth_px,
-    depth_qty,
-    out,
-    params,
-    layer_in,
-    layer_out,
-    layer_off,
-    act,
-    heads,
-    actions,
-    probs,
-    logits,
-    buf_a,
-    buf_b,
-    rules,
-    slip_choices,
-    size_choices,
-    grid,
-    has_grid,
-    rec,
+    episode,
+    step,
+    version,
     risk_state,
-    limits,
-    sent,
-    sent_ctl,
-    paper,
     paper_ok,
-    header,
-    ring_buf,
-    ring_ctl,
     push,
+    p_i,
+    p_now_ns,
+    p_n_hist,
+    p_rec0,
 ):
-    """One decision end to end: observation, policy, order rule, risk gate, paper, record.
+    """Market ``i`` (book ``slot``) changed: the tick test, then the decision (``phase``).
 
-    Args: as ``decide_observe``, ``core.policy.policy_decide``, ``decide_order``,
-    ``risk_check`` (risk_state, limits, sent, sent_ctl) and ``finish_record`` (header with
-    episode, step and version set; ring_buf, ring_ctl, push), plus closed, slots (the
-    actor's markets: close guard, exposure) and ``paper``: ``PaperClient.taker_prepare``'s
-    tuple (``paper_ok`` False: a dummy, go slow).
+    Args:
+        c: the StepCtx; phase: PH_FAST / PH_OBSERVE / PH_AFTER, or-ed with PH_TICK to run
+            the tick test first; now_ns: the decision's clock.
+        episode, step, version: the record's header (step: this decision's number).
+        risk_state: the gate's state; paper_ok: the paper kernel may run (else STEP_SLOW);
+        push: push the record into the ring.
+        p_i, p_now_ns, p_n_hist, p_rec0: the paper client's next order index, clock,
+        fill-history length and next rec_id (``paper_taker_submit``'s scalars).
 
     Returns:
-        see the section comment (STEP_*).
+        TICK_IDLE / TICK_SEG_END (nothing decided), a DS_* skip (counted), DO_BAD_OBS
+        (counted), DS_OK after PH_OBSERVE (ask the policy, then PH_AFTER), STEP_SLOW (the
+        paper client needs Python; not counted) or STEP_DONE + AS_* (counted).
     """
-    mark_mode = rules[RULE_MARK_MODE]
-    st = decide_observe(
-        qty, best, meta, slot, now_ns, max_age_ns, hist, hist_n, i, pending_reset, seg_ts_max,
-        seg_ts_receipt, seg_first_ms, open_ms, close_ms, paper[4], acct, start_cash,
-        consumed, fees, mark_mode, obs, depth_px, depth_qty, out,
-    )  # fmt: skip
-    if st != DS_OK:
-        return st
-    pst = policy_decide(
-        params, layer_in, layer_out, layer_off, act, heads, obs, actions, probs, logits,
-        buf_a, buf_b,
-    )  # fmt: skip
-    if pst != POLICY_OK:
-        return DO_BAD_OBS
+    if phase & PH_TICK:
+        due = _tick_due(c, i, slot)
+        if due >= 0:
+            return due
+        phase -= PH_TICK
+    liq = c.p_liq[slot : slot + 1]
+    mark_mode = c.rules[RULE_MARK_MODE]
+    if phase != PH_AFTER:
+        st = decide_observe(
+            c.qty, c.best, c.meta, slot, now_ns, c.max_age_ns, c.hist, c.hist_n, i,
+            c.pending_reset, c.seg_ts_max, c.seg_ts_receipt, c.seg_first_ms, c.open_ms,
+            c.close_ms, c.p_pos, c.acct, c.start_cash, liq, c.fees, mark_mode, c.obs,
+            c.depth_px, c.depth_qty, c.out,
+        )  # fmt: skip
+        if st != DS_OK:
+            c.counts[C_SKIP_INVALID + st - 1] += 1
+            return st
+        c.last_decision_ns[i] = now_ns
+        if phase == PH_OBSERVE:
+            return DS_OK
+        pst = policy_decide(
+            c.params, c.layer_in, c.layer_out, c.layer_off, c.act, c.heads, c.obs, c.actions,
+            c.probs, c.logits, c.buf_a, c.buf_b,
+        )  # fmt: skip
+        if pst != POLICY_OK:
+            c.counts[C_BAD_OBS] += 1
+            return DO_BAD_OBS
+    hdr = c.header
+    for k in range(HDR_COUNT, HDR_REJECT + 1):
+        hdr[k] = 0
+    hdr[HDR_EPISODE] = episode
+    hdr[HDR_STEP] = step
+    hdr[HDR_VERSION] = version
     st = decide_order(
-        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
-        depth_px, depth_qty, rec, out,
+        c.actions, c.probs, c.rules, c.slip_choices, c.size_choices, c.grids[i], c.has_grid[i],
+        c.acct, liq, c.depth_px, c.depth_qty, c.rec, c.out,
     )  # fmt: skip
-    return _act(
-        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
-        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees, mark_mode,
-        depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
+    p_grid = c.p_grids[i]
+    paper = (
+        c.p_orders, c.p_extra, c.p_active, c.p_ctl, c.p_pos, c.p_liq, c.p_fees, p_grid, p_i,
+        c.p_start_cash, p_now_ns, c.p_px, c.p_vq, c.p_fill_out, c.p_hist, p_n_hist, p_rec0,
+        c.p_coid_prefix, c.p_coid, c.p_events, c.p_rings_on, c.p_ord_buf, c.p_ord_ctl,
+        c.p_fill_buf, c.p_fill_ctl,
     )  # fmt: skip
-
-
-@njit(cache=True)
-def step_after_policy(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
-    qty,
-    best,
-    meta,
-    slot,
-    now_ns,
-    i,
-    close_ms,
-    closed,
-    slots,
-    acct,
-    start_cash,
-    consumed,
-    fees,
-    depth_px,
-    depth_qty,
-    out,
-    actions,
-    probs,
-    rules,
-    slip_choices,
-    size_choices,
-    grid,
-    has_grid,
-    rec,
-    risk_state,
-    limits,
-    sent,
-    sent_ctl,
-    paper,
-    paper_ok,
-    header,
-    ring_buf,
-    ring_ctl,
-    push,
-):
-    """``step_fast`` after ``decide_observe`` and a policy outside Numba (torch)."""
-    st = decide_order(
-        actions, probs, rules, slip_choices, size_choices, grid, has_grid, acct, consumed,
-        depth_px, depth_qty, rec, out,
+    res = _act(
+        st, i, slot, now_ns, c.closed, c.close_ms, c.slots, risk_state, c.limits, c.sent,
+        c.sent_ctl, paper, paper_ok, c.qty, c.best, c.meta, c.acct, c.start_cash, liq, c.fees,
+        mark_mode, c.depth_px, c.depth_qty, hdr, c.ring_buf, c.ring_ctl, push, c.rec, c.out,
     )  # fmt: skip
-    return _act(
-        st, i, slot, now_ns, closed, close_ms, slots, risk_state, limits, sent, sent_ctl,
-        paper, paper_ok, qty, best, meta, acct, start_cash, consumed, fees,
-        rules[RULE_MARK_MODE], depth_px, depth_qty, header, ring_buf, ring_ctl, push, rec, out,
-    )  # fmt: skip
+    if res != STEP_SLOW:
+        _count_status(c, res - STEP_DONE)
+        c.out[OUT_RING_AT] = (c.ring_ctl[RING_HEAD] - 1) & (c.ring_buf.shape[0] - 1)
+    return res

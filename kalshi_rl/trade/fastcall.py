@@ -32,6 +32,24 @@ class FastCall:
         self._entry: Any = None
         self._by_key: dict[tuple[int, tuple[int, ...]], Any] = {}
 
+    @property
+    def entry(self) -> Any:
+        """The resolved overload's entry point (call it with the same argument types), or
+        None before the first call / after ``reset`` (then call this object)."""
+        return self._entry
+
+    def prepare(self, *args: Any) -> None:
+        """Compile (or load from Numba's cache) the overload for these arguments' types and
+        keep its entry, without calling the kernel (warm-up off the hot path)."""
+        sig = tuple(self.kernel.typeof_pyval(a) for a in args)
+        self.kernel.compile(sig)
+        entry = self.kernel.overloads[sig].entry_point
+        if self.key_arg is None:
+            self._entry = entry
+        else:
+            a: np.ndarray = args[self.key_arg]
+            self._by_key[(a.dtype.num, a.strides)] = entry
+
     def reset(self) -> None:
         """Resolve the overload again on the next call."""
         self._entry = None

@@ -35,6 +35,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
+from numba.core import types
+from numba.experimental import structref
 
 from core.book import BookSet
 from core.dtypes import (
@@ -151,6 +154,49 @@ __all__ = [
 ]
 
 
+_ON_BOOK_FIELDS = (
+    "orders", "extra", "active", "ctl", "pos", "qty", "best", "liq", "fees", "qm",
+    "start_cash", "dirty", "px", "vq", "fill_out",
+)  # fmt: skip
+
+
+@structref.register
+class OnBookCtxType(types.StructRef):
+    """Numba type of ``OnBookCtx``: ``paper_on_book``'s arrays but the changed slots."""
+
+    def preprocess_fields(self, fields: Any) -> Any:
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class OnBookCtx(structref.StructRefProxy):
+    """``PaperClient.on_book_update``'s kernel state (``_ON_BOOK_FIELDS``)."""
+
+
+structref.define_proxy(OnBookCtx, OnBookCtxType, list(_ON_BOOK_FIELDS))
+
+
+@njit(cache=True)
+def new_on_book_ctx(  # noqa: PLR0917 -- the fields, positionally (_ON_BOOK_FIELDS)
+    orders, extra, active, ctl, pos, qty, best, liq, fees, qm, start_cash, dirty, px, vq,
+    fill_out,
+):  # fmt: skip
+    """An ``OnBookCtx`` (compiled once and cached)."""
+    return OnBookCtx(
+        orders, extra, active, ctl, pos, qty, best, liq, fees, qm, start_cash, dirty, px, vq,
+        fill_out,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def paper_on_book_ctx(c, slots, ts_ms):
+    """``core.paper_book.paper_on_book`` over an ``OnBookCtx``: 2 x fills + CTL_WATCH."""
+    n = paper_on_book(
+        c.orders, c.extra, c.active, c.ctl, c.pos, c.qty, c.best, c.liq, c.fees, c.qm,
+        c.start_cash, slots, c.dirty, ts_ms, c.px, c.vq, c.fill_out,
+    )  # fmt: skip
+    return 2 * n + c.ctl[CTL_WATCH]
+
+
 def _room(ring: Ring, n: int) -> bool:
     """True when a kernel may push ``n`` records into ``ring`` (room, no overflow backlog)."""
     return ring.overflow_pending == 0 and ring.capacity - ring.occupancy >= n
@@ -235,10 +281,18 @@ class PaperClient:
         self._any_grid = np.ones(PRICE_MAX + 1, dtype=np.bool_)
         self._best_src: np.ndarray | None = None
         self._view: tuple[np.ndarray, np.ndarray] | None = None  # submit_on_view's book
-        self._k_on_book = FastCall(paper_on_book, key_arg=11)  # slots: int32/int64, strided
+        # the book listener's kernel entry and its state (one structref: unboxing the 17
+        # arguments of paper_on_book cost ~1 us a call; rebuilt when an array is replaced)
+        self._k_on_book = FastCall(paper_on_book_ctx, key_arg=1)  # slots: int32/int64, strided
+        self._ob_ctx: Any = None
+        self._ob_layout = -1  # taker_layout and books.qty it was built on
+        self._ob_qty: np.ndarray | None = None
         self._best_view = np.zeros((0, N_SIDES), dtype=np.int32)
         self._settlements: list[dict[str, Any]] = []
         self._settle_recs: list[np.ndarray] = []
+        # bumped whenever an array the taker kernel gets, a market's grid or the start
+        # cash changes (the actor rebuilds its step context then; ``taker_layout``)
+        self.taker_layout = 0
         # False while no order rests and nothing is consumed: book updates are then no-ops
         self._watch = False
         self._subs: list[Subscription] = []
@@ -270,6 +324,7 @@ class PaperClient:
         self._pos_view.flags.writeable = False
         self._dirty = np.zeros(cap, dtype=np.uint8)
         self._cap_m = cap
+        self.taker_layout += 1
 
     def add_market(self, info: MarketInfo) -> int:
         """Make ``info.ticker`` tradable (or update its info); returns its book slot."""
@@ -283,6 +338,7 @@ class PaperClient:
             grid = np.zeros(PRICE_MAX + 1, dtype=np.bool_)
             grid[price_grid(structure)] = True
             self._grids[structure] = grid
+        self.taker_layout += 1
         self._fees[slot] = fee_schedule(
             maker_fees=bool(info.maker_fees), precision=self.config.precision
         )[0]
@@ -430,6 +486,7 @@ class PaperClient:
         active = np.zeros(cap, dtype=np.int64)
         active[: self._active.shape[0]] = self._active
         self._orders, self._extra, self._active = orders, extra, active
+        self.taker_layout += 1
 
     def _new_order(self, coid: str | None) -> int:
         """Register order index ``self._n`` (client id; None = the default one)."""
@@ -753,6 +810,34 @@ class PaperClient:
         self._sync_capacity()
         return self._taker_args(self._grids[info.structure])
 
+    def taker_ready(self, slot: int) -> bool:
+        """``taker_prepare(slot) is not None`` without building the tuple (the actor's tick).
+
+        The actor's step context holds the arrays themselves (rebuilt when
+        ``taker_layout`` changes); the scalars come from ``taker_scalars``.
+        """
+        info = self._markets.get(slot)
+        if info is None or info.status != MarketStatus.ACTIVE or self._subs or self._queues:
+            return False
+        rings = self.rings
+        if rings is not None and not (_room(rings.fills, VIEW_LEVELS) and _room(rings.orders, 2)):
+            return False
+        i = self._n
+        if self._by_coid and f"{self._coid_prefix}{i + 1}" in self._by_coid:
+            return False
+        if i >= self._orders.shape[0]:
+            self._grow_orders()
+        if self._n_fills + VIEW_LEVELS > self._fills.shape[0]:
+            self._grow_fills(VIEW_LEVELS)
+        if self.books.qty.shape[0] != self._cap_m:
+            self._sync_capacity()
+        return True
+
+    def grid_of(self, slot: int) -> np.ndarray | None:
+        """The valid-YES-price grid of the market in ``slot`` (None: not a market here)."""
+        info = self._markets.get(slot)
+        return None if info is None else self._grids[info.structure]
+
     def taker_dummy(self) -> tuple[Any, ...]:
         """A tuple shaped like ``taker_prepare``'s, for a kernel told not to use it."""
         return self._taker_args(self._any_grid)
@@ -775,12 +860,16 @@ class PaperClient:
         """Book ``paper_taker_submit``'s outcome; the error ``submit`` would raise, or None."""
         if code != REJ_NONE:
             return self._taker_refused(code, slot, price, count)
+        self.taker_booked(n, used)
+        return None
+
+    def taker_booked(self, n: int, used: int) -> None:
+        """``taker_commit`` of an accepted order (``n`` fills, ``used`` rec_ids)."""
         self._n += 1
         self._coid.append(None)
         self._n_fills += n
         self._next_rec_id += used
         self._watch = True
-        return None
 
     def _submit_slow(  # noqa: PLR0917 -- submit_taker's order, positionally
         self, slot: int, side: int, action: int, price: int, count: int, tif: int
@@ -1287,6 +1376,7 @@ class PaperClient:
         grown = np.zeros(size, dtype=PAPER_FILL_DTYPE)
         grown[: self._n_fills] = self._fills[: self._n_fills]
         self._fills = grown
+        self.taker_layout += 1
 
     def _fill_json(self, k: int) -> dict[str, Any]:
         f = self._fills[k]
@@ -1312,25 +1402,42 @@ class PaperClient:
         """
         if not self._watch:
             return 0
-        if not isinstance(slots, np.ndarray) or slots.dtype.kind not in "iu" or slots.ndim != 1:
+        if type(slots) is not np.ndarray or slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        if self.books.capacity != self._cap_m:
-            self._sync_capacity()
+        ctx = self._ob_ctx
+        qty = self.books.qty
+        if ctx is None or self._ob_qty is not qty or self._ob_layout != self.taker_layout:
+            if qty.shape[0] != self._cap_m:  # the books grew (qty was replaced)
+                self._sync_capacity()
+            ctx = self._on_book_ctx()
         now = self._clock()
         total = 0
-        books = self.books
         while True:
-            n = self._k_on_book(
-                self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
-                self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
-                slots, self._dirty, now // 1_000_000, self._px, self._vq, self._fill_out,
-            )  # fmt: skip
+            r = self._k_on_book(ctx, slots, now // 1_000_000)
+            n = r >> 1
             if n:
-                self._after_fills(int(n), now)
-            total += int(n)
-            if n < self._fill_out.shape[0]:
-                self._watch = bool(self._ctl[CTL_WATCH])
+                self._after_fills(n, now)
+            total += n
+            if n < N_PRICES:  # the fill scratch (N_PRICES records) was not filled up
+                self._watch = bool(r & 1)
                 return total
+
+    def warm_on_book(self) -> None:
+        """Compile or load ``on_book_update``'s kernel now (for int32 and int64 slots)."""
+        ctx = self._on_book_ctx()
+        for dt in (np.int32, np.int64):
+            self._k_on_book.prepare(ctx, np.zeros(1, dtype=dt), 0)
+
+    def _on_book_ctx(self) -> Any:
+        books = self.books
+        self._ob_ctx = new_on_book_ctx(
+            self._orders, self._extra, self._active, self._ctl, self._pos, books.qty,
+            self._best_plain(), self._liq, self._fees, self._qm, self.config.start_cash,
+            self._dirty, self._px, self._vq, self._fill_out,
+        )  # fmt: skip
+        self._ob_layout, self._ob_qty = self.taker_layout, books.qty
+        self._k_on_book.reset()
+        return self._ob_ctx
 
     def on_trades(self, recs: np.ndarray) -> int:
         """Public trades (TRADE_DTYPE records, ``market`` = book slot) hit our ladders.
@@ -1544,6 +1651,7 @@ class PaperClient:
         self._fills = np.zeros(max(256, 2 * fills.shape[0]), dtype=PAPER_FILL_DTYPE)
         self._fills[: fills.shape[0]] = fills
         self._n_fills = fills.shape[0]
+        self.taker_layout += 1
         for k, row in enumerate(sorted(saved.orders, key=lambda r: r["order_id"])):
             if int(row["order_id"]) != k + 1:
                 raise StoreError(f"paper account {saved.account_id}: order {k + 1} is missing")

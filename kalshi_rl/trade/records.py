@@ -64,6 +64,7 @@ class ActionSink:
         self._ids: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._wake = asyncio.Event()
         self.rows_written = 0
         self.dropped = 0
         self.failures = 0
@@ -76,14 +77,21 @@ class ActionSink:
 
     async def _run(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.interval_s)
-            await self.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            if not self._stopping:
+                await self.flush()
 
     async def close(self) -> None:
-        """Stop the task and write what is left (one last attempt)."""
+        """Stop the task and write what is left (one last attempt).
+
+        The task is woken, not cancelled: a flush in progress finishes.  Cancelling it
+        inside its COPY, after PostgreSQL had taken the rows, left the batch pending, and
+        the last flush wrote it again (refused by the primary key: the batch was lost).
+        """
         self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()

@@ -127,6 +127,7 @@ async def attach_trading(
         mv = await resolve_ref(conn, model_ref)
     loaded = await load_version(mv, fast=fast)
     pcfg = paper_config or PaperConfig()
+    await _warm(loaded, config, pcfg)
     account_id, saved = 0, None
     if persist:
         async with node.pool.acquire() as conn:
@@ -199,6 +200,7 @@ async def attach_trading(
     await actor.start()
     node.add_book_listener(actor.on_books)
     if node.lifecycle is not None:
+        node.lifecycle.listeners.append(PaperSettler(paper).on_lifecycle)
         node.lifecycle.listeners.append(actor.on_lifecycle)
     node.actor = actor
     if node.follower is not None:  # rolling listings: trade the markets the node follows
@@ -211,6 +213,48 @@ async def attach_trading(
         await reloader.start()
         node.add_closer(reloader.close)
     return Trading(actor, paper, sink, reloader, account_id)
+
+
+DEFAULT_CLOSE_GUARD_S = 60.0  # RiskConfig's default, made for Kalshi's long markets
+CLOSE_GUARD_LIFE_FRACTION = 20  # the guard is 1/20 of the market's life, at most the default
+
+
+def close_guard_for_life(
+    market_life_ms: float | None, default_s: float = DEFAULT_CLOSE_GUARD_S
+) -> float:
+    """The close guard (no opening orders this close to close, seconds) for markets living
+    ``market_life_ms``: 1/20 of the life, at most ``default_s`` (9 s for the sim's 3-minute
+    markets; Kalshi's long markets keep 60 s).  A fixed 60 s guard refuses every opening
+    order of a one-minute market.  Unknown life: ``default_s``.  ``kalshi-rl up`` and
+    ``kalshi-rl trade`` both use this rule."""
+    if market_life_ms is None or market_life_ms <= 0:
+        return default_s
+    return min(default_s, market_life_ms / (1000.0 * CLOSE_GUARD_LIFE_FRACTION))
+
+
+def market_life_ms(meta: dict[str, Any]) -> float | None:
+    """The longest open -> close span of the markets in ``meta`` (ticker -> REST market
+    object), ms; None when no market has both times.  The longest, not a typical one: the
+    first markets of staggered rolling series open with part of their life already gone,
+    and on a mix of markets the longer life gives the larger (safer) guard."""
+    lives = []
+    for m in meta.values():
+        o, c = _ms(m.get("open_time")), _ms(m.get("close_time"))
+        if NO_TS not in (o, c) and c > o:
+            lives.append(c - o)
+    return float(max(lives)) if lives else None
+
+
+async def _warm(loaded: Any, config: ActorConfig, pcfg: Any) -> None:
+    """Compile (or load) the trading path's kernels off the event loop before trading."""
+    from kalshi_rl.live.warm import warm_trading_kernels
+
+    try:
+        took = await asyncio.to_thread(warm_trading_kernels, loaded, config, pcfg)
+    except Exception:  # the kernels then compile on first use; trading still works
+        log.exception("warming the trading kernels failed")
+        return
+    log.info("trading kernels ready in %.2f s (Numba compile/cache load)", took)
 
 
 async def _tradable(node: Any) -> list[str]:
@@ -227,6 +271,39 @@ async def _tradable(node: Any) -> list[str]:
         except (OSError, TimeoutError, KalshiRLError) as exc:
             log.warning("market metadata of %d followed markets unavailable: %s", len(missing), exc)
     return tickers
+
+
+class PaperSettler:
+    """Settles the paper account's positions when a market is determined (lifecycle listener).
+
+    Kalshi pays a determined market's winning contracts $1 and closes the position; the
+    paper client does the same in ``settle_market`` (cancels its resting orders, pays out,
+    records a settlement row).  Without this a position in a finished market would stay
+    open, marked against the emptied book at close (liquidation value 0) forever, and the
+    P&L split would never show a settlement.  A market the paper client does not know (never
+    traded, or listed and determined before the market sync added it) is skipped; the
+    ``settled`` event after ``determined`` settles nothing twice.
+    """
+
+    def __init__(self, paper: Any) -> None:
+        self.paper = paper
+        self.settled: set[str] = set()
+        self.n_settlements = 0
+
+    def on_lifecycle(self, ev: Any) -> None:
+        if ev.event_type not in ("determined", "settled") or ev.result not in ("yes", "no"):
+            return
+        if ev.ticker in self.settled:
+            return
+        try:
+            out = self.paper.settle_market(ev.ticker, ev.result)
+        except KalshiRLError as exc:  # not a market of the paper client
+            log.debug("paper settlement of %s skipped: %s", ev.ticker, exc)
+            return
+        self.settled.add(ev.ticker)
+        if out is not None:
+            self.n_settlements += 1
+            log.info("paper: %s determined %s, position settled", ev.ticker, ev.result)
 
 
 class MarketSync:

@@ -9,7 +9,12 @@ from the actor's paper client.  It samples the P&L split once a second for the P
 P&L split (money units, since the account opened): settlement = payouts - cost of settled
 contracts; realized = trading P&L of closed positions before fees; fees = trade + rounding
 fees - rebates; open marks = total - the three (the open positions' liquidation value
-against their cost).  total = account value - start cash.
+against their cost).  total = account value - start cash, summed over the markets the
+actor trades (each market's sub-account: its paper position's cash flows + the open
+position's liquidation value); a market listed later adds 0 until it trades, and a
+determined market's position is paid out by the paper client (``trade.wiring.PaperSettler``)
+so its P&L moves from open marks to settlement.  ``pnl_history``'s last point is the
+``pnl`` of the same response.
 """
 
 from __future__ import annotations
@@ -171,6 +176,8 @@ class ActorControl:
                 "mark_value": int(a.market_value(i)) - int(a.start_cash),
                 "realized": int(p["realized_pnl"]),
             })  # fmt: skip
+        # open positions first (markets already settled or flat after it)
+        out.sort(key=lambda r: r["position"] == 0)
         return out
 
     def _orders(self) -> list[dict[str, Any]]:
@@ -215,6 +222,11 @@ class ActorControl:
         a = self.actor
         if a is None:
             return {}
+        pnl = self.pnl()
+        # the chart ends at the header: the samples, then this same "now" point (without it
+        # the last sample is up to a second older, and a 10-lot's mark moves dollars in that)
+        history = [p for p in self.history if p["ts_ms"] < pnl["ts_ms"]]
+        history.append(pnl)
         return {
             "episode_id": a.episode_id or None,
             "halted_reason": a.risk.reason or None if a.state.name == "HALTED" else None,
@@ -222,8 +234,8 @@ class ActorControl:
             "positions": self._positions(),
             "orders": self._orders(),
             "fills": self.fills(),
-            "pnl": self.pnl(),
-            "pnl_history": list(self.history),
+            "pnl": pnl,
+            "pnl_history": history,
             "n_actions": int(a.counts.get("decisions", 0)),
             "model_label": a.model.label,
         }

@@ -78,6 +78,67 @@ def summary(books: BookSet, slot: int, info: MarketInfo, now: float | None = Non
     )
 
 
+DONE_STATUSES = frozenset({"closed", "determined", "settled", "finalized", "amended", "disputed"})
+NOT_OPEN_STATUSES = frozenset({"initialized", "unopened"})
+
+
+@dataclass
+class BookHealth:
+    """The node's books by state, for the status bar (``classify_books``).
+
+    ``valid``: may be served.  ``invalid``: should be valid and is not -- the feed follows
+    the market, it is open and had a book, and a gap, desync or disconnect invalidated it
+    (until the resync snapshot).  ``waiting``: the market is not open yet, or its first
+    snapshot has not arrived.  ``closed``: closed, determined or no longer followed by the
+    feed (its recording ended).  Only ``invalid`` makes the node degraded.
+    """
+
+    valid: int = 0
+    invalid: list[str] = field(default_factory=list)
+    waiting: int = 0
+    closed: int = 0
+
+
+def _epoch(v: Any) -> float | None:
+    return v.timestamp() if isinstance(v, datetime) else None
+
+
+def classify_books(
+    books: BookSet, followed: Any, info: MarketInfo, now: float | None = None
+) -> BookHealth:
+    """Sort every book of ``books`` into valid / invalid / waiting / closed (see BookHealth).
+
+    Args:
+        books: the node's BookSet (read in place).
+        followed: tickers the feed follows now (a container), or None: every book.
+        info: market rows (status, open/close times) from the database.
+        now: unix seconds (default now).
+    """
+    now = time.time() if now is None else now
+    n = books.n_markets
+    meta = books.meta[:n]
+    out = BookHealth()
+    for s in range(n):
+        if meta[s]["valid"]:
+            out.valid += 1
+            continue
+        t = books.ticker_of(s)
+        row = info.meta.get(t)
+        status = None if row is None else row["status"]
+        opens = None if row is None else _epoch(row["open_time"])
+        closes = None if row is None else _epoch(row["close_time"])
+        gone = followed is not None and t not in followed  # the feed dropped it
+        if gone or status in DONE_STATUSES or (closes is not None and closes <= now):
+            out.closed += 1
+        elif opens > now if opens is not None else status in NOT_OPEN_STATUSES:
+            out.waiting += 1  # listed, not open yet (the times win over a stale status)
+        elif int(meta[s]["n_snapshots"]) == 0:
+            out.waiting += 1  # subscribed, first snapshot not here yet
+        else:
+            out.invalid.append(t)
+    return out
+
+
 def levels(books: BookSet, slot: int, side: int, n: int = LADDER_LEVELS) -> list[Level]:
     """The ``n`` best bid levels of one side, best (highest) first."""
     best = int(books.best[slot, side])

@@ -23,6 +23,9 @@ class _NodeCollector:
         yield GaugeMetricFamily("kalshi_rl_up", "1 when health is ok", value=st.health == "ok")
         yield GaugeMetricFamily("kalshi_rl_books_valid", "Books that may be served", st.books_valid)
         yield GaugeMetricFamily("kalshi_rl_books_total", "Books in the node", st.books_total)
+        yield GaugeMetricFamily(
+            "kalshi_rl_books_invalid", "Books that should be valid and are not", st.books_invalid
+        )
         yield GaugeMetricFamily("kalshi_rl_ring_occupancy", "Fullest ring, 0..1", st.ring_occupancy)
         yield GaugeMetricFamily("kalshi_rl_db_lag_ms", "Durability lag, ms", st.db_lag_ms)
         yield GaugeMetricFamily(

@@ -18,6 +18,7 @@ from core.dtypes import (
     ACT_SELL_NO,
     ACT_SELL_YES,
     ACTION_STATUS_NAMES,
+    GAP_REASON_END,
 )
 from kalshi_rl import registry
 from kalshi_rl.web import perf
@@ -82,8 +83,8 @@ def model_out(mv: registry.ModelVersion) -> ModelOut:
 
 
 async def market_meta(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
-    """ticker -> (id, status, title, close_time) of every market."""
-    rows = await conn.fetch("SELECT id, ticker, status, title, close_time FROM markets")
+    """ticker -> (id, status, title, open_time, close_time) of every market."""
+    rows = await conn.fetch("SELECT id, ticker, status, title, open_time, close_time FROM markets")
     return {r["ticker"]: r for r in rows}
 
 
@@ -325,7 +326,24 @@ _SESSION_COLS = (
 )
 
 
-def session_out(r: asyncpg.Record, live_id: int | None) -> SessionOut:
+def session_out(r: asyncpg.Record, live_id: int | None, feed: Any = None) -> SessionOut:
+    """One session row; the live one (``live_id``) with the feed's counters from memory
+    (``feed``: the node's feed; its row's counters are written when the session closes)."""
+    live = r["id"] == live_id
+    if live and feed is not None:
+        st = feed.stats
+        counts = {
+            "n_messages": int(st.msgs), "n_deltas": int(st.deltas),
+            "n_snapshots": int(st.snapshots), "n_trades": int(st.trades),
+            "n_gaps": int(st.gaps), "n_decode_errors": int(st.decode_errors),
+            "n_reconnects": int(st.reconnects),
+        }  # fmt: skip
+        n_markets = max(int(r["n_markets"] or 0), len(getattr(feed, "tickers", ())))
+        return SessionOut(
+            id=r["id"], started_at=r["started_at"], ended_at=r["ended_at"], source=r["source"],
+            mode=r["mode"], n_markets=n_markets, duration_s=float(r["duration_s"]), live=True,
+            **counts,
+        )  # fmt: skip
     return SessionOut(
         id=r["id"],
         started_at=r["started_at"],
@@ -341,7 +359,7 @@ def session_out(r: asyncpg.Record, live_id: int | None) -> SessionOut:
         n_gaps=r["n_gaps"],
         n_decode_errors=r["n_decode_errors"],
         n_reconnects=r["n_reconnects"],
-        live=r["id"] == live_id,
+        live=live,
     )
 
 
@@ -374,7 +392,9 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
     """Per market: rows, gaps, and how long its book was invalid (gap -> next snapshot).
 
     Time invalid sums, over the market's gap rows, the wait from the gap to the next
-    snapshot of that market (to the session's end if none came).
+    snapshot of that market (to the session's end if none came).  A market's end-of-
+    recording row (GAP_REASON_END: determined, or the session closed) is no gap: it is
+    not counted, and the time after it is not "invalid".
     """
     rows = await conn.fetch(
         """
@@ -393,7 +413,7 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
                    LEFT JOIN LATERAL (SELECT min(sn.recv_ts) AS recv_ts
                        FROM orderbook_snapshots sn WHERE sn.session_id = $1
                        AND sn.market_id = gp.market_id AND sn.recv_ts > gp.recv_ts) nx ON true
-                   WHERE gp.session_id = $1 GROUP BY gp.market_id),
+                   WHERE gp.session_id = $1 AND gp.reason <> $2 GROUP BY gp.market_id),
              ids AS (SELECT market_id FROM d UNION SELECT market_id FROM s
                      UNION SELECT market_id FROM g)
         SELECT m.ticker, coalesce(d.n, 0) deltas, coalesce(s.n, 0) snapshots,
@@ -405,6 +425,7 @@ async def session_coverage(conn: asyncpg.Connection, session_id: int) -> list[Ma
         ORDER BY m.ticker
         """,
         session_id,
+        GAP_REASON_END,
     )
     return [
         MarketCoverage(

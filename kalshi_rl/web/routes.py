@@ -626,7 +626,7 @@ class SessionsController(Controller):
     @get("/", summary="Recording sessions, newest first")
     async def list_sessions(self, web: Web, conn: Conn, limit: Limit = 50) -> list[SessionOut]:
         return [
-            queries.session_out(r, web.node.session_id)
+            queries.session_out(r, web.node.session_id, web.node.feed)
             for r in await queries.list_sessions(conn, limit)
         ]
 
@@ -637,7 +637,7 @@ class SessionsController(Controller):
             raise NotFoundException(detail=f"no recording session {session_id}")
         live = session_id == web.node.session_id
         return SessionDetail(
-            session=queries.session_out(row, web.node.session_id),
+            session=queries.session_out(row, web.node.session_id, web.node.feed),
             rows=await queries.session_rows(conn, session_id),
             durability_lag_ms=web.status().db_lag_ms if live else None,
             markets=await queries.session_coverage(conn, session_id),

@@ -54,6 +54,9 @@ class Status(Struct, kw_only=True):
     feed: FeedStatus | None
     books_valid: int
     books_total: int
+    books_invalid: int  # should be valid and are not (gap/desync/disconnect, before resync)
+    books_waiting: int  # not open yet, or first snapshot not arrived
+    books_closed: int  # closed, determined, or no longer followed by the feed
     ring_occupancy: float
     db_up: bool
     db_lag_ms: float

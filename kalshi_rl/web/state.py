@@ -16,7 +16,7 @@ import asyncpg
 from litestar.di import NamedDependency
 
 from kalshi_rl.web import queries
-from kalshi_rl.web.books import MarketInfo
+from kalshi_rl.web.books import MarketInfo, classify_books
 from kalshi_rl.web.config import WebConfig
 from kalshi_rl.web.node import (
     ActorView,
@@ -71,6 +71,7 @@ class WebState:
         wstats = node.writer.stats() if node.writer is not None else {}
         db_up = bool(wstats.get("db_up", True))
         books_total = node.books.n_markets
+        books = classify_books(node.books, getattr(feed, "tickers", None), self.info)
         books_valid = feed.books_valid() if feed is not None else 0
         reasons: list[str] = []
         fs: FeedStatus | None = None
@@ -94,8 +95,12 @@ class WebState:
             reasons.append("no feed")
         if not db_up:
             reasons.append("database down")
-        if books_total and books_valid < books_total:
-            reasons.append(f"{books_total - books_valid} book(s) invalid")
+        if books.invalid:  # not-yet-open, awaiting-first-book and closed books do not count
+            names = ", ".join(books.invalid[:3]) + (" ..." if len(books.invalid) > 3 else "")
+            reasons.append(
+                f"{len(books.invalid)} book(s) invalid, awaiting a resync after a gap,"
+                f" desync or disconnect: {names}"
+            )
         health = "ok" if not reasons else ("down" if feed is None or not db_up else "degraded")
         actor = self.actor
         return Status(
@@ -107,6 +112,9 @@ class WebState:
             feed=fs,
             books_valid=books_valid,
             books_total=books_total,
+            books_invalid=len(books.invalid),
+            books_waiting=books.waiting,
+            books_closed=books.closed,
             ring_occupancy=ring_occupancy(feed),
             db_up=db_up,
             db_lag_ms=round(durability_lag_ms(feed), 1),

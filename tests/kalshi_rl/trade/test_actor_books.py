@@ -167,16 +167,15 @@ async def test_live_refused_on_a_node_and_bad_books_skipped_over_websockets(
         spy = Spy(tr.actor.model.policy)
         tr.actor.model.policy = spy
         at_start = tr.actor.counts["decisions"]  # books valid at start decided before the spy
-        decide, bad = tr.actor.decide, []
+        run, bad = tr.actor._run, []
 
-        def checked(i: int, recv_ns: int) -> int:
-            made = decide(i, recv_ns)  # 1 = the policy was asked
-            slot = int(tr.actor.slots[i])
+        def checked(i: int, slot: int, recv_ns: int, flag: int) -> int:
+            made = run(i, slot, recv_ns, flag)  # 1 = the policy was asked (every decision)
             if made and (not nd.books.valid(slot) or nd.books.check(slot) != 0):
                 bad.append(slot)
             return made
 
-        tr.actor.decide = checked  # type: ignore[method-assign]
+        tr.actor._run = checked  # type: ignore[method-assign]
         await until(lambda: nd.feed.books_valid() == 2, "books valid")
         await drive(sim, 10)
         await until(lambda: len(spy.seen) > 5, "decisions")

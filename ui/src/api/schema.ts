@@ -836,8 +836,11 @@ export interface components {
         Status: {
             actor_model_id: number | null;
             actor_state: string;
+            books_closed: number;
+            books_invalid: number;
             books_total: number;
             books_valid: number;
+            books_waiting: number;
             db_lag_ms: number;
             db_up: boolean;
             feed: components["schemas"]["FeedStatus"] | null;

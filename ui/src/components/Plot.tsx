@@ -73,7 +73,10 @@ export function Plot({ title, series, data, height = 220, xTime = true, testId }
 
   // no points yet: an empty state instead of axes over a made-up range (uPlot would draw
   // an empty time axis spanning decades)
-  const empty = !data.length || !data[0] || data[0].length === 0;
+  // (also when every series is null: an empty book's mid over one instant gets an x axis
+  // spanning years)
+  const empty =
+    !data.length || !data[0] || data[0].length === 0 || data.slice(1).every((ys) => ys.every((y) => y === null || y === undefined));
   return (
     <div className={empty ? "plot plot-empty-box" : "plot"} data-testid={testId} data-empty={empty ? "1" : "0"}>
       {empty && (

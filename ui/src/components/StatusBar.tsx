@@ -18,8 +18,10 @@ export function StatusBar() {
         feed <b className={feedOk ? "ok" : "bad"}>{feedOk ? "up" : "down"}</b>
         {st.feed && <> · {fmt(st.feed.msgs_per_s, 0)} msg/s · p99 {fmt(st.feed.latency_p99_us, 0)}µs</>}
       </span>
-      <span data-testid="status-books">
-        books <b className={st.books_valid === st.books_total ? "ok" : "warn"}>{st.books_valid}/{st.books_total}</b> valid
+      <span data-testid="status-books" title="waiting: listed, not open yet or first book not here yet; closed: closed, determined or no longer followed">
+        books <b className="ok">{st.books_valid}</b> valid
+        {st.books_invalid > 0 && <> · <b className="bad" data-testid="status-books-invalid">{st.books_invalid} invalid</b></>}
+        <span className="muted"> · {st.books_waiting} waiting · {st.books_closed} closed</span>
       </span>
       <span>ring <b className={st.ring_occupancy > 0.5 ? "warn" : ""}>{fmt(100 * st.ring_occupancy, 1)}%</b></span>
       <span>

@@ -131,7 +131,7 @@ export function Agent() {
         <div className="col card">
           <h3>Positions</h3>
           <table className="grid small" data-testid="positions">
-            <thead><tr><th>market</th><th>position</th><th>avg px</th><th>mark</th><th>realized</th></tr></thead>
+            <thead><tr><th>market</th><th>position</th><th>avg px</th><th title="this market's P&amp;L: cash flows + the open position at its liquidation value">P&amp;L</th><th title="closed trades and settlement, after fees">realized</th></tr></thead>
             <tbody>
               {(actor?.positions ?? []).map((p) => (
                 <tr key={p.ticker}><td className="mono">{p.ticker}</td><td className="num">{qty(p.position)}</td>

@@ -1,5 +1,5 @@
 import { useCallback, useRef, useState } from "react";
-import { ago, api, duration, px, qty, type Schemas } from "../api/client";
+import { ago, api, duration, px, qty, usd, type Schemas } from "../api/client";
 import { usePoll, useSocket } from "../api/ws";
 import { Plot } from "../components/Plot";
 
@@ -10,8 +10,24 @@ export function Markets({ ticker }: { ticker: string | null }) {
   return ticker ? <MarketDetail ticker={ticker} /> : <MarketList />;
 }
 
+const DONE = new Set(["closed", "determined", "settled", "finalized", "amended", "disputed"]);
+
+// a market past its close (the exchange sends no event at close: the status may still
+// say active) or finished: its book is over, not broken
+function closed(m: Summary): boolean {
+  return DONE.has(m.status ?? "") || (m.seconds_to_close !== null && m.seconds_to_close <= 0);
+}
+
+function BookPill({ m }: { m: Summary }) {
+  if (m.valid) return <span className="pill ok">valid</span>;
+  if (closed(m)) return <span className="pill" title="the market closed; its book is no longer updated">closed</span>;
+  return <span className="pill bad">invalid</span>;
+}
+
 function MarketList() {
-  const [rows] = usePoll(async () => (await api.GET("/rl/markets")).data, 1000);
+  const [data] = usePoll(async () => (await api.GET("/rl/markets")).data, 1000);
+  // open markets first, then the ones that closed (each group in the API's order)
+  const rows = data ? [...data.filter((m) => !closed(m)), ...data.filter(closed)] : data;
   return (
     <section>
       <h2>Markets</h2>
@@ -26,8 +42,8 @@ function MarketList() {
           {(rows ?? []).map((m: Summary) => (
             <tr key={m.ticker} data-testid="market-row" onClick={() => (window.location.hash = `#/markets/${encodeURIComponent(m.ticker)}`)}>
               <td className="mono link">{m.ticker}</td>
-              <td>{m.status ?? "–"}</td>
-              <td><span className={`pill ${m.valid ? "ok" : "bad"}`}>{m.valid ? "valid" : "invalid"}</span></td>
+              <td>{m.status === "active" && closed(m) ? "closed" : m.status ?? "–"}</td>
+              <td><BookPill m={m} /></td>
               <td className="num">{px(m.yes_bid)}</td>
               <td className="num">{px(m.yes_ask)}</td>
               <td className="num">{px(m.spread)}</td>
@@ -137,7 +153,7 @@ function MarketDetail({ ticker }: { ticker: string }) {
                 <tbody>
                   {(detail?.fills ?? []).slice(0, 25).map((f, i) => (
                     <tr key={i}><td>{new Date(f.ts_ms).toLocaleTimeString()}</td><td>{f.action} {f.side}</td>
-                      <td className="num">{px(f.price)}</td><td className="num">{qty(f.count)}</td><td className="num">{f.fee}</td></tr>
+                      <td className="num">{px(f.price)}</td><td className="num">{qty(f.count)}</td><td className="num">{usd(f.fee)}</td></tr>
                   ))}
                 </tbody>
               </table>

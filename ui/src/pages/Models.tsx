@@ -36,7 +36,7 @@ export function Models() {
         <span className="muted" data-testid="models-msg">{msg}</span>
       </div>
       <table className="grid" data-testid="models-table">
-        <thead><tr><th></th><th>id</th><th>name</th><th>v</th><th>algo</th><th>status</th><th>parent</th><th>eval P&amp;L</th><th>Sharpe</th><th>win %</th><th>trades</th><th>created</th><th>actions</th></tr></thead>
+        <thead><tr><th></th><th>id</th><th>name</th><th>v</th><th>algo</th><th>status</th><th>parent</th><th title="the kept policy on the held-out test split">test P&amp;L</th><th>Sharpe</th><th>win %</th><th>trades</th><th>created</th><th>actions</th></tr></thead>
         <tbody>
           {(models ?? []).slice().reverse().map((m) => {
             const ev = (m.metrics.eval as Record<string, Record<string, number>> | undefined)?.agent;

@@ -84,7 +84,7 @@ export function Training() {
         <div className="col grow card">
           <h3>Runs</h3>
           <table className="grid small" data-testid="runs-table">
-            <thead><tr><th>run</th><th>model</th><th>algo</th><th>status</th><th>progress</th><th>reward</th><th>eval P&amp;L</th><th>fps</th><th></th></tr></thead>
+            <thead><tr><th>run</th><th>model</th><th>algo</th><th>status</th><th>progress</th><th>reward</th><th title="validation P&amp;L of the latest evaluation; the model keeps the best one (its test-set P&amp;L is on the Models page)">last val. P&amp;L</th><th>fps</th><th></th></tr></thead>
             <tbody>
               {(runs ?? []).map((r: Run) => (
                 <tr key={r.id} data-testid="run-row" className={`link ${r.id === active ? "sel" : ""}`} onClick={() => setSel(r.id)}>
@@ -104,7 +104,7 @@ export function Training() {
       {active !== null && (
         <div className="grid2" data-testid="train-curves">
           <Plot title={`run #${active}: episodic reward`} xTime={false} series={[{ label: "reward", stroke: "#4ea1ff" }]} data={xs("charts/episodic_return")} />
-          <Plot title="evaluation P&L ($, held-out)" xTime={false} series={[{ label: "eval P&L", stroke: "#3fb950" }]} data={xs("eval/total_pnl")} />
+          <Plot title="validation P&L ($) per evaluation (the best one is kept)" xTime={false} series={[{ label: "eval P&L", stroke: "#3fb950" }]} data={xs("eval/total_pnl")} />
           <Plot title="losses" xTime={false}
             series={lossKeys.map((k, i) => ({ label: k.replace("losses/", ""), stroke: ["#f2a444", "#ff5c8a", "#a371f7", "#4ea1ff"][i % 4] }))}
             data={[lossX.map((p) => p.timesteps), ...lossKeys.map((k) => lossX.map((p) => p.metrics[k] ?? null))]} />
