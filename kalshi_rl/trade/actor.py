@@ -340,6 +340,8 @@ class Actor:
     last_decision_ns: np.ndarray
     pending_reset: np.ndarray
     _shadow_pos: np.ndarray
+    # env execution: books updated at or after their market's close (no decision there)
+    after_close_books: int = 0
 
     def __init__(
         self,
@@ -410,6 +412,7 @@ class Actor:
         self._pending: dict[int, _Pending] = {}
         self._busy_until: dict[int, int] = {}
         self._last_step: dict[int, int] = {}
+        self._last_view: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (px, qty)
         self.ring = Ring(DECISION_DTYPE, self.config.ring_capacity)
         self._ring_latency = self.ring.buf["latency_ns"]  # int64 views: cheap to write
         self._rec_latency = self._rec["latency_ns"]
@@ -768,6 +771,23 @@ class Actor:
         self._fill_acct(i)
         return self._value_of(self._acct, i, self._rules)
 
+    def value_at_last_decision(self, i: int) -> int:
+        """Market ``i``'s sub-account value (money) with its open position marked at the
+        book of its last decision point (env execution), as the env values an episode that
+        ends unsettled at its last row; the book now may have moved since."""
+        from core.account import position_value
+
+        view = self._last_view.get(i)
+        if view is None:
+            return self.market_value(i)
+        self._fill_acct(i)
+        rules, acct = self._rules, self._acct
+        v = position_value(
+            int(acct[0]["position"]), view[0], view[1], self._consumed_of(int(self.slots[i])),
+            rules.fees, rules.mark_mode,
+        )  # fmt: skip
+        return int(acct[0]["cash"]) + int(v)
+
     def total_value(self) -> int:
         """Sum of the markets' sub-account values (money); starts at start_cash x markets."""
         return sum(self.market_value(i) for i in range(len(self.tickers)))
@@ -1058,24 +1078,43 @@ class Actor:
             return NO_TS
         return int(self.receipt_ms(self.tickers[i], int(self.books.meta[slot]["n_snapshots"])))
 
+    def _book_ts(self, i: int, slot: int) -> int:
+        """The time of market ``i``'s last update: its exchange time (a snapshot without
+        one: its receipt) -- the time a dataset build compares with the market's close."""
+        m = self.books.meta[slot]
+        ts = int(m["last_exch_ts"])
+        if ts == NO_TS:
+            r = self._recv_ms(i, slot)
+            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        return ts
+
     def _row_ts(self, i: int, slot: int) -> int:
         """The time the next decision on market ``i`` will have (``decide_observe``'s).
 
         The book's exchange time (a snapshot without one: its receipt), run forward within
         the segment -- the dataset's ``ts``, the env's clock.
         """
-        m = self.books.meta[slot]
-        ts = int(m["last_exch_ts"])
-        if ts == NO_TS:
-            r = self._recv_ms(i, slot)
-            ts = int(m["last_recv_ts"]) // 1_000_000 if r == NO_TS else r
+        ts = self._book_ts(i, slot)
         if self.pending_reset[i]:
             return ts
         return max(ts, int(self.seg_ts_max[i]))
 
     def _decide_env(self, i: int, recv_ns: int) -> int:
-        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``)."""
+        """``decide`` with the env's execution (``ActorConfig.execution == 'env'``).
+
+        A book updated at or after the market's close time is no decision point: a dataset
+        build ends the market's segment at such an update (``store.history``, END_CLOSE),
+        so the env's episode ended at the decision point before it.  An order still in
+        flight executes as at a segment's end (``_flush_pending``); the book is counted in
+        ``after_close_books``.
+        """
         slot = int(self.slots[i])
+        close = int(self.close_ms[i])
+        if close != NO_TS and self._book_ts(i, slot) >= close:
+            self.after_close_books += 1
+            if i in self._pending:
+                self._flush_pending(i)
+            return 0
         pend = self._pending.get(i)
         if pend is not None and self._row_ts(i, slot) > pend.sent_ms + self._rules.entry_ms:
             # this book is the first later than its arrival: it met the one before (the
@@ -1100,6 +1139,7 @@ class Actor:
             self.counts[self._skip_keys[st]] += 1
             return 0
         self.last_decision_ns[i] = now
+        self._last_view[i] = (self._px.copy(), self._qty.copy())
         policy = self.model.policy
         if policy.decide(self._obs) != POLICY_OK:
             self.counts["bad_obs"] += 1

@@ -9,7 +9,10 @@ One recorded feed session is checked end to end:
    ``LiveNode`` that does not record (``record=False``) feeds its books; the paper client
    and the actor (``tick_updates = N``, nothing persisted) trade on them.  The replay is
    stepped one recorded event at a time and each is awaited until the feed applied it,
-   so the actor sees every intermediate book (as the dataset replay does).
+   so the actor sees every intermediate book (as the dataset replay does).  After it,
+   the markets the dataset settles at their result are settled on the paper client (the
+   replay serves no lifecycle events); the paper P&L marks what is still open at the
+   book of the market's last decision point, as the env marks an unsettled end.
 3. **Backtest** -- the env (``KalshiTradingEnv``, the model's own ``EnvConfig``) runs each
    segment with the same model's deterministic action (``model.predict``).
 
@@ -287,8 +290,14 @@ async def replay_with_actor(
     tickers: list[str],
     fast: bool = True,
     step_timeout_s: float = 10.0,
+    results: dict[str, str] | None = None,
 ) -> tuple[Any, int, dict[str, int], dict[str, int]]:
     """Replay the session through the sim with the actor attached.
+
+    ``results``: ticker -> ``'yes'``/``'no'`` for the markets the dataset settles at their
+    result; after the replay the paper client settles them (``settle_market``), as the
+    exchange's ``settled`` lifecycle event would live (a replay serves the book and trade
+    rows, not the lifecycle), so the paper P&L is the env's settled P&L.
 
     Returns:
         (actor, events replayed, ticker -> paper P&L in money, ticker -> paper fills).
@@ -362,7 +371,11 @@ async def replay_with_actor(
                 events += n
                 await _wait(lambda e=expected: seen() >= e, step_timeout_s, "the feed")
             actor.flush_pending()  # the data ended: orders in flight as at a segment's end
-            pnl = {t: actor.market_value(i) - actor.start_cash for i, t in enumerate(actor.tickers)}
+            for t, res in (results or {}).items():
+                trading.paper.settle_market(t, res)
+            # marked as the env marks an unsettled episode's end: at its last decision point
+            pnl = {t: actor.value_at_last_decision(i) - actor.start_cash
+                   for i, t in enumerate(actor.tickers)}  # fmt: skip
             fills = trading.paper.fills_array()
             paper_fills = {t: int((fills["market"] == int(actor.slots[i])).sum())
                            for i, t in enumerate(actor.tickers)}  # fmt: skip
@@ -530,7 +543,7 @@ async def run_parity(
 
     ds, tickers = await build_session_dataset(dsn, session_id, cadence)
     actor, events, pnl, fills = await replay_with_actor(
-        dsn, session_id, model_ref, cadence, tickers=tickers, fast=fast
+        dsn, session_id, model_ref, cadence, tickers=tickers, fast=fast, results=settled(ds)
     )
     conn = await db.connect(dsn)
     try:
@@ -544,6 +557,22 @@ async def run_parity(
     for n in notes:
         report.note(n)
     return compare(report, ds, actor, env_runs, pnl, fills, paper_fees(actor))
+
+
+def settled(ds: Any) -> dict[str, str]:
+    """ticker -> ``'yes'``/``'no'``: the markets whose last segment the env settles at the
+    market's result (``Dataset.seg_result``)."""
+    from kalshi_rl.env.kernels import RESULT_NO, RESULT_YES
+
+    out: dict[str, str] = {}
+    for s in range(ds.n_segments):  # segments in time order: the last one of a market wins
+        t = ds.markets[int(ds.seg_market[s])]
+        r = int(ds.seg_result[s])
+        if r in (RESULT_NO, RESULT_YES):
+            out[t] = "yes" if r == RESULT_YES else "no"
+        else:
+            out.pop(t, None)
+    return out
 
 
 def paper_fees(actor: Any) -> dict[str, int]:

@@ -122,6 +122,53 @@ async def test_replayed_session_matches_dataset_and_env(pg_dsn: str, tmp_path: P
     assert all(m.paper_fills > 2 for m in report3.markets), report3.text()
 
 
+async def test_trained_ppo_agent_matches_in_full(pg_dsn: str, tmp_path: Path) -> None:
+    """A PPO agent trained (briefly, with SB3's default MLP and the shipped EnvConfig:
+    50 ms entry latency, Kalshi fees) on the recorded session itself: its actions depend
+    nonlinearly on every feature, account features included, and its orders stay in
+    flight over many rows (the sim's time moves 2 ms per step).  The markets close
+    before the recording ends and settle at a result, as the PPO experiment's do.
+    bench/parity_trained.py runs the experiment's agents on 215 recorded markets."""
+    from stable_baselines3 import PPO
+
+    from kalshi_rl.env.vec import KalshiVecEnv
+    from kalshi_rl.trade.parity import build_session_dataset
+
+    session = await record_session(pg_dsn, tmp_path, steps=30)
+    conn = await db.connect(pg_dsn)
+    try:
+        # each market closes within the recording (at its 80th percentile of delta times)
+        # and is determined (yes / no): the dataset ends the segment at the first update at
+        # or after the close and settles at the result; live, the actor must not decide
+        # after the close, and the paper settles at the result
+        await conn.execute(
+            "UPDATE markets m SET open_time = now() - interval '1 minute',"
+            " close_time = to_timestamp((SELECT percentile_disc(0.8) WITHIN GROUP"
+            " (ORDER BY d.exch_ts) FROM orderbook_deltas d WHERE d.market_id = m.id) / 1000.0),"
+            " result = CASE WHEN m.id % 2 = 0 THEN 'yes' ELSE 'no' END"
+        )
+        after_close = await conn.fetch(
+            "SELECT count(*) AS n FROM orderbook_deltas d JOIN markets m ON m.id = d.market_id"
+            " WHERE d.exch_ts >= (extract(epoch FROM m.close_time) * 1000)::bigint"
+            " GROUP BY m.id"
+        )
+    finally:
+        await conn.close()
+    assert len(after_close) == 2 and all(r["n"] > 5 for r in after_close)  # books after close
+    ds, _ = await build_session_dataset(pg_dsn, session, 1)
+    assert list(ds.seg_result) in ([0, 1], [1, 0])  # both settle at their result
+    cfg = EnvConfig()
+    assert cfg.entry_latency_ms == (50, 50)
+    venv = KalshiVecEnv(ds, n_envs=4, config=cfg, seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu")
+    model.learn(256)
+    await register(pg_dsn, tmp_path, "trained", model, cfg)
+    report = await run_parity(pg_dsn, session, "trained", cadence=1)
+    print(report.text())
+    _assert_full_parity(report)
+    assert all(m.paper_fills > 0 for m in report.markets), report.text()
+
+
 def _assert_full_parity(report: object) -> None:
     """Every market matches in full; the session has the rows a lookahead would part at."""
     from kalshi_rl.trade.parity import ParityReport
