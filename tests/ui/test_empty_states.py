@@ -1,5 +1,6 @@
 """Pages before there is anything to plot: the Agent page with no actor trading shows the
-P&L chart's empty state (not an empty time axis over a made-up span of years), and no
+P&L chart's empty state (not an empty time axis over a made-up span of years), the
+Settlements panel's empty state (no rows, no restore line: nothing was restored), and no
 page logs a console error."""
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ async def test_empty_pnl_chart_shows_an_empty_state(
     assert await chart.get_attribute("data-empty") == "1"
     # the uPlot canvas (and its axes) is not shown while there is nothing to plot
     assert not await chart.locator(".uplot").is_visible()
+    await page.locator("[data-testid=settlements-empty]", has_text="No settlements").wait_for()
+    assert await page.locator("[data-testid=settlement-row]").count() == 0
+    assert await page.locator("[data-testid=restore-status]").count() == 0
     await page.screenshot(path=artifacts / "agent-empty.png")
     for route in ("markets", "training", "models", "data"):
         await page.goto(f"{base}/#/{route}")

@@ -6,12 +6,14 @@ and is determined while nothing listens (no lifecycle event will ever reach the 
 the trader restarts, restores the account, looks the market up over REST
 (``GET /markets/{ticker}``) and settles it.  Cash is checked against an independent
 recomputation from the paper_fills rows plus the sim's results, and on the dashboard's
-``/rl/actor`` (served over loopback on the restarted node).
+``/rl/actor`` (served over loopback on the restarted node), whose restore counters the
+Agent page (ui/dist in headless Debian Chromium) shows in its restore line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +44,8 @@ from kalshi_rl.web.config import WebConfig
 pytestmark = pytest.mark.slow
 
 FAST = ModelParams(determine_delay_ms=200, settle_delay_ms=300)
+UI_DIST = Path(__file__).resolve().parents[3] / "ui" / "dist"
+CHROMIUM = os.environ.get("KALSHI_RL_CHROMIUM", "/usr/bin/chromium")
 
 
 def _result(sim: SimExchange, ticker: str) -> str | None:
@@ -145,7 +149,8 @@ async def _dashboard_actor(nd: LiveNode, trading: object, tmp: Path) -> dict[str
     """GET /rl/actor of the dashboard app served over loopback on this node and trading."""
     control = ActorControl(nd)
     control.trading = trading
-    wcfg = WebConfig(port=0, data_dir=tmp / "data", ui_dir=tmp / "no-ui")
+    assert (UI_DIST / "index.html").is_file(), "ui/dist is missing: run `make ui`"
+    wcfg = WebConfig(port=0, data_dir=tmp / "data", ui_dir=UI_DIST)
     app = create_app(nd, wcfg, actor=control)
     started = asyncio.Event()
     task = asyncio.create_task(serve(app, wcfg, started))
@@ -156,10 +161,33 @@ async def _dashboard_actor(nd: LiveNode, trading: object, tmp: Path) -> dict[str
             r = await client.get("/rl/actor")
         assert r.status_code == 200, r.text
         out: dict[str, Any] = r.json()
+        await _check_restore_line(url, out["restore"])
         return out
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def _check_restore_line(url: str, rs: dict[str, Any]) -> None:
+    """The Agent page's restore line shows the API's restore counters."""
+    from playwright.async_api import async_playwright
+
+    want = (
+        f"restored: {rs['held']} held, {rs['settled']} settled, {len(rs['pending'])} pending,"
+        f" {rs['failed']} failed"
+    ) + (f" ({', '.join(rs['pending'])})" if rs["pending"] else "")
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu"]
+        )
+        try:
+            page = await b.new_page()
+            await page.goto(f"{url}/#/agent")
+            line = page.locator("[data-testid=restore-status]")
+            await line.wait_for(timeout=15_000)
+            assert (await line.inner_text()).strip() == want
+        finally:
+            await b.close()
 
 
 async def _failed_lookups_are_counted_and_retried(paper: object, down: set[str]) -> None:

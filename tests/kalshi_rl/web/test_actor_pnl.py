@@ -6,12 +6,14 @@ served over loopback, PostgreSQL holding the paper logs.  Markets are listed, tr
 closed and determined while the actor runs; then the kill switch stops new positions and
 every held position is left to settle.  The P&L the API serves must equal an account
 rebuilt by hand from the ``paper_fills`` rows plus the payouts the markets' results give,
-and the chart's last point must be the header's value in every response.
+and the chart's last point must be the header's value in every response.  The Agent page
+(ui/dist in headless Debian Chromium) shows every settlement with the payout the API reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,42 @@ pytestmark = pytest.mark.slow
 
 FAST = ModelParams(determine_delay_ms=200, settle_delay_ms=300)
 PAIR = 100  # money per count unit of a winning contract ($1 per contract)
+ROOT = Path(__file__).resolve().parents[3]
+UI_DIST = ROOT / "ui" / "dist"
+CHROMIUM = os.environ.get("KALSHI_RL_CHROMIUM", "/usr/bin/chromium")
+
+
+def _usd(m: int) -> str:
+    """The dashboard's ``usd`` format: money units of $0.0001 as dollars, 2 decimals."""
+    return f"{'-' if m < 0 else ''}${abs(m) / 10000:.2f}"
+
+
+async def _check_settlements_page(url: str, settlements: list[dict[str, Any]]) -> None:
+    """The Agent page's Settlements panel lists exactly the API's settlements (newest first),
+    each with its result, and its payout in dollars as the API reports it."""
+    from playwright.async_api import async_playwright
+
+    want = [(s["ticker"], s["result"], _usd(s["payout"])) for s in settlements]
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu"]
+        )
+        try:
+            page = await b.new_page(viewport={"width": 1440, "height": 900})
+            await page.goto(f"{url}/#/agent")
+            rows = page.locator("[data-testid=settlement-row]")
+            await rows.nth(len(want) - 1).wait_for(timeout=15_000)
+            got = []
+            for i in range(await rows.count()):
+                cells = await rows.nth(i).locator("td").all_inner_texts()
+                got.append((cells[0], cells[1], cells[3]))
+            assert got == want, (got, want)
+            assert await page.locator("[data-testid=settlements-empty]").count() == 0
+            shots = Path(os.environ.get("KALSHI_RL_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+            (shots / "ui").mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=shots / "ui" / "agent-settlements.png")
+        finally:
+            await b.close()
 
 
 def _check_chart_ends_at_header(body: dict[str, Any]) -> None:
@@ -83,7 +121,8 @@ async def test_pnl_header_chart_and_truth_agree_across_listings_and_settlements(
         record_limit=0,
     )  # fmt: skip
     acfg = ActorConfig(risk=RiskConfig(kill_file=str(tmp_path / "trade.kill"), close_guard_s=0.5))
-    web = WebConfig(port=0, data_dir=tmp_path / "data", ui_dir=tmp_path / "no-ui")
+    assert (UI_DIST / "index.html").is_file(), "ui/dist is missing: run `make ui`"
+    web = WebConfig(port=0, data_dir=tmp_path / "data", ui_dir=UI_DIST)
     async with (
         live_stack(
             pg_dsn,
@@ -160,3 +199,9 @@ async def test_pnl_header_chart_and_truth_agree_across_listings_and_settlements(
             if loop.time() > deadline:
                 pytest.fail("paper settlements did not reach PostgreSQL")
             await asyncio.sleep(0.2)
+
+        # the Agent page shows those settlements, the payouts in dollars as the API has them
+        settlements = (await client.get("/rl/actor")).json()["settlements"]
+        assert len(settlements) == want and any(s["payout"] > 0 for s in settlements)
+        assert sum(s["payout"] for s in settlements) == payouts
+        await _check_settlements_page(url, settlements)

@@ -150,6 +150,25 @@ export function Agent() {
               ))}
             </tbody>
           </table>
+          <h3>Settlements</h3>
+          {actor?.restore && (
+            <p className="muted small" data-testid="restore-status">
+              restored: {actor.restore.held} held, {actor.restore.settled} settled, {actor.restore.pending.length} pending, {actor.restore.failed} failed
+              {actor.restore.pending.length > 0 ? ` (${actor.restore.pending.join(", ")})` : ""}
+            </p>
+          )}
+          <table className="grid small" data-testid="settlements">
+            <thead><tr><th>market</th><th>result</th><th>position</th><th title="what the position paid at settlement">payout</th><th>time</th></tr></thead>
+            <tbody>
+              {(actor?.settlements ?? []).map((s) => (
+                <tr key={`${s.ticker}-${s.ts_ms}`} data-testid="settlement-row" data-ticker={s.ticker}>
+                  <td className="mono">{s.ticker}</td><td>{s.result}</td><td className="num">{qty(s.position)}</td>
+                  <td className="num" data-testid="settlement-payout">{usd(s.payout)}</td>
+                  <td>{s.ts_ms ? new Date(s.ts_ms).toLocaleTimeString() : "–"}</td></tr>
+              ))}
+            </tbody>
+          </table>
+          {(actor?.settlements ?? []).length === 0 && <p className="muted" data-testid="settlements-empty">No settlements yet.</p>}
         </div>
         <div className="col grow card">
           <h3>Actions <span className="muted small">ws {sock} · click a row for its observation</span></h3>
