@@ -10,8 +10,9 @@ and evaluates them without torch (``kalshi_rl.trade.policy`` exports them from a
 SB3 model and falls back to ``model.predict`` for anything else).
 
 Layout (``MlpParams``): layer ``l`` maps ``layer_in[l]`` inputs to ``layer_out[l]`` outputs
-with ``W`` (row-major ``[out, in]``) at ``params[layer_off[l]:]`` followed by its bias; the
-last layer is the action head (no activation), the others use ``act`` (POLICY_ACT_*).
+with ``W`` stored input-major (``W.T`` row-major, ``[in, out]``) at ``params[layer_off[l]:]``
+followed by its bias; the last layer is the action head (no activation), the others use
+``act`` (POLICY_ACT_*).
 
 Arithmetic is float64 (torch uses float32): logits agree to ~1e-6 and the argmax agrees
 except on ties closer than float32 rounding, which the tests check do not occur on
@@ -86,20 +87,26 @@ def mlp_logits(  # noqa: PLR0917 -- njit kernels take positional arrays/scalars
         off = layer_off[li]
         boff = off + n_in * n_out
         last = li == n_layers - 1
+        out = logits if last else y
         for j in range(n_out):
-            s = params[boff + j]
-            row = off + j * n_in
-            for i in range(n_in):
-                s += params[row + i] * x[i]
-            if last:
-                logits[j] = s
-            elif act == POLICY_ACT_TANH:
-                y[j] = np.tanh(s)
+            out[j] = params[boff + j]
+        # input-major: each output keeps its own running sum, in the order b + w0 x0 + w1 x1
+        # + ... (the same float64 arithmetic as a per-output dot), and the inner loop runs
+        # over independent outputs, which vectorizes
+        for i in range(n_in):
+            xi = x[i]
+            w = params[off + i * n_out : off + (i + 1) * n_out]
+            for j in range(n_out):
+                out[j] += w[j] * xi
+        if not last:
+            if act == POLICY_ACT_TANH:
+                for j in range(n_out):
+                    y[j] = np.tanh(y[j])
             elif act == POLICY_ACT_RELU:
-                y[j] = s if s > 0.0 else 0.0
-            else:
-                y[j] = s
-        x, y = y, x
+                for j in range(n_out):
+                    v = y[j]
+                    y[j] = v if v > 0.0 else 0.0
+            x, y = y, x
     return POLICY_OK
 
 
@@ -221,7 +228,7 @@ def mlp_params(
         lin.append(w.shape[1])
         lout.append(w.shape[0])
         loff.append(off)
-        parts += [w.ravel(), b]
+        parts += [w.T.ravel(), b]  # input-major (mlp_logits' loop order)
         off += w.size + b.size
         prev = w.shape[0]
     h = np.asarray(heads, dtype=np.int64)

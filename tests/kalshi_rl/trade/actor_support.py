@@ -29,27 +29,50 @@ from kalshi_rl.train.run import env_identity
 POS = N_MARKET_FEATURES  # index of the account feature "position"
 
 
-def flip_flop_model(cfg: EnvConfig, buy: int = ACT_BUY_YES, sell: int = ACT_SELL_YES) -> Any:
+def flip_flop_model(
+    cfg: EnvConfig,
+    buy: int = ACT_BUY_YES,
+    sell: int = ACT_SELL_YES,
+    hidden: tuple[int, ...] = (),
+) -> Any:
     """A PPO whose deterministic action is ``buy`` when flat and ``sell`` when holding.
 
     The action head reads the position feature straight from the observation (no hidden
     layer): flat -> buy wins by 0.5; holding one contract (feature 0.139) -> sell wins.
+
+    ``hidden`` (e.g. ``(64, 64)``, SB3's default ``MlpPolicy``): tanh layers of that width
+    with SB3's own random initialisation, except that unit 0 of each carries the position
+    feature on (``tanh(tanh(pos))`` keeps its sign); the head reads unit 0 with weights
+    scaled to the carried value.  Every layer is computed in full, so the forward pass
+    costs what a default-sized policy costs; the decision rule is the same.
     """
     venv = KalshiVecEnv(random_walk_dataset(2, 50, seed=1), n_envs=1, config=cfg, seed=1)
     model = PPO(
-        "MlpPolicy", venv, n_steps=16, batch_size=16, policy_kwargs={"net_arch": []}, device="cpu"
-    )
+        "MlpPolicy", venv, n_steps=16, batch_size=16,
+        policy_kwargs={"net_arch": list(hidden)}, device="cpu",
+        **({"seed": 1} if hidden else {}),  # the hidden layers' init: the same every run
+    )  # fmt: skip
     net = model.policy.action_net
     assert isinstance(net, torch.nn.Linear)
+    pos_in, carried = POS, torch.tensor(0.139)
     with torch.no_grad():
+        for layer in model.policy.mlp_extractor.policy_net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight[0].zero_()
+                layer.weight[0, pos_in] = 1.0
+                layer.bias[0] = 0.0
+                for w in layer.weight[1:]:
+                    w[pos_in] = 0.0  # the other units do not see the position
+                pos_in, carried = 0, torch.tanh(carried)
+        scale = float(0.139 / carried)  # the head sees what the flat net would
         net.weight.zero_()
         net.bias.fill_(-5.0)
         net.bias[ACT_HOLD] = 0.0
         sign = 1.0 if buy in (ACT_BUY_YES, ACT_SELL_NO) else -1.0  # buying YES: pos > 0
         net.bias[buy] = 0.5
-        net.weight[buy, POS] = -10.0 * sign
+        net.weight[buy, pos_in] = -10.0 * sign * scale
         net.bias[sell] = 0.0
-        net.weight[sell, POS] = 10.0 * sign
+        net.weight[sell, pos_in] = 10.0 * sign * scale
     return model
 
 
