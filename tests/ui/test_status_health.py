@@ -11,6 +11,7 @@ snapshot) makes the node ``degraded``, with the market named in the reason.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,9 @@ async def test_status_ok_through_listings_and_closes_degraded_on_a_broken_book(
         bar = page.locator("[data-testid=status-bar]")
         await bar.locator(".pill.ok", has_text="ok").wait_for(timeout=15_000)
         assert await page.locator("[data-testid=status-books-invalid]").count() == 0
+        # the feed's p99 is a histogram bucket's bound, shown as one in readable units
+        feed_text = await page.locator("[data-testid=status-feed]").inner_text()
+        assert re.search(r"p99 ≤\d+ (µs|ms)", feed_text), feed_text
         await page.screenshot(path=artifacts / "status-ok-rolling.png")
 
         # an open, followed market whose book had its snapshot and is then invalidated

@@ -4,6 +4,11 @@ import { useSocket } from "../api/ws";
 
 type Status = Schemas["Status"];
 
+/** The feed's p99 bucket bound (us) as "N µs" or "N ms". */
+function latencyBound(us: number): string {
+  return us >= 1000 ? `${fmt(us / 1000, 0)} ms` : `${fmt(us, 0)} µs`;
+}
+
 export function StatusBar() {
   const [st, setSt] = useState<Status | null>(null);
   const sock = useSocket("/rl/ws/status", (m) => {
@@ -16,7 +21,14 @@ export function StatusBar() {
       <span className={`pill ${st.health}`} title={st.reasons.join(", ")}>{st.health}</span>
       <span data-testid="status-feed">
         feed <b className={feedOk ? "ok" : "bad"}>{feedOk ? "up" : "down"}</b>
-        {st.feed && <> · {fmt(st.feed.msgs_per_s, 0)} msg/s · p99 {fmt(st.feed.latency_p99_us, 0)}µs</>}
+        {st.feed && (
+          <>
+            {" "}· {fmt(st.feed.msgs_per_s, 0)} msg/s ·{" "}
+            <span title="receive -> book latency: the 99th percentile lies in the histogram bucket up to this bound (1-2-5 steps)">
+              p99 ≤{latencyBound(st.feed.latency_p99_us)}
+            </span>
+          </>
+        )}
       </span>
       <span data-testid="status-books" title="waiting: listed, not open yet or first book not here yet; closed: closed, determined or no longer followed">
         books <b className="ok">{st.books_valid}</b> valid
