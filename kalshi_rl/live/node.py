@@ -46,6 +46,7 @@ from kalshi_rl.live.session import (
     meta_sink,
     upsert_market_meta,
 )
+from kalshi_rl.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -292,17 +293,11 @@ class LiveNode:
         if self._warm_task is not None:  # _open failed early: let the thread finish
             warm, self._warm_task = self._warm_task, None
             await asyncio.wait([warm])  # never raises; _warm logs its own errors
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain_task
+        await stop_tasks([self._drain_task])
         if self.feed is not None:
             self.books_valid_at_stop = self.feed.books_valid()  # stopping invalidates them
             self.markets_at_stop = len(self.feed.tickers)
-        if self._follow_task is not None:
-            self._follow_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follow_task
+        await stop_tasks([self._follow_task])
         if self.feed is not None:
             self.feed.stop()
         try:

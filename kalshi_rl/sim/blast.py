@@ -9,7 +9,6 @@ served from those frames.  The measured rates land in ``results``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import NamedTuple
@@ -18,6 +17,7 @@ from core.dtypes import EV_DELTA, SIDE_NO, SIDE_YES
 from kalshi_rl.kalshi.protocol import KalshiErrorCode
 from kalshi_rl.sim import wire
 from kalshi_rl.sim.subscriptions import Session, Sub, Subscriptions
+from kalshi_rl.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,7 @@ class Blast:
 
     async def stop(self) -> None:
         """Cancel running blasts."""
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(list(self._tasks))
 
     async def _blast(self, s: Session, sub: Sub) -> None:
         """Write the pre-encoded frames as fast as the socket takes them."""

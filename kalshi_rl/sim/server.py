@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from typing import Any
@@ -51,6 +50,7 @@ from kalshi_rl.sim.portfolio import Portfolio
 from kalshi_rl.sim.private import PrivateFeed
 from kalshi_rl.sim.routing import Authenticator, Router
 from kalshi_rl.sim.subscriptions import CHANNELS, SentMessage, Subscriptions
+from kalshi_rl.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +213,8 @@ class SimExchange:
 
     async def stop(self) -> None:
         """Stop generating, disconnect clients and close the port."""
-        for task in (self._task, self._fault_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._fault_task = None
+        tasks, self._task, self._fault_task = (self._task, self._fault_task), None, None
+        await stop_tasks(tasks)
         await self.blast.stop()
         self.disconnect_all()
         if self._server is not None:

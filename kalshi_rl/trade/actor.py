@@ -40,7 +40,6 @@ mtime fallback) lives in ``kalshi_rl.trade.reload``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -87,6 +86,7 @@ from core.paper_book import TAKER_POS
 from core.policy import FastPolicy
 from core.ring import Ring
 from kalshi_rl.errors import ConfigError, KalshiApiError, LiveTradingRefused, PolicyError
+from kalshi_rl.tasks import stop_tasks
 from kalshi_rl.trade.decide import (
     C_LEN,
     COUNT_NAMES,
@@ -603,11 +603,7 @@ class Actor:
         if self._stopped:
             return
         self._stopped = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await self._close(self._live, status)
         if self._shadow is not None:

@@ -28,6 +28,7 @@ import orjson
 from kalshi_rl import registry
 from kalshi_rl.errors import KalshiRLError
 from kalshi_rl.live.session import DB_ERRORS
+from kalshi_rl.tasks import stop_tasks
 from kalshi_rl.trade.policy import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,7 @@ class Reloader:
 
     async def close(self) -> None:
         """Stop listening and polling."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._conn is not None:
             conn, self._conn = self._conn, None

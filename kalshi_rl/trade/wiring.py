@@ -19,7 +19,6 @@ actor stops (episode closed), then the sinks and writers flush.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from core.dtypes import NO_TS
 from kalshi_rl import registry
 from kalshi_rl.errors import ConfigError, KalshiRLError, RegistryError
+from kalshi_rl.tasks import stop_tasks
 from kalshi_rl.trade.actor import Actor, ActorConfig, refuse_live
 from kalshi_rl.trade.records import ActionSink, EpisodeStore
 from kalshi_rl.trade.reload import Reloader, load_version
@@ -374,11 +374,8 @@ class RestoreSettler:
         self._task = asyncio.create_task(self._run(), name="paper-restore-settler")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks([task])
         if self._rest is not None:
             await self._rest.aclose()
             self._rest = None
@@ -441,11 +438,8 @@ class MarketSync:
         self._task = asyncio.create_task(self._run(), name="actor-market-sync")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks([task])
 
     def missing(self) -> list[str]:
         """Tickers the feed follows that the actor does not trade yet."""
