@@ -40,11 +40,8 @@ async def test_a_task_ignoring_its_cancellation_is_named_and_left_behind(
     stuck = asyncio.create_task(_ignores_cancellation(started, release), name="stuck-part")
     fine = asyncio.create_task(_forever(), name="fine-part")
     await started.wait()
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
     with caplog.at_level(logging.ERROR, logger="kalshi_rl.tasks"):
-        await stop_tasks([stuck, fine], timeout=0.3)
-    assert loop.time() - t0 < 5  # returned instead of hanging
+        await stop_tasks([stuck, fine], timeout=0.3)  # returns although one never ends
     assert fine.cancelled() and not stuck.done()
     assert "'stuck-part' did not stop within 0.3 s" in caplog.text
     release.set()
